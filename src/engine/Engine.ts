@@ -1,0 +1,101 @@
+/**
+ * The Engine service: token-in, token-out generation and scoring, stateless to the caller.
+ * A request carries the whole context of one sequence; forking is sending several requests that share
+ * a prefix (adapters reuse shared prefixes internally). Adapters: embedded (jax-js), llama.cpp, HTTP.
+ * This module is the contract only; it does not sample or hold weights.
+ */
+import { Context, type Effect, Schema } from "effect"
+import type { Key } from "../core/random.ts"
+import type { TokenId } from "../core/tokens.ts"
+
+/** One sequence to continue. */
+export interface GenerateRequest {
+  /** the full context: prompt and everything generated or inserted so far */
+  readonly tokens: ReadonlyArray<TokenId>
+  /** at most this many new tokens */
+  readonly maxTokens: number
+  readonly temperature: number
+  readonly topP: number
+  /** stop when one of these token ids is sampled (kept in the output); embedded / llama.cpp */
+  readonly stopTokens: ReadonlyArray<TokenId>
+  /** stop when the decoded output ends with one of these (kept in the output); HTTP engines */
+  readonly stopStrings: ReadonlyArray<string>
+  /** all sampling randomness of this request comes from this key (token i uses uniform(key, i)) */
+  readonly key: Key
+}
+
+export type FinishReason =
+  | { readonly _tag: "stop"; readonly token?: TokenId; readonly text?: string }
+  | { readonly _tag: "eos" }
+  | { readonly _tag: "length" }
+
+/** Entropy of the next-token distribution at one position: exact, or the top-k interval. */
+export interface EntropyInterval {
+  readonly lower: number
+  readonly upper: number
+}
+
+export interface Generation {
+  /** the new tokens only */
+  readonly tokens: ReadonlyArray<TokenId>
+  /** log-prob of each new token under the sampling policy at temperature 1 */
+  readonly logprobs: ReadonlyArray<number>
+  /** entropy (nats, temperature 1) of the distribution each new token was drawn from; the
+   *  engine's point estimate when it only has top-k (see `entropyBounds`) */
+  readonly entropies: ReadonlyArray<number>
+  /** per-token interval when the engine has top-k log-probs only */
+  readonly entropyBounds?: ReadonlyArray<EntropyInterval>
+  readonly finish: FinishReason
+}
+
+/** Per-token log-probs and entropies of given sequences (entry t scores token t given tokens < t; entry 0 is 0). */
+export interface Scored {
+  readonly logprobs: ReadonlyArray<number>
+  readonly entropies: ReadonlyArray<number>
+}
+
+/** Text ⇄ tokens for the engine's model. Tags are single tokens on the embedded tokenizer. */
+export interface Tokenizer {
+  readonly vocabSize: number
+  readonly eos: TokenId
+  readonly pad: TokenId
+  readonly encode: (text: string) => ReadonlyArray<TokenId>
+  /** renders special tags as their text (never skipped) */
+  readonly decode: (tokens: ReadonlyArray<TokenId>) => string
+  /** the id of a special token such as "</search>", when the tokenizer has it as one token */
+  readonly special: (text: string) => TokenId | undefined
+}
+
+export interface Capabilities {
+  readonly entropy: "exact" | { readonly topK: number }
+  readonly prefixReuse: boolean
+  readonly maxConcurrency: number
+  /** bit-identical results for the same requests and keys */
+  readonly deterministic: boolean
+}
+
+export class EngineFailure extends Schema.TaggedError<EngineFailure>()("EngineFailure", {
+  adapter: Schema.String,
+  message: Schema.String,
+  transient: Schema.Boolean
+}) {}
+
+export class ContextOverflow extends Schema.TaggedError<ContextOverflow>()("ContextOverflow", {
+  adapter: Schema.String,
+  tokens: Schema.Int,
+  limit: Schema.Int
+}) {}
+
+export type EngineError = EngineFailure | ContextOverflow
+
+export class Engine extends Context.Service<Engine, {
+  readonly name: string
+  readonly capabilities: Capabilities
+  readonly tokenizer: Tokenizer
+  /** the policy version these weights are (bumped by WeightSync) */
+  readonly policyVersion: Effect.Effect<number>
+  /** continue many sequences at once; replies are in request order */
+  readonly generate: (requests: ReadonlyArray<GenerateRequest>) => Effect.Effect<ReadonlyArray<Generation>, EngineError>
+  /** per-token log-probs and entropies of the given sequences (temperature 1) */
+  readonly score: (sequences: ReadonlyArray<ReadonlyArray<TokenId>>) => Effect.Effect<ReadonlyArray<Scored>, EngineError>
+}>()("arpo/Engine") {}

@@ -1,0 +1,155 @@
+/**
+ * The typed metric events every layer emits (a Schema union tagged by `kind`). Reports are derived
+ * from these alone. Wall-clock fields end in `Ms`; everything else is a pure function of the seed and
+ * configuration on the embedded engine. This module defines data only; `Events.ts` is the service.
+ */
+import { Schema } from "effect"
+
+const Count = Schema.Int.pipe(Schema.check(Schema.isGreaterThanOrEqualTo(0)))
+const Ms = Schema.Finite
+
+/** One engine call (a batch of generate or score requests). */
+export const EngineCall = Schema.TaggedStruct("engine.call", {
+  adapter: Schema.String,
+  op: Schema.Literals(["generate", "score"]),
+  sequences: Count,
+  newTokens: Count,
+  /** tokens whose forward pass was computed (prompt tokens not found in the prefix cache + new tokens) */
+  computedTokens: Count,
+  /** prompt tokens served from a prefix cache */
+  reusedTokens: Count,
+  engineMs: Ms
+})
+
+/** One tool call. */
+export const ToolCall = Schema.TaggedStruct("tool.call", {
+  tool: Schema.String,
+  outcome: Schema.Literals(["ok", "error", "timeout", "limit", "malformed"]),
+  attempts: Count,
+  inputChars: Count,
+  outputChars: Count,
+  toolMs: Ms
+})
+
+/** Per-batch rollout figures (issue: samplers). */
+export const RolloutBatch = Schema.TaggedStruct("rollout.batch", {
+  sampler: Schema.String,
+  prompts: Count,
+  trajectories: Count,
+  failedTrajectories: Count,
+  tokensGenerated: Count,
+  tokensComputed: Count,
+  uniqueTreeTokens: Count,
+  branchConsidered: Count,
+  branchTaken: Count,
+  toolCalls: Count,
+  toolFailures: Count,
+  meanEntropyInitial: Schema.Finite,
+  meanEntropyAfterTool: Schema.Finite,
+  engineMs: Ms,
+  toolMs: Ms
+})
+
+/** One branch decision of an entropy-triggered sampler. */
+export const BranchDecision = Schema.TaggedStruct("rollout.branch", {
+  prompt: Count,
+  node: Schema.String,
+  hInitial: Schema.Finite,
+  hAfterTool: Schema.Finite,
+  deltaH: Schema.Finite,
+  probability: Schema.Finite,
+  u: Schema.Finite,
+  branched: Schema.Boolean
+})
+
+/** Rewards of one batch. */
+export const RewardBatch = Schema.TaggedStruct("reward.batch", {
+  mean: Schema.Finite,
+  accuracy: Schema.Finite,
+  formatErrors: Count,
+  toolCallsPerTrajectory: Schema.Finite,
+  toolCallsPerSolved: Schema.Finite,
+  trajectories: Count
+})
+
+/** One optimizer step (or one PPO epoch summary). */
+export const TrainStep = Schema.TaggedStruct("train.step", {
+  loss: Schema.Finite,
+  gradNorm: Schema.Finite,
+  clipFraction: Schema.Finite,
+  kl: Schema.Finite,
+  entropy: Schema.Finite,
+  tokens: Count,
+  /** mean |engine logprob − trainer logprob| over model tokens */
+  logprobMismatch: Schema.Finite,
+  trainMs: Ms
+})
+
+/** One supervised (cold-start) step. */
+export const SftStep = Schema.TaggedStruct("sft.step", {
+  loss: Schema.Finite,
+  tokens: Count,
+  trainMs: Ms
+})
+
+/** One evaluation on a held-out split. */
+export const Evaluation = Schema.TaggedStruct("eval", {
+  split: Schema.String,
+  questions: Count,
+  accuracyGreedy: Schema.Finite,
+  passAtK: Schema.Finite,
+  k: Count,
+  toolCallsPerQuestion: Schema.Finite,
+  evalMs: Ms
+})
+
+/** A checkpoint was written (atomically). */
+export const Checkpoint = Schema.TaggedStruct("checkpoint", {
+  path: Schema.String,
+  policyVersion: Count
+})
+
+/** A named scalar that has no dedicated event yet. */
+export const Metric = Schema.TaggedStruct("metric", {
+  name: Schema.String,
+  value: Schema.Finite
+})
+
+/** A line of text for a person (a warning, an excluded trajectory, …). */
+export const Note = Schema.TaggedStruct("note", {
+  level: Schema.Literals(["info", "warn", "error"]),
+  message: Schema.String
+})
+
+/** Every event body. Tagged by `_tag`, serialized as `kind`. */
+export const EventBody = Schema.Union([
+  EngineCall,
+  ToolCall,
+  RolloutBatch,
+  BranchDecision,
+  RewardBatch,
+  TrainStep,
+  SftStep,
+  Evaluation,
+  Checkpoint,
+  Metric,
+  Note
+])
+export type EventBody = typeof EventBody.Type
+
+/** Where an event belongs: stamped by the Events layer from the current `EventScope`. */
+export const Stamp = Schema.Struct({
+  run: Schema.String,
+  arm: Schema.String,
+  seed: Schema.Int,
+  step: Schema.Int,
+  seq: Count
+})
+export type Stamp = typeof Stamp.Type
+
+/** An event as stored: its stamp and its body. */
+export const StampedEvent = Schema.Struct({
+  stamp: Stamp,
+  event: EventBody
+})
+export type StampedEvent = typeof StampedEvent.Type
