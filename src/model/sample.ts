@@ -1,0 +1,87 @@
+/**
+ * Next-token choice on the host, in float64 from one row of logits: the temperature-1 log-softmax
+ * (for the reported log-prob), its exact full-vocabulary entropy, and a draw under temperature and
+ * top-p from one given uniform number. Pure and deterministic: the same logits and u give the same
+ * token. It does not produce the uniform numbers (the caller draws uniform(key, i)).
+ */
+
+export interface Choice {
+  readonly token: number
+  /** log-prob of `token` at temperature 1 (not truncated by top-p) */
+  readonly logprob: number
+  /** entropy (nats) of the temperature-1 distribution */
+  readonly entropy: number
+}
+
+/** log Σ exp(x) over x[off .. off+n). */
+export const logSumExp = (x: ArrayLike<number>, off: number, n: number, scale = 1): number => {
+  let m = -Infinity
+  for (let i = 0; i < n; i++) m = Math.max(m, x[off + i]! * scale)
+  let s = 0
+  for (let i = 0; i < n; i++) s += Math.exp(x[off + i]! * scale - m)
+  return m + Math.log(s)
+}
+
+/** Exact entropy of softmax(x[off .. off+n)): lse − Σ p·x. */
+export const entropyOf = (x: ArrayLike<number>, off: number, n: number): number => {
+  const lse = logSumExp(x, off, n)
+  let e = 0
+  for (let i = 0; i < n; i++) {
+    const l = x[off + i]! - lse
+    e -= Math.exp(l) * l
+  }
+  return Math.max(0, e)
+}
+
+/** Index of the largest logit (lowest index on ties). */
+const argmax = (x: ArrayLike<number>, off: number, n: number): number => {
+  let best = 0
+  for (let i = 1; i < n; i++) if (x[off + i]! > x[off + best]!) best = i
+  return best
+}
+
+/**
+ * Draws from softmax(x / temperature) restricted to the smallest set of most likely tokens whose
+ * mass reaches topP, by inverse CDF with u ∈ [0,1). Temperature 0 is greedy.
+ */
+export const draw = (x: ArrayLike<number>, off: number, n: number, temperature: number, topP: number, u: number): number => {
+  if (temperature <= 0) return argmax(x, off, n)
+  const inv = 1 / temperature
+  const lse = logSumExp(x, off, n, inv)
+  const p = new Float64Array(n)
+  for (let i = 0; i < n; i++) p[i] = Math.exp(x[off + i]! * inv - lse)
+  let order: Array<number> | undefined
+  let total = 1
+  if (topP < 1) {
+    order = Array.from({ length: n }, (_, i) => i).sort((a, b) => p[b]! - p[a]! || a - b)
+    let cum = 0
+    let keep = 0
+    while (keep < n && (keep === 0 || cum < topP)) cum += p[order[keep++]!]!
+    order.length = keep
+    total = cum
+  }
+  const target = u * total
+  let cum = 0
+  const ids = order ?? Array.from({ length: n }, (_, i) => i)
+  for (const i of ids) {
+    cum += p[i]!
+    if (target < cum) return i
+  }
+  // float rounding: fall back to the last token with positive mass
+  for (let j = ids.length - 1; j >= 0; j--) if (p[ids[j]!]! > 0) return ids[j]!
+  return ids[ids.length - 1]!
+}
+
+/** One sampling decision from a logits row. */
+export const choose = (
+  x: ArrayLike<number>,
+  off: number,
+  n: number,
+  temperature: number,
+  topP: number,
+  u: number
+): Choice => {
+  const token = draw(x, off, n, temperature, topP, u)
+  const lse = logSumExp(x, off, n)
+  return { token, logprob: x[off + token]! - lse, entropy: entropyOf(x, off, n) }
+}
