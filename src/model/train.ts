@@ -1,0 +1,378 @@
+/**
+ * Training the embedded policy: packs sequences into padded micro-batches, runs a jit-compiled
+ * value-and-grad of the policy loss (PPO family, see loss.ts) or of next-token cross-entropy (SFT),
+ * accumulates gradients over micro-batches (the loss is normalized by the whole mini-batch's counts,
+ * so the sum equals the full-batch loss), clips the global gradient norm and takes an AdamW step.
+ * Synchronous and Effect-free; the Trainer adapter (src/trainer/embedded.ts) wraps it.
+ */
+import { jit, lax, numpy as np, type OwnedFunction, tree, valueAndGrad } from "@jax-js/jax"
+import type { TrainSequence } from "../core/batch.ts"
+import { aggregationScale, klEstimators, type Normalizer, type PolicyLossConfig } from "../core/loss.ts"
+import type { ModelConfig } from "./config.ts"
+import { forwardLogits, ropeTables, type RopeTables, ropePrefix, tokenLogprobs } from "./forward.ts"
+import { lengthBucket } from "./generate.ts"
+import { policyLossValue, sftLossValue } from "./loss.ts"
+import { disposeParams, fromLeaves, leaves, type Params, refParams } from "./params.ts"
+import type { Policy } from "./policy.ts"
+
+export interface AdamWConfig {
+  readonly lr: number
+  readonly beta1: number
+  readonly beta2: number
+  readonly eps: number
+  /** decoupled weight decay, applied to matrices only (not norm gains) */
+  readonly weightDecay: number
+  /** global gradient-norm clip (Infinity: off) */
+  readonly maxGradNorm: number
+}
+
+export const defaultAdamW: AdamWConfig = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 }
+
+/** One padded micro-batch on the host. */
+export interface MicroBatch {
+  readonly rows: number
+  readonly length: number
+  readonly realRows: number
+  readonly tokens: Int32Array<ArrayBuffer>
+  readonly mask: Float64Array<ArrayBuffer>
+  readonly advantages: Float64Array<ArrayBuffer>
+  readonly oldLogprobs: Float64Array<ArrayBuffer>
+  readonly refLogprobs: Float64Array<ArrayBuffer>
+  /** per row: aggregation scale × weight */
+  readonly scale: Float64Array<ArrayBuffer>
+}
+
+/** A supervised sequence: train on tokens where the mask is 1 (entry t: token t given tokens < t). */
+export interface SftSequence {
+  readonly tokens: ReadonlyArray<number>
+  readonly lossMask: ReadonlyArray<number>
+}
+
+const nextPow2 = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, n)))
+
+/** Splits sequences into micro-batches of at most `rows` rows (power-of-two row buckets, length buckets). */
+export const packMicroBatches = (
+  seqs: ReadonlyArray<{
+    readonly tokens: ReadonlyArray<number>
+    readonly lossMask: ReadonlyArray<number>
+    readonly advantages?: ReadonlyArray<number>
+    readonly oldLogprobs?: ReadonlyArray<number>
+    readonly refLogprobs?: ReadonlyArray<number> | undefined
+  }>,
+  scaleOf: (index: number, maskedTokens: number) => number,
+  rows: number,
+  context: number,
+  pad: number
+): Array<MicroBatch> => {
+  const out: Array<MicroBatch> = []
+  for (let i0 = 0; i0 < seqs.length; i0 += rows) {
+    const group = seqs.slice(i0, i0 + rows)
+    const B = Math.min(rows, nextPow2(group.length))
+    const maxLen = Math.max(2, ...group.map((s) => s.tokens.length))
+    if (maxLen > context) throw new RangeError(`train: a sequence of ${maxLen} tokens exceeds the context ${context}`)
+    const T = Math.min(context, lengthBucket(maxLen))
+    const mb = {
+      rows: B, length: T, realRows: group.length,
+      tokens: new Int32Array(B * T).fill(pad),
+      mask: new Float64Array(B * T),
+      advantages: new Float64Array(B * T),
+      oldLogprobs: new Float64Array(B * T),
+      refLogprobs: new Float64Array(B * T),
+      scale: new Float64Array(B)
+    }
+    group.forEach((s, b) => {
+      let masked = 0
+      for (let t = 0; t < s.tokens.length; t++) {
+        mb.tokens[b * T + t] = s.tokens[t]!
+        if (s.lossMask[t] !== 1) continue // values under mask 0 are never read (they may be anything)
+        masked++
+        mb.mask[b * T + t] = 1
+        mb.advantages[b * T + t] = s.advantages?.[t] ?? 0
+        mb.oldLogprobs[b * T + t] = s.oldLogprobs?.[t] ?? 0
+        mb.refLogprobs[b * T + t] = s.refLogprobs?.[t] ?? 0
+      }
+      mb.scale[b] = scaleOf(i0 + b, masked)
+    })
+    out.push(mb)
+  }
+  return out
+}
+
+type Aux = { logp: np.Array; entropy: np.Array; clipActive: np.Array }
+type GradFn = OwnedFunction<
+  (p: Params, tokens: np.Array, mask: np.Array, adv: np.Array, old: np.Array, ref: np.Array, scale: np.Array, cos: np.Array, sin: np.Array) => [
+    [np.Array, Aux],
+    Params
+  ]
+>
+
+/** The jit-compiled value-and-grad of one objective (one compile per micro-batch shape). */
+const makeGradFn = (c: ModelConfig, objective: PolicyLossConfig | "sft"): GradFn => {
+  const f = (p: Params, tokens: np.Array, mask: np.Array, adv: np.Array, old: np.Array, ref: np.Array, scale: np.Array, cos: np.Array, sin: np.Array): [np.Array, Aux] => {
+    const logits = forwardLogits(c, p, tokens.ref, cos, sin)
+    const { logp, entropy } = tokenLogprobs(logits, tokens, c.vocab)
+    disposeParams(p)
+    if (objective === "sft") {
+      adv.dispose()
+      old.dispose()
+      ref.dispose()
+      const value = sftLossValue(logp.ref, mask, scale)
+      return [value, { logp: lax.stopGradient(logp), entropy: lax.stopGradient(entropy), clipActive: np.zeros([1]) }]
+    }
+    const { value, clipActive } = policyLossValue(objective, logp.ref, { mask, advantages: adv, oldLogprobs: old, refLogprobs: ref, scale })
+    return [value, { logp: lax.stopGradient(logp), entropy: lax.stopGradient(entropy), clipActive }]
+  }
+  return jit(valueAndGrad(f, { hasAux: true })) as unknown as GradFn
+}
+
+type NormFn = OwnedFunction<(g: Params) => np.Array>
+type AdamFn = OwnedFunction<(p: Params, g: Params, m: Params, v: Params, hyper: np.Array) => { p: Params; m: Params; v: Params }>
+
+/** Σ of squares of every gradient leaf (consumes). */
+const makeNormFn = (): NormFn =>
+  jit((g: Params) => {
+    const parts = leaves(g).map((a) => np.sum(np.square(a)))
+    return parts.reduce((acc, x) => acc.add(x))
+  }) as unknown as NormFn
+
+/**
+ * AdamW with bias correction; hyper = [lr, β1, β2, ε, weightDecay, gradScale, 1 − β1^t, 1 − β2^t]
+ * (a runtime array, so changing the learning rate or the step never recompiles). Consumes everything.
+ */
+const makeAdamFn = (c: ModelConfig): AdamFn =>
+  jit((p: Params, g: Params, m: Params, v: Params, hyper: np.Array) => {
+    const h = (i: number) => hyper.ref.slice([i, i + 1]).reshape([])
+    const [lr, b1, b2, eps, wd, gs, bc1, bc2] = [0, 1, 2, 3, 4, 5, 6, 7].map(h) as [np.Array, np.Array, np.Array, np.Array, np.Array, np.Array, np.Array, np.Array]
+    const ps = leaves(p)
+    const gsl = leaves(g)
+    const ms = leaves(m)
+    const vs = leaves(v)
+    const np_: Array<np.Array> = []
+    const nm: Array<np.Array> = []
+    const nv: Array<np.Array> = []
+    ps.forEach((pi, i) => {
+      const gi = gsl[i]!.mul(gs.ref)
+      const mi = ms[i]!.mul(b1.ref).add(gi.ref.mul(np.subtract(1, b1.ref)))
+      const vi = vs[i]!.mul(b2.ref).add(np.square(gi).mul(np.subtract(1, b2.ref)))
+      const update = mi.ref.div(bc1.ref).div(np.sqrt(vi.ref.div(bc2.ref)).add(eps.ref))
+      const decay = pi.ndim >= 2 ? pi.ref.mul(wd.ref) : np.zerosLike(pi.ref)
+      np_.push(pi.sub(update.add(decay).mul(lr.ref)))
+      nm.push(mi)
+      nv.push(vi)
+    })
+    for (const a of [lr, b1, b2, eps, wd, gs, bc1, bc2, hyper]) a.dispose()
+    return { p: fromLeavesLike(c, np_), m: fromLeavesLike(c, nm), v: fromLeavesLike(c, nv) }
+  }) as unknown as AdamFn
+
+const fromLeavesLike = (c: ModelConfig, xs: Array<np.Array>): Params => fromLeaves(c, xs)
+
+/** Figures of one optimizer step. */
+export interface StepStats {
+  readonly loss: number
+  readonly gradNorm: number
+  readonly clipFraction: number
+  /** mean KL(new ‖ ref) estimate over masked tokens (0 without ref log-probs) */
+  readonly kl: number
+  /** mean entropy of the new policy over masked tokens */
+  readonly entropy: number
+  readonly tokens: number
+  /** mean |old − new log-prob| over masked tokens, measured before this step's update */
+  readonly logprobMismatch: number
+  readonly trainMs: number
+}
+
+/** Optimizer state + compiled functions for one policy. */
+export class Learner {
+  readonly policy: Policy
+  adam: AdamWConfig
+  private m: Params
+  private v: Params
+  private t = 0
+  private readonly rope: RopeTables
+  private readonly gradFns = new Map<string, GradFn>()
+  private readonly normFn: NormFn
+  private readonly adamFn: AdamFn
+  private readonly dtype: np.DType
+
+  constructor(policy: Policy, adam: AdamWConfig = defaultAdamW) {
+    this.policy = policy
+    this.adam = adam
+    this.dtype = policy.dtype === "float64" ? np.float64 : np.float32
+    this.m = tree.map((a: np.Array) => np.zerosLike(a.ref), policy.params) as Params
+    this.v = tree.map((a: np.Array) => np.zerosLike(a.ref), policy.params) as Params
+    this.rope = ropeTables(policy.config, this.dtype)
+    this.normFn = makeNormFn()
+    this.adamFn = makeAdamFn(policy.config)
+  }
+
+  get step(): number {
+    return this.t
+  }
+
+  /** Optimizer moments on the host (checkpoint order), and the step count. */
+  optimizerState(): { step: number; m: ReadonlyArray<Float32Array | Float64Array>; v: ReadonlyArray<Float32Array | Float64Array> } {
+    const dl = (p: Params) => leaves(p).map((a) => {
+      const d = a.ref.dataSync()
+      return d instanceof Float64Array ? Float64Array.from(d) : Float32Array.from(d as ArrayLike<number>)
+    })
+    return { step: this.t, m: dl(this.m), v: dl(this.v) }
+  }
+
+  setOptimizerState(step: number, m: ReadonlyArray<ArrayLike<number>>, v: ReadonlyArray<ArrayLike<number>>): void {
+    const up = (old: Params, xs: ReadonlyArray<ArrayLike<number>>) => {
+      const ls = leaves(old)
+      const arrays = ls.map((a, i) => {
+        const data = this.dtype === np.float64 ? Float64Array.from(xs[i]!) : Float32Array.from(xs[i]!)
+        if (data.length !== a.size) throw new RangeError(`optimizer state: tensor ${i} has ${data.length} values, expected ${a.size}`)
+        return np.array(data, { shape: a.shape, dtype: this.dtype })
+      })
+      disposeParams(old)
+      return fromLeaves(this.policy.config, arrays)
+    }
+    this.m = up(this.m, m)
+    this.v = up(this.v, v)
+    this.t = step
+  }
+
+  /** Re-zeroes the moments (after weights are replaced from outside). */
+  resetOptimizer(): void {
+    disposeParams(this.m)
+    disposeParams(this.v)
+    this.m = tree.map((a: np.Array) => np.zerosLike(a.ref), this.policy.params) as Params
+    this.v = tree.map((a: np.Array) => np.zerosLike(a.ref), this.policy.params) as Params
+    this.t = 0
+  }
+
+  private gradFn(objective: PolicyLossConfig | "sft"): GradFn {
+    const key = JSON.stringify(objective === "sft" ? "sft" : { ...objective, dualClip: objective.dualClip ?? null })
+    let f = this.gradFns.get(key)
+    if (!f) {
+      f = makeGradFn(this.policy.config, objective)
+      this.gradFns.set(key, f)
+    }
+    return f
+  }
+
+  private arr(data: Float64Array<ArrayBuffer>, shape: Array<number>): np.Array {
+    return np.array(this.dtype === np.float64 ? data : Float32Array.from(data), { shape, dtype: this.dtype })
+  }
+
+  /**
+   * Value and gradient summed over micro-batches, without an update. Returns the gradient tree (owned
+   * by the caller) and the per-token aux on the host, aligned with the micro-batches.
+   */
+  valueAndGrad(objective: PolicyLossConfig | "sft", mbs: ReadonlyArray<MicroBatch>): {
+    value: number
+    grad: Params
+    logp: Array<Float32Array | Float64Array>
+    entropy: Array<Float32Array | Float64Array>
+    clipActive: Array<Float32Array | Float64Array>
+  } {
+    const f = this.gradFn(objective)
+    let acc: Params | undefined
+    let value = 0
+    const logp: Array<Float32Array | Float64Array> = []
+    const entropy: Array<Float32Array | Float64Array> = []
+    const clipActive: Array<Float32Array | Float64Array> = []
+    for (const mb of mbs) {
+      const [B, T] = [mb.rows, mb.length]
+      const [cos, sin] = ropePrefix(this.rope, T)
+      const [[v, aux], g] = f(
+        refParams(this.policy.params),
+        np.array(mb.tokens, { shape: [B, T], dtype: np.int32 }),
+        this.arr(mb.mask, [B, T]),
+        this.arr(mb.advantages, [B, T]),
+        this.arr(mb.oldLogprobs, [B, T]),
+        this.arr(mb.refLogprobs, [B, T]),
+        this.arr(mb.scale, [B, 1]),
+        cos,
+        sin
+      )
+      value += v.item()
+      logp.push(aux.logp.dataSync() as Float32Array)
+      entropy.push(aux.entropy.dataSync() as Float32Array)
+      clipActive.push(aux.clipActive.dataSync() as Float32Array)
+      acc = acc === undefined ? g : (tree.map((a: np.Array, b: np.Array) => a.add(b), acc, g) as Params)
+    }
+    if (acc === undefined) throw new RangeError("train: no micro-batches")
+    return { value, grad: acc, logp, entropy, clipActive }
+  }
+
+  /** Clips and applies a gradient (consumes it); returns the pre-clip global norm. */
+  apply(grad: Params): number {
+    const a = this.adam
+    const norm = Math.sqrt(this.normFn(tree.ref(grad)).item())
+    const scale = Number.isFinite(a.maxGradNorm) && norm > a.maxGradNorm ? a.maxGradNorm / (norm + 1e-6) : 1
+    this.t += 1
+    const hyper = new Float64Array([a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, scale, 1 - a.beta1 ** this.t, 1 - a.beta2 ** this.t])
+    const r = this.adamFn(refParams(this.policy.params), grad, this.m, this.v, this.arr(hyper, [8]))
+    this.m = r.m
+    this.v = r.v
+    this.policy.replace(r.p)
+    return norm
+  }
+
+  /**
+   * One optimizer step of the policy loss over `seqs`, normalized by `norm` (the mini-batch's counts).
+   */
+  policyStep(seqs: ReadonlyArray<TrainSequence>, config: PolicyLossConfig, norm: Normalizer, microRows: number, pad: number): StepStats {
+    const t0 = performance.now()
+    const mbs = packMicroBatches(seqs, (i, masked) => aggregationScale(config.aggregation, norm, masked) * seqs[i]!.weight, microRows, this.policy.config.context, pad)
+    const r = this.valueAndGrad(config, mbs)
+    let tokens = 0
+    let clipped = 0
+    let ent = 0
+    let mismatch = 0
+    let kl = 0
+    let klTokens = 0
+    mbs.forEach((mb, k) => {
+      for (let i = 0; i < mb.mask.length; i++) {
+        if (mb.mask[i] !== 1) continue
+        tokens++
+        clipped += r.clipActive[k]![i]!
+        ent += r.entropy[k]![i]!
+        const lp = r.logp[k]!
+        mismatch += Math.abs(mb.oldLogprobs[i]! - lp[i]!)
+        const row = Math.floor(i / mb.length)
+        const s = seqs[k * microRows + row]
+        if (s?.refLogprobs !== undefined) {
+          kl += klEstimators[config.klEstimator].value(lp[i]!, mb.refLogprobs[i]!)
+          klTokens++
+        }
+      }
+    })
+    const gradNorm = this.apply(r.grad)
+    const d = (x: number, n: number) => (n > 0 ? x / n : 0)
+    return {
+      loss: r.value,
+      gradNorm,
+      clipFraction: d(clipped, tokens),
+      kl: d(kl, klTokens),
+      entropy: d(ent, tokens),
+      tokens,
+      logprobMismatch: d(mismatch, tokens),
+      trainMs: performance.now() - t0
+    }
+  }
+
+  /** One optimizer step of token-mean next-token cross-entropy over masked tokens. */
+  sftStep(seqs: ReadonlyArray<SftSequence>, microRows: number, pad: number): { loss: number; tokens: number; gradNorm: number; trainMs: number } {
+    const t0 = performance.now()
+    let total = 0
+    for (const s of seqs) for (let t = 0; t < s.lossMask.length; t++) total += s.lossMask[t] === 1 ? 1 : 0
+    const mbs = packMicroBatches(seqs, () => (total > 0 ? 1 / total : 0), microRows, this.policy.config.context, pad)
+    const r = this.valueAndGrad("sft", mbs)
+    const gradNorm = this.apply(r.grad)
+    return { loss: r.value, tokens: total, gradNorm, trainMs: performance.now() - t0 }
+  }
+
+  dispose(): void {
+    disposeParams(this.m)
+    disposeParams(this.v)
+    this.rope.cos.dispose()
+    this.rope.sin.dispose()
+    for (const f of this.gradFns.values()) f.dispose()
+    this.normFn.dispose()
+    this.adamFn.dispose()
+  }
+}
