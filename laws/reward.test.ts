@@ -1,0 +1,194 @@
+// Laws of the outcome rewards: token F1, exact match, \boxed extraction, math equivalence, the ARPO
+// reward's range and totality, and the overlong penalty. Each law is one fc.assert with its seed.
+import * as fc from "fast-check"
+import { describe, expect, it } from "vitest"
+import { lastBoxed } from "../src/core/answer.ts"
+import { exactMatch, maxF1, normalizeAnswer, tokenF1 } from "../src/core/f1.ts"
+import { mathEquivalent, normalizeMath } from "../src/core/mathEquivalence.ts"
+import { arpoReward, exactMatchReward, mathReward, overlongPenalty } from "../src/core/reward.ts"
+
+const WORDS = ["a", "an", "the", "yes", "no", "noanswer", "Paris", "paris", "12", "12.0", "1/2", "New", "York", "!", ",", "é", "über", "x-ray", "  ", "\t", "U.S.", "the-end"]
+/** Answer-like text: words (with articles, punctuation, yes/no, case variants) or any string. */
+const answerText = fc.oneof(fc.array(fc.constantFrom(...WORDS), { maxLength: 8 }).map((ws) => ws.join(" ")), fc.string({ maxLength: 30 }))
+
+const PIECES = ["<think>", "</think>", "<answer>", "</answer>", "<search>", "</search>", "<python>", "</python>", "<result>", "</result>", "\\boxed{", "\\boxed ", "\\fbox{", "{", "}", "$", "yes", "12", "the", " ", "\n", "x", "\\frac", "\\"]
+/** Random mixtures of the response tags, box commands and braces, plus arbitrary strings. */
+const tagSoup = fc.oneof(fc.array(fc.constantFrom(...PIECES), { maxLength: 40 }).map((ps) => ps.join("")), fc.string({ maxLength: 80 }), fc.string({ unit: "binary", maxLength: 40 }))
+const golds = fc.oneof(answerText, fc.array(answerText, { maxLength: 3 }))
+
+describe("token F1 and exact match", () => {
+  it("token F1 is symmetric", () => {
+    fc.assert(fc.property(answerText, answerText, (a, b) => tokenF1(a, b) === tokenF1(b, a)), { seed: 41, numRuns: 500 })
+  })
+
+  it("F1(x, x) = 1 whenever x normalizes to a non-empty string", () => {
+    fc.assert(
+      fc.property(answerText, (x) => {
+        fc.pre(normalizeAnswer(x).length > 0)
+        return tokenF1(x, x) === 1
+      }),
+      { seed: 42, numRuns: 500 }
+    )
+  })
+
+  it("token F1 and max F1 are in [0, 1]", () => {
+    fc.assert(
+      fc.property(answerText, fc.array(answerText, { maxLength: 4 }), (p, gs) => {
+        const f = maxF1(p, gs)
+        const t = tokenF1(p, gs[0] ?? "")
+        return f >= 0 && f <= 1 && t >= 0 && t <= 1
+      }),
+      { seed: 43, numRuns: 500 }
+    )
+  })
+
+  it("exact match implies F1 = 1", () => {
+    fc.assert(
+      fc.property(answerText, fc.array(answerText, { maxLength: 3 }), (p, gs) => !exactMatch(p, gs) || maxF1(p, gs) === 1),
+      { seed: 44, numRuns: 500 }
+    )
+    // the generator above rarely produces matches; force them through normalization-preserving edits
+    fc.assert(
+      fc.property(answerText, (x) => {
+        const variant = `The ${x.toUpperCase()}!`
+        return !exactMatch(variant, [x]) || maxF1(variant, [x]) === 1
+      }),
+      { seed: 45, numRuns: 300 }
+    )
+  })
+})
+
+describe("ARPO reward", () => {
+  it("the rewards never throw on arbitrary strings and score in {−1} ∪ [0, 1.1]", () => {
+    fc.assert(
+      fc.property(tagSoup, golds, (response, g) => {
+        for (const reward of [arpoReward, exactMatchReward, mathReward]) {
+          const r = reward(response, g)
+          const inRange = r.score === -1 || (r.score >= 0 && r.score <= 1.1 + 1e-12)
+          if (!inRange || r.accuracy < 0 || r.accuracy > 1 || typeof r.reason !== "string") return false
+          if (r.score === -1 && r.accuracy !== 0) return false
+        }
+        return true
+      }),
+      { seed: 46, numRuns: 1000 }
+    )
+  })
+
+  it("a well-formed response scores its F1, plus 0.1 exactly when F1 > 0 and both tools were used", () => {
+    fc.assert(
+      fc.property(answerText.filter((a) => !/[{}$\\]/.test(a)), answerText, fc.boolean(), fc.boolean(), (answer, gold, search, python) => {
+        const tools = (search ? "<search>q</search><result>r</result>" : "") + (python ? "<python>1</python><result>1</result>" : "")
+        const r = arpoReward(`<think>t</think>${tools}<answer>\\boxed{${answer}}</answer>`, gold)
+        const f1 = tokenF1(answer, gold)
+        const bonus = f1 > 0 && search && python ? 0.1 : 0
+        return r.accuracy === f1 && r.score === f1 + bonus
+      }),
+      { seed: 47, numRuns: 500 }
+    )
+  })
+})
+
+/** Text with balanced braces over an alphabet that cannot spell `\boxed`. */
+const balanced: fc.Arbitrary<string> = fc.letrec<{ t: string }>((tie) => ({
+  t: fc.oneof(
+    { depthSize: "small", withCrossShrink: true },
+    fc.stringMatching(/^[a-cz0-9 +^_\\=,.-]{0,6}$/),
+    fc.tuple(tie("t"), tie("t")).map(([a, b]) => a + b),
+    tie("t").map((a) => `{${a}}`)
+  )
+})).t
+
+describe("lastBoxed", () => {
+  it("lastBoxed finds X in arbitrary text followed by \\boxed{X} when X has balanced braces", () => {
+    fc.assert(
+      fc.property(fc.oneof(tagSoup, fc.string()), balanced, (prefix, x) => lastBoxed(`${prefix}\\boxed{${x}}`) === x),
+      { seed: 48, numRuns: 1000 }
+    )
+  })
+})
+
+const integer = fc.integer({ min: -1_000_000, max: 1_000_000 })
+const fraction = fc.tuple(fc.integer({ min: -500, max: 500 }), fc.integer({ min: 1, max: 500 }))
+/** Numbers and fractions in the notations answers use. */
+const numberForm = fc.oneof(
+  integer.map(String),
+  fc.tuple(integer, fc.integer({ min: 0, max: 999 })).map(([i, f]) => `${i}.${String(f).padStart(3, "0")}`),
+  fraction.map(([p, q]) => `\\frac{${p}}{${q}}`),
+  fraction.map(([p, q]) => `${p}/${q}`),
+  fraction.map(([p, q]) => (p < 0 ? `-\\dfrac{${-p}}{${q}}` : `\\tfrac{${p}}{${q}}`))
+)
+
+describe("math equivalence", () => {
+  it("mathEquivalent is reflexive on generated numbers and fractions", () => {
+    fc.assert(fc.property(numberForm, (x) => mathEquivalent(x, x)), { seed: 49, numRuns: 500 })
+  })
+
+  it("an integer n is math-equivalent to n.toFixed(k), to \\frac{2n}{2} and to its thousands-comma form", () => {
+    fc.assert(
+      fc.property(integer, fc.integer({ min: 0, max: 6 }), (n, k) => {
+        const s = String(n)
+        return (
+          mathEquivalent(s, n.toFixed(1)) &&
+          mathEquivalent(n.toFixed(k), s) &&
+          mathEquivalent(`\\frac{${2 * n}}{2}`, s) &&
+          mathEquivalent(n.toLocaleString("en-US"), s)
+        )
+      }),
+      { seed: 50, numRuns: 500 }
+    )
+  })
+
+  it("a fraction p/q is math-equivalent to \\frac{p}{q}, to \\frac{kp}{kq} and (when terminating) to its decimal", () => {
+    fc.assert(
+      fc.property(fraction, fc.integer({ min: 1, max: 9 }), ([p, q], k) => {
+        const ok = mathEquivalent(`${p}/${q}`, `\\frac{${p}}{${q}}`) && mathEquivalent(`\\frac{${k * p}}{${k * q}}`, `${p}/${q}`)
+        const terminating = [1, 2, 4, 5, 8, 10, 16, 20, 25, 40, 50, 100, 125, 200, 250, 500].includes(q)
+        return ok && (!terminating || mathEquivalent(String(p / q), `\\frac{${p}}{${q}}`))
+      }),
+      { seed: 51, numRuns: 500 }
+    )
+  })
+
+  it("mathEquivalent is symmetric and never throws on arbitrary strings", () => {
+    const latexish = fc.oneof(
+      numberForm,
+      tagSoup,
+      fc.array(fc.constantFrom("\\frac", "{", "}", "(", ")", "[", "]", ",", "\\sqrt", "2", "x", "^", "-", "\\pi", "\\{", "\\}", "\\cup", ".", "=", "\\text{", " cm", "%", "\\left(", "\\right)"), { maxLength: 20 }).map((xs) => xs.join(""))
+    )
+    fc.assert(
+      fc.property(latexish, latexish, (a, b) => {
+        const ab = mathEquivalent(a, b)
+        normalizeMath(a)
+        return ab === mathEquivalent(b, a)
+      }),
+      { seed: 52, numRuns: 1000 }
+    )
+  })
+
+  it("different integers are never math-equivalent", () => {
+    fc.assert(
+      fc.property(integer, integer, (a, b) => {
+        fc.pre(a !== b)
+        return !mathEquivalent(String(a), String(b)) && !mathEquivalent(a.toFixed(1), String(b))
+      }),
+      { seed: 53, numRuns: 500 }
+    )
+  })
+})
+
+describe("overlong penalty", () => {
+  it("overlongPenalty is in [−1, 0], 0 up to max − cache, and non-increasing in length", () => {
+    fc.assert(
+      fc.property(fc.nat(20_000), fc.nat(20_000), fc.integer({ min: 1, max: 20_000 }), fc.nat(5_000), (a, b, max, cache) => {
+        const [short, long] = a <= b ? [a, b] : [b, a]
+        const ps = overlongPenalty(short, max, cache)
+        const pl = overlongPenalty(long, max, cache)
+        expect(ps).toBeGreaterThanOrEqual(-1)
+        expect(ps).toBeLessThanOrEqual(0)
+        if (short <= max - cache) expect(ps).toBe(0)
+        return pl <= ps
+      }),
+      { seed: 54, numRuns: 500 }
+    )
+  })
+})
