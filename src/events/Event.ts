@@ -47,7 +47,20 @@ export const RolloutBatch = Schema.TaggedStruct("rollout.batch", {
   meanEntropyInitial: Schema.Finite,
   meanEntropyAfterTool: Schema.Finite,
   engineMs: Ms,
-  toolMs: Ms
+  toolMs: Ms,
+  // optional (added by the samplers issue; additive): the ΔH distribution over post-tool probes,
+  // tool calls per trajectory / per prompt, calls ended unrun at the call limit, rounds, wall time
+  deltaHMean: Schema.optionalKey(Schema.Finite),
+  deltaHStd: Schema.optionalKey(Schema.Finite),
+  deltaHMin: Schema.optionalKey(Schema.Finite),
+  deltaHMax: Schema.optionalKey(Schema.Finite),
+  probes: Schema.optionalKey(Count),
+  toolCallsPerTrajectory: Schema.optionalKey(Schema.Finite),
+  toolCallsPerPromptMean: Schema.optionalKey(Schema.Finite),
+  toolCallsPerPromptMax: Schema.optionalKey(Count),
+  callLimitReached: Schema.optionalKey(Count),
+  rounds: Schema.optionalKey(Count),
+  wallMs: Schema.optionalKey(Ms)
 })
 
 /** One branch decision of an entropy-triggered sampler. */

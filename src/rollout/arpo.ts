@@ -1,0 +1,98 @@
+/**
+ * The ARPO sampler. Paper mode (DESIGN.md "The ARPO sampler"): N global samples; after every tool
+ * result the trajectory continues and its first k tokens give H_t; with probability clip(α + β·ΔH, 0, 1),
+ * ΔH = (H_t − H_initial)/ln V and H_initial the root response's window, Z new continuations start right
+ * after the result while the budget M allows; unused budget is filled with fresh global samples.
+ * Reference mode replays the released code's timing (ARPO_SPEC §1.2) without its two defects.
+ * Formulas live in core/branching.ts; the loop in runner.ts.
+ */
+import { Effect, Layer } from "effect"
+import { arpoBranchProbability, arpoReferenceBranches, branches } from "../core/branching.ts"
+import { derive, uniform } from "../core/random.ts"
+import { ArpoConfig, type ArpoConfigInput, decodeConfig } from "./config.ts"
+import { type Action, branchAtProbes, type Decision, deltaH, type Policy, type RoundView, topUp } from "./policy.ts"
+import { fromPolicy, runnerEnv, settingsOf } from "./runner.ts"
+import { Sampler } from "./Sampler.ts"
+
+interface ArpoParams {
+  readonly budget: number
+  readonly initial: number
+  readonly alpha: number
+  readonly beta: number
+  readonly branchFactor: number
+}
+
+/** Paper mode: decide at every post-tool probe, top up exhausted prompts all at once. */
+export const arpoPaperPolicy = (c: ArpoParams): Policy => ({
+  initial: () => c.initial,
+  afterRound: (view) => {
+    const { actions, created, decisions } = branchAtProbes(view, c.branchFactor, (probe, u) => {
+      const probability = arpoBranchProbability(probe.deltaH, c)
+      return { probability, branched: branches(probability, u) }
+    })
+    return { actions: [...actions, ...topUp(view, created)], decisions }
+  }
+})
+
+/**
+ * Reference mode, the released `generate_sequences` loop (ARPO_SPEC §1.2): after a round's tool results
+ * are appended, each trajectory that goes on (in index order, per prompt, while `slots` last) tries
+ * `min(Z, slots − made)` clones, each with its own draw, branching iff `clamp(u − β·ΔH, 0, 1) ≤ α`, where
+ * ΔH = (H_now − H_init)/ln V, H_now the window of the segment generated this round (the text before the
+ * result: decided one round late) and H_init the window of the trajectory's own first segment (so a clone's
+ * H_init is its first post-tool segment, as in the code). A prompt with nothing running gets ONE fresh
+ * sample per round. Not reproduced: B1 (H_init is per batch here, never stale) and unseeded draws (keyed here).
+ */
+export const arpoReferencePolicy = (c: ArpoParams): Policy => ({
+  initial: () => c.initial,
+  afterRound: (view: RoundView) => {
+    const actions: Array<Action> = []
+    const decisions: Array<Decision> = []
+    const created = view.started.map(() => 0)
+    view.started.forEach((started, p) => {
+      const slots = view.budget - started
+      if (slots <= 0) return
+      let made = 0
+      for (const step of view.toolSteps) {
+        if (step.prompt !== p) continue
+        const tries = Math.min(c.branchFactor, slots - made)
+        if (tries <= 0) break
+        const d = deltaH(step.segmentWindow, step.firstWindow, view.vocabSize)
+        const key = derive(view.key, "prompt", p, "traj", step.trajectory, "branch", step.call)
+        let children = 0
+        for (let j = 0; j < tries; j++) if (arpoReferenceBranches(d, uniform(key, j), c)) children++
+        if (children > 0) actions.push({ _tag: "Branch", prompt: p, from: step.trajectory, node: step.node, children })
+        made += children
+        decisions.push({
+          prompt: p,
+          trajectory: step.trajectory,
+          node: step.node,
+          record: {
+            hAfterTool: step.segmentWindow,
+            hInitial: step.firstWindow,
+            deltaH: d,
+            probability: arpoBranchProbability(d, c),
+            u: uniform(key, 0),
+            branched: children > 0,
+            children
+          }
+        })
+        if (made >= slots) break
+      }
+      created[p] = made
+    })
+    return { actions: [...actions, ...topUp(view, created, 1)], decisions }
+  }
+})
+
+export const layerArpo = (input: ArpoConfigInput = {}) =>
+  Layer.effect(
+    Sampler,
+    Effect.gen(function*() {
+      const config = yield* decodeConfig("arpo", ArpoConfig, input)
+      const env = yield* runnerEnv
+      const name = config.mode === "paper" ? "arpo-paper" : "arpo-reference"
+      const make = config.mode === "paper" ? arpoPaperPolicy : arpoReferencePolicy
+      return Sampler.of(fromPolicy(env, settingsOf(name, config), () => make(config)))
+    })
+  )
