@@ -113,7 +113,7 @@ export class Generator {
     const c = policy.config
     const dtype = policy.dtype === "float64" ? np.float64 : np.float32
     this.prefix = new PrefixCache(options.prefixCacheTokens)
-    this.prefixVersion = policy.version
+    this.prefixVersion = policy.generation
     this.rope = ropeTables(c, dtype)
     this.prefillStep = makeStep(c, false)
     this.decodeStep = makeStep(c, true)
@@ -137,9 +137,9 @@ export class Generator {
   }
 
   private syncVersion(): void {
-    if (this.policy.version !== this.prefixVersion) {
+    if (this.policy.generation !== this.prefixVersion) {
       this.prefix.clear()
-      this.prefixVersion = this.policy.version
+      this.prefixVersion = this.policy.generation
     }
   }
 

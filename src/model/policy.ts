@@ -1,7 +1,7 @@
 /**
  * The live policy shared in-process by the embedded engine and the embedded trainer: the config, the
- * current weights on the jax-js device, and the policy version (bumped on every weight update, so the
- * engine knows to drop its prefix cache). It does not train or sample.
+ * current weights on the jax-js device, and the policy version, and a generation counter bumped on every
+ * weight replacement (so the engine knows to drop its prefix cache). It does not train or sample.
  */
 import { derive, type Key, root } from "../core/random.ts"
 import type { ModelConfig } from "./config.ts"
@@ -10,6 +10,7 @@ import { type DTypeName, disposeParams, type HostTensor, initHost, type Params, 
 export class Policy {
   private current: Params
   private ver: number
+  private gen = 0
 
   readonly config: ModelConfig
   readonly dtype: DTypeName
@@ -39,12 +40,22 @@ export class Policy {
     return this.ver
   }
 
-  /** Installs new weights (taking ownership), disposes the old ones, and sets the version. */
-  replace(params: Params, version: number = this.ver + 1): void {
+  /** Counts weight replacements (every optimizer step), so caches keyed to the weights can tell. */
+  get generation(): number {
+    return this.gen
+  }
+
+  /** Installs new weights (taking ownership) and disposes the old ones; the version is set separately. */
+  replace(params: Params): void {
     const old = this.current
     this.current = params
-    this.ver = version
+    this.gen += 1
     disposeParams(old)
+  }
+
+  /** Sets the policy version (the trainer bumps it once per `train` call; WeightSync may set it). */
+  setVersion(version: number): void {
+    this.ver = version
   }
 
   toHost(): ReadonlyArray<HostTensor> {

@@ -1,0 +1,123 @@
+/**
+ * The embedded Trainer adapter: PPO-family and SFT steps on the in-process jax-js policy (see
+ * src/model/train.ts), checkpoints in safetensors layout, and `train.step` / `sft.step` / `checkpoint`
+ * events. It trains the same `Policy` object the embedded engine samples from, so weight sync is
+ * implicit. Single-threaded (data-parallel workers are not implemented).
+ */
+import { Effect, Layer, type Scope } from "effect"
+import { type TrainBatch, validateBatch } from "../core/batch.ts"
+import { defaultPolicyLossConfig, normalizer } from "../core/loss.ts"
+import { Events } from "../events/Events.ts"
+import { readCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
+import { specs, toDevice } from "../model/params.ts"
+import type { Policy } from "../model/policy.ts"
+import { ensureBackend } from "../model/runtime.ts"
+import { padId } from "../model/tokenizer.ts"
+import { type AdamWConfig, defaultAdamW, Learner } from "../model/train.ts"
+import {
+  CheckpointFailure,
+  type PolicyTrainOptions,
+  StaleBatch,
+  Trainer,
+  TrainerFailure,
+  type TrainStepReport
+} from "./Trainer.ts"
+
+export interface EmbeddedTrainerOptions {
+  readonly adam?: AdamWConfig
+  readonly train?: Partial<PolicyTrainOptions>
+  readonly pad?: number
+}
+
+export const defaultTrainOptions: PolicyTrainOptions = {
+  loss: defaultPolicyLossConfig,
+  epochs: 1,
+  miniBatches: 1,
+  microBatchRows: 16,
+  maxPolicyLag: 1
+}
+
+const adapter = "embedded"
+const fail = (e: unknown) => new TrainerFailure({ adapter, message: `embedded trainer: ${e instanceof Error ? e.message : String(e)}` })
+
+export const make = (policy: Policy, options: EmbeddedTrainerOptions = {}): Effect.Effect<Trainer["Service"], never, Events | Scope.Scope> =>
+  Effect.gen(function*() {
+    yield* Effect.promise(ensureBackend)
+    const events = yield* Events
+    const learner = new Learner(policy, options.adam ?? defaultAdamW)
+    yield* Effect.addFinalizer(() => Effect.sync(() => learner.dispose()))
+    const defaults: PolicyTrainOptions = { ...defaultTrainOptions, ...options.train }
+    const pad = options.pad ?? padId
+
+    const train = (batch: TrainBatch, overrides: Partial<PolicyTrainOptions> = {}) =>
+      Effect.gen(function*() {
+        const o: PolicyTrainOptions = { ...defaults, ...overrides }
+        const invalid = validateBatch(batch)
+        if (invalid) return yield* Effect.fail(invalid)
+        const current = policy.version
+        for (let i = 0; i < batch.sequences.length; i++) {
+          const v = batch.sequences[i]!.policyVersion
+          if (current - v > o.maxPolicyLag) {
+            return yield* Effect.fail(new StaleBatch({ sequence: i, policyVersion: v, currentVersion: current, maxPolicyLag: o.maxPolicyLag }))
+          }
+        }
+        const seqs = batch.sequences
+        const per = Math.ceil(seqs.length / Math.max(1, o.miniBatches))
+        const steps: Array<TrainStepReport> = []
+        for (let epoch = 0; epoch < o.epochs; epoch++) {
+          for (let i0 = 0; i0 < seqs.length; i0 += per) {
+            const mini = seqs.slice(i0, i0 + per)
+            const norm = normalizer({ sequences: mini })
+            const s = yield* Effect.try({ try: () => learner.policyStep(mini, o.loss, norm, o.microBatchRows, pad), catch: fail })
+            steps.push(s)
+            yield* events.emit({ _tag: "train.step", ...s })
+          }
+        }
+        policy.setVersion(current + 1)
+        return { steps, policyVersion: policy.version }
+      })
+
+    return Trainer.of({
+      name: `embedded(${policy.config.layers}x${policy.config.dModel})`,
+      policyVersion: Effect.sync(() => policy.version),
+      train,
+      sft: (batch) =>
+        Effect.gen(function*() {
+          const r = yield* Effect.try({ try: () => learner.sftStep(batch.sequences, defaults.microBatchRows, pad), catch: fail })
+          policy.setVersion(policy.version + 1)
+          yield* events.emit({ _tag: "sft.step", loss: r.loss, tokens: r.tokens, trainMs: r.trainMs })
+          return { ...r, policyVersion: policy.version }
+        }),
+      save: (file) =>
+        Effect.gen(function*() {
+          yield* Effect.try({
+            try: () => {
+              const names = specs(policy.config)
+              const st = learner.optimizerState()
+              const named = (xs: ReadonlyArray<Float32Array | Float64Array>) => xs.map((data, i) => ({ name: names[i]!.name, shape: names[i]!.shape, data }))
+              writeCheckpoint(file, { config: policy.config, policyVersion: policy.version, step: st.step, params: policy.toHost(), optimizer: { m: named(st.m), v: named(st.v) } })
+            },
+            catch: (e) => new CheckpointFailure({ path: file, operation: "save", message: `saving checkpoint ${file}: ${e instanceof Error ? e.message : String(e)}` })
+          })
+          yield* events.emit({ _tag: "checkpoint", path: file, policyVersion: policy.version })
+        }),
+      load: (file) =>
+        Effect.try({
+          try: () => {
+            const ck = readCheckpoint(file)
+            if (JSON.stringify(ck.config) !== JSON.stringify(policy.config)) {
+              throw new RangeError(`its model config ${JSON.stringify(ck.config)} differs from the running one ${JSON.stringify(policy.config)}`)
+            }
+            policy.replace(toDevice(policy.config, ck.params, policy.dtype))
+            policy.setVersion(ck.policyVersion)
+            if (ck.optimizer) learner.setOptimizerState(ck.step, ck.optimizer.m.map((t) => t.data), ck.optimizer.v.map((t) => t.data))
+            else learner.resetOptimizer()
+          },
+          catch: (e) => new CheckpointFailure({ path: file, operation: "load", message: `loading checkpoint ${file}: ${e instanceof Error ? e.message : String(e)}` })
+        })
+    })
+  })
+
+/** The embedded Trainer as a layer over a shared policy (requires Events). */
+export const layerEmbedded = (policy: Policy, options: EmbeddedTrainerOptions = {}): Layer.Layer<Trainer, never, Events> =>
+  Layer.effect(Trainer, make(policy, options))
