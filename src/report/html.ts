@@ -1,0 +1,151 @@
+/**
+ * The HTML report of a run: one self-contained file (inline CSS, inline SVG plots, no scripts, no
+ * external assets) with the headline, reward/accuracy with seed bands, tool calls, entropy after tool
+ * results vs H_initial, branching (ΔH histogram), the time split, evaluations and notes.
+ * Pure: Summary in, string out.
+ */
+import { seriesTable } from "./markdown.ts"
+import { formatNumber as fmt, formatStat, lower, type Series, type Summary, upper } from "./summarize.ts"
+import { barChart, escapeXml, histogramPlot, type LineSeries, linePlot, palette } from "./svg.ts"
+
+const css = `
+body{font-family:system-ui,-apple-system,sans-serif;margin:24px auto;max-width:1000px;color:#222;line-height:1.45;padding:0 16px}
+h1{font-size:22px;margin-bottom:4px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:3px}
+.meta{color:#666;font-size:13px}.headline{background:#f5f8ff;border-left:4px solid #1f77b4;padding:10px 14px;margin:12px 0}
+.verdict-beats{color:#1a7f37;font-weight:600}.verdict-none{color:#8a6d00;font-weight:600}
+table{border-collapse:collapse;font-size:13px;margin:8px 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
+th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}.plots{display:flex;flex-wrap:wrap;gap:8px}
+svg{max-width:100%;height:auto}ul.notes li{font-size:13px}
+`
+
+const band = (series: ReadonlyArray<Series>, options: { label?: (s: Series) => string; dashed?: boolean; colorOffset?: number } = {}): Array<LineSeries> =>
+  series.map((s, i) => ({
+    name: options.label?.(s) ?? s.arm,
+    color: palette[(i + (options.colorOffset ?? 0)) % palette.length]!,
+    ...(options.dashed ? { dashed: true } : {}),
+    points: s.points.map((p) => (p.halfWidth === null ? { x: p.step, y: p.mean } : { x: p.step, y: p.mean, lo: lower(p), hi: upper(p) }))
+  }))
+
+/** Markdown table → HTML table (the tables are built once, in markdown.ts). */
+const mdTable = (md: string): string => {
+  const rows = md.split("\n").filter((_, i) => i !== 1).map((l) => l.slice(2, -2).split(" | "))
+  const [head, ...body] = rows
+  return `<table><thead><tr>${head!.map((h) => `<th>${escapeXml(h)}</th>`).join("")}</tr></thead><tbody>` +
+    body.map((r) => `<tr>${r.map((c) => `<td>${escapeXml(c.replace(/\\\|/g, "|"))}</td>`).join("")}</tr>`).join("") + `</tbody></table>`
+}
+
+const section = (title: string, content: string | undefined) => (content === undefined ? "" : `<section><h2>${escapeXml(title)}</h2>${content}</section>\n`)
+
+const ms = (x: number) => x / 1000
+
+export const renderHtml = (s: Summary, options: { readonly title?: string } = {}): string => {
+  const title = options.title ?? `Run report${s.runs.length > 0 ? `: ${s.runs.join(", ")}` : ""}`
+  const h = s.headline
+  const sameColor = (series: ReadonlyArray<Series>) => band(series)
+  const headline = `<div class="headline"><p>${escapeXml(h.text)}</p>` +
+    h.comparisons.map((c) =>
+      `<p class="${c.verdict === "beats" ? "verdict-beats" : "verdict-none"}">${escapeXml(c.verdict === "beats" ? `${c.better} beats ${c.worse}` : `${c.better} vs ${c.worse}: ${c.verdict}`)}</p>`
+    ).join("") +
+    (h.arms.length > 0
+      ? `<p class="meta">Compared: ${escapeXml(h.metric)}; cost: ${escapeXml(h.cost)}.</p><table><thead><tr><th>arm</th><th>seeds</th><th>last step</th><th>accuracy</th><th>tool calls</th></tr></thead><tbody>` +
+        h.arms.map((a) => `<tr><td>${escapeXml(a.arm)}</td><td>${a.seeds.length}</td><td>${a.lastStep}</td><td>${escapeXml(formatStat(a.metric))}</td><td>${escapeXml(formatStat(a.toolCalls))}</td></tr>`).join("") +
+        `</tbody></table>`
+      : "") +
+    `</div>`
+
+  const plots = (...svgs: ReadonlyArray<string>) => `<div class="plots">${svgs.join("")}</div>`
+  let body = ""
+  body += section(
+    "Reward and accuracy per step",
+    s.reward.length + s.accuracy.length > 0
+      ? plots(
+        linePlot({ title: "Reward (mean ± 95% CI over seeds)", xLabel: "step", yLabel: "reward", series: sameColor(s.reward) }),
+        linePlot({ title: "Accuracy (mean ± 95% CI over seeds)", xLabel: "step", yLabel: "accuracy", series: sameColor(s.accuracy) })
+      ) + mdTable(seriesTable(s.accuracy))
+      : undefined
+  )
+  body += section(
+    "Tool calls per trajectory",
+    s.toolCallsPerTrajectory.length > 0
+      ? plots(linePlot({ title: "Tool calls per trajectory", xLabel: "step", yLabel: "calls", series: sameColor(s.toolCallsPerTrajectory) })) +
+        (s.tools.length > 0
+          ? `<table><thead><tr><th>arm</th><th>calls</th><th>outcomes</th><th>mean tool ms</th></tr></thead><tbody>` +
+            s.tools.map((t) => `<tr><td>${escapeXml(t.arm)}</td><td>${t.calls}</td><td>${escapeXml(Object.entries(t.byOutcome).map(([k, v]) => `${k} ${v}`).join(", "))}</td><td>${fmt(t.meanToolMs)}</td></tr>`).join("") +
+            `</tbody></table>`
+          : "")
+      : undefined
+  )
+  body += section(
+    "Entropy after tool results vs H_initial",
+    s.entropyAfterTool.length > 0
+      ? plots(
+        linePlot({
+          title: "Mean window entropy: after tool (solid) vs H_initial (dashed)",
+          xLabel: "step",
+          yLabel: "entropy (nats)",
+          series: [
+            ...band(s.entropyAfterTool, { label: (x) => `${x.arm} after tool` }),
+            ...band(s.entropyInitial, { label: (x) => `${x.arm} H_init`, dashed: true })
+          ]
+        })
+      )
+      : undefined
+  )
+  body += section(
+    "Branching",
+    s.branching.length > 0
+      ? plots(
+        barChart({
+          title: "Branch decisions: considered vs taken",
+          yLabel: "decisions",
+          groups: s.branching.map((b) => b.arm),
+          series: [{ name: "considered", values: s.branching.map((b) => b.considered) }, { name: "taken", values: s.branching.map((b) => b.taken) }]
+        }),
+        histogramPlot({ title: "ΔH at branch points", xLabel: "ΔH = (H_t − H_initial) / ln V", edges: s.deltaH.edges, series: s.deltaH.series.map((x) => ({ name: x.arm, counts: x.counts })) })
+      ) +
+        `<table><thead><tr><th>arm</th><th>considered</th><th>taken</th><th>rate</th><th>mean ΔH</th></tr></thead><tbody>` +
+        s.branching.map((b) => `<tr><td>${escapeXml(b.arm)}</td><td>${b.considered}</td><td>${b.taken}</td><td>${b.considered > 0 ? fmt(b.taken / b.considered) : "n/a"}</td><td>${fmt(b.meanDeltaH)}</td></tr>`).join("") +
+        `</tbody></table>`
+      : undefined
+  )
+  body += section(
+    "Time split (mean per seed)",
+    s.time.length > 0
+      ? plots(
+        barChart({
+          title: "Wall time by phase",
+          yLabel: "seconds",
+          stacked: true,
+          groups: s.time.map((t) => t.arm),
+          series: [
+            { name: "engine", values: s.time.map((t) => ms(t.engineMs)) },
+            { name: "tools", values: s.time.map((t) => ms(t.toolMs)) },
+            { name: "train", values: s.time.map((t) => ms(t.trainMs)) },
+            { name: "eval", values: s.time.map((t) => ms(t.evalMs)) }
+          ]
+        })
+      )
+      : undefined
+  )
+  body += section(
+    "Evaluation accuracy (greedy)",
+    s.evaluation.length > 0
+      ? plots(linePlot({ title: "Held-out accuracy (mean ± 95% CI)", xLabel: "step", yLabel: "accuracy", series: band(s.evaluation, { label: (e) => `${e.arm} (${e.split})` }) })) +
+        mdTable(seriesTable(s.evaluation, (e) => `${e.arm} (${e.split})`))
+      : undefined
+  )
+  body += section(
+    "Training loss",
+    s.loss.length > 0 ? plots(linePlot({ title: "Loss", xLabel: "step", yLabel: "loss", series: sameColor(s.loss) })) : undefined
+  )
+  body += section("Notes", s.notes.length > 0 ? `<ul class="notes">${s.notes.map((n) => `<li>${escapeXml(n)}</li>`).join("")}</ul>` : undefined)
+  body += section(
+    "Events",
+    `<table><thead><tr><th>kind</th><th>count</th></tr></thead><tbody>${Object.entries(s.eventsByKind).map(([k, v]) => `<tr><td>${escapeXml(k)}</td><td>${v}</td></tr>`).join("")}</tbody></table>`
+  )
+
+  const meta = `${s.arms.length} arm(s) (${s.arms.join(", ") || "none"}) · seeds ${s.seeds.join(", ") || "none"} · steps ${s.steps ? `${s.steps.first}–${s.steps.last}` : "none"} · ${s.events} events · intervals are 95% Student-t CIs over seeds`
+  return `<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">` +
+    `<title>${escapeXml(title)}</title><style>${css}</style></head><body>\n<h1>${escapeXml(title)}</h1><p class="meta">${escapeXml(meta)}</p>\n` +
+    `<section><h2>Headline</h2>${headline}</section>\n${body}</body></html>\n`
+}
