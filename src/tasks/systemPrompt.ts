@@ -31,12 +31,14 @@ const damagedPattern = new RegExp(
   "g"
 )
 
+const mayBeDamaged = /[\x07-\x09\x0b-\x0d]/
+
 /**
  * Repairs escaped LaTeX commands in released ARPO text: a control character standing for `\` + the
  * command's first letter (`\x08oxed{` → `\boxed{`). Idempotent; text without the defect is unchanged.
  */
 export const repairEscapes = (text: string): string =>
-  text.replace(damagedPattern, (c) => {
+  !mayBeDamaged.test(text) ? text : text.replace(damagedPattern, (c) => {
     switch (c) {
       case "\x08":
         return "\\b"
