@@ -117,8 +117,9 @@ export const decodeConfig = <S extends Schema.Top & { readonly DecodingServices:
   Schema.decodeUnknownEffect(schema)(input ?? {}, { errors: "all" }).pipe(
     Effect.mapError((e) => new SamplerConfigInvalid({ sampler, message: `sampler ${sampler} config: ${e.message}` })),
     Effect.flatMap((config) => {
-      const c = config as { readonly budget?: number; readonly initial?: number }
-      return c.initial !== undefined && c.budget !== undefined && c.initial > c.budget
+      const c = config as { readonly budget?: number; readonly initial?: number; readonly initialSplit?: string }
+      const usesInitial = c.initialSplit === undefined || c.initialSplit === "fixed"
+      return usesInitial && c.initial !== undefined && c.budget !== undefined && c.initial > c.budget
         ? Effect.fail(
           new SamplerConfigInvalid({
             sampler,

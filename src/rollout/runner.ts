@@ -17,6 +17,7 @@ import type { EventBody } from "../events/Event.ts"
 import { Events } from "../events/Events.ts"
 import type { MalformedCall, ToolCallRequest, ToolResult } from "../tools/Toolbox.ts"
 import { Toolbox } from "../tools/Toolbox.ts"
+import { failureText, timeoutText } from "../tools/protocol.ts"
 import { type BatchStats, batchEvent } from "./metrics.ts"
 import type { Action, Decision, Policy, Probe, RoundView, ToolStep } from "./policy.ts"
 import { deltaH } from "./policy.ts"
@@ -284,7 +285,7 @@ export const runRollout = (
           orElse: () =>
             Effect.succeed<ToolResult>({
               tool: call.tool,
-              output: `Error: Tool(${call.tool}) timed out after ${settings.toolTimeoutMs} ms.`,
+              output: timeoutText(call.tool, settings.toolTimeoutMs),
               outcome: "timeout",
               attempts: 1,
               toolMs: settings.toolTimeoutMs
@@ -293,7 +294,7 @@ export const runRollout = (
         Effect.catchCause((cause) =>
           Effect.succeed<ToolResult>({
             tool: call.tool,
-            output: `Error: Tool(${call.tool}) execution failed with message: ${Cause.squash(cause)}`,
+            output: failureText(call.tool, String(Cause.squash(cause))),
             outcome: "error",
             attempts: 1,
             toolMs: 0
