@@ -107,6 +107,8 @@ const stripUnits = (input: string): string => {
   return s
 }
 
+const COMMAND_AT = /\\[a-zA-Z]+/y
+
 /** `\sqrt2` → `\sqrt{2}`, `\frac12` → `\frac{1}{2}`, `\frac9{19}`, `\frac{270}7` → braced (whitespace already removed). */
 const braceShorthand = (s: string): string => {
   let out = ""
@@ -120,7 +122,8 @@ const braceShorthand = (s: string): string => {
       i = end
     } else if (i < s.length) {
       if (s[i] === "\\") {
-        const m = /^\\[a-zA-Z]+/.exec(s.slice(i))
+        COMMAND_AT.lastIndex = i
+        const m = COMMAND_AT.exec(s)
         const tok = m !== null ? m[0] : s.slice(i, i + 2)
         out += `{${tok}}`
         i += tok.length
@@ -174,12 +177,17 @@ const UNICODE: ReadonlyArray<readonly [RegExp, string]> = [
 
 const GREEK_EQ_LHS = /^\\(?:alpha|beta|gamma|delta|theta|phi|varphi|psi|omega|lambda|mu|rho|sigma|tau)$/
 
+/** Longest answer (characters) that is normalized in full; longer text is only trimmed and space-collapsed. */
+const MAX_NORMALIZED = 2000
+
 const normalizeUnsafe = (input: string): string => {
   let s = input.trim()
   if (s.includes("\\boxed") || s.includes("\\fbox")) {
     const inner = lastBoxed(s)
     if (inner !== undefined) s = inner.trim()
   }
+  // no real final answer is this long; bounding it keeps every step below linear-times-small
+  if (s.length > MAX_NORMALIZED) return s.replace(/\s+/g, " ")
   for (const [re, to] of UNICODE) s = s.replace(re, to)
   s = s.replace(/[\r\n\t]/g, " ")
   // thin/negative spaces; `(?<!\\)` keeps a matrix row separator `\\` followed by a space intact
@@ -187,6 +195,8 @@ const normalizeUnsafe = (input: string): string => {
   s = s.replace(/\\[dt]frac(?![a-zA-Z])/g, "\\frac")
   s = s.replace(/\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big|biggl|biggr)(?![a-zA-Z])/g, "")
   s = s.replace(/\\lbrace(?![a-zA-Z])/g, "\\{").replace(/\\rbrace(?![a-zA-Z])/g, "\\}")
+  s = s.replace(/\\displaystyle(?![a-zA-Z])/g, "")
+  s = s.replace(/\\varnothing(?![a-zA-Z])|∅/g, "\\emptyset").replace(/<=/g, "\\le ").replace(/>=/g, "\\ge ")
   s = s.replace(/\\leq(?![a-zA-Z])/g, "\\le").replace(/\\geq(?![a-zA-Z])/g, "\\ge").replace(/\\neq(?![a-zA-Z])/g, "\\ne")
   // degrees, dollars, percent
   s = s.replace(/\^\s*\{\s*\\circ\s*\}/g, "").replace(/\^\s*\\circ(?![a-zA-Z])/g, "").replace(/\\circ(?![a-zA-Z])/g, "")
