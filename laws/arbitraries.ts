@@ -23,7 +23,17 @@ export interface TrainBatchOptions {
   readonly vocabSize?: number
 }
 
-const dbl = (min: number, max: number) => fc.double({ min, max, noNaN: true, noDefaultInfinity: true })
+/**
+ * A real in [min, max]: mostly spread linearly over the range (fc.double alone is uniform over float
+ * representations, so most of its draws sit near 0), sometimes fc.double's edge-heavy draws.
+ */
+export const real = (min: number, max: number): fc.Arbitrary<number> =>
+  fc.oneof(
+    { weight: 4, arbitrary: fc.integer({ min: 0, max: 1 << 30 }).map((k) => min + ((max - min) * k) / (1 << 30)) },
+    { weight: 1, arbitrary: fc.double({ min, max, noNaN: true, noDefaultInfinity: true }) }
+  )
+
+const dbl = real
 
 const arbSequence = (o: Required<TrainBatchOptions>): fc.Arbitrary<TrainSequence> =>
   fc
