@@ -69,7 +69,7 @@ describe("training", () => {
     const policy = Policy.init(small, root(3))
     const learner = new Learner(policy)
     const seqs = copyBatch(99).slice(0, 6)
-    const total = seqs.reduce((a, s) => a + s.lossMask.reduce((x, y) => x + y, 0), 0)
+    const total = seqs.reduce((a, s) => a + s.lossMask.reduce<number>((x, y) => x + y, 0), 0)
     const full = learner.valueAndGrad("sft", packMicroBatches(seqs, () => 1 / total, 8, small.context, pad))
     const micro = learner.valueAndGrad("sft", packMicroBatches(seqs, () => 1 / total, 2, small.context, pad))
     expect(Math.abs(full.value - micro.value)).toBeLessThan(1e-5)
