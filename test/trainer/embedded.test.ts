@@ -1,0 +1,106 @@
+import { assert, describe, it } from "@effect/vitest"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { Effect, Layer } from "effect"
+import { beforeAll } from "vitest"
+import type { TrainBatch } from "../../src/core/batch.ts"
+import { derive, root } from "../../src/core/random.ts"
+import * as EmbeddedEngine from "../../src/engine/embedded.ts"
+import { Engine } from "../../src/engine/Engine.ts"
+import { Events } from "../../src/events/Events.ts"
+import { tinyConfig } from "../../src/model/config.ts"
+import { Policy } from "../../src/model/policy.ts"
+import { ensureBackend } from "../../src/model/runtime.ts"
+import { encode } from "../../src/model/tokenizer.ts"
+import * as EmbeddedTrainer from "../../src/trainer/embedded.ts"
+import { Trainer } from "../../src/trainer/Trainer.ts"
+
+const config = { ...tinyConfig, dModel: 32, layers: 1, heads: 2, mlpWidth: 64, context: 64 }
+beforeAll(ensureBackend)
+
+const layers = (policy: Policy) =>
+  Layer.mergeAll(
+    EmbeddedEngine.layerEmbedded(policy, { maxSlots: 4 }),
+    EmbeddedTrainer.layerEmbedded(policy, { adam: { lr: 1e-2, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 } })
+  ).pipe(Layer.provideMerge(Events.layerMemory))
+
+/** Rollouts from the engine packed as a batch with advantage +1 for the first half, −1 for the rest. */
+const rollouts = Effect.gen(function*() {
+  const engine = yield* Engine
+  const prompt = encode("<search>")
+  const version = yield* engine.policyVersion
+  const gens = yield* engine.generate([0, 1, 2, 3].map((i) => ({
+    tokens: prompt, maxTokens: 6, temperature: 1, topP: 1, stopTokens: [], stopStrings: [], key: derive(root(2), version, i)
+  })))
+  const batch: TrainBatch = {
+    sequences: gens.map((g, i) => ({
+      tokens: [...prompt, ...g.tokens],
+      responseStart: prompt.length,
+      lossMask: [...prompt.map(() => 0 as const), ...g.tokens.map(() => 1 as const)],
+      advantages: [...prompt.map(() => 0), ...g.tokens.map(() => (i < 2 ? 1 : -1))],
+      oldLogprobs: [...prompt.map(() => 0), ...g.logprobs],
+      weight: 1,
+      group: 0,
+      policyVersion: version
+    }))
+  }
+  return batch
+})
+
+describe("embedded Trainer", () => {
+  it.effect("trains on engine rollouts: version bumps, train.step events, engine serves the new weights", () =>
+    Effect.gen(function*() {
+      const trainer = yield* Trainer
+      const engine = yield* Engine
+      const batch = yield* rollouts
+      const report = yield* trainer.train(batch, { epochs: 2, miniBatches: 2, microBatchRows: 2 })
+      assert.strictEqual(report.steps.length, 4)
+      assert.strictEqual(report.policyVersion, 1)
+      assert.isBelow(report.steps[0]!.logprobMismatch, 1e-4)
+      assert.strictEqual(yield* engine.policyVersion, 1)
+      const steps = (yield* (yield* Events).recorded).filter((e) => e.event._tag === "train.step")
+      assert.strictEqual(steps.length, 4)
+      // the engine now scores with the updated weights: positive-advantage tokens became more likely
+      const [s] = yield* engine.score([batch.sequences[0]!.tokens])
+      const seq = batch.sequences[0]!
+      const gain = seq.tokens.reduce((a, _, t) => a + (seq.lossMask[t] ? s!.logprobs[t]! - seq.oldLogprobs[t]! : 0), 0)
+      assert.isAbove(gain, 0)
+    }).pipe(Effect.provide(layers(Policy.init(config, root(4))))))
+
+  it.effect("refuses a stale batch and an invalid batch with typed errors", () =>
+    Effect.gen(function*() {
+      const trainer = yield* Trainer
+      const batch = yield* rollouts
+      yield* trainer.train(batch)
+      yield* trainer.train(batch, { maxPolicyLag: 1 })
+      const stale = yield* Effect.flip(trainer.train(batch, { maxPolicyLag: 1 }))
+      assert.strictEqual(stale._tag, "StaleBatch")
+      const bad = { sequences: [{ ...batch.sequences[0]!, advantages: [1] }] }
+      const invalid = yield* Effect.flip(trainer.train(bad, { maxPolicyLag: 99 }))
+      assert.strictEqual(invalid._tag, "InvalidTrainBatch")
+    }).pipe(Effect.provide(layers(Policy.init(config, root(5))))))
+
+  it.effect("save then load restores weights, optimizer state and version", () =>
+    Effect.gen(function*() {
+      const trainer = yield* Trainer
+      const engine = yield* Engine
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "arpo-trainer-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
+      const file = path.join(dir, "ckpt.safetensors")
+      const batch = yield* rollouts
+      yield* trainer.sft({ sequences: batch.sequences.map((s) => ({ tokens: s.tokens, lossMask: s.lossMask })) })
+      yield* trainer.save(file)
+      const probe = batch.sequences[1]!.tokens
+      const [saved] = yield* engine.score([probe])
+      yield* trainer.train(batch)
+      const [moved] = yield* engine.score([probe])
+      assert.notDeepEqual(moved!.logprobs, saved!.logprobs)
+      yield* trainer.load(file)
+      const [restored] = yield* engine.score([probe])
+      assert.deepStrictEqual(restored!.logprobs, saved!.logprobs)
+      assert.strictEqual(yield* trainer.policyVersion, 1)
+      const missing = yield* Effect.flip(trainer.load(path.join(dir, "nope.safetensors")))
+      assert.strictEqual(missing._tag, "CheckpointFailure")
+    }).pipe(Effect.provide(layers(Policy.init(config, root(6))))))
+})
