@@ -45,16 +45,26 @@ export const logSoftmax = (logits: Floats, temperature = 1): Float64Array => {
   return out
 }
 
-// H = −Σ p_j log p_j over tokens with p_j > 0, with log p_j = (z_j − max) − logSum.
+// One exp per token: with y_j = z_j − max, e_j = exp(y_j), S = Σ e_j, p_j = e_j / S and
+// H = −Σ p_j (y_j − ln S) = ln S − (Σ e_j y_j) / S. Tokens with p_j = 0 (y_j = −∞) contribute 0.
 const entropyOfRow = (logits: Floats, offset: number, n: number, temperature: number): number => {
-  const { max, logSum } = normalizerOf(logits, offset, n, temperature)
-  let h = 0
+  let max = -Infinity
   for (let j = 0; j < n; j++) {
-    const lp = logits[offset + j]! / temperature - max - logSum
-    if (lp === -Infinity) continue // p = 0 contributes 0 (avoid 0·∞)
-    const p = Math.exp(lp)
-    h -= p * lp
+    const z = logits[offset + j]! / temperature
+    if (z > max) max = z
   }
+  if (max === -Infinity) throw new RangeError("entropy: every logit is −Infinity (no token has mass)")
+  if (max === Infinity) throw new RangeError("entropy: a logit is +Infinity")
+  let sum = 0
+  let weighted = 0
+  for (let j = 0; j < n; j++) {
+    const y = logits[offset + j]! / temperature - max
+    if (y === -Infinity) continue
+    const e = Math.exp(y)
+    sum += e
+    weighted += e * y
+  }
+  const h = Math.log(sum) - weighted / sum
   // Rounding can leave a hair outside [0, ln V]; the true value never is.
   return Math.min(Math.max(h, 0), Math.log(n))
 }
