@@ -6,6 +6,7 @@
  */
 import { Effect, Layer, Schema } from "effect"
 import { derive, type Key, root, uniform } from "../core/random.ts"
+import { formatResults } from "../tools/search.ts"
 import { call, defaultFormatResult, type DemoStep, qualityOf, renderScript, say, type ToolOracle } from "./demonstration.ts"
 import { accuracyOf, type RewardChoice, rewardOf } from "./metric.ts"
 import { arpoSystemPrompt, type PromptFormat, renderPrompt } from "./systemPrompt.ts"
@@ -129,10 +130,14 @@ const questionAt = (r: Resolved, world: World, split: Split, index: number): Que
   return { kind, companies, value: computation(kind, companies).value }
 }
 
-/** The exact-title search oracle: the company's document, or the reference's "no results" text. */
+/**
+ * The exact-title search oracle, formatted as the search tool formats results (`Page 1: Title: text`,
+ * or "No search results found."): what BM25 over the corpus returns for a company's name, since no
+ * other document contains that word.
+ */
 export const searchOracle = (world: World) => (query: string): string => {
   const c = world.byName.get(query.trim().replace(/^./, (ch) => ch.toUpperCase()))
-  return c === undefined ? "No search results found." : renderDocument(world.documents[c.index]!)
+  return formatResults(c === undefined ? [] : [renderDocument(world.documents[c.index]!)])
 }
 
 const validate = (r: Resolved, world: World): Effect.Effect<void, TaskConfigInvalid> =>
@@ -147,7 +152,7 @@ const validate = (r: Resolved, world: World): Effect.Effect<void, TaskConfigInva
 
 /** Options that are not configuration data: the search output the demonstrations assume. */
 export interface MultihopOptions {
-  /** the search tool's output for a query (default: the exact-title oracle, `Title: text`) */
+  /** the search tool's output for a query (default: the exact-title oracle, `Page 1: Title: text`) */
   readonly searchOutput?: (query: string, world: World) => string
   /** the result insertion (default `" <result>\n" + output + "\n</result>"`) */
   readonly formatResult?: (output: string) => string

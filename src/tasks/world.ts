@@ -51,7 +51,7 @@ const word = (key: Key, offset: number, pattern: string): string => {
 export const documentOf = (c: Company): Document => ({
   id: `company-${c.index}`,
   title: c.name,
-  text: `founded ${c.founded}, founder born ${c.born}.`
+  text: `est. ${c.founded}, founder b. ${c.born}.`
 })
 
 /** Builds the world of a seed (a pure function of the config). */
