@@ -1,0 +1,33 @@
+/**
+ * `arpo resume <dir>`: continue a run from its last checkpoint. The experiment is the `experiment`
+ * field of the run's config.json, else the directory's parent name (`runs/<experiment>/<run-id>`).
+ * Prints the run directory as the last line.
+ */
+import { Console, Effect } from "effect"
+import { Argument, Command } from "effect/cli"
+import * as NodePath from "node:path"
+import { RunStore } from "../run/RunStore.ts"
+import { ExperimentUnsupported, lookup } from "./experiments.ts"
+import { presentErrors } from "./present.ts"
+
+/** Which experiment a run directory belongs to. */
+export const experimentOf = (dir: string, config: unknown): string => {
+  const named = typeof config === "object" && config !== null ? (config as { experiment?: unknown }).experiment : undefined
+  return typeof named === "string" && named !== "" ? named : NodePath.basename(NodePath.dirname(NodePath.resolve(dir)))
+}
+
+export const resumeCommand = Command.make(
+  "resume",
+  { dir: Argument.String("dir").pipe(Argument.withDescription("the run directory, runs/<experiment>/<run-id>")) },
+  ({ dir }) =>
+    Effect.gen(function*() {
+      const config = yield* RunStore.use((s) => s.readConfig).pipe(Effect.provide(RunStore.layerOpen(dir)))
+      const name = experimentOf(dir, config)
+      const experiment = yield* lookup(name)
+      if (experiment.resume === undefined) {
+        return yield* new ExperimentUnsupported({ experiment: name, message: `experiment ${name} cannot resume runs (it has no resume)` })
+      }
+      const out = yield* experiment.resume(dir)
+      yield* Console.log(out)
+    }).pipe(presentErrors)
+).pipe(Command.withDescription("Resume a run from its last checkpoint; prints the run directory as the last line"))

@@ -1,0 +1,65 @@
+/**
+ * `arpo run <experiment-file|name> [--profile quick|full] [--seeds 1,2,3] [--set key=value …]
+ * [--sweep key=v1,v2 …] [--out dir]`: resolve the experiment, run it, print the run directory as the
+ * last line. Option parsing lives here; what the options mean is the experiment's business.
+ */
+import { Console, Effect, Option, Result } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
+import { resolve, type RunOptions } from "./experiments.ts"
+import { badInput, presentErrors } from "./present.ts"
+
+/** "1,2,3" → [1, 2, 3]; rejects anything but comma-separated integers. */
+export const parseSeeds = (text: string): Result.Result<ReadonlyArray<number>, string> => {
+  const parts = text.split(",").map((s) => s.trim()).filter((s) => s !== "")
+  if (parts.length === 0) return Result.fail(`--seeds "${text}": give comma-separated integers, e.g. 1,2,3`)
+  const bad = parts.find((p) => !/^-?\d+$/.test(p))
+  if (bad !== undefined) return Result.fail(`--seeds "${text}": "${bad}" is not an integer`)
+  const seeds = parts.map(Number)
+  if (new Set(seeds).size !== seeds.length) return Result.fail(`--seeds "${text}": a seed is repeated`)
+  return Result.succeed(seeds)
+}
+
+/** { lr: "1e-6,3e-6" } → { lr: ["1e-6", "3e-6"] }; every key needs at least one value. */
+export const parseSweep = (raw: Readonly<Record<string, string>>): Result.Result<Record<string, ReadonlyArray<string>>, string> => {
+  const out: Record<string, ReadonlyArray<string>> = {}
+  for (const [key, value] of Object.entries(raw)) {
+    const values = value.split(",").map((s) => s.trim()).filter((s) => s !== "")
+    if (values.length === 0) return Result.fail(`--sweep ${key}=${value}: give one or more comma-separated values`)
+    out[key] = values
+  }
+  return Result.succeed(out)
+}
+
+export const runCommand = Command.make(
+  "run",
+  {
+    experiment: Argument.String("experiment").pipe(
+      Argument.withDescription("a registered experiment name, or a module file whose default export is an Experiment")
+    ),
+    profile: Flag.Literals("profile", ["quick", "full"]).pipe(
+      Flag.withDefault("quick" as const),
+      Flag.withDescription("quick: minutes on a laptop CPU; full: the complete experiment")
+    ),
+    seeds: Flag.String("seeds").pipe(Flag.optional, Flag.withDescription("comma-separated seeds, e.g. 1,2,3 (default: the experiment's)")),
+    set: Flag.KeyValuePair("set").pipe(Flag.optional, Flag.withDescription("override a config value: --set rollout.beta=0.5 (repeatable)")),
+    sweep: Flag.KeyValuePair("sweep").pipe(Flag.optional, Flag.withDescription("sweep a config value: --sweep lr=1e-6,3e-6 (repeatable)")),
+    out: Flag.String("out").pipe(Flag.withDefault("runs"), Flag.withDescription("runs root: writes <out>/<experiment>/<run-id>/"))
+  },
+  (input) =>
+    Effect.gen(function*() {
+      const seeds = Option.isSome(input.seeds) ? parseSeeds(input.seeds.value) : Result.succeed(undefined)
+      if (Result.isFailure(seeds)) return yield* badInput(seeds.failure)
+      const sweep = parseSweep(Option.getOrElse(input.sweep, () => ({})))
+      if (Result.isFailure(sweep)) return yield* badInput(sweep.failure)
+      const options: RunOptions = {
+        profile: input.profile,
+        seeds: seeds.success,
+        set: Option.getOrElse(input.set, () => ({})),
+        sweep: sweep.success,
+        out: input.out
+      }
+      const experiment = yield* resolve(input.experiment)
+      const dir = yield* experiment.run(options)
+      yield* Console.log(dir)
+    }).pipe(presentErrors)
+).pipe(Command.withDescription("Run an experiment; prints the run directory as the last line"))
