@@ -1,5 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit } from "effect"
+import { Effect, Exit, Layer } from "effect"
+import { Events } from "../../src/events/Events.ts"
+import * as Calculator from "../../src/tools/calculator.ts"
+import { Toolbox } from "../../src/tools/Toolbox.ts"
+import { renderWithToolbox } from "../../src/tasks/demonstration.ts"
 import { byteTokenizer } from "../../src/model/tokenizer.ts"
 import { evaluate } from "../../src/tools/calculator.ts"
 import { findCall, formatResult, isMalformed } from "../../src/tools/protocol.ts"
@@ -75,6 +79,14 @@ describe("arithmetic task", () => {
       assert.strictEqual(r.score, 1, r.reason)
     }
   })
+
+  it.effect("holds exactly what the calculator answering <python> calls returns through a Toolbox", () =>
+    Effect.gen(function*() {
+      const tools = Toolbox.layer([Calculator.tool({ name: "python" })]).pipe(Layer.provide(Events.layerDiscard))
+      for (const d of task.demonstrations("train", { start: 0, count: 60 }, { imperfectShare: 0.5 })) {
+        assert.deepStrictEqual(yield* Effect.provide(renderWithToolbox(d), tools), d)
+      }
+    }))
 
   it("mixes in imperfect demonstrations at the configured share, and they earn less", () => {
     const demos = task.demonstrations("train", { start: 0, count: 1000 }, { imperfectShare: 0.3 })
