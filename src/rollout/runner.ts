@@ -341,7 +341,9 @@ export const runRollout = (
           const key = keys[i]!
           const state = states[t.prompt]!
           if ("_tag" in reply) {
-            markFailed(t, key, reply)
+            // a context the model cannot extend is the end of the trajectory for length, not a failure
+            if (reply._tag === "ContextOverflow") endForLength(t)
+            else markFailed(t, key, reply)
             return
           }
           // prefix-reuse accounting: the context nodes the engine had not computed yet, plus the new tokens

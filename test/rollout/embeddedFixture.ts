@@ -45,9 +45,9 @@ export const demo = (d: number, key: ReturnType<typeof root>) => {
 }
 
 /** Train the tiny policy for `steps` SFT steps (deterministic: fixed keys). */
-export const trainTinyPolicy = async (steps = 60): Promise<Policy> => {
+export const trainTinyPolicy = async (steps = 60, config: ModelConfig = tinyRolloutConfig): Promise<Policy> => {
   await ensureBackend()
-  const policy = Policy.init(tinyRolloutConfig, derive(root(5), "rollout-test-model"))
+  const policy = Policy.init(config, derive(root(5), "rollout-test-model"))
   const learner = new Learner(policy, { lr: 1e-2, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 })
   for (let s = 0; s < steps; s++) {
     const batch = Array.from({ length: 16 }, (_, i) => demo(1 + ((s * 16 + i) % 9), derive(root(6), s, i)))

@@ -3,7 +3,7 @@ import { Effect, Layer } from "effect"
 import { root } from "../../src/core/random.ts"
 import { tokenIds } from "../../src/core/tokens.ts"
 import { encodeJson, trajectories, type RolloutTree } from "../../src/core/tree.ts"
-import { EngineFailure } from "../../src/engine/Engine.ts"
+import { ContextOverflow, EngineFailure } from "../../src/engine/Engine.ts"
 import type { StampedEvent } from "../../src/events/Event.ts"
 import { Events } from "../../src/events/Events.ts"
 import { layerAepo } from "../../src/rollout/aepo.ts"
@@ -134,6 +134,24 @@ describe("faults", () => {
       const notes = events.map((e) => e.event).filter((e) => e._tag === "note")
       assert.strictEqual(notes.length, failed.length)
       assert.match(notes[0]!._tag === "note" ? notes[0]!.message : "", /prompt 1 trajectory \d+ failed .*excluded from training/)
+    }))
+
+  it.effect("a context the engine cannot extend ends the trajectory for length, not as a failure", () =>
+    Effect.gen(function*() {
+      const { trees } = yield* sampleWith(
+        stack(layerGlobal({ budget: 3 }), {
+          fail: (r) => (r.tokens.length > 10 ? new ContextOverflow({ adapter: "scripted", tokens: r.tokens.length, limit: 10 }) : undefined)
+        }),
+        6
+      )
+      let ended = 0
+      for (const tree of trees) {
+        for (const t of trajectories(tree)) {
+          assert.notStrictEqual(t.finish, "failed")
+          if (t.finish === "length") ended++
+        }
+      }
+      assert.isAbove(ended, 0)
     }))
 
   it.effect("a transient engine failure is retried and loses nothing", () =>
