@@ -7,7 +7,7 @@ import { execFileSync } from "node:child_process"
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as NodePath from "node:path"
-import { inflateSync } from "node:zlib"
+import { deflateSync, inflateSync } from "node:zlib"
 import { renderHtml } from "../../src/report/html.ts"
 import { renderMarkdown } from "../../src/report/markdown.ts"
 import { writeReports } from "../../src/report/report.ts"
@@ -79,7 +79,8 @@ describe("writing reports into the run directory", () => {
     }).pipe(Effect.scoped, Effect.provide(Layer.mergeAll(NodeServices.layer))))
 })
 
-/** Width, height and whether any pixel is not near-white, from an 8-bit RGB/RGBA PNG. */
+/** Width, height and the number of pixels that are not near-white, from an 8-bit RGB/RGBA PNG
+ *  (non-interlaced, as Chromium writes them). */
 const pngStats = (png: Buffer): { width: number; height: number; nonWhite: number } => {
   assert.strictEqual(png.subarray(1, 4).toString("ascii"), "PNG")
   let offset = 8
@@ -94,22 +95,72 @@ const pngStats = (png: Buffer): { width: number; height: number; nonWhite: numbe
     if (type === "IHDR") {
       width = data.readUInt32BE(0)
       height = data.readUInt32BE(4)
+      assert.strictEqual(data[8], 8, "8-bit samples")
       colorType = data[9]!
     } else if (type === "IDAT") idat.push(data)
     offset += 12 + len
   }
-  const channels = colorType === 6 ? 4 : 3
+  const bpp = colorType === 6 ? 4 : 3
   const raw = inflateSync(Buffer.concat(idat))
-  const stride = width * channels
-  // Unfilter is not needed to detect "not blank": a blank image's filtered rows are all zeros (Sub/Up)
-  // or all 255 (None); count bytes that are neither, row by row.
+  const stride = width * bpp
+  let prev = new Uint8Array(stride)
   let nonWhite = 0
   for (let y = 0; y < height; y++) {
-    const row = raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1))
-    for (const b of row) if (b !== 0 && b !== 255) nonWhite++
+    const filter = raw[y * (stride + 1)]!
+    const line = raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1))
+    const cur = new Uint8Array(stride)
+    for (let i = 0; i < stride; i++) {
+      const a = i >= bpp ? cur[i - bpp]! : 0
+      const b = prev[i]!
+      const c = i >= bpp ? prev[i - bpp]! : 0
+      const p = a + b - c
+      const pa = Math.abs(p - a)
+      const pb = Math.abs(p - b)
+      const pc = Math.abs(p - c)
+      const pred = filter === 1 ? a : filter === 2 ? b : filter === 3 ? (a + b) >> 1 : filter === 4 ? (pa <= pb && pa <= pc ? a : pb <= pc ? b : c) : 0
+      cur[i] = (line[i]! + pred) & 255
+    }
+    for (let x = 0; x < width; x++) {
+      if (cur[x * bpp]! < 245 || cur[x * bpp + 1]! < 245 || cur[x * bpp + 2]! < 245) nonWhite++
+    }
+    prev = cur
   }
   return { width, height, nonWhite }
 }
+
+/** A minimal RGB PNG (CRCs left zero: pngStats does not check them). */
+const makePng = (width: number, height: number, pixel: (x: number, y: number) => readonly [number, number, number], filter: number) => {
+  const rows: Array<number> = []
+  for (let y = 0; y < height; y++) {
+    rows.push(filter)
+    const row: Array<number> = []
+    for (let x = 0; x < width; x++) row.push(...pixel(x, y))
+    // encode with the Sub filter (1) or None (0)
+    row.forEach((v, i) => rows.push(filter === 1 ? (v - (i >= 3 ? row[i - 3]! : 0)) & 255 : v))
+  }
+  const chunk = (type: string, data: Buffer) => {
+    const head = Buffer.alloc(8)
+    head.writeUInt32BE(data.length, 0)
+    head.write(type, 4, "ascii")
+    return Buffer.concat([head, data, Buffer.alloc(4)])
+  }
+  const ihdr = Buffer.alloc(13)
+  ihdr.writeUInt32BE(width, 0)
+  ihdr.writeUInt32BE(height, 4)
+  ihdr[8] = 8
+  ihdr[9] = 2
+  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk("IHDR", ihdr), chunk("IDAT", deflateSync(Buffer.from(rows))), chunk("IEND", Buffer.alloc(0))])
+}
+
+describe("the PNG check of the screenshot tier", () => {
+  it("counts exactly the pixels that are not near-white, whatever the row filter", () => {
+    for (const filter of [0, 1]) {
+      assert.deepStrictEqual(pngStats(makePng(7, 5, () => [255, 255, 255], filter)), { width: 7, height: 5, nonWhite: 0 })
+      const dots = pngStats(makePng(7, 5, (x, y) => (x === y ? [31, 119, 180] : [255, 255, 255]), filter))
+      assert.strictEqual(dots.nonWhite, 5)
+    }
+  })
+})
 
 describe("chromium screenshot (opt-in tier: needs /usr/bin/chromium)", () => {
   const chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find(existsSync)
