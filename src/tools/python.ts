@@ -1,0 +1,101 @@
+/**
+ * The Python tool: runs the model's code with Debian's python3 inside the `Sandbox`, with the
+ * reference's semantics (ARPO_SPEC §4.3): the last top-level bare expression that is not a `print(...)`
+ * call is wrapped in `print(...)` (an AST rewrite done by the child's python before exec), the result is
+ * stdout (trimmed) on exit 0 and stderr (trimmed) otherwise, and empty output is left to the Toolbox
+ * to treat as a failure. It does not sandbox anything itself; `sandbox.ts` does.
+ */
+import { Effect } from "effect"
+import { ProgramFailed, ToolCrashed, type ToolError, ToolTimeout } from "./errors.ts"
+import { Sandbox } from "./sandbox.ts"
+import type { Tool } from "./Tool.ts"
+
+/**
+ * Runs inside the sandbox as `python3 -I -c PREAMBLE`: reads the model's code from stdin, points stdin
+ * at /dev/null, rewrites the last bare expression into a print, and executes the code as `__main__`
+ * with the file name `<string>` (as `python -c` would), printing a traceback without this frame.
+ */
+export const PREAMBLE = String.raw`
+import ast as _ast, os as _os, sys as _sys, traceback as _tb
+_src = _sys.stdin.read()
+_fd = _os.open(_os.devnull, _os.O_RDONLY)
+_os.dup2(_fd, 0)
+_os.close(_fd)
+_sys.stdin = open(0, closefd=False)
+try:
+    _tree = _ast.parse(_src, "<string>", "exec")
+except (SyntaxError, ValueError) as _e:
+    _tb.print_exception(type(_e), _e, None)
+    _sys.exit(1)
+if _tree.body and isinstance(_tree.body[-1], _ast.Expr):
+    _v = _tree.body[-1].value
+    if not (isinstance(_v, _ast.Call) and isinstance(_v.func, _ast.Name) and _v.func.id == "print"):
+        _tree.body[-1] = _ast.copy_location(_ast.Expr(_ast.Call(_ast.Name("print", _ast.Load()), [_v], [])), _tree.body[-1])
+        _ast.fix_missing_locations(_tree)
+_code = compile(_tree, "<string>", "exec")
+_g = {"__name__": "__main__", "__builtins__": __builtins__}
+del _src, _tree, _fd
+try:
+    exec(_code, _g)
+except SystemExit:
+    raise
+except BaseException as _e:
+    _tb.print_exception(type(_e), _e, _e.__traceback__.tb_next if _e.__traceback__ else None)
+    _sys.stdout.flush()
+    _sys.exit(1)
+`
+
+export interface PythonOptions {
+  /** the tool's name and tag (default "python") */
+  readonly name?: string
+}
+
+const signalNames: Record<number, string> = {
+  6: "aborted (SIGABRT)",
+  9: "killed (SIGKILL; memory or process limit)",
+  11: "segmentation fault (SIGSEGV)",
+  24: "CPU time limit exceeded (SIGXCPU)",
+  25: "file size limit exceeded (SIGXFSZ)"
+}
+
+/** Why a run that printed nothing to stderr ended, in words. */
+export const describeExit = (exitCode: number): string =>
+  exitCode > 128 && signalNames[exitCode - 128] !== undefined
+    ? `Error: the program was ${signalNames[exitCode - 128]}.`
+    : `Error: the program exited with code ${exitCode}.`
+
+/** The Python tool over the Sandbox service. */
+export const tool = (options: PythonOptions = {}): Effect.Effect<Tool, never, Sandbox> =>
+  Effect.gen(function*() {
+    const sandbox = yield* Sandbox
+    const name = options.name ?? "python"
+    const cap = sandbox.config.stdoutBytes
+    const python: Tool = {
+      name,
+      run: (input: string): Effect.Effect<string, ToolError> =>
+        sandbox.run({ argv: [sandbox.config.python, "-I", "-c", PREAMBLE], stdin: input }).pipe(
+          Effect.flatMap((r): Effect.Effect<string, ToolError> => {
+            if (r.timedOut) {
+              return Effect.fail(new ToolTimeout({ tool: name, input, afterMs: sandbox.config.timeoutMs }))
+            }
+            if (r.stdoutTruncated) {
+              return Effect.succeed(`${r.stdout.trim()}\n… [output truncated: more than ${cap} bytes; the program was stopped]`)
+            }
+            if (r.exitCode === 0) return Effect.succeed(r.stdout.trim())
+            if (r.exitCode === undefined) {
+              return Effect.fail(new ToolCrashed({ tool: name, input, reason: "the sandbox was killed before the program exited" }))
+            }
+            const stderr = r.stderr.trim()
+            return Effect.fail(
+              new ProgramFailed({
+                tool: name,
+                input,
+                exitCode: r.exitCode,
+                stderr: stderr === "" ? describeExit(r.exitCode) : stderr
+              })
+            )
+          })
+        )
+    }
+    return python
+  })

@@ -1,0 +1,63 @@
+import { afterAll, describe, expect, it } from "vitest"
+import { leftovers, makeHarness, unavailableReason } from "./sandboxHarness.ts"
+
+const skip = await unavailableReason()
+
+describe.skipIf(skip !== undefined)("python tool (sandboxed): normal programs", () => {
+  const h = makeHarness({ timeoutMs: 15_000 }, { timeoutMs: 20_000 })
+  afterAll(() => h.runtime.dispose())
+
+  it("prints", async () => {
+    expect(await h.python("print('hello')")).toMatchObject({ outcome: "ok", output: "hello", attempts: 1 })
+  })
+
+  it("prints the last bare expression, and does not print a last print twice", async () => {
+    expect((await h.python("x = 6\nprint('x is', x)\nx * 7")).output).toBe("x is 6\n42")
+    expect((await h.python("print(1)")).output).toBe("1")
+    expect((await h.python("def f(a):\n    return a + 1\nf(2)")).output).toBe("3")
+  })
+
+  it("answers a failing program with its stderr", async () => {
+    const r = await h.python("def f():\n    return 1 / 0\nf()")
+    expect(r.outcome).toBe("error")
+    expect(r.output).toMatch(/^Traceback \(most recent call last\):/)
+    expect(r.output).toContain("File \"<string>\", line 2, in f")
+    expect(r.output).toMatch(/ZeroDivisionError: division by zero$/)
+    expect((await h.python("x = (")).output).toMatch(/SyntaxError/)
+  })
+
+  it("treats empty output as an error, after the reference's 3 attempts", async () => {
+    expect(await h.python("x = 1")).toMatchObject({
+      outcome: "error",
+      output: "Tool(python) returned empty output.",
+      attempts: 3
+    })
+  })
+
+  it("computes with big integers", async () => {
+    expect((await h.python("2**521 - 1")).output).toBe(String(2n ** 521n - 1n))
+    expect((await h.python("import math\nmath.factorial(30)")).output).toBe("265252859812191058636308480000000")
+  })
+
+  it("runs as nobody, in a clean environment, in its own scratch directory", async () => {
+    const r = await h.python(
+      "import os\nopen('note.txt', 'w').write('kept')\nprint(os.getuid(), os.getgid(), os.getcwd(), open('note.txt').read())\nsorted(os.environ)"
+    )
+    expect(r.output.split("\n")[0]).toBe("65534 65534 /scratch kept")
+    expect(r.output.split("\n")[1]).toBe(
+      "['ARPO_SANDBOX_RUN', 'HOME', 'LANG', 'PATH', 'PYTHONDONTWRITEBYTECODE', 'PYTHONIOENCODING', 'TMPDIR']"
+    )
+    // the next run does not see the previous run's files
+    expect((await h.python("import os\nos.listdir('.')")).output).toBe("[]")
+  })
+
+  it("runs several programs at once", async () => {
+    const rs = await Promise.all([1, 2, 3, 4].map((i) => h.python(`${i} * 111`)))
+    expect(rs.map((r) => r.output)).toEqual(["111", "222", "333", "444"])
+  })
+
+  it("leaves nothing behind", () => {
+    expect(h.spawned.length).toBeGreaterThan(5)
+    expect(leftovers(h.spawned)).toEqual([])
+  })
+})
