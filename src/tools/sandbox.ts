@@ -99,6 +99,27 @@ export class Sandbox extends Context.Service<Sandbox, {
     hooks: SandboxHooks = {}
   ): Layer.Layer<Sandbox, SandboxUnavailable, ChildProcessSpawner.ChildProcessSpawner> =>
     Layer.effect(Sandbox, make(config, hooks))
+
+  /**
+   * Like `layer`, but where the machine cannot provide the sandbox every run fails with that
+   * `SandboxUnavailable` (the model then reads the reason as the tool's result) instead of the layer.
+   */
+  static readonly layerOrUnavailable = (
+    config: Partial<SandboxConfig> = {},
+    hooks: SandboxHooks = {}
+  ): Layer.Layer<Sandbox, never, ChildProcessSpawner.ChildProcessSpawner> =>
+    Layer.effect(
+      Sandbox,
+      make(config, hooks).pipe(
+        Effect.catch((error) =>
+          Effect.succeed(Sandbox.of({
+            config: { ...defaultSandboxConfig, ...config },
+            info: { cgroups: "none", hostNamespaces: [] },
+            run: () => Effect.fail(error)
+          }))
+        )
+      )
+    )
 }
 
 /** Exit code and stderr marker of a refusal by the wrapper or the in-child check. */

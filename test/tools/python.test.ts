@@ -1,4 +1,10 @@
+import { NodeServices } from "@effect/platform-node"
+import { Effect, Layer } from "effect"
 import { afterAll, describe, expect, it } from "vitest"
+import * as Events from "../../src/events/Events.ts"
+import * as Python from "../../src/tools/python.ts"
+import { Sandbox } from "../../src/tools/sandbox.ts"
+import { Toolbox } from "../../src/tools/Toolbox.ts"
 import { leftovers, makeHarness, unavailableReason } from "./sandboxHarness.ts"
 
 const skip = await unavailableReason()
@@ -59,5 +65,18 @@ describe.skipIf(skip !== undefined)("python tool (sandboxed): normal programs", 
   it("leaves nothing behind", () => {
     expect(h.spawned.length).toBeGreaterThan(5)
     expect(leftovers(h.spawned)).toEqual([])
+  })
+})
+
+describe("python tool without a sandbox", () => {
+  it("answers every call with the reason, and never runs the code unsandboxed", async () => {
+    const layer = Toolbox.layer([Python.tool()]).pipe(
+      Layer.provide(Sandbox.layerOrUnavailable({ python: "/nonexistent/python3" })),
+      Layer.provide(NodeServices.layer),
+      Layer.provideMerge(Events.Events.layerMemory)
+    )
+    const r = await Effect.runPromise(Toolbox.use((b) => b.run({ tool: "python", content: "print(1)" })).pipe(Effect.provide(layer)))
+    expect(r.outcome).toBe("error")
+    expect(r.output).toMatch(/^Error: Tool\(python\) execution failed with message: python sandbox unavailable: /)
   })
 })
