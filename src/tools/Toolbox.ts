@@ -1,9 +1,8 @@
 /**
- * The Toolbox service: runs a tool call (tag + content) and turns every outcome, failures included,
- * into result text for the model plus one typed `tool.call` event. It never fails: a crashed, timed-out
- * or malformed call is still a result the trajectory continues with. Built from a set of tools
- * (`Tool.ts`) with a per-attempt timeout, retries of empty/transient failures, one concurrency limit
- * shared by every call of the run, and an output cap. `protocol.ts` holds the pure tag handling.
+ * The Toolbox service: runs a tool call (tag + content) and turns every outcome, failures included, into
+ * result text plus one `tool.call` event; it never fails. Built from tools (`Tool.ts`) with a per-attempt
+ * timeout, retries of empty/transient failures, one concurrency limit shared by the run, and an output
+ * cap. It does not parse tags itself (`protocol.ts`) nor isolate programs (`sandbox.ts`).
  */
 import { Context, Effect, Layer, Result, Schema, Semaphore } from "effect"
 import * as Events from "../events/Events.ts"

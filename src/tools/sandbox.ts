@@ -1,11 +1,8 @@
 /**
- * The sandbox that model-written programs run in: a child process in new network, PID and mount
- * namespaces (`unshare`), chrooted into a fresh tmpfs that holds only read-only binds of /usr and /etc,
- * a few device nodes, its own /proc and a private scratch directory, as an unprivileged user (`setpriv`)
- * with rlimits (processes, address space, file size, CPU time), cgroup limits where the machine offers
- * a writable cgroup, a clean environment, a wall-clock timeout and an output cap. Inside the child, before
- * the program starts, a check refuses to run it unless uid ≠ 0 and the namespaces differ from ours.
- * Everything the program started dies with its PID namespace. See docs/tools.md for what it does NOT stop.
+ * The sandbox that model-written programs run in: new net/PID/mount namespaces, a chroot on a fresh
+ * tmpfs (read-only /usr and /etc, a private scratch), an unprivileged user, rlimits and cgroup limits
+ * where writable, a clean environment, a wall-clock timeout and an output cap; an in-child check refuses
+ * to run anything as root or in our namespaces. It knows nothing of Python. Limits: docs/tools.md.
  */
 import { randomUUID } from "node:crypto"
 import * as Fs from "node:fs"
