@@ -10,6 +10,7 @@ import type { ChildProcessSpawner } from "effect/process"
 import { existsSync } from "node:fs"
 import * as NodePath from "node:path"
 import { pathToFileURL } from "node:url"
+import { builtin } from "../run/registry.ts"
 
 /** What `arpo run` passes to an experiment. Values of `set`/`sweep` are raw strings: the experiment
  *  decodes them with its own config Schema (and fails with a message naming the key). */
@@ -47,8 +48,8 @@ export interface Experiment {
 
 export type Registry = ReadonlyMap<string, Experiment>
 
-/** The experiments `arpo run <name>` knows. The training loop adds its entries here. */
-export const builtinExperiments: ReadonlyArray<Experiment> = []
+/** The experiments `arpo run <name>` knows (the training loop's registry, src/run/registry.ts). */
+export const builtinExperiments: ReadonlyArray<Experiment> = builtin
 
 export const registry = (experiments: ReadonlyArray<Experiment>): Registry => new Map(experiments.map((e) => [e.name, e]))
 

@@ -1,0 +1,309 @@
+/**
+ * Experiments as code: an `ExperimentSpec` is a value — a complete default RunConfig, quick/full
+ * profiles (config patches and seeds), arms (a sampler and a config patch each) and optionally other
+ * Layers (`Components`) — and `define(spec)` turns it into the CLI's `Experiment` (run, resume,
+ * evaluate). A run resolves every arm's config (defaults → profile → arm → `--set`/`--sweep`, checked by
+ * Schema), writes config.json, then runs seeds × arms one after another in this process: cold start
+ * (cached), the RL loop, checkpoints, and finally summary.json and report.html/.md from events.jsonl.
+ */
+import { Console, Effect, FileSystem, Layer, Schema } from "effect"
+import * as fs from "node:fs"
+import * as NodePath from "node:path"
+import type { Experiment, RunOptions } from "../cli/experiments.ts"
+import { emit, withScope } from "../events/Events.ts"
+import { readCheckpoint } from "../model/checkpoint.ts"
+import { Policy } from "../model/policy.ts"
+import { ensureBackend } from "../model/runtime.ts"
+import { makeProgress } from "../report/progress.ts"
+import { writeReports } from "../report/report.ts"
+import { formatStat, type Summary } from "../report/summarize.ts"
+import { Trainer } from "../trainer/Trainer.ts"
+import { writeJsonAtomic } from "./atomic.ts"
+import {
+  applySet,
+  checkPatchKeys,
+  ConfigInvalid,
+  type ConfigPatch,
+  decodeConfig,
+  mergePatch,
+  type RunConfig,
+  RunConfig as RunConfigSchema,
+  type RunConfigJson
+} from "./config.ts"
+import { Evaluator } from "./evaluate.ts"
+import { type Components, embeddedComponents, type SamplerKind } from "./layers.ts"
+import { runArm } from "./loop.ts"
+import { RunStore } from "./RunStore.ts"
+import { coldStart } from "./sft.ts"
+
+export interface ArmSpec {
+  /** letters, digits and . _ = + - (it names checkpoints) */
+  readonly name: string
+  readonly sampler: SamplerKind
+  /** this arm's changes to the profile's config */
+  readonly set?: ConfigPatch
+}
+
+export interface Profile {
+  readonly set?: ConfigPatch
+  readonly seeds: ReadonlyArray<number>
+}
+
+export interface ExperimentSpec {
+  readonly name: string
+  readonly description: string
+  /** the complete default configuration (every key a user may `--set`) */
+  readonly config: RunConfigJson
+  readonly profiles: { readonly quick: Profile; readonly full: Profile }
+  readonly arms: ReadonlyArray<ArmSpec>
+  /** Layers that replace the embedded defaults (engine, trainer, sampler, task, toolbox) */
+  readonly components?: Partial<Components>
+  /** extra report lines computed from the run (printed before the run directory) */
+  readonly conclude?: (summary: Summary, dir: string) => Effect.Effect<ReadonlyArray<string>, unknown, FileSystem.FileSystem>
+}
+
+/** One arm as resolved and stored in config.json. */
+export interface ResolvedArm {
+  readonly name: string
+  readonly sampler: SamplerKind
+  readonly config: RunConfig
+}
+
+/** config.json of a run. */
+export interface StoredRun {
+  readonly experiment: string
+  readonly profile: "quick" | "full"
+  readonly seeds: ReadonlyArray<number>
+  readonly set: Readonly<Record<string, string>>
+  readonly sweep: Readonly<Record<string, ReadonlyArray<string>>>
+  readonly arms: ReadonlyArray<{ readonly name: string; readonly sampler: SamplerKind; readonly config: RunConfigJson }>
+}
+
+/** The run directory does not hold a run this experiment can continue. */
+export class RunNotResumable extends Schema.TaggedError<RunNotResumable>()("RunNotResumable", {
+  dir: Schema.String,
+  message: Schema.String
+}) {}
+
+const samplerKinds: ReadonlyArray<SamplerKind> = ["global", "arpo", "aepo", "random-branch"]
+
+/** Resolve the arms of a run: defaults → profile → arm → `--set` (in order) → one arm per `--sweep` combination. */
+export const resolveArms = (
+  spec: ExperimentSpec,
+  options: Pick<RunOptions, "profile" | "set" | "sweep">
+): Effect.Effect<ReadonlyArray<ResolvedArm>, ConfigInvalid> =>
+  Effect.gen(function*() {
+    const profile = spec.profiles[options.profile]
+    yield* checkPatchKeys(spec.config, profile.set, `experiment ${spec.name} profile ${options.profile}`)
+    const base = mergePatch(spec.config, profile.set)
+    const combos: Array<ReadonlyArray<readonly [string, string]>> = [[]]
+    for (const [key, values] of Object.entries(options.sweep)) {
+      const next: Array<ReadonlyArray<readonly [string, string]>> = []
+      for (const c of combos) for (const v of values) next.push([...c, [key, v] as const])
+      combos.splice(0, combos.length, ...next)
+    }
+    const out: Array<ResolvedArm> = []
+    for (const arm of spec.arms) {
+      yield* checkPatchKeys(spec.config, arm.set, `experiment ${spec.name} arm ${arm.name}`)
+      let json = mergePatch(base, arm.set)
+      for (const [key, value] of Object.entries(options.set)) json = yield* applySet(json, key, value)
+      for (const combo of combos) {
+        let swept = json
+        for (const [key, value] of combo) swept = yield* applySet(swept, key, value)
+        const name = combo.length === 0 ? arm.name : `${arm.name}+${combo.map(([k, v]) => `${k}=${v}`).join("+")}`
+        out.push({ name, sampler: arm.sampler, config: yield* decodeConfig(swept, `arm ${name}`) })
+      }
+    }
+    return out
+  })
+
+const pad = (n: number) => String(n).padStart(6, "0")
+export const checkpointName = (arm: string, seed: number, step: number): string => `${arm}.seed${seed}.step-${pad(step)}`
+const stateFile = "state.json"
+const weightsFile = "policy.safetensors"
+
+/** The last complete checkpoint (its state.json written) of an arm and seed: its step, or -1. */
+const lastCheckpoint = (store: RunStore["Service"], arm: string, seed: number) =>
+  Effect.gen(function*() {
+    const prefix = `${arm}.seed${seed}.step-`
+    const names = (yield* store.listCheckpoints).filter((n) => n.startsWith(prefix) && fs.existsSync(NodePath.join(store.checkpointPath(n), stateFile)))
+    const last = names[names.length - 1]
+    return last === undefined ? -1 : Number(last.slice(prefix.length))
+  })
+
+const emitWall = (run: string, arm: string, seed: number, step: number, ms: number) =>
+  emit({ _tag: "metric", name: "arm.wallMs", value: ms }).pipe(withScope({ run, arm, seed, step }))
+
+/** Run (or continue, from step `from`) one arm and seed, with the events going to the run's Events. */
+const runOne = (spec: ExperimentSpec, run: string, arm: ResolvedArm, seed: number, from: number) =>
+  Effect.gen(function*() {
+    const store = yield* RunStore
+    const fileSystem = yield* FileSystem.FileSystem
+    const components: Components = { ...embeddedComponents, ...spec.components }
+    const config = arm.config
+    const started = performance.now()
+    const task = yield* components.task(config)
+    const toolbox = components.toolbox(config, task)
+    const cold = yield* coldStart({ config, seed, task, toolbox, label: `cold-start SFT (seed ${seed})` })
+    yield* Effect.promise(ensureBackend)
+    const policy = Policy.fromHost(config.model, cold.params)
+    const engine = components.engine(config, policy)
+    const services = Layer.mergeAll(
+      components.sampler(config, arm.sampler).pipe(Layer.provideMerge(Layer.mergeAll(engine, toolbox))),
+      components.trainer(config, policy),
+      Evaluator.layer({ task, settings: config.eval, rollout: config.rollout, engine: components.engine(config, policy), toolbox })
+    )
+    const progress = yield* makeProgress({ label: `${arm.name} seed ${seed}`, total: config.rl.steps })
+    yield* Effect.gen(function*() {
+      const trainer = yield* Trainer
+      if (from > 0) yield* trainer.load(NodePath.join(store.checkpointPath(checkpointName(arm.name, seed, from - 1)), weightsFile))
+      const checkpoint = (step: number) =>
+        Effect.gen(function*() {
+          const dir = store.checkpointPath(checkpointName(arm.name, seed, step))
+          fs.rmSync(dir, { recursive: true, force: true })
+          fs.mkdirSync(dir, { recursive: true })
+          yield* trainer.save(NodePath.join(dir, weightsFile))
+          yield* store.syncEvents
+          // state.json is written last: a checkpoint directory without it is incomplete and ignored
+          yield* writeJsonAtomic(NodePath.join(dir, stateFile), { arm: arm.name, seed, step, policyVersion: yield* trainer.policyVersion })
+        }).pipe(Effect.provideService(FileSystem.FileSystem, fileSystem))
+      yield* runArm({
+        run,
+        arm: arm.name,
+        seed,
+        config,
+        task,
+        from,
+        coldStart: { finalLoss: cold.finalLoss, steps: cold.steps },
+        checkpoint,
+        progress
+      })
+    }).pipe(Effect.provide(services), Effect.scoped)
+    const wallMs = performance.now() - started
+    yield* progress.finish(`${arm.name} seed ${seed}: ${config.rl.steps} RL steps in ${(wallMs / 1000).toFixed(1)} s`)
+    yield* emitWall(run, arm.name, seed, config.rl.steps, wallMs)
+  })
+
+/** Seeds × arms in order (seed-major, so a partial run already compares the arms of its first seed). */
+const order = (arms: ReadonlyArray<ResolvedArm>, seeds: ReadonlyArray<number>) => seeds.flatMap((seed) => arms.map((arm) => ({ arm, seed })))
+
+/** The lines that end a run: the headline, per-arm figures, where the reports are. */
+export const conclusion = (summary: Summary, dir: string, wall: ReadonlyMap<string, number>): ReadonlyArray<string> => {
+  const lines = [`Headline (${summary.headline.metric}; cost: ${summary.headline.cost}):`, `  ${summary.headline.text}`]
+  for (const a of summary.headline.arms) {
+    const w = wall.get(a.arm)
+    lines.push(
+      `  ${a.arm}: ${formatStat(a.metric)} accuracy, ${formatStat(a.toolCalls)} tool calls${w === undefined ? "" : `, ${(w / 1000).toFixed(1)} s wall per seed`}`
+    )
+  }
+  lines.push(`Report: ${NodePath.join(dir, "report.md")} (and report.html, summary.json)`)
+  return lines
+}
+
+const wallPerArm = (events: ReadonlyArray<{ readonly stamp: { readonly arm: string }; readonly event: { readonly _tag: string } }>) => {
+  const sums = new Map<string, Array<number>>()
+  for (const e of events) {
+    const ev = e.event as { _tag: string; name?: string; value?: number }
+    if (ev._tag === "metric" && ev.name === "arm.wallMs" && ev.value !== undefined) sums.set(e.stamp.arm, [...(sums.get(e.stamp.arm) ?? []), ev.value])
+  }
+  return new Map([...sums].map(([arm, xs]) => [arm, xs.reduce((a, b) => a + b, 0) / xs.length]))
+}
+
+/** Run every (seed, arm) from its start step, then write the reports and print the conclusion. */
+const execute = (spec: ExperimentSpec, arms: ReadonlyArray<ResolvedArm>, seeds: ReadonlyArray<number>, starts: ReadonlyMap<string, number>) =>
+  Effect.gen(function*() {
+    const store = yield* RunStore
+    const run = NodePath.basename(store.paths.dir)
+    for (const { arm, seed } of order(arms, seeds)) {
+      const from = starts.get(`${arm.name}/${seed}`) ?? 0
+      if (from > arm.config.rl.steps) continue
+      yield* runOne(spec, run, arm, seed, from)
+    }
+    const written = yield* writeReports
+    const log = yield* store.readEvents
+    const extra = spec.conclude === undefined ? [] : yield* spec.conclude(written.summary, store.paths.dir)
+    for (const line of [...conclusion(written.summary, store.paths.dir, wallPerArm(log.events)), ...extra]) yield* Console.log(line)
+    return store.paths.dir
+  }).pipe(Effect.provide(RunStore.eventsLayer))
+
+/** Decode the stored arms of a run directory's config.json. */
+export const readStoredRun = (dir: string, config: unknown): Effect.Effect<{ stored: StoredRun; arms: ReadonlyArray<ResolvedArm> }, RunNotResumable | ConfigInvalid> =>
+  Effect.gen(function*() {
+    const stored = config as StoredRun
+    if (typeof stored !== "object" || stored === null || !Array.isArray(stored.arms) || !Array.isArray(stored.seeds)) {
+      return yield* new RunNotResumable({ dir, message: `${dir}/config.json does not describe an experiment run (no arms or seeds)` })
+    }
+    const arms: Array<ResolvedArm> = []
+    for (const a of stored.arms) {
+      if (!samplerKinds.includes(a.sampler)) {
+        return yield* new RunNotResumable({ dir, message: `${dir}/config.json: arm ${a.name} has an unknown sampler "${String(a.sampler)}"` })
+      }
+      arms.push({ name: a.name, sampler: a.sampler, config: yield* decodeConfig(a.config, `${dir}/config.json arm ${a.name}`) })
+    }
+    return { stored, arms }
+  })
+
+const encodeArm = (arm: ResolvedArm) => ({ name: arm.name, sampler: arm.sampler, config: Schema.encodeSync(RunConfigSchema)(arm.config) })
+
+/** The CLI Experiment of a spec. */
+export const define = (spec: ExperimentSpec): Experiment => ({
+  name: spec.name,
+  description: spec.description,
+  run: (options) =>
+    Effect.gen(function*() {
+      const arms = yield* resolveArms(spec, options)
+      const seeds = options.seeds ?? spec.profiles[options.profile].seeds
+      const stored: StoredRun = { experiment: spec.name, profile: options.profile, seeds, set: options.set, sweep: options.sweep, arms: arms.map(encodeArm) }
+      return yield* execute(spec, arms, seeds, new Map()).pipe(
+        Effect.provide(RunStore.layerCreate({ root: options.out, experiment: spec.name, config: stored }))
+      )
+    }),
+  resume: (dir) =>
+    Effect.gen(function*() {
+      const store = yield* RunStore
+      const { stored, arms } = yield* readStoredRun(dir, yield* store.readConfig)
+      if (stored.experiment !== spec.name) {
+        return yield* new RunNotResumable({ dir, message: `${dir} is a run of ${stored.experiment}, not ${spec.name}` })
+      }
+      const starts = new Map<string, number>()
+      for (const { arm, seed } of order(arms, stored.seeds)) {
+        const last = yield* lastCheckpoint(store, arm.name, seed)
+        starts.set(`${arm.name}/${seed}`, last + 1)
+        // events after the checkpoint are recomputed: drop them so nothing is recorded twice
+        if (last < arm.config.rl.steps) yield* store.truncateAfterStep(last, { arm: arm.name, seed })
+      }
+      return yield* execute(spec, arms, stored.seeds, starts)
+    }).pipe(Effect.provide(RunStore.layerOpen(dir))),
+  evaluate: (checkpoint, options) =>
+    Effect.gen(function*() {
+      const runDir = NodePath.dirname(NodePath.dirname(NodePath.resolve(checkpoint)))
+      const config = yield* RunStore.use((s) => s.readConfig).pipe(Effect.provide(RunStore.layerOpen(runDir)))
+      const { arms } = yield* readStoredRun(runDir, config)
+      const state = JSON.parse(fs.readFileSync(NodePath.join(checkpoint, stateFile), "utf8")) as { arm: string; seed: number; step: number }
+      const arm = arms.find((a) => a.name === state.arm)
+      if (arm === undefined) return yield* new RunNotResumable({ dir: runDir, message: `checkpoint ${checkpoint}: arm ${state.arm} is not in ${runDir}/config.json` })
+      if (options.task !== arm.config.task.name) {
+        return yield* new ConfigInvalid({ key: "task", message: `--task ${options.task}: this run trained on ${arm.config.task.name}; evaluate it on that task` })
+      }
+      const split = options.split ?? "test"
+      if (split !== "train" && split !== "test") return yield* new ConfigInvalid({ key: "split", message: `--split ${split}: use train or test` })
+      const components: Components = { ...embeddedComponents, ...spec.components }
+      const task = yield* components.task(arm.config)
+      yield* Effect.promise(ensureBackend)
+      const ck = readCheckpoint(NodePath.join(checkpoint, weightsFile))
+      const policy = Policy.fromHost(arm.config.model, ck.params, ck.policyVersion)
+      const e = yield* Evaluator.use((ev) => ev.evaluate({ split, seed: options.seed, step: state.step })).pipe(
+        Effect.provide(Evaluator.layer({
+          task,
+          settings: arm.config.eval,
+          rollout: arm.config.rollout,
+          engine: components.engine(arm.config, policy),
+          toolbox: components.toolbox(arm.config, task)
+        }))
+      )
+      return [
+        `${spec.name} ${arm.name} seed ${state.seed} step ${state.step} on ${task.name}/${split} (${e.questions} questions):`,
+        `greedy accuracy ${e.accuracyGreedy.toFixed(3)}, pass@${e.k} ${e.passAtK.toFixed(3)}, tool calls per question ${e.toolCallsPerQuestion.toFixed(2)}`
+      ]
+    })
+})

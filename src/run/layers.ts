@@ -1,0 +1,120 @@
+/**
+ * The Layers an experiment is composed of, built from a resolved RunConfig: the task, its Toolbox
+ * (calculator standing in for `<python>`, BM25 search over the task corpus), the sampler of an arm
+ * (global / ARPO / AEPO / random-branch, or a custom Layer), and the embedded engine + trainer over one
+ * shared Policy (in-process weight sync). An experiment may replace any of these (`Components`).
+ * It does not run anything (see `loop.ts`, `experiment.ts`).
+ */
+import { Effect, Layer } from "effect"
+import type { Engine } from "../engine/Engine.ts"
+import * as EmbeddedEngine from "../engine/embedded.ts"
+import type { Events } from "../events/Events.ts"
+import type { Policy } from "../model/policy.ts"
+import { defaultAdamW } from "../model/train.ts"
+import { layerAepo } from "../rollout/aepo.ts"
+import { layerArpo } from "../rollout/arpo.ts"
+import { layerGlobal } from "../rollout/global.ts"
+import { layerRandomBranch } from "../rollout/randomBranch.ts"
+import type { Sampler } from "../rollout/Sampler.ts"
+import * as Arithmetic from "../tasks/arithmetic.ts"
+import * as Multihop from "../tasks/multihop.ts"
+import { Task, type TaskDefinition } from "../tasks/Task.ts"
+import * as Calculator from "../tools/calculator.ts"
+import * as Search from "../tools/search.ts"
+import { Toolbox } from "../tools/Toolbox.ts"
+import type { Trainer } from "../trainer/Trainer.ts"
+import * as EmbeddedTrainer from "../trainer/embedded.ts"
+import { lossConfig, type RunConfig } from "./config.ts"
+
+/** The built-in samplers an arm can name. */
+export type SamplerKind = "global" | "arpo" | "aepo" | "random-branch"
+
+/** What the loop needs besides the config: how to build each service. */
+export interface Components {
+  readonly task: (config: RunConfig) => Effect.Effect<TaskDefinition, unknown>
+  readonly toolbox: (config: RunConfig, task: TaskDefinition) => Layer.Layer<Toolbox, unknown, Events>
+  readonly sampler: (config: RunConfig, kind: SamplerKind) => Layer.Layer<Sampler, unknown, Engine | Toolbox | Events>
+  /** the engine the sampler uses and the trainer that updates it, sharing `policy` */
+  readonly engine: (config: RunConfig, policy: Policy) => Layer.Layer<Engine, never, Events>
+  readonly trainer: (config: RunConfig, policy: Policy) => Layer.Layer<Trainer, never, Events>
+}
+
+/** The synthetic task named by the config. */
+export const taskOf = (config: RunConfig): Effect.Effect<TaskDefinition, unknown> => {
+  const t = config.task
+  switch (t.name) {
+    case "arithmetic":
+      return Arithmetic.fromConfig({
+        seed: t.seed,
+        minDigits: t.minDigits,
+        maxDigits: t.maxDigits,
+        operators: t.operators,
+        imperfectShare: t.imperfectShare,
+        reward: t.reward
+      })
+    case "multihop":
+      return Multihop.fromConfig({ seed: t.seed, companies: t.companies, imperfectShare: t.imperfectShare, reward: t.reward })
+  }
+}
+
+/** The task as a Layer. */
+export const taskLayer = (config: RunConfig): Layer.Layer<Task, unknown> => Layer.effect(Task, Effect.map(taskOf(config), Task.of))
+
+/**
+ * The tools a task names: `python` is answered by the safe calculator (no sandbox needed for the
+ * synthetic tasks' integer expressions), `search` by BM25 over the task's corpus.
+ */
+export const toolboxOf = (config: RunConfig, task: TaskDefinition): Layer.Layer<Toolbox, unknown, Events> =>
+  Toolbox.layer(
+    task.tools.map((name) =>
+      name === "search" ? Search.tool([Search.corpusBackend(task.corpus)], { name, maxResults: 2 }) : Calculator.tool({ name })
+    ),
+    { callLimit: config.rollout.callLimit, timeoutMs: 10_000, maxAttempts: 1 }
+  )
+
+/** The sampler of a kind, configured from the rollout settings (equal budget M for every kind). */
+export const samplerOf = (config: RunConfig, kind: SamplerKind): Layer.Layer<Sampler, unknown, Engine | Toolbox | Events> => {
+  const r = config.rollout
+  const runner = {
+    budget: r.budget,
+    callLimit: r.callLimit,
+    maxResponseTokens: r.maxResponseTokens,
+    temperature: r.temperature,
+    topP: r.topP
+  }
+  switch (kind) {
+    case "global":
+      return layerGlobal(runner)
+    case "arpo":
+      return layerArpo({ ...runner, mode: r.mode, initial: r.initial, alpha: r.alpha, beta: r.beta, window: r.window, branchFactor: r.branchFactor })
+    case "aepo":
+      return layerAepo({ ...runner, initial: r.initial, window: r.window, branchFactor: r.branchFactor })
+    case "random-branch":
+      return layerRandomBranch({ ...runner, initial: r.initial, probability: r.randomProbability, window: r.window, branchFactor: r.branchFactor })
+  }
+}
+
+export const embeddedEngineOf = (config: RunConfig, policy: Policy): Layer.Layer<Engine, never, Events> =>
+  EmbeddedEngine.layerEmbedded(policy, { maxSlots: config.engine.maxSlots })
+
+export const embeddedTrainerOf = (config: RunConfig, policy: Policy): Layer.Layer<Trainer, never, Events> =>
+  EmbeddedTrainer.layerEmbedded(policy, {
+    adam: { ...defaultAdamW, lr: config.rl.lr, weightDecay: 0 },
+    train: {
+      loss: lossConfig(config.loss),
+      epochs: config.rl.epochs,
+      miniBatches: config.rl.miniBatches,
+      microBatchRows: config.rl.microBatchRows,
+      // every mini-batch after the first trains on samples one version old
+      maxPolicyLag: config.rl.epochs * config.rl.miniBatches
+    }
+  })
+
+/** The embedded defaults. */
+export const embeddedComponents: Components = {
+  task: taskOf,
+  toolbox: toolboxOf,
+  sampler: samplerOf,
+  engine: embeddedEngineOf,
+  trainer: embeddedTrainerOf
+}

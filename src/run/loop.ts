@@ -1,0 +1,235 @@
+/**
+ * The RL loop of one arm and seed: per step, sample prompts (keyed by seed, step and refill round) →
+ * Sampler → rewards (each trajectory's response tokens decoded with tags as text → task.reward) →
+ * advantages (the configured estimator, then soft/hard attribution) → TrainBatch → Trainer.train, with
+ * `reward.batch` figures, optional DAPO dynamic sampling, periodic held-out evaluation and checkpoints.
+ * Every event of step s is emitted under the scope (run, arm, seed, s); step 0 is the cold-start policy.
+ * It does not build services (experiment.ts composes Layers) nor write files (checkpoints are a callback).
+ */
+import { Effect } from "effect"
+import { compute } from "../core/advantage.ts"
+import { pack } from "../core/pack.ts"
+import { derive, root, uniform } from "../core/random.ts"
+import type { TokenId } from "../core/tokens.ts"
+import { type RolloutTree, trajectories } from "../core/tree.ts"
+import { Engine } from "../engine/Engine.ts"
+import { emit, type Events, withScope } from "../events/Events.ts"
+import type { ProgressBar } from "../report/progress.ts"
+import { Sampler } from "../rollout/Sampler.ts"
+import type { Problem, TaskDefinition } from "../tasks/Task.ts"
+import { Trainer, type TrainerError } from "../trainer/Trainer.ts"
+import type { RunConfig } from "./config.ts"
+import { Evaluator, isCorrect } from "./evaluate.ts"
+
+export interface ArmRun {
+  /** the run id stamped into events */
+  readonly run: string
+  readonly arm: string
+  readonly seed: number
+  readonly config: RunConfig
+  readonly task: TaskDefinition
+  /** the first step to run: 0 for a fresh arm (step 0 evaluates the cold-start policy), n + 1 after checkpoint n */
+  readonly from: number
+  /** facts about the cold start, recorded at step 0 */
+  readonly coldStart?: { readonly finalLoss: number; readonly steps: number }
+  /** write checkpoint `step` (called after all of the step's events) */
+  readonly checkpoint?: (step: number) => Effect.Effect<void, unknown>
+  /** called after every step (tests use it to interrupt a run) */
+  readonly afterStep?: (step: number) => Effect.Effect<void, unknown>
+  readonly progress?: ProgressBar
+}
+
+/** One scored trajectory (in `trajectories(tree)` order). */
+export interface Scored {
+  readonly failed: boolean
+  readonly reward: number
+  readonly accuracy: number
+  readonly formatError: boolean
+}
+
+/** One prompt's tree with its problem and scores. */
+export interface ScoredGroup {
+  readonly problem: Problem
+  readonly tree: RolloutTree
+  readonly scores: ReadonlyArray<Scored>
+}
+
+/** Figures of one RL step (the `reward.batch` event carries the round-0 part). */
+export interface StepFigures {
+  readonly meanReward: number
+  readonly accuracy: number
+  readonly formatErrors: number
+  readonly trajectories: number
+  readonly toolCallsPerTrajectory: number
+  readonly toolCallsPerSolved: number
+  readonly groupsTrained: number
+  readonly refills: number
+}
+
+/**
+ * The train-split indices of step `step`, refill round `round`: `count` keyed uniform draws in
+ * [0, pool) — a pure function of (seed, step, round), the same for every arm (common random numbers).
+ */
+export const promptIndices = (seed: number, step: number, round: number, count: number, pool: number): ReadonlyArray<number> => {
+  const key = derive(root(seed), "prompts", step, round)
+  return Array.from({ length: count }, (_, i) => Math.min(pool - 1, Math.floor(uniform(key, i) * pool)))
+}
+
+/** Executed tool calls of a tree: one tool node per call that ran (branches share their prefix's calls). */
+export const executedToolCalls = (tree: RolloutTree): number => tree.nodes.reduce((n, node) => n + (node.kind === "tool" ? 1 : 0), 0)
+
+/** Score every trajectory of a tree against its problem (response decoded with tags as text). */
+export const scoreTree = (task: TaskDefinition, decode: (tokens: ReadonlyArray<TokenId>) => string, problem: Problem, tree: RolloutTree): ScoredGroup => ({
+  problem,
+  tree,
+  scores: trajectories(tree).map((t): Scored => {
+    if (t.finish === "failed") return { failed: true, reward: 0, accuracy: 0, formatError: false }
+    const r = task.reward(decode(t.tokens.slice(t.responseStart)), problem)
+    return { failed: false, reward: r.score, accuracy: r.accuracy, formatError: r.score < 0 }
+  })
+})
+
+/** Whether a group can teach anything under a group-relative estimator: its rewards are not all equal. */
+export const rewardsVary = (g: ScoredGroup): boolean => {
+  const rs = g.scores.filter((s) => !s.failed).map((s) => s.reward)
+  return rs.some((r) => r !== rs[0])
+}
+
+/** The round-0 figures of a batch (what the policy does on fresh prompts). */
+export const batchFigures = (groups: ReadonlyArray<ScoredGroup>): Omit<StepFigures, "groupsTrained" | "refills"> => {
+  let n = 0
+  let reward = 0
+  let accuracy = 0
+  let formatErrors = 0
+  let calls = 0
+  let solved = 0
+  for (const g of groups) {
+    calls += executedToolCalls(g.tree)
+    let any = false
+    for (const s of g.scores) {
+      if (s.failed) continue
+      n++
+      reward += s.reward
+      accuracy += s.accuracy
+      if (s.formatError) formatErrors++
+      if (isCorrect(s.accuracy)) any = true
+    }
+    if (any) solved++
+  }
+  return {
+    meanReward: n === 0 ? 0 : reward / n,
+    accuracy: n === 0 ? 0 : accuracy / n,
+    formatErrors,
+    trajectories: n,
+    toolCallsPerTrajectory: n === 0 ? 0 : calls / n,
+    // executed calls of the batch per question with at least one fully correct trajectory
+    toolCallsPerSolved: calls / Math.max(1, solved)
+  }
+}
+
+/** Per-trajectory advantages of the kept groups (estimator over the non-failed ones; failed get 0). */
+export const groupAdvantages = (config: RunConfig, groups: ReadonlyArray<ScoredGroup>): ReadonlyArray<Float64Array> => {
+  const rewards: Array<number> = []
+  const ids: Array<number> = []
+  groups.forEach((g, gi) =>
+    g.scores.forEach((s) => {
+      if (!s.failed) {
+        rewards.push(s.reward)
+        ids.push(gi)
+      }
+    })
+  )
+  const flat = compute({ estimator: config.advantage.estimator, eps: config.advantage.eps }, rewards, ids)
+  let at = 0
+  return groups.map((g) => Float64Array.from(g.scores, (s) => (s.failed ? 0 : flat[at++]!)))
+}
+
+/** One RL step: sample (with refills under dynamic sampling), score, advantages, pack, train. */
+export const rlStep = (arm: ArmRun, step: number): Effect.Effect<StepFigures, TrainerError, Sampler | Trainer | Engine | Events> =>
+  Effect.gen(function*() {
+    const { config, task, seed } = arm
+    const sampler = yield* Sampler
+    const trainer = yield* Trainer
+    const tok = (yield* Engine).tokenizer
+    const pool = Math.min(config.rl.promptPool, task.sizes.train ?? Number.MAX_SAFE_INTEGER)
+    const kept: Array<ScoredGroup> = []
+    let first: ReadonlyArray<ScoredGroup> = []
+    let round = 0
+    for (;;) {
+      const problems = promptIndices(seed, step, round, config.rl.promptsPerStep, pool).flatMap((i) => {
+        const p = task.problem("train", i)
+        return p === undefined ? [] : [p]
+      })
+      const trees = yield* sampler.sample(problems.map((p) => tok.encode(p.prompt)), { step, key: derive(root(seed), "rollout", round) })
+      const scored = trees.map((tree, i) => scoreTree(task, tok.decode, problems[i]!, tree))
+      if (round === 0) first = scored
+      for (const g of scored) {
+        if (kept.length < config.rl.promptsPerStep && (!config.rl.dynamicSampling || rewardsVary(g))) kept.push(g)
+      }
+      if (!config.rl.dynamicSampling || kept.length >= config.rl.promptsPerStep || round >= config.rl.maxRefills) break
+      round++
+    }
+    const figures = batchFigures(first)
+    yield* emit({
+      _tag: "reward.batch",
+      mean: figures.meanReward,
+      accuracy: figures.accuracy,
+      formatErrors: figures.formatErrors,
+      toolCallsPerTrajectory: figures.toolCallsPerTrajectory,
+      toolCallsPerSolved: figures.toolCallsPerSolved,
+      trajectories: figures.trajectories
+    })
+    if (config.rl.dynamicSampling) {
+      yield* emit({ _tag: "metric", name: "dynamicSampling.groupsKept", value: kept.length })
+      yield* emit({ _tag: "metric", name: "dynamicSampling.refills", value: round })
+    }
+    const advantages = groupAdvantages(config, kept)
+    const batch = pack(kept.map((g, i) => ({ tree: g.tree, advantages: advantages[i]!, group: i })), {
+      attribution: config.advantage.attribution
+    })
+    if (batch.sequences.length === 0) {
+      yield* emit({ _tag: "note", level: "warn", message: `step ${step}: no trajectory to train on (every group was dropped)` })
+    } else {
+      yield* trainer.train(batch)
+    }
+    return { ...figures, groupsTrained: kept.length, refills: round }
+  })
+
+const evaluationDue = (config: RunConfig, step: number): boolean =>
+  config.eval.every > 0 && config.eval.questions > 0 && (step === 0 || step % config.eval.every === 0 || step === config.rl.steps)
+
+const checkpointDue = (config: RunConfig, step: number): boolean =>
+  step > 0 && (step % config.checkpointEvery === 0 || step === config.rl.steps)
+
+/**
+ * Run steps `from … rl.steps` of one arm and seed. Step 0 records the cold start and evaluates it;
+ * each later step is `rlStep`, then evaluation and checkpoint when due. Returns the last step's figures.
+ */
+export const runArm = (arm: ArmRun): Effect.Effect<ReadonlyArray<StepFigures>, unknown, Sampler | Trainer | Engine | Evaluator | Events> =>
+  Effect.gen(function*() {
+    const evaluator = yield* Evaluator
+    const out: Array<StepFigures> = []
+    for (let step = arm.from; step <= arm.config.rl.steps; step++) {
+      yield* Effect.gen(function*() {
+        if (step === 0) {
+          if (arm.coldStart !== undefined) {
+            yield* emit({ _tag: "metric", name: "sft.steps", value: arm.coldStart.steps })
+            if (Number.isFinite(arm.coldStart.finalLoss)) yield* emit({ _tag: "metric", name: "sft.finalLoss", value: arm.coldStart.finalLoss })
+          }
+        } else {
+          out.push(yield* rlStep(arm, step))
+        }
+        if (evaluationDue(arm.config, step)) {
+          const e = yield* evaluator.evaluate({ split: "test", seed: arm.seed, step })
+          yield* emit({ _tag: "eval", ...e })
+        }
+        if (checkpointDue(arm.config, step) && arm.checkpoint !== undefined) yield* arm.checkpoint(step)
+      }).pipe(withScope({ run: arm.run, arm: arm.arm, seed: arm.seed, step }))
+      if (arm.progress !== undefined) {
+        const last = out[out.length - 1]
+        yield* arm.progress.update(step, last === undefined ? "" : `acc ${last.accuracy.toFixed(2)} · calls/traj ${last.toolCallsPerTrajectory.toFixed(2)}`)
+      }
+      if (arm.afterStep !== undefined) yield* arm.afterStep(step)
+    }
+    return out
+  })

@@ -1,0 +1,8 @@
+/**
+ * The built-in experiments the `arpo` CLI knows by name (src/cli/experiments.ts reads this list).
+ * Each is defined in src/run/catalog/ and documented as a research script in experiments/.
+ */
+import type { Experiment } from "../cli/experiments.ts"
+import { arpoVsGrpo } from "./catalog/arpoVsGrpo.ts"
+
+export const builtin: ReadonlyArray<Experiment> = [arpoVsGrpo]
