@@ -1,10 +1,12 @@
 /**
- * Incremental evaluation with a fixed-size KV cache: a jit-compiled step that feeds C tokens per slot
- * (C = 1 for decoding, a chunk for prefill) at per-slot start positions, writes their keys/values into
- * the cache [B,H,context,h] with a one-hot scatter + `where` (shapes never change, so each step size
- * compiles once and memory stays flat), and attends with a position mask. Writes at positions
- * ≥ context are dropped, so an idle slot is parked at position `context`.
- * It does not sample (sample.ts) nor manage which slot holds which request (generate.ts).
+ * Incremental evaluation with a KV cache of a fixed length bucket S (64, 128, … up to the context, so
+ * each shape compiles once and memory stays flat). Prefill (`makeStep`) feeds C tokens per slot at
+ * per-slot start positions and writes them into the cache [B,H,S,h] with a one-hot scatter + `where`;
+ * writes at positions ≥ S are dropped, so an idle slot is parked at position `context`. Decoding
+ * (`makeDecodeStep`) leaves the main cache untouched: each step writes its key/value into a small
+ * side block [B,H,J,h] (column j, the same for every slot) and attends over both; `makeFlush` moves a
+ * full block into the main cache once every J steps, so a step costs O(S) reads and O(J) writes
+ * instead of rewriting the whole cache. It does not sample (sample.ts) nor manage slots (generate.ts).
  */
 import { jit, nn, numpy as np, type OwnedFunction } from "@jax-js/jax"
 import { headDim, type ModelConfig } from "./config.ts"
@@ -14,8 +16,9 @@ import type { LayerParams, Params } from "./params.ts"
 /** Per-layer key and value caches, each [B,H,context,h]. */
 export type KvCache = { k: Array<np.Array>; v: Array<np.Array> }
 
-export const emptyCache = (c: ModelConfig, slots: number, dtype: np.DType = np.float32): KvCache => {
-  const shape = [slots, c.heads, c.context, headDim(c)]
+/** Zeroed caches of `length` positions (a bucket; the context by default). */
+export const emptyCache = (c: ModelConfig, slots: number, dtype: np.DType = np.float32, length = c.context): KvCache => {
+  const shape = [slots, c.heads, length, headDim(c)]
   return {
     k: Array.from({ length: c.layers }, () => np.zeros(shape, { dtype })),
     v: Array.from({ length: c.layers }, () => np.zeros(shape, { dtype }))
@@ -72,11 +75,11 @@ const step = (
   sinTable: np.Array
 ): { cache: KvCache; logits: Array<np.Array> } => {
   const [b, ch] = tokens.shape as [number, number]
-  const s = c.context
+  const s = cache.k[0]!.shape[2]!
   const h = headDim(c)
   const positions = start.reshape([b, 1]).add(np.arange(ch, undefined, undefined, { dtype: np.int32 }).reshape([1, ch]))
   // positions ≥ context (parked slots) clamp to a valid rope row; their writes are dropped below
-  const clamped = np.minimum(positions.ref, s - 1)
+  const clamped = np.minimum(positions.ref, c.context - 1)
   const cos = np.take(cosTable, clamped.ref.reshape([b * ch]), 0).reshape([b, 1, ch, h])
   const sin = np.take(sinTable, clamped.reshape([b * ch]), 0).reshape([b, 1, ch, h])
   const cachePos = np.arange(s, undefined, undefined, { dtype: np.int32 })
@@ -126,3 +129,104 @@ export const makeStep = (c: ModelConfig, withLogits: boolean): StepFn =>
     for (const l of p.layers) for (const a of Object.values(l)) a.dispose()
     return out
   }) as unknown as StepFn
+
+/** Length of the side block of a decode step (one flush into the main cache every `sideBlock` steps). */
+export const sideBlock = 16
+
+const decodeLayer = (
+  c: ModelConfig,
+  p: LayerParams,
+  x: np.Array, // [B,1,d] normed input (consumed)
+  kc: np.Array, // [B,H,S,h] main cache (consumed: pass a ref)
+  vc: np.Array,
+  sk: np.Array, // [B,H,J,h] side block (consumed)
+  sv: np.Array,
+  cos: np.Array, // [B,1,1,h] (consumed)
+  sin: np.Array,
+  column: np.Array, // [1,1,J,1] bool, true at this step's column (consumed)
+  mainAllowed: np.Array, // [B,1,1,S] bool (consumed)
+  sideAllowed: np.Array // [1,1,1,J] bool (consumed)
+): { out: np.Array; k: np.Array; v: np.Array } => {
+  const b = x.shape[0]!
+  const s = kc.shape[2]!
+  const scale = 1 / Math.sqrt(headDim(c))
+  const q = applyRope(heads(np.matmul(x.ref, p.wq.ref), c.heads), cos.ref, sin.ref)
+  const k = applyRope(heads(np.matmul(x.ref, p.wk.ref), c.heads), cos, sin)
+  const v = heads(np.matmul(x, p.wv.ref), c.heads)
+  const skNew = np.where(column.ref, k, sk)
+  const svNew = np.where(column, v, sv)
+  const mainScores = np.where(mainAllowed, np.matmul(q.ref, kc.transpose([0, 1, 3, 2])).mul(scale), maskedScore)
+  const sideScores = np.where(sideAllowed, np.matmul(q, skNew.ref.transpose([0, 1, 3, 2])).mul(scale), maskedScore)
+  const probs = nn.softmax(np.concatenate([mainScores, sideScores], -1), -1)
+  const att = np.matmul(probs.ref.slice([], [], [], [0, s]), vc)
+    .add(np.matmul(probs.slice([], [], [], [s, s + sideBlock]), svNew.ref))
+    .transpose([0, 2, 1, 3]).reshape([b, 1, c.dModel])
+  return { out: np.matmul(att, p.wo.ref), k: skNew, v: svNew }
+}
+
+export type DecodeFn = OwnedFunction<
+  (p: Params, cache: KvCache, side: KvCache, tokens: np.Array, base: np.Array, column: np.Array, cos: np.Array, sin: np.Array) => {
+    side: KvCache
+    logits: np.Array
+  }
+>
+
+/**
+ * The jit-compiled decode step: tokens [B,1] at positions base[b] + j, where the main cache holds
+ * positions < base[b] and side column j' ≤ j holds position base[b] + j'. Returns the side block with
+ * column j written and the logits [B,1,V]. Consumes every argument (pass refs of the main cache).
+ */
+export const makeDecodeStep = (c: ModelConfig): DecodeFn =>
+  jit((p: Params, cache: KvCache, side: KvCache, tokens: np.Array, base: np.Array, column: np.Array, cosTable: np.Array, sinTable: np.Array) => {
+    const b = tokens.shape[0]!
+    const s = cache.k[0]!.shape[2]!
+    const h = headDim(c)
+    const cols = np.arange(sideBlock, undefined, undefined, { dtype: np.int32 })
+    const j = column.reshape([1, 1])
+    const positions = np.minimum(base.ref.reshape([b, 1]).add(j.ref), c.context - 1).reshape([b])
+    const cos = np.take(cosTable, positions.ref, 0).reshape([b, 1, 1, h])
+    const sin = np.take(sinTable, positions, 0).reshape([b, 1, 1, h])
+    const at = np.equal(cols.ref.reshape([1, sideBlock]), j.ref).reshape([1, 1, sideBlock, 1])
+    const sideAllowed = np.lessEqual(cols.reshape([1, sideBlock]), j).reshape([1, 1, 1, sideBlock])
+    const mainAllowed = np.less(np.arange(s, undefined, undefined, { dtype: np.int32 }).reshape([1, s]), base.reshape([b, 1])).reshape([b, 1, 1, s])
+    let x = embed(p, tokens)
+    const k: Array<np.Array> = []
+    const v: Array<np.Array> = []
+    p.layers.forEach((layer, l) => {
+      const r = decodeLayer(
+        c, layer, rmsNorm(x.ref, layer.attnNorm, c.normEps), cache.k[l]!, cache.v[l]!, side.k[l]!, side.v[l]!,
+        cos.ref, sin.ref, at.ref, mainAllowed.ref, sideAllowed.ref
+      )
+      x = x.add(r.out)
+      x = x.ref.add(mlpStep(rmsNorm(x, layer.mlpNorm, c.normEps), layer))
+      k.push(r.k)
+      v.push(r.v)
+    })
+    for (const a of [cos, sin, at, mainAllowed, sideAllowed]) a.dispose()
+    const logits = logitsOf(c, p, x)
+    for (const a of [p.embed, p.finalNorm, ...p.head]) a.dispose()
+    for (const l of p.layers) for (const a of Object.values(l)) a.dispose()
+    return { side: { k, v }, logits }
+  }) as unknown as DecodeFn
+
+export type FlushFn = OwnedFunction<(cache: KvCache, side: KvCache, base: np.Array, limit: np.Array) => KvCache>
+
+/**
+ * Moves side columns into the main cache: column j' of row b goes to position base[b] + j' when that
+ * is < limit[b] (and < S). Consumes the main cache and its arguments (pass refs of the side block).
+ */
+export const makeFlush = (): FlushFn =>
+  jit((cache: KvCache, side: KvCache, base: np.Array, limit: np.Array) => {
+    const b = base.shape[0]!
+    const s = cache.k[0]!.shape[2]!
+    const cachePos = np.arange(s, undefined, undefined, { dtype: np.int32 }).reshape([1, s, 1])
+    const target = base.reshape([b, 1, 1]).add(np.arange(sideBlock, undefined, undefined, { dtype: np.int32 }).reshape([1, 1, sideBlock]))
+    const hit = np.logicalAnd(np.equal(cachePos.ref, target), np.less(cachePos, limit.reshape([b, 1, 1]))) // [B,S,J]
+    const written = np.any(hit.ref, -1, { keepdims: true }).reshape([b, 1, s, 1])
+    const scatter = hit.astype(cache.k[0]!.dtype).reshape([b, 1, s, sideBlock])
+    const move = (main: np.Array, blk: np.Array) => np.where(written.ref, np.matmul(scatter.ref, blk), main)
+    const out = { k: cache.k.map((a, l) => move(a, side.k[l]!)), v: cache.v.map((a, l) => move(a, side.v[l]!)) }
+    written.dispose()
+    scatter.dispose()
+    return out
+  }) as unknown as FlushFn

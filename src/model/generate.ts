@@ -9,7 +9,18 @@
 import { jit, numpy as np, type OwnedFunction } from "@jax-js/jax"
 import { type Key, uniform } from "../core/random.ts"
 import { headDim } from "./config.ts"
-import { disposeCache, emptyCache, type KvCache, makeStep, type StepFn } from "./decode.ts"
+import {
+  type DecodeFn,
+  disposeCache,
+  emptyCache,
+  type FlushFn,
+  type KvCache,
+  makeDecodeStep,
+  makeFlush,
+  makeStep,
+  sideBlock,
+  type StepFn
+} from "./decode.ts"
 import { forwardLogits, ropePrefix, type RopeTables, ropeTables, tokenLogprobs } from "./forward.ts"
 import { type Params, refParams } from "./params.ts"
 import type { Policy } from "./policy.ts"
@@ -83,6 +94,18 @@ const nextPow2 = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, n))
 /** Sequence-length bucket for scoring/training: 16, 32, then multiples of 32 (jax-js wants multiples of 16). */
 export const lengthBucket = (n: number): number => (n <= 16 ? 16 : Math.ceil(n / 32) * 32)
 
+/**
+ * KV-cache length bucket for a wave: the smallest of 64, 128, 256, … (capped at the context) holding
+ * `need` positions, so attention reads only what the longest sequence needs and each size compiles once.
+ */
+export const cacheBucket = (need: number, context: number): number => {
+  let s = Math.min(64, context)
+  while (s < need && s < context) s = Math.min(context, s * 2)
+  return s
+}
+
+const refCache = (cache: KvCache): KvCache => ({ k: cache.k.map((a) => a.ref), v: cache.v.map((a) => a.ref) })
+
 const lcp = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): number => {
   const n = Math.min(a.length, b.length)
   let i = 0
@@ -100,7 +123,8 @@ export class Generator {
   private prefixVersion: number
   private readonly rope: RopeTables
   private readonly prefillStep: StepFn
-  private readonly decodeStep: StepFn
+  private readonly decodeStep: DecodeFn
+  private readonly flush: FlushFn
   private readonly copyRows: CopyFn
   private readonly scoreFn: ScoreFn
 
@@ -116,10 +140,11 @@ export class Generator {
     this.prefixVersion = policy.generation
     this.rope = ropeTables(c, dtype)
     this.prefillStep = makeStep(c, false)
-    this.decodeStep = makeStep(c, true)
-    const s = c.context
+    this.decodeStep = makeDecodeStep(c)
+    this.flush = makeFlush()
     this.copyRows = jit((cache: KvCache, src: np.Array, n: np.Array) => {
       const b = src.shape[0]!
+      const s = cache.k[0]!.shape[2]!
       const mask = np.less(np.arange(s, undefined, undefined, { dtype: np.int32 }).reshape([1, 1, s, 1]), n.reshape([b, 1, 1, 1]))
       const move = (a: np.Array) => np.where(mask.ref, np.take(a.ref, src.ref, 0), a)
       const out = { k: cache.k.map(move), v: cache.v.map(move) }
@@ -170,6 +195,8 @@ export class Generator {
     const B = Math.min(o.maxSlots, Math.max(4, nextPow2(reqs.length)))
     const n = reqs.length
     const len = reqs.map((r) => r.tokens.length)
+    // the cache holds the longest context plus one side block; it grows by buckets while decoding
+    let Sb = cacheBucket(Math.max(...len) - 1 + sideBlock, S)
     // ---- plan: leaders (prefix cache) and followers (copy from an earlier leader of this wave)
     const start = new Int32Array(B).fill(S)
     const src = Int32Array.from({ length: B }, (_, b) => b)
@@ -202,15 +229,15 @@ export class Generator {
         stats.reusedTokens += fromCache
         if (hit && fromCache > 0) {
           host ??= {
-            k: Array.from({ length: c.layers }, () => new Float32Array(B * H * S * hd)),
-            v: Array.from({ length: c.layers }, () => new Float32Array(B * H * S * hd))
+            k: Array.from({ length: c.layers }, () => new Float32Array(B * H * Sb * hd)),
+            v: Array.from({ length: c.layers }, () => new Float32Array(B * H * Sb * hd))
           }
           const e = hit.entry
           const el = e.tokens.length
           for (let l = 0; l < c.layers; l++) {
             for (let h = 0; h < H; h++) {
               const from = h * el * hd
-              const to = (i * H + h) * S * hd
+              const to = (i * H + h) * Sb * hd
               host.k[l]!.set(e.k[l]!.subarray(from, from + fromCache * hd), to)
               host.v[l]!.set(e.v[l]!.subarray(from, from + fromCache * hd), to)
             }
@@ -221,10 +248,10 @@ export class Generator {
     const dtype = np.float32
     let cache: KvCache = host
       ? {
-        k: host.k.map((d) => np.array(d, { shape: [B, H, S, hd], dtype })),
-        v: host.v.map((d) => np.array(d, { shape: [B, H, S, hd], dtype }))
+        k: host.k.map((d) => np.array(d, { shape: [B, H, Sb, hd], dtype })),
+        v: host.v.map((d) => np.array(d, { shape: [B, H, Sb, hd], dtype }))
       }
-      : emptyCache(c, B, dtype)
+      : emptyCache(c, B, dtype, Sb)
 
     // ---- prefill leaders, then copy + prefill followers
     const prefill = (rows: ReadonlyArray<number>) => {
@@ -265,28 +292,48 @@ export class Generator {
       prefill(followers)
     }
 
-    // ---- decode
+    // ---- decode: every active slot feeds one token per step into side column j; the block is flushed
+    // into the main cache every `sideBlock` steps. Slot b's next token sits at position base[b] + j.
     const out = reqs.map(() => ({ tokens: [] as Array<number>, logprobs: [] as Array<number>, entropies: [] as Array<number> }))
     const finish: Array<GenResult["finish"] | undefined> = reqs.map((r) => (r.maxTokens <= 0 ? "length" : undefined))
     const stopToken: Array<number | undefined> = []
-    const pos = Int32Array.from({ length: B }, (_, i) => (i < n ? len[i]! - 1 : S))
+    const base = Int32Array.from({ length: B }, (_, i) => (i < n ? len[i]! - 1 : S))
+    const filled = new Int32Array(B)
     const cur = Int32Array.from({ length: B }, (_, i) => (i < n ? reqs[i]!.tokens[len[i]! - 1]! : o.pad))
     const V = c.vocab
+    let side = emptyCache(c, B, dtype, sideBlock)
+    let j = 0
+    const flushSide = () => {
+      const limit = new Int32Array(B)
+      for (let b = 0; b < B; b++) limit[b] = base[b]! + filled[b]!
+      cache = this.flush(cache, refCache(side), np.array(base, { dtype: np.int32 }), np.array(limit, { dtype: np.int32 }))
+      for (let b = 0; b < B; b++) base[b] = limit[b]!
+      filled.fill(0)
+      j = 0
+    }
     for (;;) {
       const active = [...Array(n).keys()].filter((i) => finish[i] === undefined)
       if (active.length === 0) break
-      const st = new Int32Array(B).fill(S)
-      for (const i of active) st[i] = pos[i]!
+      if (j === 0) {
+        const need = cacheBucket(Math.max(...active.map((i) => base[i]!)) + sideBlock, S)
+        if (need > Sb) {
+          const grow = (a: np.Array) => np.pad(a, [[0, 0], [0, 0], [0, need - Sb], [0, 0]])
+          cache = { k: cache.k.map(grow), v: cache.v.map(grow) }
+          Sb = need
+        }
+      }
       const r = this.decodeStep(
         refParams(this.policy.params),
-        cache,
+        refCache(cache),
+        side,
         np.array(cur, { shape: [B, 1], dtype: np.int32 }),
-        np.array(st, { dtype: np.int32 }),
+        np.array(base, { dtype: np.int32 }),
+        np.array(new Int32Array([j]), { dtype: np.int32 }),
         this.rope.cos.ref,
         this.rope.sin.ref
       )
-      cache = r.cache
-      const logits = r.logits[0]!.dataSync() as Float32Array
+      side = r.side
+      const logits = r.logits.dataSync() as Float32Array
       for (const i of active) {
         const q = reqs[i]!
         const g = out[i]!
@@ -301,10 +348,14 @@ export class Generator {
           stopToken[i] = ch.token
         } else if (ch.token === o.eos) finish[i] = "eos"
         else if (g.tokens.length >= q.maxTokens || len[i]! + g.tokens.length >= S) finish[i] = "length"
-        pos[i] = pos[i]! + 1
+        filled[i] = j + 1
         cur[i] = ch.token
       }
+      j += 1
+      if (j === sideBlock) flushSide()
     }
+    if (j > 0) flushSide()
+    disposeCache(side)
 
     // ---- keep every row's KV for later requests that share its prefix
     if (o.prefixCacheTokens > 0) {
@@ -312,12 +363,13 @@ export class Generator {
       const vd = cache.v.map((a) => a.ref.dataSync() as Float32Array)
       for (let i = 0; i < n; i++) {
         const all = [...reqs[i]!.tokens, ...out[i]!.tokens]
-        const valid = Math.min(all.length - 1, S)
+        // the cache holds positions < base[i] = all.length - 1 (the last sampled token was never fed)
+        const valid = Math.min(all.length - 1, base[i]!, Sb)
         if (valid < o.minReuse) continue
         const slice = (d: Float32Array) => {
           const e = new Float32Array(H * valid * hd)
           for (let h = 0; h < H; h++) {
-            const off = (i * H + h) * S * hd
+            const off = (i * H + h) * Sb * hd
             e.set(d.subarray(off, off + valid * hd), h * valid * hd)
           }
           return e
@@ -367,6 +419,7 @@ export class Generator {
     this.rope.sin.dispose()
     this.prefillStep.dispose()
     this.decodeStep.dispose()
+    this.flush.dispose()
     this.copyRows.dispose()
     this.scoreFn.dispose()
     this.prefix.clear()

@@ -101,6 +101,38 @@ describe("KV-cache generation", () => {
     gen.dispose()
   })
 
+  it("long generations that grow the cache across length buckets and side-block flushes match a full forward (|Δ| < 1e-4)", () => {
+    const long: ModelConfig = { ...c, context: 160 }
+    const policy = Policy.fromHost(long, initHost(long, root(12)))
+    const gen = new Generator(policy, { ...options, eos: -1 })
+    const shortP = [3, 1, 4, 1, 5]
+    const longP = Array.from({ length: 40 }, (_, i) => (i * 7) % 10)
+    // different lengths and budgets: rows finish mid-block while others run on to the context end
+    const reqs = [...requests(shortP, 2, 21, 100), ...requests(longP, 2, 22, 37), ...requests(longP, 1, 23, 500)]
+    const { results } = gen.generate(reqs)
+    expect(results.map((r) => r.tokens.length)).toEqual([100, 100, 37, 37, 160 - longP.length])
+    const seqs = results.map((r, i) => [...reqs[i]!.tokens, ...r.tokens])
+    const scored = gen.score(seqs)
+    let worst = 0
+    results.forEach((r, i) => {
+      const off = reqs[i]!.tokens.length
+      r.logprobs.forEach((lp, t) => {
+        worst = Math.max(worst, Math.abs(lp - scored[i]!.logprobs[off + t]!), Math.abs(r.entropies[t]! - scored[i]!.entropies[off + t]!))
+      })
+    })
+    expect(worst).toBeLessThan(1e-4)
+    // the rows kept in the prefix cache are the right keys/values: continuing from them equals recomputing
+    const ctx = [...seqs[0]!.slice(0, 90), 2, 2]
+    const again = gen.generate(requests(ctx, 1, 24, 20))
+    expect(again.stats.reusedTokens).toBeGreaterThanOrEqual(89)
+    const fresh = new Generator(policy, { ...options, eos: -1, prefixCacheTokens: 0 })
+    const base = fresh.generate(requests(ctx, 1, 24, 20))
+    expect(again.results[0]!.tokens).toEqual(base.results[0]!.tokens)
+    again.results[0]!.logprobs.forEach((lp, t) => expect(Math.abs(lp - base.results[0]!.logprobs[t]!)).toBeLessThan(1e-5))
+    gen.dispose()
+    fresh.dispose()
+  })
+
   it("the same requests and keys give bit-identical tokens and log-probs", () => {
     const a = new Generator(Policy.fromHost(c, host), options)
     const b = new Generator(Policy.fromHost(c, host), options)
