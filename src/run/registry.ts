@@ -4,5 +4,6 @@
  */
 import type { Experiment } from "../cli/experiments.ts"
 import { arpoVsGrpo } from "./catalog/arpoVsGrpo.ts"
+import { attribution, betaSweep, entropyAfterTools } from "./catalog/studies.ts"
 
-export const builtin: ReadonlyArray<Experiment> = [arpoVsGrpo]
+export const builtin: ReadonlyArray<Experiment> = [arpoVsGrpo, entropyAfterTools, attribution, betaSweep]
