@@ -1,0 +1,14 @@
+/**
+ * Research script: hard vs soft advantage attribution under ARPO.
+ *
+ * Soft (the paper's default): every trajectory carries its own GRPO advantage on all its model tokens,
+ * shared prefixes included. Hard: a token shared by d trajectories of a tree gets the mean of their
+ * advantages (src/core/attribution.ts). Both arms use the ARPO sampler, the same cold start, prompts and
+ * budget M = 8; they differ only in `advantage.attribution`.
+ *
+ * Reproduce: `arpo run attribution --profile quick` (seed 1, 6 RL steps) or `--profile full` (seeds
+ * 1,2,3, 40 steps). Compare held-out greedy accuracy and tool calls in the run's report.md.
+ */
+import { attribution } from "../src/run/catalog/studies.ts"
+
+export default attribution
