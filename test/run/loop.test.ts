@@ -6,7 +6,9 @@
  */
 import { Effect, Exit, Layer } from "effect"
 import * as fs from "node:fs"
+import { spawn } from "node:child_process"
 import * as NodePath from "node:path"
+import { fileURLToPath } from "node:url"
 import { beforeAll, describe, expect, it } from "vitest"
 import { tokenIds } from "../../src/core/tokens.ts"
 import * as Tree from "../../src/core/tree.ts"
@@ -16,6 +18,8 @@ import { batchFigures, promptIndices, rewardsVary, type ScoredGroup } from "../.
 import type { Problem } from "../../src/tasks/Task.ts"
 import { Trainer } from "../../src/trainer/Trainer.ts"
 import { comparableEvents, run, runExit, tempDir, tinySpec } from "./tiny.ts"
+
+const repoRoot = NodePath.resolve(NodePath.dirname(fileURLToPath(import.meta.url)), "../..")
 
 const options = (out: string) => ({ profile: "quick" as const, seeds: undefined, set: {}, sweep: {}, out })
 
@@ -68,6 +72,35 @@ describe("the RL loop on the embedded engine", () => {
     const resumed = await run(define(tinySpec()).resume!(dir!))
     expect(resumed).toBe(dir)
     expect(await comparableEvents(dir!)).toEqual(await comparableEvents(baseline))
+  }, 120_000)
+})
+
+describe("resume after a real kill", () => {
+  it("a child process killed with SIGKILL mid-run resumes to the uninterrupted events", async () => {
+    const out = tempDir("arpo-runs-")
+    const child = spawn(process.execPath, ["--import", "tsx", NodePath.join(repoRoot, "test/run/tinyMain.ts"), out], {
+      cwd: repoRoot,
+      env: process.env,
+      stdio: "ignore"
+    })
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on("exit", (_code, signal) => resolve(signal)))
+    const runDir = () => {
+      const parent = NodePath.join(out, "tiny")
+      const names = fs.existsSync(parent) ? fs.readdirSync(parent) : []
+      return names.length === 0 ? undefined : NodePath.join(parent, names[0]!)
+    }
+    const marker = () => {
+      const d = runDir()
+      return d !== undefined && fs.existsSync(NodePath.join(d, "checkpoints", "grpo.seed1.step-000002", "state.json"))
+    }
+    const deadline = Date.now() + 90_000
+    while (!marker() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+    child.kill("SIGKILL")
+    expect(await exited).toBe("SIGKILL")
+    const dir = runDir()!
+    expect(fs.existsSync(NodePath.join(dir, "summary.json"))).toBe(false)
+    await run(define(tinySpec()).resume!(dir))
+    expect(await comparableEvents(dir)).toEqual(await comparableEvents(baseline))
   }, 120_000)
 })
 
