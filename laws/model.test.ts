@@ -1,7 +1,8 @@
 /**
  * Laws of the embedded model: the tokenizer round-trips every well-formed string (tags included), and
  * the jax-js policy loss equals the core's reference loss in value and in gradient with respect to
- * the new log-probs, for every loss configuration.
+ * the new log-probs, for every loss configuration; the sampler's one-pass choice equals its separate
+ * parts (draw, log-softmax, entropy) exactly.
  */
 import { numpy as np, valueAndGrad } from "@jax-js/jax"
 import fc from "fast-check"
@@ -11,6 +12,7 @@ import { aggregationScale, normalizer, policyLoss, type PolicyLossConfig } from 
 import { tokenId } from "../src/core/tokens.ts"
 import { policyLossValue } from "../src/model/loss.ts"
 import { ensureBackend } from "../src/model/runtime.ts"
+import { choose, draw, entropyOf, logSumExp } from "../src/model/sample.ts"
 import { decode, encode, tags } from "../src/model/tokenizer.ts"
 
 beforeAll(ensureBackend)
@@ -110,6 +112,28 @@ describe("jitted loss parity", () => {
         )
       }),
       { seed: 2024, numRuns: 60 }
+    )
+  })
+})
+
+describe("sampler laws", () => {
+  it("choose returns exactly draw's token, the temperature-1 log-softmax of it and entropyOf the row", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.double({ min: -30, max: 30, noNaN: true }), { minLength: 1, maxLength: 40 }),
+        fc.constantFrom(0, 0.5, 1, 1.7),
+        fc.constantFrom(0.3, 0.9, 1),
+        fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
+        (xs, temperature, topP, u) => {
+          const row = Float32Array.from([7, ...xs]) // a non-zero offset, as in a batch of rows
+          const n = xs.length
+          const c = choose(row, 1, n, temperature, topP, u)
+          expect(c.token).toBe(draw(row, 1, n, temperature, topP, u))
+          expect(c.logprob).toBe(row[1 + c.token]! - logSumExp(row, 1, n))
+          expect(c.entropy).toBe(entropyOf(row, 1, n))
+        }
+      ),
+      { seed: 5, numRuns: 300 }
     )
   })
 })

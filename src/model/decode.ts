@@ -133,9 +133,66 @@ export const makeStep = (c: ModelConfig, withLogits: boolean): StepFn =>
 /** Length of the side block of a decode step (one flush into the main cache every `sideBlock` steps). */
 export const sideBlock = 16
 
+/**
+ * Decode-time weights, rebuilt once per weight generation: q, rotate_half(q), k, rotate_half(k) and v
+ * come from one fused projection [d, 5d] (rotate_half of x·W is x·W with its columns permuted and
+ * negated, so rotary positions become one elementwise step), gate and up from one [d, 2m], and the
+ * head is materialized ([d, V], embedᵀ when tied). Fewer, larger kernels per decode step.
+ */
+export type DecodeLayer = {
+  attnNorm: np.Array
+  wProj: np.Array
+  wo: np.Array
+  mlpNorm: np.Array
+  wGateUp: np.Array
+  wDown: np.Array
+}
+export type DecodeParams = { embed: np.Array; layers: Array<DecodeLayer>; finalNorm: np.Array; head: np.Array }
+
+/** Columns of w ([d, heads·h]) such that x·result = rotate_half(x·w) per head (consumes w). */
+const rotateColumns = (w: np.Array, nHeads: number): np.Array => {
+  const [d, n] = w.shape as [number, number]
+  const h = n / nHeads
+  const w3 = w.reshape([d, nHeads, h])
+  const lo = w3.ref.slice([], [], [0, h / 2])
+  const hi = w3.slice([], [], [h / 2, h])
+  return np.concatenate([hi.neg(), lo], 2).reshape([d, n])
+}
+
+export type DecodeParamsFn = OwnedFunction<(p: Params) => DecodeParams>
+
+/** Builds the decode weights from the model weights (consumes them: pass `refParams(p)`). */
+export const makeDecodeParams = (c: ModelConfig): DecodeParamsFn =>
+  jit((p: Params) => {
+    const layers = p.layers.map((l): DecodeLayer => ({
+      attnNorm: l.attnNorm,
+      wProj: np.concatenate([l.wq.ref, rotateColumns(l.wq, c.heads), l.wk.ref, rotateColumns(l.wk, c.heads), l.wv], 1),
+      wo: l.wo,
+      mlpNorm: l.mlpNorm,
+      wGateUp: np.concatenate([l.wGate, l.wUp], 1),
+      wDown: l.wDown
+    }))
+    const head = p.head.length > 0 ? p.head[0]! : p.embed.ref.transpose().mul(1)
+    return { embed: p.embed, layers, finalNorm: p.finalNorm, head }
+  }) as unknown as DecodeParamsFn
+
+export const disposeDecodeParams = (p: DecodeParams): void => {
+  for (const a of [p.embed, p.finalNorm, p.head]) a.dispose()
+  for (const l of p.layers) for (const a of Object.values(l)) a.dispose()
+}
+
+export const refDecodeParams = (p: DecodeParams): DecodeParams => ({
+  embed: p.embed.ref,
+  layers: p.layers.map((l) => ({
+    attnNorm: l.attnNorm.ref, wProj: l.wProj.ref, wo: l.wo.ref, mlpNorm: l.mlpNorm.ref, wGateUp: l.wGateUp.ref, wDown: l.wDown.ref
+  })),
+  finalNorm: p.finalNorm.ref,
+  head: p.head.ref
+})
+
 const decodeLayer = (
   c: ModelConfig,
-  p: LayerParams,
+  p: DecodeLayer,
   x: np.Array, // [B,1,d] normed input (consumed)
   kc: np.Array, // [B,H,S,h] main cache (consumed: pass a ref)
   vc: np.Array,
@@ -148,11 +205,17 @@ const decodeLayer = (
   sideAllowed: np.Array // [1,1,1,J] bool (consumed)
 ): { out: np.Array; k: np.Array; v: np.Array } => {
   const b = x.shape[0]!
+  const d = c.dModel
+  const hd = headDim(c)
   const s = kc.shape[2]!
-  const scale = 1 / Math.sqrt(headDim(c))
-  const q = applyRope(heads(np.matmul(x.ref, p.wq.ref), c.heads), cos.ref, sin.ref)
-  const k = applyRope(heads(np.matmul(x.ref, p.wk.ref), c.heads), cos, sin)
-  const v = heads(np.matmul(x, p.wv.ref), c.heads)
+  const scale = 1 / Math.sqrt(hd)
+  const proj = np.matmul(x, p.wProj.ref) // [B,1,5d]
+  // with one token per slot, [B,1,H,h] → [B,H,1,h] is a reshape
+  const part = (i: number) => proj.ref.slice([], [], [i * d, (i + 1) * d]).reshape([b, c.heads, 1, hd])
+  const q = part(0).mul(cos.ref).add(part(1).mul(sin.ref))
+  const k = part(2).mul(cos).add(part(3).mul(sin))
+  const v = part(4)
+  proj.dispose()
   const skNew = np.where(column.ref, k, sk)
   const svNew = np.where(column, v, sv)
   const mainScores = np.where(mainAllowed, np.matmul(q.ref, kc.transpose([0, 1, 3, 2])).mul(scale), maskedScore)
@@ -160,12 +223,19 @@ const decodeLayer = (
   const probs = nn.softmax(np.concatenate([mainScores, sideScores], -1), -1)
   const att = np.matmul(probs.ref.slice([], [], [], [0, s]), vc)
     .add(np.matmul(probs.slice([], [], [], [s, s + sideBlock]), svNew.ref))
-    .transpose([0, 2, 1, 3]).reshape([b, 1, c.dModel])
+    .reshape([b, 1, d])
   return { out: np.matmul(att, p.wo.ref), k: skNew, v: svNew }
 }
 
+/** SwiGLU on the fused gate/up projection (consumes x). */
+const decodeMlp = (x: np.Array, p: DecodeLayer, m: number): np.Array => {
+  const gu = np.matmul(x, p.wGateUp.ref)
+  const gate = nn.silu(gu.ref.slice([], [], [0, m]))
+  return np.matmul(gate.mul(gu.slice([], [], [m, 2 * m])), p.wDown.ref)
+}
+
 export type DecodeFn = OwnedFunction<
-  (p: Params, cache: KvCache, side: KvCache, tokens: np.Array, base: np.Array, column: np.Array, cos: np.Array, sin: np.Array) => {
+  (p: DecodeParams, cache: KvCache, side: KvCache, tokens: np.Array, base: np.Array, column: np.Array, cos: np.Array, sin: np.Array) => {
     side: KvCache
     logits: np.Array
   }
@@ -174,10 +244,11 @@ export type DecodeFn = OwnedFunction<
 /**
  * The jit-compiled decode step: tokens [B,1] at positions base[b] + j, where the main cache holds
  * positions < base[b] and side column j' ≤ j holds position base[b] + j'. Returns the side block with
- * column j written and the logits [B,1,V]. Consumes every argument (pass refs of the main cache).
+ * column j written and the logits [B,1,V]. Consumes every argument (pass refs of the main cache and
+ * of the decode weights).
  */
 export const makeDecodeStep = (c: ModelConfig): DecodeFn =>
-  jit((p: Params, cache: KvCache, side: KvCache, tokens: np.Array, base: np.Array, column: np.Array, cosTable: np.Array, sinTable: np.Array) => {
+  jit((p: DecodeParams, cache: KvCache, side: KvCache, tokens: np.Array, base: np.Array, column: np.Array, cosTable: np.Array, sinTable: np.Array) => {
     const b = tokens.shape[0]!
     const s = cache.k[0]!.shape[2]!
     const h = headDim(c)
@@ -189,7 +260,7 @@ export const makeDecodeStep = (c: ModelConfig): DecodeFn =>
     const at = np.equal(cols.ref.reshape([1, sideBlock]), j.ref).reshape([1, 1, sideBlock, 1])
     const sideAllowed = np.lessEqual(cols.reshape([1, sideBlock]), j).reshape([1, 1, 1, sideBlock])
     const mainAllowed = np.less(np.arange(s, undefined, undefined, { dtype: np.int32 }).reshape([1, s]), base.reshape([b, 1])).reshape([b, 1, 1, s])
-    let x = embed(p, tokens)
+    let x = np.take(p.embed, tokens, 0)
     const k: Array<np.Array> = []
     const v: Array<np.Array> = []
     p.layers.forEach((layer, l) => {
@@ -198,13 +269,13 @@ export const makeDecodeStep = (c: ModelConfig): DecodeFn =>
         cos.ref, sin.ref, at.ref, mainAllowed.ref, sideAllowed.ref
       )
       x = x.add(r.out)
-      x = x.ref.add(mlpStep(rmsNorm(x, layer.mlpNorm, c.normEps), layer))
+      x = x.ref.add(decodeMlp(rmsNorm(x, layer.mlpNorm, c.normEps), layer, c.mlpWidth))
       k.push(r.k)
       v.push(r.v)
     })
     for (const a of [cos, sin, at, mainAllowed, sideAllowed]) a.dispose()
-    const logits = logitsOf(c, p, x)
-    for (const a of [p.embed, p.finalNorm, ...p.head]) a.dispose()
+    const logits = np.matmul(rmsNorm(x, p.finalNorm, c.normEps), p.head)
+    p.finalNorm.dispose()
     for (const l of p.layers) for (const a of Object.values(l)) a.dispose()
     return { side: { k, v }, logits }
   }) as unknown as DecodeFn

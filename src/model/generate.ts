@@ -11,13 +11,18 @@ import { type Key, uniform } from "../core/random.ts"
 import { headDim } from "./config.ts"
 import {
   type DecodeFn,
+  type DecodeParams,
+  type DecodeParamsFn,
   disposeCache,
+  disposeDecodeParams,
   emptyCache,
   type FlushFn,
   type KvCache,
+  makeDecodeParams,
   makeDecodeStep,
   makeFlush,
   makeStep,
+  refDecodeParams,
   sideBlock,
   type StepFn
 } from "./decode.ts"
@@ -125,6 +130,8 @@ export class Generator {
   private readonly prefillStep: StepFn
   private readonly decodeStep: DecodeFn
   private readonly flush: FlushFn
+  private readonly decodeParamsFn: DecodeParamsFn
+  private decodeParams: { generation: number; params: DecodeParams } | undefined
   private readonly copyRows: CopyFn
   private readonly scoreFn: ScoreFn
 
@@ -142,6 +149,7 @@ export class Generator {
     this.prefillStep = makeStep(c, false)
     this.decodeStep = makeDecodeStep(c)
     this.flush = makeFlush()
+    this.decodeParamsFn = makeDecodeParams(c)
     this.copyRows = jit((cache: KvCache, src: np.Array, n: np.Array) => {
       const b = src.shape[0]!
       const s = cache.k[0]!.shape[2]!
@@ -159,6 +167,16 @@ export class Generator {
       for (const l of p.layers) for (const a of Object.values(l)) a.dispose()
       return out
     }) as unknown as ScoreFn
+  }
+
+  /** The decode weights of the current policy weights (rebuilt after every replacement). */
+  private decodeWeights(): DecodeParams {
+    const g = this.policy.generation
+    if (this.decodeParams?.generation !== g) {
+      if (this.decodeParams) disposeDecodeParams(this.decodeParams.params)
+      this.decodeParams = { generation: g, params: this.decodeParamsFn(refParams(this.policy.params)) }
+    }
+    return this.decodeParams.params
   }
 
   private syncVersion(): void {
@@ -302,6 +320,7 @@ export class Generator {
     const cur = Int32Array.from({ length: B }, (_, i) => (i < n ? reqs[i]!.tokens[len[i]! - 1]! : o.pad))
     const V = c.vocab
     let side = emptyCache(c, B, dtype, sideBlock)
+    const weights = this.decodeWeights()
     let j = 0
     const flushSide = () => {
       const limit = new Int32Array(B)
@@ -323,7 +342,7 @@ export class Generator {
         }
       }
       const r = this.decodeStep(
-        refParams(this.policy.params),
+        refDecodeParams(weights),
         refCache(cache),
         side,
         np.array(cur, { shape: [B, 1], dtype: np.int32 }),
@@ -420,6 +439,9 @@ export class Generator {
     this.prefillStep.dispose()
     this.decodeStep.dispose()
     this.flush.dispose()
+    this.decodeParamsFn.dispose()
+    if (this.decodeParams) disposeDecodeParams(this.decodeParams.params)
+    this.decodeParams = undefined
     this.copyRows.dispose()
     this.scoreFn.dispose()
     this.prefix.clear()

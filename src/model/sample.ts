@@ -40,16 +40,13 @@ const argmax = (x: ArrayLike<number>, off: number, n: number): number => {
   return best
 }
 
-/**
- * Draws from softmax(x / temperature) restricted to the smallest set of most likely tokens whose
- * mass reaches topP, by inverse CDF with u ∈ [0,1). Temperature 0 is greedy.
- */
-export const draw = (x: ArrayLike<number>, off: number, n: number, temperature: number, topP: number, u: number): number => {
-  if (temperature <= 0) return argmax(x, off, n)
-  const inv = 1 / temperature
-  const lse = logSumExp(x, off, n, inv)
-  const p = new Float64Array(n)
+/** Fills p[0..n) with exp(x[off+i]·inv − lse). */
+const probsInto = (x: ArrayLike<number>, off: number, n: number, inv: number, lse: number, p: Float64Array): void => {
   for (let i = 0; i < n; i++) p[i] = Math.exp(x[off + i]! * inv - lse)
+}
+
+/** Inverse-CDF draw with u ∈ [0,1) from probabilities p[0..n), restricted to the top-p nucleus. */
+const drawFrom = (p: Float64Array, n: number, topP: number, u: number): number => {
   let order: Array<number> | undefined
   let total = 1
   if (topP < 1) {
@@ -62,17 +59,42 @@ export const draw = (x: ArrayLike<number>, off: number, n: number, temperature: 
   }
   const target = u * total
   let cum = 0
-  const ids = order ?? Array.from({ length: n }, (_, i) => i)
-  for (const i of ids) {
+  if (order === undefined) {
+    for (let i = 0; i < n; i++) {
+      cum += p[i]!
+      if (target < cum) return i
+    }
+    // float rounding: fall back to the last token with positive mass
+    for (let i = n - 1; i >= 0; i--) if (p[i]! > 0) return i
+    return n - 1
+  }
+  for (const i of order) {
     cum += p[i]!
     if (target < cum) return i
   }
-  // float rounding: fall back to the last token with positive mass
-  for (let j = ids.length - 1; j >= 0; j--) if (p[ids[j]!]! > 0) return ids[j]!
-  return ids[ids.length - 1]!
+  for (let j = order.length - 1; j >= 0; j--) if (p[order[j]!]! > 0) return order[j]!
+  return order[order.length - 1]!
 }
 
-/** One sampling decision from a logits row. */
+/**
+ * Draws from softmax(x / temperature) restricted to the smallest set of most likely tokens whose
+ * mass reaches topP, by inverse CDF with u ∈ [0,1). Temperature 0 is greedy.
+ */
+export const draw = (x: ArrayLike<number>, off: number, n: number, temperature: number, topP: number, u: number): number => {
+  if (temperature <= 0) return argmax(x, off, n)
+  const inv = 1 / temperature
+  const p = new Float64Array(n)
+  probsInto(x, off, n, inv, logSumExp(x, off, n, inv), p)
+  return drawFrom(p, n, topP, u)
+}
+
+let scratch = new Float64Array(0)
+
+/**
+ * One sampling decision from a logits row. The temperature-1 probabilities are computed once and
+ * serve the entropy, the log-prob and (at temperature 1) the draw; the result equals
+ * `{ draw(...), x[token] − logSumExp, entropyOf(...) }` exactly.
+ */
 export const choose = (
   x: ArrayLike<number>,
   off: number,
@@ -81,7 +103,21 @@ export const choose = (
   topP: number,
   u: number
 ): Choice => {
-  const token = draw(x, off, n, temperature, topP, u)
+  if (scratch.length < n) scratch = new Float64Array(n)
+  const p = scratch
   const lse = logSumExp(x, off, n)
-  return { token, logprob: x[off + token]! - lse, entropy: entropyOf(x, off, n) }
+  let e = 0
+  for (let i = 0; i < n; i++) {
+    const l = x[off + i]! - lse
+    const q = Math.exp(l)
+    p[i] = q
+    e -= q * l
+  }
+  let token: number
+  if (temperature <= 0) token = argmax(x, off, n)
+  else {
+    if (temperature !== 1) probsInto(x, off, n, 1 / temperature, logSumExp(x, off, n, 1 / temperature), p)
+    token = drawFrom(p, n, topP, u)
+  }
+  return { token, logprob: x[off + token]! - lse, entropy: Math.max(0, e) }
 }
