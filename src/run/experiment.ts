@@ -10,6 +10,7 @@ import { Console, Effect, FileSystem, Layer, Schema } from "effect"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import type { Experiment, RunOptions } from "../cli/experiments.ts"
+import type { StampedEvent } from "../events/Event.ts"
 import { emit, withScope } from "../events/Events.ts"
 import { readCheckpoint } from "../model/checkpoint.ts"
 import { Policy } from "../model/policy.ts"
@@ -131,8 +132,8 @@ const lastCheckpoint = (store: RunStore["Service"], arm: string, seed: number) =
     return last === undefined ? -1 : Number(last.slice(prefix.length))
   })
 
-const emitWall = (run: string, arm: string, seed: number, step: number, ms: number) =>
-  emit({ _tag: "metric", name: "arm.wallMs", value: ms }).pipe(withScope({ run, arm, seed, step }))
+const emitWall = (run: string, arm: string, seed: number, step: number, name: string, ms: number) =>
+  emit({ _tag: "metric", name, value: ms }).pipe(withScope({ run, arm, seed, step }))
 
 /** Run (or continue, from step `from`) one arm and seed, with the events going to the run's Events. */
 const runOne = (spec: ExperimentSpec, run: string, arm: ResolvedArm, seed: number, from: number) =>
@@ -145,6 +146,8 @@ const runOne = (spec: ExperimentSpec, run: string, arm: ResolvedArm, seed: numbe
     const task = yield* components.task(config)
     const toolbox = components.toolbox(config, task)
     const cold = yield* coldStart({ config, seed, task, toolbox, label: `cold-start SFT (seed ${seed})` })
+    // the arm's wall time is its RL part: the cold start is shared (cached) and reported on its own
+    const rlStarted = performance.now()
     yield* Effect.promise(ensureBackend)
     const policy = Policy.fromHost(config.model, cold.params)
     const engine = components.engine(config, policy)
@@ -179,25 +182,61 @@ const runOne = (spec: ExperimentSpec, run: string, arm: ResolvedArm, seed: numbe
         progress
       })
     }).pipe(Effect.provide(services), Effect.scoped)
-    const wallMs = performance.now() - started
-    yield* progress.finish(`${arm.name} seed ${seed}: ${config.rl.steps} RL steps in ${(wallMs / 1000).toFixed(1)} s`)
-    yield* emitWall(run, arm.name, seed, config.rl.steps, wallMs)
+    const wallMs = performance.now() - rlStarted
+    yield* progress.finish(`${arm.name} seed ${seed}: RL steps ${from}…${config.rl.steps} in ${(wallMs / 1000).toFixed(1)} s`)
+    yield* emitWall(run, arm.name, seed, config.rl.steps, "arm.wallMs", wallMs)
+    // always emitted (0 when loaded from the cache), so cached and uncached runs number their events alike
+    yield* emitWall(run, arm.name, seed, config.rl.steps, "coldStart.wallMs", cold.cached ? 0 : rlStarted - started)
   })
 
 /** Seeds × arms in order (seed-major, so a partial run already compares the arms of its first seed). */
 const order = (arms: ReadonlyArray<ResolvedArm>, seeds: ReadonlyArray<number>) => seeds.flatMap((seed) => arms.map((arm) => ({ arm, seed })))
 
-/** The lines that end a run: the headline, per-arm figures, where the reports are. */
-export const conclusion = (summary: Summary, dir: string, wall: ReadonlyMap<string, number>): ReadonlyArray<string> => {
+/** The lines that end a run: the headline, per-arm figures (RL wall time per seed), the cold start, where the reports are. */
+export const conclusion = (
+  summary: Summary,
+  dir: string,
+  wall: ReadonlyMap<string, number>,
+  training: ReadonlyArray<TrainingCost> = []
+): ReadonlyArray<string> => {
   const lines = [`Headline (${summary.headline.metric}; cost: ${summary.headline.cost}):`, `  ${summary.headline.text}`]
   for (const a of summary.headline.arms) {
     const w = wall.get(a.arm)
     lines.push(
-      `  ${a.arm}: ${formatStat(a.metric)} accuracy, ${formatStat(a.toolCalls)} tool calls${w === undefined ? "" : `, ${(w / 1000).toFixed(1)} s wall per seed`}`
+      `  ${a.arm}: ${formatStat(a.metric)} accuracy, ${formatStat(a.toolCalls)} tool calls${w === undefined ? "" : `, ${(w / 1000).toFixed(1)} s RL wall time per seed`}`
     )
   }
+  for (const t of training) {
+    lines.push(
+      `  ${t.arm} during RL: executed tool calls ${t.perTrajectory.toFixed(3)} per trajectory, ${t.perSolved.toFixed(2)} per solved question; training accuracy ${t.accuracy.toFixed(3)} (means over steps and seeds)`
+    )
+  }
+  const cold = wall.get("") ?? 0
+  lines.push(`Cold-start SFT: ${cold > 0 ? `${(cold / 1000).toFixed(1)} s in all` : "loaded from the cache"}`)
   lines.push(`Report: ${NodePath.join(dir, "report.md")} (and report.html, summary.json)`)
   return lines
+}
+
+/** Per arm, means over every reward.batch (steps and seeds) of the training-time tool-call figures. */
+export interface TrainingCost {
+  readonly arm: string
+  readonly perTrajectory: number
+  readonly perSolved: number
+  readonly accuracy: number
+}
+
+export const trainingCost = (events: ReadonlyArray<StampedEvent>): ReadonlyArray<TrainingCost> => {
+  const acc = new Map<string, { n: number; t: number; s: number; a: number }>()
+  for (const { stamp, event } of events) {
+    if (event._tag !== "reward.batch") continue
+    const c = acc.get(stamp.arm) ?? { n: 0, t: 0, s: 0, a: 0 }
+    c.n++
+    c.t += event.toolCallsPerTrajectory
+    c.s += event.toolCallsPerSolved
+    c.a += event.accuracy
+    acc.set(stamp.arm, c)
+  }
+  return [...acc].map(([arm, c]) => ({ arm, perTrajectory: c.t / c.n, perSolved: c.s / c.n, accuracy: c.a / c.n }))
 }
 
 const wallPerArm = (events: ReadonlyArray<{ readonly stamp: { readonly arm: string }; readonly event: { readonly _tag: string } }>) => {
@@ -206,7 +245,15 @@ const wallPerArm = (events: ReadonlyArray<{ readonly stamp: { readonly arm: stri
     const ev = e.event as { _tag: string; name?: string; value?: number }
     if (ev._tag === "metric" && ev.name === "arm.wallMs" && ev.value !== undefined) sums.set(e.stamp.arm, [...(sums.get(e.stamp.arm) ?? []), ev.value])
   }
-  return new Map([...sums].map(([arm, xs]) => [arm, xs.reduce((a, b) => a + b, 0) / xs.length]))
+  const out = new Map([...sums].map(([arm, xs]) => [arm, xs.reduce((a, b) => a + b, 0) / xs.length]))
+  // total cold-start time under the key "" (no arm is named "")
+  let cold = 0
+  for (const e of events) {
+    const ev = e.event as { _tag: string; name?: string; value?: number }
+    if (ev._tag === "metric" && ev.name === "coldStart.wallMs" && ev.value !== undefined) cold += ev.value
+  }
+  out.set("", cold)
+  return out
 }
 
 /** Run every (seed, arm) from its start step, then write the reports and print the conclusion. */
@@ -222,7 +269,7 @@ const execute = (spec: ExperimentSpec, arms: ReadonlyArray<ResolvedArm>, seeds: 
     const written = yield* writeReports
     const log = yield* store.readEvents
     const extra = spec.conclude === undefined ? [] : yield* spec.conclude(written.summary, store.paths.dir)
-    for (const line of [...conclusion(written.summary, store.paths.dir, wallPerArm(log.events)), ...extra]) yield* Console.log(line)
+    for (const line of [...conclusion(written.summary, store.paths.dir, wallPerArm(log.events), trainingCost(log.events)), ...extra]) yield* Console.log(line)
     return store.paths.dir
   }).pipe(Effect.provide(RunStore.eventsLayer))
 
