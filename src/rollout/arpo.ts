@@ -1,10 +1,9 @@
 /**
- * The ARPO sampler. Paper mode (DESIGN.md "The ARPO sampler"): N global samples; after every tool
- * result the trajectory continues and its first k tokens give H_t; with probability clip(α + β·ΔH, 0, 1),
- * ΔH = (H_t − H_initial)/ln V and H_initial the root response's window, Z new continuations start right
- * after the result while the budget M allows; unused budget is filled with fresh global samples.
+ * The ARPO sampler. Paper mode (DESIGN.md "The ARPO sampler"): N global samples; after each tool result the
+ * first k tokens of the continuation give H_t, and with probability clip(α + β·ΔH, 0, 1) Z new continuations
+ * start right after the result while the budget M allows; unused budget becomes fresh global samples.
  * Reference mode replays the released code's timing (ARPO_SPEC §1.2) without its two defects.
- * Formulas live in core/branching.ts; the loop in runner.ts.
+ * Formulas live in core/branching.ts, the loop in runner.ts.
  */
 import { Effect, Layer } from "effect"
 import { arpoBranchProbability, arpoReferenceBranches, branches } from "../core/branching.ts"

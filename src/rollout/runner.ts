@@ -1,9 +1,8 @@
 /**
- * The rollout runner: drives Engine ⇄ Toolbox for a batch of token prompts in rounds (generate every
- * running trajectory up to a tool stop, EOS or its length budget; run the calls concurrently; append
- * the results as tool tokens; ask the policy what to start next) and records everything into one
- * RolloutTree per prompt. Failures become recorded outcomes, never a lost batch. Randomness is keyed, and
- * all bookkeeping happens in prompt/trajectory order, so the result does not depend on completion order.
+ * The rollout runner: drives Engine ⇄ Toolbox for a batch of token prompts in rounds (generate each running
+ * trajectory to a tool stop, EOS or its budget; run the calls concurrently; append results as tool tokens;
+ * ask the policy what to start next), recording one RolloutTree per prompt. Failures become recorded
+ * outcomes; randomness is keyed and bookkeeping is in prompt/trajectory order, never completion order.
  * It does not decide when to branch (policies, `policy.ts`) and does not compute rewards.
  */
 import { Cause, Effect, Exit } from "effect"
@@ -498,7 +497,7 @@ export const runRollout = (
     }
 
     function apply(action: Action): number {
-      const state = states[action._tag === "Branch" ? action.prompt : action.prompt]
+      const state = states[action.prompt]
       if (!state) return 0
       const room = settings.budget - state.trajs.length
       if (action._tag === "Fresh") {

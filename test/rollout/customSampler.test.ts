@@ -14,7 +14,7 @@ import { fromPolicy, runnerEnv, settingsOf } from "../../src/rollout/runner.ts"
 import { Sampler } from "../../src/rollout/Sampler.ts"
 import { stack } from "./fixtures.ts"
 
-// --- the example (27 lines) ---------------------------------------------------------------------------
+// --- the example (26 lines in the docs, with its imports) ---------------------------------------------------------------------------
 export const EntropyDropConfig = Schema.Struct({ ...runnerFields, initial: Schema.Int, gamma: Schema.Finite })
 
 export const entropyDropPolicy = (c: { initial: number; gamma: number }): Policy => ({
