@@ -72,7 +72,12 @@ export const BranchDecision = Schema.TaggedStruct("rollout.branch", {
   deltaH: Schema.Finite,
   probability: Schema.Finite,
   u: Schema.Finite,
-  branched: Schema.Boolean
+  branched: Schema.Boolean,
+  // optional (samplers issue; additive): which trajectory decided, at its how-many-th call, and how many
+  // continuations it started
+  trajectory: Schema.optionalKey(Count),
+  call: Schema.optionalKey(Count),
+  children: Schema.optionalKey(Count)
 })
 
 /** Rewards of one batch. */

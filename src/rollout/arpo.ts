@@ -66,6 +66,7 @@ export const arpoReferencePolicy = (c: ArpoParams): Policy => ({
           prompt: p,
           trajectory: step.trajectory,
           node: step.node,
+          call: step.call,
           record: {
             hAfterTool: step.segmentWindow,
             hInitial: step.firstWindow,

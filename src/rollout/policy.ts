@@ -70,6 +70,8 @@ export interface Decision {
   readonly prompt: number
   readonly trajectory: number
   readonly node: number
+  /** 1-based index of the tool call in the deciding trajectory */
+  readonly call: number
   readonly record: BranchRecord
 }
 
@@ -125,6 +127,7 @@ export const branchAtProbes = (
       prompt: probe.prompt,
       trajectory: probe.trajectory,
       node: probe.node,
+      call: probe.call,
       record: {
         hAfterTool: probe.hAfterTool,
         hInitial: probe.hInitial,

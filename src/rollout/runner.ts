@@ -488,7 +488,10 @@ export const runRollout = (
             deltaH: d.record.deltaH,
             probability: d.record.probability,
             u: d.record.u,
-            branched: d.record.branched
+            branched: d.record.branched,
+            trajectory: d.trajectory,
+            call: d.call,
+            children: d.record.children
           })
         }
       }
