@@ -17,8 +17,6 @@ const unit = (fallback: number) =>
     Schema.check(Schema.isBetween({ minimum: 0, maximum: 1 })),
     Schema.withDecodingDefaultKey(Effect.succeed(fallback))
   )
-const positive = (fallback: number) =>
-  Schema.Finite.pipe(Schema.check(Schema.isGreaterThan(0)), Schema.withDecodingDefaultKey(Effect.succeed(fallback)))
 
 /** Settings of the rollout runner shared by every sampler (how one trajectory is driven). */
 export const runnerFields = {
@@ -28,7 +26,11 @@ export const runnerFields = {
   callLimit: int(0, 3),
   /** response budget per trajectory: model + tool tokens after the prompt */
   maxResponseTokens: int(1, 512),
-  temperature: positive(1),
+  /** 0 = greedy (evaluation) */
+  temperature: Schema.Finite.pipe(
+    Schema.check(Schema.isGreaterThanOrEqualTo(0)),
+    Schema.withDecodingDefaultKey(Effect.succeed(1))
+  ),
   topP: unit(1),
   /** tool calls run at once (per batch) */
   toolConcurrency: int(1, 8),
