@@ -12,6 +12,7 @@ import type { ModelConfig } from "./config.ts"
 import { forwardLogits, ropeTables, type RopeTables, ropePrefix, tokenLogprobs } from "./forward.ts"
 import { lengthBucket } from "./generate.ts"
 import { policyLossValue, sftLossValue } from "./loss.ts"
+import type { GradPool, GradShare } from "./parallel.ts"
 import { disposeParams, fromLeaves, leaves, type Params, refParams } from "./params.ts"
 import type { Policy } from "./policy.ts"
 
@@ -193,6 +194,7 @@ export class Learner {
   private readonly normFn: NormFn
   private readonly adamFn: AdamFn
   private readonly dtype: np.DType
+  private disposed = false
 
   constructor(policy: Policy, adam: AdamWConfig = defaultAdamW) {
     this.policy = policy
@@ -298,6 +300,48 @@ export class Learner {
     return { value, grad: acc, logp, entropy, clipActive }
   }
 
+  /**
+   * `valueAndGrad` split across the main thread and a worker pool: micro-batches are cut into
+   * contiguous shares (the first for the main thread, the next ones for workers 1, 2, …), computed at
+   * the same time, and summed in that order, so the result is deterministic for a fixed pool size and
+   * equals the single-thread sum up to float rounding.
+   */
+  async valueAndGradParallel(pool: GradPool, objective: PolicyLossConfig | "sft", mbs: ReadonlyArray<MicroBatch>): Promise<ReturnType<Learner["valueAndGrad"]>> {
+    const per = Math.ceil(mbs.length / (pool.size + 1))
+    const gen = this.policy.generation
+    let host: ReadonlyArray<Float32Array | Float64Array> | undefined
+    const weights = () => (host ??= this.policy.toHost().map((t) => t.data))
+    const shares: Array<Promise<GradShare>> = []
+    for (let w = 0; w < pool.size; w++) {
+      const share = mbs.slice((w + 1) * per, (w + 2) * per)
+      if (share.length > 0) shares.push(pool.request(w, objective, share, gen, weights))
+    }
+    const mine = this.valueAndGrad(objective, mbs.slice(0, per))
+    let others: Array<GradShare>
+    try {
+      others = await Promise.all(shares)
+    } catch (e) {
+      disposeParams(mine.grad)
+      throw e
+    }
+    if (this.disposed) {
+      disposeParams(mine.grad)
+      throw new Error("train: the learner was disposed during a step")
+    }
+    let grad = mine.grad
+    let value = mine.value
+    const specsOf = leaves(mine.grad).map((a) => a.shape)
+    for (const o of others) {
+      const g = fromLeaves(this.policy.config, o.grad.map((d, i) => np.array(this.dtype === np.float64 ? Float64Array.from(d) : Float32Array.from(d), { shape: specsOf[i]!, dtype: this.dtype })))
+      grad = tree.map((a: np.Array, b: np.Array) => a.add(b), grad, g) as Params
+      value += o.value
+      mine.logp.push(...o.logp)
+      mine.entropy.push(...o.entropy)
+      mine.clipActive.push(...o.clipActive)
+    }
+    return { ...mine, grad, value }
+  }
+
   /** Clips and applies a gradient (consumes it); returns the pre-clip global norm. */
   apply(grad: Params): number {
     const a = this.adam
@@ -312,13 +356,42 @@ export class Learner {
     return norm
   }
 
+  private packPolicy(seqs: ReadonlyArray<TrainSequence>, config: PolicyLossConfig, norm: Normalizer, microRows: number, pad: number): Array<MicroBatch> {
+    return packMicroBatches(seqs, (i, masked) => aggregationScale(config.aggregation, norm, masked) * seqs[i]!.weight, microRows, this.policy.config.context, pad)
+  }
+
   /**
    * One optimizer step of the policy loss over `seqs`, normalized by `norm` (the mini-batch's counts).
    */
   policyStep(seqs: ReadonlyArray<TrainSequence>, config: PolicyLossConfig, norm: Normalizer, microRows: number, pad: number): StepStats {
     const t0 = performance.now()
-    const mbs = packMicroBatches(seqs, (i, masked) => aggregationScale(config.aggregation, norm, masked) * seqs[i]!.weight, microRows, this.policy.config.context, pad)
-    const r = this.valueAndGrad(config, mbs)
+    const mbs = this.packPolicy(seqs, config, norm, microRows, pad)
+    return this.finishPolicyStep(t0, seqs, config, mbs, this.valueAndGrad(config, mbs), microRows)
+  }
+
+  /** `policyStep` with the gradient computed data-parallel on the main thread and a worker pool. */
+  async policyStepParallel(
+    pool: GradPool,
+    seqs: ReadonlyArray<TrainSequence>,
+    config: PolicyLossConfig,
+    norm: Normalizer,
+    microRows: number,
+    pad: number
+  ): Promise<StepStats> {
+    const t0 = performance.now()
+    const mbs = this.packPolicy(seqs, config, norm, microRows, pad)
+    const r = await this.valueAndGradParallel(pool, config, mbs)
+    return this.finishPolicyStep(t0, seqs, config, mbs, r, microRows)
+  }
+
+  private finishPolicyStep(
+    t0: number,
+    seqs: ReadonlyArray<TrainSequence>,
+    config: PolicyLossConfig,
+    mbs: ReadonlyArray<MicroBatch>,
+    r: ReturnType<Learner["valueAndGrad"]>,
+    microRows: number
+  ): StepStats {
     let tokens = 0
     let clipped = 0
     let ent = 0
@@ -367,6 +440,7 @@ export class Learner {
   }
 
   dispose(): void {
+    this.disposed = true
     disposeParams(this.m)
     disposeParams(this.v)
     this.rope.cos.dispose()

@@ -103,4 +103,38 @@ describe("embedded Trainer", () => {
       const missing = yield* Effect.flip(trainer.load(path.join(dir, "nope.safetensors")))
       assert.strictEqual(missing._tag, "CheckpointFailure")
     }).pipe(Effect.provide(layers(Policy.init(config, root(6))))))
+
+  it.live("with workers: 2 a policy step equals the single-thread step (1e-5) and repeats bit-identically", () =>
+    Effect.gen(function*() {
+      const fixed: TrainBatch = {
+        sequences: [0, 1, 2, 3].map((i) => {
+          const tokens = encode(`<search>q${i} a${i * 7}</search>`)
+          return {
+            tokens,
+            responseStart: 3,
+            lossMask: tokens.map((_, t) => (t < 3 ? 0 as const : 1 as const)),
+            advantages: tokens.map(() => (i < 2 ? 1 : -1)),
+            oldLogprobs: tokens.map(() => -5),
+            weight: 1,
+            group: 0,
+            policyVersion: 0
+          }
+        })
+      }
+      const run = (workers: number) =>
+        Effect.gen(function*() {
+          const policy = Policy.init(config, root(7))
+          const trainer = yield* EmbeddedTrainer.make(policy, { workers })
+          // two micro-batches of 2 rows: one for the main thread, one for the worker; two epochs so the
+          // worker's weights must follow the updates
+          const report = yield* trainer.train(fixed, { microBatchRows: 2, epochs: 2 })
+          return { losses: report.steps.map((s) => s.loss), weights: policy.toHost().flatMap((t) => Array.from(t.data)) }
+        }).pipe(Effect.scoped, Effect.provide(Events.layerMemory))
+      const single = yield* run(1)
+      const a = yield* run(2)
+      const b = yield* run(2)
+      assert.deepStrictEqual(a, b)
+      a.losses.forEach((l, i) => assert.isBelow(Math.abs(l - single.losses[i]!), 1e-5))
+      assert.isBelow(Math.max(...a.weights.map((w, i) => Math.abs(w - single.weights[i]!))), 1e-5)
+    }), 60_000)
 })
