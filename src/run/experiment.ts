@@ -326,7 +326,10 @@ export const define = (spec: ExperimentSpec): Experiment => ({
       const runDir = NodePath.dirname(NodePath.dirname(NodePath.resolve(checkpoint)))
       const config = yield* RunStore.use((s) => s.readConfig).pipe(Effect.provide(RunStore.layerOpen(runDir)))
       const { arms } = yield* readStoredRun(runDir, config)
-      const state = JSON.parse(fs.readFileSync(NodePath.join(checkpoint, stateFile), "utf8")) as { arm: string; seed: number; step: number }
+      const state = yield* Effect.try({
+        try: () => JSON.parse(fs.readFileSync(NodePath.join(checkpoint, stateFile), "utf8")) as { arm: string; seed: number; step: number },
+        catch: () => new RunNotResumable({ dir: runDir, message: `checkpoint ${checkpoint} is incomplete or not a checkpoint of an experiment run (no readable ${stateFile})` })
+      })
       const arm = arms.find((a) => a.name === state.arm)
       if (arm === undefined) return yield* new RunNotResumable({ dir: runDir, message: `checkpoint ${checkpoint}: arm ${state.arm} is not in ${runDir}/config.json` })
       if (options.task !== arm.config.task.name) {
@@ -337,7 +340,10 @@ export const define = (spec: ExperimentSpec): Experiment => ({
       const components: Components = { ...embeddedComponents, ...spec.components }
       const task = yield* components.task(arm.config)
       yield* Effect.promise(ensureBackend)
-      const ck = readCheckpoint(NodePath.join(checkpoint, weightsFile))
+      const ck = yield* Effect.try({
+        try: () => readCheckpoint(NodePath.join(checkpoint, weightsFile)),
+        catch: (e) => new RunNotResumable({ dir: runDir, message: `checkpoint ${checkpoint}: ${e instanceof Error ? e.message : String(e)}` })
+      })
       const policy = Policy.fromHost(arm.config.model, ck.params, ck.policyVersion)
       const e = yield* Evaluator.use((ev) => ev.evaluate({ split, seed: options.seed, step: state.step })).pipe(
         Effect.provide(Evaluator.layer({
