@@ -15,6 +15,18 @@
  * Reported: held-out greedy accuracy and pass@4 (64 test questions), executed tool calls per question
  * and per trajectory, wall time per arm; headline in summary.json / report.md of the run directory.
  * Running this file directly (`arpo run experiments/arpo-vs-grpo.ts`) is the same experiment.
+ *
+ * Measured (quick profile, `npm start` from a fresh clone, no SFT cache, on a shared 2-core AMD EPYC
+ * with load average ~6, i.e. slower than an idle machine): 3 min 58 s wall, 2 min 28 s CPU. Cold-start SFT
+ * 129 s for both seeds; RL (8 steps + 3 evaluations) 27.5 s per seed for grpo, 24.6 s for arpo.
+ * Held-out greedy accuracy (64 questions), cold start → step 8: seed 1 0.578 → grpo 0.797 / arpo 0.812;
+ * seed 2 0.156 → grpo 0.297 / arpo 0.312; means 0.547 vs 0.563, difference +0.016 with a 95% CI of
+ * [−1.51, +1.54] over 2 seeds: no significant difference. Greedy responses make exactly 1 tool call per
+ * question in both arms. During RL, ARPO executed 0.743 tool calls per trajectory against GRPO's 0.970
+ * (23% fewer, branches share their prefix's call) at the same training accuracy (0.306). On this task
+ * entropy falls rather than rises after tool results (ΔH < 0: the answer copies the result), so ARPO's
+ * branching is driven by α, not by entropy. The quick profile cannot show an accuracy difference; it
+ * shows the protocol and the tool-call saving.
  */
 import { arpoVsGrpo } from "../src/run/catalog/arpoVsGrpo.ts"
 

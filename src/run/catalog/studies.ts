@@ -7,6 +7,7 @@
  */
 import { Effect } from "effect"
 import * as NodePath from "node:path"
+import { mergePatch } from "../config.ts"
 import { readEventsFile } from "../RunStore.ts"
 import { define, type ExperimentSpec } from "../experiment.ts"
 import { arpoVsGrpoSpec } from "./arpoVsGrpo.ts"
@@ -50,7 +51,9 @@ export const entropyAfterToolsSpec: ExperimentSpec = {
     full: { seeds: [1, 2, 3], set: { rl: { steps: 20 }, eval: { every: 0 } } }
   },
   arms: [
-    { name: "global", sampler: "global" },
+    // ARPO with α = β = 0 and N = M never branches: global sampling measured with the same window k = 8
+    // (the global sampler's runner measures k = 20), an unbiased view of the policy
+    { name: "no-branch", sampler: "arpo", set: { rollout: { alpha: 0, beta: 0, initial: 8 } } },
     { name: "arpo", sampler: "arpo" }
   ],
   conclude: (_summary, dir) =>
@@ -63,10 +66,16 @@ export const entropyAfterToolsSpec: ExperimentSpec = {
     ])
 }
 
+/**
+ * At ratio 1 (one PPO epoch, one mini-batch) with an aggregation that weights every token equally,
+ * soft and hard attribution give the same gradient by construction (docs/core-math-advantages.md §3),
+ * so this study uses per-sequence normalisation (seq-mean-token-mean) and 2 epochs × 2 mini-batches,
+ * where they can differ.
+ */
 export const attributionSpec: ExperimentSpec = {
   name: "attribution",
-  description: "Hard vs soft advantage attribution over ARPO's rollout trees",
-  config: baseConfig,
+  description: "Hard vs soft advantage attribution over ARPO's rollout trees (seq-mean-token-mean, 2 PPO epochs × 2 mini-batches)",
+  config: mergePatch(baseConfig, { loss: { aggregation: "seq-mean-token-mean" }, rl: { epochs: 2, miniBatches: 2 } }),
   profiles: {
     quick: { seeds: [1], set: { ...quick, rl: { steps: 6 }, eval: { every: 6, questions: 32 } } },
     full: { seeds: [1, 2, 3], set: {} }
