@@ -1,8 +1,10 @@
 /**
  * Embedded model benchmark: training, sampling and scoring throughput, peak memory, the RL-iteration
  * time (64 rollouts × 200 tokens + one policy-gradient step; goal < 3 s) and a KV-cache decode step
- * against a full forward pass per token, for the tiny (~0.5M) model and one ~4× larger. The baseline,
- * measured in the same run, is a 1024³ float32 matmul in jax-js (its practical peak on this machine).
+ * against a full forward pass per token, for the tiny (~0.5M) model and one ~4× larger; training and the
+ * RL iteration also with 2 data-parallel threads (main + 1 worker). The baseline, measured in the same
+ * run, is a 1024³ float32 matmul in jax-js (its practical peak on this machine); the load average is
+ * recorded at the start and the end, since the machine may be shared.
  * Prints a table and writes experiments/results/model.json (CONVENTIONS.md "Benchmarks").
  * Run: scripts/node24 node --import tsx experiments/bench/model.ts [--quick]
  */
@@ -17,6 +19,7 @@ import { derive, root } from "../../src/core/random.ts"
 import { tokenIds } from "../../src/core/tokens.ts"
 import { type ModelConfig, parameterCount, smallConfig, tinyConfig } from "../../src/model/config.ts"
 import { defaultGeneratorOptions, Generator } from "../../src/model/generate.ts"
+import { GradPool } from "../../src/model/parallel.ts"
 import { Policy } from "../../src/model/policy.ts"
 import { ensureBackend } from "../../src/model/runtime.ts"
 import { padId } from "../../src/model/tokenizer.ts"
@@ -56,6 +59,19 @@ const time = (f: () => void, reps = REPS): number => {
   return median(ts)
 }
 
+const timeAsync = async (f: () => Promise<unknown>, reps = REPS): Promise<number> => {
+  await f()
+  sampleMem()
+  const ts: Array<number> = []
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now()
+    await f()
+    ts.push(performance.now() - t0)
+    sampleMem()
+  }
+  return median(ts)
+}
+
 const matmulPeak = (): number => {
   const n = 1024
   const mm = jit((a: np.Array, b: np.Array) => np.matmul(a, b))
@@ -73,7 +89,7 @@ const trainFlops = (c: ModelConfig, tokens: number, t: number) => {
   return 6 * matmulParams * tokens + 3 * c.layers * 4 * t * c.dModel * tokens
 }
 
-const benchModel = (label: string, c: ModelConfig, peak: number): Array<Figure> => {
+const benchModel = async (label: string, c: ModelConfig, peak: number): Promise<Array<Figure>> => {
   const policy = Policy.init(c, root(1))
   // EOS is disabled (-1) so every rollout runs the full 200 tokens
   const gen = new Generator(policy, { ...defaultGeneratorOptions(-1, padId), maxSlots: 64, prefixCacheTokens: 0 })
@@ -98,6 +114,9 @@ const benchModel = (label: string, c: ModelConfig, peak: number): Array<Figure> 
   const seqLen = PROMPT + NEW
   const trainTokens = batch.length * seqLen
   const trainMs = time(() => void learner.policyStep(batch, defaultPolicyLossConfig, normalizer({ sequences: batch }), 16, padId))
+  const pool = GradPool.start(c, "float32", 1)
+  const trainParMs = await timeAsync(() => learner.policyStepParallel(pool, batch, defaultPolicyLossConfig, normalizer({ sequences: batch }), 16, padId))
+  await pool.terminate()
   const scoreSeqs = Array.from({ length: 64 }, (_, i) => Array.from({ length: c.context }, (_, t) => (i * 7 + t * 13) % 256))
   const scoreMs = time(() => void gen.score(scoreSeqs))
   const scoreTokens = 64 * c.context
@@ -108,6 +127,7 @@ const benchModel = (label: string, c: ModelConfig, peak: number): Array<Figure> 
   const decodePerToken = (sampleMs - oneMs) / (NEW - 1) / ROLLOUTS
   const forwardPerToken = scoreMs / scoreTokens
   const rlMs = sampleMs + trainMs
+  const rlParMs = sampleMs + trainParMs
   const gflops = trainFlops(c, trainTokens, 224) / (trainMs / 1000) / 1e9
   learner.dispose()
   gen.dispose()
@@ -117,10 +137,14 @@ const benchModel = (label: string, c: ModelConfig, peak: number): Array<Figure> 
   return [
     f("parameters", parameterCount(c), "count"),
     f("training throughput (64×208, PPO loss, micro-batches of 16, AdamW)", trainTokens / (trainMs / 1000), "tok/s"),
+    f("training throughput, 2 data-parallel threads", trainTokens / (trainParMs / 1000), "tok/s", {
+      baseline: "1 thread", baselineValue: trainTokens / (trainMs / 1000), ratio: trainMs / trainParMs
+    }),
     f("training compute", gflops, "GFLOP/s", { baseline: "jax-js 1024³ f32 matmul", baselineValue: peak, ratio: gflops / peak }),
     f("sampling throughput (64 × 200 new tokens, KV cache, exact entropy)", sampled / (sampleMs / 1000), "tok/s"),
     f("scoring throughput (64 × context)", scoreTokens / (scoreMs / 1000), "tok/s"),
     f("RL iteration (64 rollouts × 200 tokens + one PG step)", rlMs / 1000, "s", { goal: "< 3 s" }),
+    f("RL iteration, training on 2 data-parallel threads", rlParMs / 1000, "s", { goal: "< 3 s" }),
     f("KV decode step per token", decodePerToken, "ms/token", {
       baseline: "full forward per token (scoring)", baselineValue: forwardPerToken, ratio: decodePerToken / forwardPerToken
     })
@@ -129,14 +153,19 @@ const benchModel = (label: string, c: ModelConfig, peak: number): Array<Figure> 
 
 export default async function main(): Promise<void> {
   await ensureBackend()
+  const loadStart = os.loadavg()
   const peak = matmulPeak()
   const figures: Array<Figure> = [
     { figure: "jax-js matmul peak (1024³ f32)", value: peak, unit: "GFLOP/s", baseline: null, baselineValue: null, ratio: null, goal: null },
-    ...benchModel("tiny", tinyConfig, peak),
-    ...benchModel("small (~4×)", smallConfig, peak)
+    ...(await benchModel("tiny", tinyConfig, peak)),
+    ...(await benchModel("small (~4×)", smallConfig, peak))
   ]
   figures.push({ figure: "peak resident memory", value: peakRss / 2 ** 20, unit: "MiB", baseline: null, baselineValue: null, ratio: null, goal: "< 4096 (wasm32 heap)" })
-  const machine = { cores: os.cpus().length, cpu: os.cpus()[0]?.model ?? "unknown", node: process.version, memoryGiB: Math.round(os.totalmem() / 2 ** 30), quick }
+  const round = (xs: Array<number>) => xs.map((x) => Math.round(x * 100) / 100)
+  const machine = {
+    cores: os.cpus().length, cpu: os.cpus()[0]?.model ?? "unknown", node: process.version, memoryGiB: Math.round(os.totalmem() / 2 ** 30), quick,
+    loadAverageStart: round(loadStart), loadAverageEnd: round(os.loadavg())
+  }
   console.log(`model benchmark — ${machine.cpu}, ${machine.cores} cores, node ${machine.node}${quick ? " (quick)" : ""}`)
   console.table(figures.map((x) => ({
     figure: x.figure,
