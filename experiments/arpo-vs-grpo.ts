@@ -17,8 +17,9 @@
  * Running this file directly (`arpo run experiments/arpo-vs-grpo.ts`) is the same experiment.
  *
  * Measured (quick profile, `npm start` from a fresh clone, no SFT cache, on a shared 2-core AMD EPYC
- * with load average ~6, i.e. slower than an idle machine): 3 min 58 s wall, 2 min 28 s CPU. Cold-start SFT
- * 129 s for both seeds; RL (8 steps + 3 evaluations) 27.5 s per seed for grpo, 24.6 s for arpo.
+ * with load average ~3): 2 min 39 s wall, 2 min 35 s CPU (3 min 58 s wall at load ~6). Cold-start SFT
+ * 90 s for both seeds; RL (8 steps + 3 evaluations) 15.5 s per seed for grpo, 17.3 s for arpo.
+ * The figures below were identical in both runs (keyed randomness).
  * Held-out greedy accuracy (64 questions), cold start → step 8: seed 1 0.578 → grpo 0.797 / arpo 0.812;
  * seed 2 0.156 → grpo 0.297 / arpo 0.312; means 0.547 vs 0.563, difference +0.016 with a 95% CI of
  * [−1.51, +1.54] over 2 seeds: no significant difference. Greedy responses make exactly 1 tool call per
