@@ -51,6 +51,8 @@ export * as Sampler from "./rollout/index.ts"
 // ── the run ─────────────────────────────────────────────────────────────────
 export * as RunConfig from "./run/config.ts"
 export * as Experiment from "./run/experiment.ts"
+export * as Experiments from "./run/registry.ts"
+export * as Defaults from "./run/catalog/defaults.ts"
 export * as Components from "./run/layers.ts"
 export * as Loop from "./run/loop.ts"
 export * as Sft from "./run/sft.ts"
