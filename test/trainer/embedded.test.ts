@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Effect, Layer } from "effect"
+import { Effect, Fiber, Layer } from "effect"
 import { beforeAll } from "vitest"
 import type { TrainBatch } from "../../src/core/batch.ts"
 import { derive, root } from "../../src/core/random.ts"
@@ -136,5 +136,29 @@ describe("embedded Trainer", () => {
       assert.deepStrictEqual(a, b)
       a.losses.forEach((l, i) => assert.isBelow(Math.abs(l - single.losses[i]!), 1e-5))
       assert.isBelow(Math.max(...a.weights.map((w, i) => Math.abs(w - single.weights[i]!))), 1e-5)
+    }), 60_000)
+
+  it.live("interrupting a 2-thread step releases the workers and leaves weights and version consistent", () =>
+    Effect.gen(function*() {
+      const policy = Policy.init(config, root(8))
+      const before = policy.toHost().flatMap((t) => Array.from(t.data))
+      const batch: TrainBatch = {
+        sequences: [0, 1, 2, 3].map((i) => {
+          const tokens = encode(`<answer>${i}${i}${i}</answer>`)
+          return {
+            tokens, responseStart: 1, lossMask: tokens.map((_, t) => (t < 1 ? 0 as const : 1 as const)),
+            advantages: tokens.map(() => (i < 2 ? 1 : -1)), oldLogprobs: tokens.map(() => -5), weight: 1, group: 0, policyVersion: 0
+          }
+        })
+      }
+      yield* Effect.gen(function*() {
+        const trainer = yield* EmbeddedTrainer.make(policy, { workers: 2 })
+        const fiber = yield* Effect.forkChild(trainer.train(batch, { microBatchRows: 2 }))
+        yield* Effect.sleep("1 millis")
+        yield* Fiber.interrupt(fiber)
+      }).pipe(Effect.scoped, Effect.provide(Events.layerMemory))
+      // the scope closed with the step in flight: no half-applied update (weights move iff the version did)
+      const changed = policy.toHost().flatMap((t) => Array.from(t.data)).some((w, i) => w !== before[i])
+      assert.strictEqual(changed, policy.version === 1)
     }), 60_000)
 })
