@@ -34,6 +34,9 @@ export type GradReply =
 
 export type GradShare = Extract<GradReply, { ok: true }>
 
+/** The worker entry next to this module: .ts from source (Node's type stripping), .js from a build. */
+const workerUrl = new URL(import.meta.url.endsWith(".ts") ? "./gradWorker.ts" : "./gradWorker.js", import.meta.url)
+
 interface Slot {
   readonly worker: Worker
   /** policy generation whose weights this worker holds (-1: none yet) */
@@ -55,7 +58,7 @@ export class GradPool {
   /** Starts `count` workers for a model (each builds its policy on its first request). */
   static start(config: ModelConfig, dtype: DTypeName, count: number): GradPool {
     const slots = Array.from({ length: count }, (): Slot => {
-      const worker = new Worker(new URL("./gradWorker.ts", import.meta.url), { workerData: { config, dtype } })
+      const worker = new Worker(workerUrl, { workerData: { config, dtype } })
       const slot: Slot = { worker, generation: -1, pending: new Map() }
       const failAll = (e: Error) => {
         slot.failed ??= e
