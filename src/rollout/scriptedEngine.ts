@@ -8,6 +8,7 @@
 import { Effect, Layer } from "effect"
 import { intBelow, type Key, uniform } from "../core/random.ts"
 import { type TokenId, tokenId } from "../core/tokens.ts"
+import { tags } from "../model/tokenizer.ts"
 import {
   type Capabilities,
   Engine,
@@ -17,18 +18,8 @@ import {
   type Tokenizer
 } from "../engine/Engine.ts"
 
-export const scriptedSpecials = [
-  "<think>",
-  "</think>",
-  "<search>",
-  "</search>",
-  "<python>",
-  "</python>",
-  "<result>",
-  "</result>",
-  "<answer>",
-  "</answer>"
-] as const
+/** The protocol tags, as single special tokens (the same list and order as the embedded tokenizer). */
+export const scriptedSpecials = tags
 
 const PAD = tokenId(0)
 const EOS = tokenId(1)
