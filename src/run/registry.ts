@@ -4,6 +4,7 @@
  */
 import type { Experiment } from "../cli/experiments.ts"
 import { arpoVsGrpo } from "./catalog/arpoVsGrpo.ts"
+import { samplers } from "./catalog/samplers.ts"
 import { attribution, betaSweep, entropyAfterTools } from "./catalog/studies.ts"
 
-export const builtin: ReadonlyArray<Experiment> = [arpoVsGrpo, entropyAfterTools, attribution, betaSweep]
+export const builtin: ReadonlyArray<Experiment> = [arpoVsGrpo, entropyAfterTools, attribution, betaSweep, samplers]
