@@ -50,6 +50,8 @@ export interface HttpEngineOptions {
   /** check every server's health when the layer is built and fail if none answers (default true) */
   readonly checkHealthOnStart?: boolean
   readonly name?: string
+  /** server-specific fields merged into every generate body (e.g. vLLM `top_k`, llama-server `logit_bias`) */
+  readonly extraBody?: Record<string, unknown>
 }
 
 export interface ServerHealth {
@@ -241,7 +243,8 @@ export const make = (options: HttpEngineOptions): Effect.Effect<HttpEngine, Engi
           seed: seedOf(q.key),
           model: options.model
         }
-        const json = yield* send(dialect.generate(wire), q.tokens.length)
+        const base = dialect.generate(wire)
+        const json = yield* send(options.extraBody === undefined ? base : { ...base, body: { ...base.body, ...options.extraBody } }, q.tokens.length)
         const parsed = yield* parse(() => dialect.parseGenerate(json, wire, tokenizer.eos), "generate")
         if (parsed.finish._tag === "aborted") {
           return yield* new EngineFailure({ adapter, message: `${adapter} generate: ${parsed.finish.detail}`, transient: true })
