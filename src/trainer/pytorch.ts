@@ -1,0 +1,321 @@
+/**
+ * The PyTorch Trainer adapter: the same Trainer service as the embedded one (train/sft/save/load/
+ * policyVersion), computed by a Python worker process (workers/trainer.py, see docs/pytorch-worker.md)
+ * that reproduces the embedded model and the core's loss in torch. Mini-batch splitting, stale-batch
+ * checks, normalizers and events stay here in TypeScript; the worker takes one optimizer step per request.
+ * With a shared `Policy` the new weights are copied back into it after every call (weight sync for the
+ * embedded engine). It does not sample, tokenize, or talk to an inference server.
+ */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { NodeServices } from "@effect/platform-node"
+import { type Duration, Effect, Layer, Ref, Schema, type Scope, Semaphore } from "effect"
+import type { ChildProcessSpawner } from "effect/process"
+import { type TrainBatch, type TrainSequence, validateBatch } from "../core/batch.ts"
+import { type Normalizer, normalizer, type PolicyLossConfig } from "../core/loss.ts"
+import { Events } from "../events/Events.ts"
+import { readCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
+import { toDevice } from "../model/params.ts"
+import type { Policy } from "../model/policy.ts"
+import { ensureBackend } from "../model/runtime.ts"
+import { padId } from "../model/tokenizer.ts"
+import { type AdamWConfig, defaultAdamW } from "../model/train.ts"
+import { defaultTrainOptions } from "./embedded.ts"
+import {
+  CheckpointFailure,
+  type PolicyTrainOptions,
+  type SftBatch,
+  StaleBatch,
+  Trainer,
+  TrainerFailure,
+  type TrainStepReport
+} from "./Trainer.ts"
+import { spawnWorker, type WorkerError, type WorkerOptions, type WorkerSession } from "./workerSession.ts"
+
+/** workers/trainer.py, resolved from this module (src/trainer/ and dist/trainer/ are both two levels down). */
+export const defaultWorkerScript = fileURLToPath(new URL("../../workers/trainer.py", import.meta.url))
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Reply schemas
+
+const Num = Schema.Number
+export const InitReply = Schema.Struct({
+  params: Schema.Int,
+  device: Schema.String,
+  policyVersion: Schema.Int,
+  step: Schema.Int,
+  torch: Schema.String,
+  threads: Schema.Int
+})
+export const LogprobsReply = Schema.Struct({ logprobs: Schema.Array(Schema.Array(Num)), entropies: Schema.Array(Schema.Array(Num)) })
+const StepFigures = {
+  loss: Num,
+  clipFraction: Num,
+  kl: Num,
+  entropy: Num,
+  tokens: Schema.Int,
+  logprobMismatch: Num,
+  gradNorm: Num
+}
+export const TrainStepReply = Schema.Struct({ ...StepFigures, trainMs: Num, step: Schema.Int })
+export const LossReply = Schema.Struct({ ...StepFigures, tokenGrads: Schema.Array(Schema.Array(Num)) })
+export const SftStepReply = Schema.Struct({ loss: Num, tokens: Schema.Int, gradNorm: Num, trainMs: Num, step: Schema.Int })
+export const SaveReply = Schema.Struct({ path: Schema.String, policyVersion: Schema.Int })
+export const LoadReply = Schema.Struct({ policyVersion: Schema.Int, step: Schema.Int })
+export const VersionReply = Schema.Struct({
+  protocol: Schema.Int,
+  python: Schema.String,
+  torch: Schema.NullOr(Schema.String)
+})
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Typed ops over a session
+
+export interface PytorchWorkerOptions extends Partial<WorkerOptions> {
+  /** "auto" (CUDA when available, else CPU), "cpu" or "cuda" */
+  readonly device?: "auto" | "cpu" | "cuda"
+  readonly adam?: AdamWConfig
+  readonly pad?: number
+  /** torch CPU threads (torch.set_num_threads) */
+  readonly threads?: number
+  /** time limit of `init` (imports torch: seconds on a loaded machine; default 2 minutes) */
+  readonly initTimeout?: Duration.Input
+}
+
+/** A started worker holding a model: the protocol's ops as typed effects. */
+export interface PytorchWorker {
+  readonly session: WorkerSession
+  readonly info: typeof InitReply.Type
+  /** teacher-forced log-probs and entropies, entry t for token t given tokens < t (entry 0 is 0) */
+  readonly logprobs: (sequences: ReadonlyArray<ReadonlyArray<number>>) => Effect.Effect<typeof LogprobsReply.Type, WorkerError>
+  /** loss value, d loss / d logπ per token, optionally the parameter gradient written to `gradsPath`; no update */
+  readonly loss: (
+    sequences: ReadonlyArray<TrainSequence>,
+    loss: PolicyLossConfig,
+    norm: Normalizer,
+    options?: { readonly microBatchRows?: number; readonly gradsPath?: string }
+  ) => Effect.Effect<typeof LossReply.Type, WorkerError>
+  /** one AdamW step (global-norm clip) of the policy loss over a mini-batch normalized by `norm` */
+  readonly trainStep: (
+    sequences: ReadonlyArray<TrainSequence>,
+    loss: PolicyLossConfig,
+    norm: Normalizer,
+    options?: { readonly microBatchRows?: number; readonly debugDelayS?: number }
+  ) => Effect.Effect<typeof TrainStepReply.Type, WorkerError>
+  readonly sftStep: (batch: SftBatch, microBatchRows: number) => Effect.Effect<typeof SftStepReply.Type, WorkerError>
+  /** weights + optimizer state (embedded checkpoint layout) */
+  readonly save: (file: string, policyVersion: number) => Effect.Effect<typeof SaveReply.Type, WorkerError>
+  /** weights only (what an engine loads) */
+  readonly exportWeights: (file: string, policyVersion: number) => Effect.Effect<typeof SaveReply.Type, WorkerError>
+  readonly load: (file: string) => Effect.Effect<typeof LoadReply.Type, WorkerError>
+}
+
+const wireSequence = (s: TrainSequence) => ({
+  tokens: s.tokens,
+  responseStart: s.responseStart,
+  lossMask: s.lossMask,
+  advantages: s.advantages,
+  oldLogprobs: s.oldLogprobs,
+  ...(s.refLogprobs !== undefined ? { refLogprobs: s.refLogprobs } : {}),
+  weight: s.weight
+})
+
+const wireLoss = (c: PolicyLossConfig) => ({ ...c, dualClip: c.dualClip ?? null })
+
+/**
+ * Starts the worker (scoped) and initializes it from an embedded checkpoint file (weights, and the
+ * optimizer state when the file has one).
+ */
+export const openWorker = (
+  checkpoint: string,
+  options: PytorchWorkerOptions = {}
+): Effect.Effect<PytorchWorker, WorkerError, Scope.Scope | ChildProcessSpawner.ChildProcessSpawner> =>
+  Effect.gen(function*() {
+    const session = yield* spawnWorker({ ...options, script: options.script ?? defaultWorkerScript })
+    const info = yield* session.request("init", {
+      weights: checkpoint,
+      device: options.device ?? "auto",
+      adam: options.adam ?? defaultAdamW,
+      pad: options.pad ?? padId,
+      ...(options.threads !== undefined ? { threads: options.threads } : {})
+    }, InitReply, { timeout: options.initTimeout ?? "2 minutes" })
+    return {
+      session,
+      info,
+      logprobs: (sequences) => session.request("logprobs", { sequences }, LogprobsReply),
+      loss: (sequences, loss, norm, o = {}) =>
+        session.request("loss", {
+          sequences: sequences.map(wireSequence),
+          loss: wireLoss(loss),
+          normalizer: norm,
+          microBatchRows: o.microBatchRows ?? 16,
+          ...(o.gradsPath !== undefined ? { gradsPath: o.gradsPath } : {})
+        }, LossReply),
+      trainStep: (sequences, loss, norm, o = {}) =>
+        session.request("train_step", {
+          sequences: sequences.map(wireSequence),
+          loss: wireLoss(loss),
+          normalizer: norm,
+          microBatchRows: o.microBatchRows ?? 16,
+          ...(o.debugDelayS !== undefined ? { debugDelayS: o.debugDelayS } : {})
+        }, TrainStepReply),
+      sftStep: (batch, microBatchRows) =>
+        session.request("sft_step", {
+          sequences: batch.sequences.map((s) => ({ tokens: s.tokens, lossMask: s.lossMask })),
+          microBatchRows
+        }, SftStepReply),
+      save: (file, policyVersion) => session.request("save", { path: file, policyVersion }, SaveReply),
+      exportWeights: (file, policyVersion) => session.request("export", { path: file, policyVersion }, SaveReply),
+      load: (file) => session.request("load", { path: file }, LoadReply)
+    }
+  })
+
+// ---------------------------------------------------------------------------------------------------------------------
+// The Trainer
+
+export interface PytorchTrainerOptions extends PytorchWorkerOptions {
+  /** initial weights: an embedded checkpoint (safetensors, src/model/checkpoint.ts); or give `policy` */
+  readonly checkpoint?: string
+  /**
+   * A live policy: its weights are the initial ones, and after every train/sft/load the worker's weights
+   * are copied back into it (and its version set), so an embedded engine sampling from it stays in sync.
+   */
+  readonly policy?: Policy
+  readonly train?: Partial<PolicyTrainOptions>
+  /** directory for weight-sync files (default: a fresh temporary directory, removed with the scope) */
+  readonly scratchDir?: string
+}
+
+const adapter = "pytorch"
+const trainerFailure = (e: WorkerError) => new TrainerFailure({ adapter, message: `pytorch trainer: ${e._tag}: ${e.message}` })
+const checkpointFailure = (file: string, operation: "save" | "load") => (e: WorkerError | Error) =>
+  new CheckpointFailure({
+    path: file,
+    operation,
+    message: `${operation === "save" ? "saving" : "loading"} checkpoint ${file} (pytorch worker): ${"_tag" in e ? `${e._tag}: ` : ""}${e.message}`
+  })
+
+/** The PyTorch Trainer as an effect (scoped: the worker lives until the scope closes). */
+export const make = (
+  options: PytorchTrainerOptions
+): Effect.Effect<Trainer["Service"], WorkerError, Events | Scope.Scope | ChildProcessSpawner.ChildProcessSpawner> =>
+  Effect.gen(function*() {
+    const events = yield* Events
+    const policy = options.policy
+    const scratch = options.scratchDir ?? (yield* Effect.acquireRelease(
+      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "arpo-pytorch-"))),
+      (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+    ))
+    let initial = options.checkpoint
+    if (initial === undefined) {
+      if (policy === undefined) {
+        return yield* Effect.die(new RangeError("layerPytorch: give a checkpoint path or a policy"))
+      }
+      initial = path.join(scratch, "initial.safetensors")
+      const file = initial
+      yield* Effect.sync(() => writeCheckpoint(file, { config: policy.config, policyVersion: policy.version, step: 0, params: policy.toHost() }))
+    }
+    const worker = yield* openWorker(initial, options)
+    const version = yield* Ref.make(policy?.version ?? worker.info.policyVersion)
+    const lock = yield* Semaphore.make(1)
+    const defaults: PolicyTrainOptions = { ...defaultTrainOptions, ...options.train }
+
+    /** Copies the worker's weights into the shared policy (no-op without one). */
+    const syncPolicy = (v: number) =>
+      Effect.gen(function*() {
+        if (policy === undefined) return
+        const file = path.join(scratch, "sync.safetensors")
+        yield* worker.exportWeights(file, v)
+        yield* Effect.promise(ensureBackend)
+        yield* Effect.sync(() => {
+          const ck = readCheckpoint(file)
+          policy.replace(toDevice(policy.config, ck.params, policy.dtype))
+          policy.setVersion(v)
+        })
+      })
+
+    const train = (batch: TrainBatch, overrides: Partial<PolicyTrainOptions> = {}) =>
+      Effect.gen(function*() {
+        const o: PolicyTrainOptions = { ...defaults, ...overrides }
+        const invalid = validateBatch(batch)
+        if (invalid) return yield* Effect.fail(invalid)
+        const current = yield* Ref.get(version)
+        for (let i = 0; i < batch.sequences.length; i++) {
+          const v = batch.sequences[i]!.policyVersion
+          if (current - v > o.maxPolicyLag) {
+            return yield* Effect.fail(new StaleBatch({ sequence: i, policyVersion: v, currentVersion: current, maxPolicyLag: o.maxPolicyLag }))
+          }
+        }
+        const seqs = batch.sequences
+        const per = Math.ceil(seqs.length / Math.max(1, o.miniBatches))
+        const steps: Array<TrainStepReport> = []
+        for (let epoch = 0; epoch < o.epochs; epoch++) {
+          for (let i0 = 0; i0 < seqs.length; i0 += per) {
+            const mini = seqs.slice(i0, i0 + per)
+            const r = yield* worker.trainStep(mini, o.loss, normalizer({ sequences: mini }), { microBatchRows: o.microBatchRows }).pipe(
+              Effect.mapError(trainerFailure)
+            )
+            const s: TrainStepReport = {
+              loss: r.loss,
+              gradNorm: r.gradNorm,
+              clipFraction: r.clipFraction,
+              kl: r.kl,
+              entropy: r.entropy,
+              tokens: r.tokens,
+              logprobMismatch: r.logprobMismatch,
+              trainMs: r.trainMs
+            }
+            steps.push(s)
+            yield* events.emit({ _tag: "train.step", ...s })
+          }
+        }
+        yield* Ref.set(version, current + 1)
+        yield* syncPolicy(current + 1).pipe(Effect.mapError(trainerFailure))
+        return { steps, policyVersion: current + 1 }
+      }).pipe(Semaphore.withPermit(lock))
+
+    return Trainer.of({
+      name: `pytorch(${worker.info.device}, ${worker.info.params} params, torch ${worker.info.torch})`,
+      policyVersion: Ref.get(version),
+      train,
+      sft: (batch) =>
+        Effect.gen(function*() {
+          const r = yield* worker.sftStep(batch, defaults.microBatchRows).pipe(Effect.mapError(trainerFailure))
+          const v = (yield* Ref.get(version)) + 1
+          yield* Ref.set(version, v)
+          yield* syncPolicy(v).pipe(Effect.mapError(trainerFailure))
+          yield* events.emit({ _tag: "sft.step", loss: r.loss, tokens: r.tokens, trainMs: r.trainMs })
+          return { loss: r.loss, tokens: r.tokens, gradNorm: r.gradNorm, trainMs: r.trainMs, policyVersion: v }
+        }).pipe(Semaphore.withPermit(lock)),
+      save: (file) =>
+        Effect.gen(function*() {
+          const v = yield* Ref.get(version)
+          yield* worker.save(file, v).pipe(Effect.mapError(checkpointFailure(file, "save")))
+          yield* events.emit({ _tag: "checkpoint", path: file, policyVersion: v })
+        }).pipe(Semaphore.withPermit(lock)),
+      load: (file) =>
+        Effect.gen(function*() {
+          const r = yield* worker.load(file).pipe(Effect.mapError(checkpointFailure(file, "load")))
+          yield* Ref.set(version, r.policyVersion)
+          yield* syncPolicy(r.policyVersion).pipe(Effect.mapError(checkpointFailure(file, "load")))
+        }).pipe(Semaphore.withPermit(lock))
+    })
+  })
+
+/** The PyTorch Trainer as a layer (the worker is stopped when the layer's scope closes). */
+export const layerPytorch = (
+  options: PytorchTrainerOptions
+): Layer.Layer<Trainer, WorkerError, Events | ChildProcessSpawner.ChildProcessSpawner> => Layer.effect(Trainer, make(options))
+
+/**
+ * A drop-in for a run's `Components.trainer` (src/run/layers.ts): the worker trains the run's shared
+ * policy, with Node's process spawner; a worker that cannot start is a defect naming the cause.
+ */
+export const trainerOf = (options: Omit<PytorchTrainerOptions, "policy" | "checkpoint"> = {}) =>
+  (policy: Policy, train?: Partial<PolicyTrainOptions>): Layer.Layer<Trainer, never, Events> =>
+    layerPytorch({ ...options, policy, ...(train !== undefined ? { train: { ...options.train, ...train } } : {}) }).pipe(
+      Layer.provide(NodeServices.layer),
+      Layer.orDie
+    )
