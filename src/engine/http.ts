@@ -142,13 +142,17 @@ export const make = (options: HttpEngineOptions): Effect.Effect<HttpEngine, Engi
           HttpClientRequest.acceptJson,
           HttpClientRequest.bodyJsonUnsafe(wire.body)
         )
-        const response = yield* client.execute(request).pipe(Effect.timeout(timeout))
+        const response = yield* client.execute(request)
         const status = response.status
+        const text = yield* response.text
         if (status >= 200 && status < 300) {
-          const json = yield* response.json
-          return { _tag: "ok", json } as const
+          try {
+            return { _tag: "ok", json: JSON.parse(text) as unknown } as const
+          } catch {
+            const message = `${where}: HTTP ${status} with a body that is not JSON: ${text.slice(0, 200)}`
+            return { _tag: "fail", error: new EngineFailure({ adapter, message, transient: false }) } as const
+          }
         }
-        const text = yield* response.text.pipe(Effect.orElseSucceed(() => ""))
         const limit = status === 400 ? contextLimit(text) : undefined
         if (limit !== undefined) return { _tag: "fail", error: new ContextOverflow({ adapter, tokens: promptLength, limit }) } as const
         return {
@@ -156,6 +160,7 @@ export const make = (options: HttpEngineOptions): Effect.Effect<HttpEngine, Engi
           error: new EngineFailure({ adapter, message: `${where}: HTTP ${status}: ${text.slice(0, 300)}`, transient: isTransientStatus(status) })
         } as const
       }).pipe(
+        Effect.timeout(timeout),
         Effect.catch((e: unknown) =>
           Effect.succeed({
             _tag: "fail",

@@ -18,7 +18,7 @@ import { byteTokenizer, encode } from "../../src/model/tokenizer.ts"
 const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), "fixtures")
 const fixture = (name: string): unknown => JSON.parse(fs.readFileSync(path.join(fixtures, name), "utf8"))
 
-type Reply = { readonly status: number; readonly json?: unknown } | "hang-up"
+type Reply = { readonly status: number; readonly json?: unknown } | "hang-up" | "never"
 interface Seen {
   readonly method: string
   readonly path: string
@@ -38,6 +38,7 @@ const serve = (handler: (seen: Seen, n: number) => Reply, port = 0) =>
           seen.push(s)
           const reply = handler(s, seen.length)
           if (reply === "hang-up") return void req.socket.destroy()
+          if (reply === "never") return
           res.writeHead(reply.status, { "content-type": "application/json" })
           res.end(JSON.stringify(reply.json ?? {}))
         })
@@ -225,6 +226,23 @@ describe("HTTP Engine", () => {
       const bad = yield* Effect.flip(e.generate([request({ maxTokens: 99 })]))
       assert.isTrue(bad._tag === "EngineFailure" && !bad.transient && /HTTP 400/.test(bad.message))
       assert.strictEqual(posts, 1)
+    }).pipe(Effect.scoped))
+
+  it.live("a server that never answers times out per attempt and ends in a transient EngineFailure", () =>
+    Effect.gen(function*() {
+      const server = yield* serve((s) => (s.method === "GET" ? { status: 200 } : "never"))
+      const e = yield* engine({ dialect: "vllm", baseUrls: [server.url], retries: 1, requestTimeout: "100 millis" })
+      const err = yield* Effect.flip(e.generate([request()]))
+      assert.isTrue(err._tag === "EngineFailure" && err.transient && /gave up after 2 attempts/.test(err.message))
+      assert.strictEqual(server.seen.filter((x) => x.method === "POST").length, 2)
+    }).pipe(Effect.scoped))
+
+  it.live("a reply missing a documented field is a non-transient EngineFailure naming it", () =>
+    Effect.gen(function*() {
+      const server = yield* serve((s) => (s.method === "GET" ? { status: 200 } : { status: 200, json: { choices: [{ token_ids: "x" }] } }))
+      const e = yield* engine({ dialect: "vllm", baseUrls: [server.url] })
+      const err = yield* Effect.flip(e.generate([request()]))
+      assert.isTrue(err._tag === "EngineFailure" && !err.transient && /malformed reply/.test(err.message))
     }).pipe(Effect.scoped))
 
   it.live("a context-length 400 is ContextOverflow with the server's limit", () =>
