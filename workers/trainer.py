@@ -684,7 +684,7 @@ def main():
             reply({"id": None, "ok": False, "error": {"kind": "protocol", "message": f"request is not JSON: {e}"}})
         except Exception as e:  # every failure becomes a typed reply; the worker keeps serving
             kind, message = classify(e)
-            if kind == "internal":
+            if not isinstance(e, WorkerError):
                 traceback.print_exc(file=sys.stderr)
             if kind == "oom" and torch is not None and torch.cuda.is_available():
                 torch.cuda.empty_cache()

@@ -9,7 +9,7 @@ import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Deferred, Effect, Exit, Fiber, Layer, Schema } from "effect"
+import { Deferred, Effect, Exit, Fiber, Schema, Scope } from "effect"
 import { beforeAll } from "vitest"
 import type { TrainBatch, TrainSequence } from "../../src/core/batch.ts"
 import { defaultPolicyLossConfig, normalizer, type PolicyLossConfig, policyLoss } from "../../src/core/loss.ts"
@@ -23,7 +23,7 @@ import { Policy } from "../../src/model/policy.ts"
 import { ensureBackend } from "../../src/model/runtime.ts"
 import { type AdamWConfig, Learner, packMicroBatches } from "../../src/model/train.ts"
 import { aggregationScale } from "../../src/core/loss.ts"
-import { openWorker } from "../../src/trainer/pytorch.ts"
+import { openWorker, type PytorchWorker } from "../../src/trainer/pytorch.ts"
 import * as Pytorch from "../../src/trainer/pytorch.ts"
 import { Trainer } from "../../src/trainer/Trainer.ts"
 import { PingReply, spawnWorker, type WorkerOptions } from "../../src/trainer/workerSession.ts"
@@ -254,19 +254,26 @@ describe.skipIf(!torchOk)("pytorch tier: the worker reproduces the embedded mode
   let dir = ""
   let ckpt = ""
   let policy: Policy
+  /** one worker for the read-only parity checks (each start imports torch: seconds) */
+  let worker: PytorchWorker
+  const workerOptions = { python, script, device: "cpu" as const, adam, threads: 1 }
   beforeAll(async () => {
     await ensureBackend()
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "arpo-pytorch-test-"))
     policy = Policy.init(small)
     ckpt = path.join(dir, "init.safetensors")
     writeCheckpoint(ckpt, { config: small, policyVersion: 0, step: 0, params: policy.toHost() })
-    return () => fs.rmSync(dir, { recursive: true, force: true })
+    const scope = Effect.runSync(Scope.make())
+    worker = await Effect.runPromise(openWorker(ckpt, workerOptions).pipe(Scope.provide(scope), Effect.provide(NodeServices.layer)))
+    return async () => {
+      await Effect.runPromise(Scope.close(scope, Exit.void))
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
   })
-  const workerOptions = { python, script, device: "cpu" as const, adam, threads: 1 }
 
   it.live("the same weights give the same per-token log-probs and entropies (|Δ| ≤ 1e-4, float32 on both sides)", () =>
-    Effect.scoped(Effect.gen(function*() {
-      const w = yield* openWorker(ckpt, workerOptions)
+    Effect.gen(function*() {
+      const w = worker
       assert.strictEqual(w.info.device, "cpu")
       const seqs = sequences(6, small.vocab, 1)
       const r = yield* w.logprobs(seqs)
@@ -281,11 +288,11 @@ describe.skipIf(!torchOk)("pytorch tier: the worker reproduces the embedded mode
       console.log(`pytorch tier: max |Δ logprob| = ${dl.toExponential(2)}, max |Δ entropy| = ${de.toExponential(2)}`)
       assert.isBelow(dl, 1e-4)
       assert.isBelow(de, 1e-4)
-    })).pipe(Effect.provide(NodeServices.layer)))
+    }))
 
   it.live("the loss value and d loss/d logprob equal the core's policyLoss for every clip/KL/aggregation mode (rel 1e-5)", () =>
-    Effect.scoped(Effect.gen(function*() {
-      const w = yield* openWorker(ckpt, workerOptions)
+    Effect.gen(function*() {
+      const w = worker
       const seqs = sequences(6, small.vocab, 2)
       const lp = (yield* w.logprobs(seqs)).logprobs
       for (const [name, cfg] of losses) {
@@ -306,7 +313,7 @@ describe.skipIf(!torchOk)("pytorch tier: the worker reproduces the embedded mode
         assert.isBelow(dg, 1e-5 * Math.max(1, gmax), `${name}: d loss / d logprob`)
         if (cfg.klCoef !== 0) assert.approximately(r.kl, core.kl, 1e-5, `${name}: kl`)
       }
-    })).pipe(Effect.provide(NodeServices.layer)))
+    }))
 
   it.live("the parameter gradient and one AdamW step match the embedded Learner", () =>
     Effect.scoped(Effect.gen(function*() {
@@ -385,10 +392,17 @@ describe.skipIf(!torchOk)("pytorch tier: the worker reproduces the embedded mode
     }))
 
   it.live("layerPytorch trains a shared policy (weights synced back), saves and loads embedded checkpoints", () =>
-    Effect.scoped(Effect.gen(function*() {
+    Effect.gen(function*() {
       const shared = Policy.fromHost(small, policy.toHost())
+      yield* Effect.provide(trainerChecks(shared, path.join(dir, "trainer.safetensors")), Pytorch.trainerOf(workerOptions)(shared))
+    }).pipe(Effect.provide(Events.layerMemory)))
+})
+
+/** What layerPytorch must do over a shared policy (run with the layer provided). */
+const trainerChecks = (shared: Policy, file: string) =>
+    Effect.gen(function*() {
       const before = shared.toHost()
-      const trainer: Trainer["Service"] = yield* Pytorch.make({ ...workerOptions, policy: shared })
+      const trainer = yield* Trainer
       assert.include(trainer.name, "pytorch(cpu")
       const seqs = sequences(4, small.vocab, 10)
       const batch = batchOf(seqs, embeddedLogprobs(shared, seqs).map((x) => x.logp), 11, false)
@@ -399,7 +413,6 @@ describe.skipIf(!torchOk)("pytorch tier: the worker reproduces the embedded mode
       assert.strictEqual(yield* trainer.policyVersion, 1)
       assert.strictEqual(shared.version, 1)
       assert.isAbove(maxAbsDiff(shared.toHost()[1]!.data, before[1]!.data), 0, "the shared policy got the new weights")
-      const file = path.join(dir, "trainer.safetensors")
       yield* trainer.save(file)
       const ck = readCheckpoint(file)
       assert.deepStrictEqual(ck.config, small)
@@ -413,5 +426,4 @@ describe.skipIf(!torchOk)("pytorch tier: the worker reproduces the embedded mode
       assert.strictEqual(maxAbsDiff(shared.toHost()[1]!.data, ck.params[1]!.data), 0)
       const stale = yield* Effect.flip(trainer.train({ sequences: batch.sequences.map((s) => ({ ...s, policyVersion: -5 })) }))
       assert.strictEqual(stale._tag, "StaleBatch")
-    })).pipe(Effect.provide(Layer.merge(Events.layerMemory, NodeServices.layer))))
-})
+    })
