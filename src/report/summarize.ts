@@ -64,6 +64,20 @@ export const welchDifference = (a: ReadonlyArray<number>, b: ReadonlyArray<numbe
   return { mean: diff, halfWidth: tQuantile975(df) * se, n: Math.min(a.length, b.length) }
 }
 
+/**
+ * The paired 95% CI of mean(a_i − b_i) over seeds both arms ran. Arms of one experiment share each seed's
+ * cold start and prompts, so seed-to-seed variation cancels in the differences: this is far tighter
+ * than comparing the arms' own intervals. `undefined` unless both arms have the same ≥ 2 seeds.
+ */
+export const pairedDifference = (
+  a: { readonly seeds: ReadonlyArray<number>; readonly values: ReadonlyArray<number> },
+  b: { readonly seeds: ReadonlyArray<number>; readonly values: ReadonlyArray<number> }
+): { readonly stat: Stat; readonly diffs: ReadonlyArray<number> } | undefined => {
+  if (a.seeds.length < 2 || a.seeds.length !== b.seeds.length || a.seeds.some((s, i) => s !== b.seeds[i])) return undefined
+  const diffs = a.values.map((x, i) => x - b.values[i]!)
+  return { stat: stat(diffs), diffs }
+}
+
 /** Do two 95% CIs overlap (the conservative "no significant difference" rule of the headline)? */
 export const intervalsOverlap = (a: Stat, b: Stat): boolean => lower(a) <= upper(b) && lower(b) <= upper(a)
 
@@ -127,7 +141,12 @@ export interface ArmFinal {
 export interface Comparison {
   readonly better: string
   readonly worse: string
+  /** paired over seeds when both arms ran the same seeds (see `paired`), else Welch's */
   readonly difference: Stat
+  /** whether `difference` is the paired per-seed difference */
+  readonly paired: boolean
+  /** seeds where `better` scored higher, lower (paired only) */
+  readonly seedWins: { readonly higher: number; readonly lower: number } | null
   readonly overlap: boolean
   readonly verdict: "beats" | "no significant difference" | "cannot tell"
   /** tool calls of `better` ÷ tool calls of `worse` (null when `worse` made none) */
@@ -464,28 +483,42 @@ const makeHeadline = (
   return { metric, cost, arms: finals, comparisons, text }
 }
 
+/**
+ * The verdict: "beats" only when the 95% CI of the difference excludes 0 and is not degenerate (a
+ * zero-width interval, e.g. the same difference in every one of 3 seeds, is reported as such but not
+ * called significant: a t-interval with no spread tests nothing). Paired over seeds when possible.
+ */
 const compare = (a: ArmFinal, b: ArmFinal): Comparison => {
-  const difference = welchDifference(a.metricPerSeed, b.metricPerSeed)
+  const paired = pairedDifference({ seeds: a.seeds, values: a.metricPerSeed }, { seeds: b.seeds, values: b.metricPerSeed })
+  const difference = paired?.stat ?? welchDifference(a.metricPerSeed, b.metricPerSeed)
+  const seedWins = paired
+    ? { higher: paired.diffs.filter((d) => d > 0).length, lower: paired.diffs.filter((d) => d < 0).length }
+    : null
   const overlap = intervalsOverlap(a.metric, b.metric)
-  const verdict: Comparison["verdict"] = a.metric.halfWidth === null || b.metric.halfWidth === null
+  const hw = difference.halfWidth
+  const verdict: Comparison["verdict"] = hw === null || (hw === 0 && difference.mean !== 0)
     ? "cannot tell"
-    : overlap
-    ? "no significant difference"
-    : "beats"
+    : difference.mean - hw > 0
+    ? "beats"
+    : "no significant difference"
   const toolCallRatio = b.toolCalls.mean > 0 && Number.isFinite(a.toolCalls.mean) ? a.toolCalls.mean / b.toolCalls.mean : null
-  const diffText = difference.halfWidth === null
+  const kind = paired ? "paired" : "Welch"
+  const diffText = hw === null
     ? `difference ${signed(difference.mean)}`
-    : `difference ${signed(difference.mean)}, 95% CI [${signed(difference.mean - difference.halfWidth)}, ${signed(difference.mean + difference.halfWidth)}]`
+    : `difference ${signed(difference.mean)}, ${kind} 95% CI [${signed(difference.mean - hw)}, ${signed(difference.mean + hw)}]`
+  const winsText = seedWins ? `; ${a.arm} higher in ${seedWins.higher} of ${a.seeds.length} seeds, lower in ${seedWins.lower}` : ""
   const verdictText = verdict === "beats"
-    ? `${a.arm} beats ${b.arm} (the 95% CIs do not overlap)`
+    ? `${a.arm} beats ${b.arm} (the ${kind} 95% CI of the difference excludes 0)`
     : verdict === "no significant difference"
-    ? `no significant difference between ${a.arm} and ${b.arm} (the 95% CIs overlap)`
-    : `cannot tell whether ${a.arm} beats ${b.arm} (fewer than 2 seeds, no CI)`
+    ? `no significant difference between ${a.arm} and ${b.arm} (the ${kind} 95% CI of the difference contains 0)`
+    : hw === null
+    ? `cannot tell whether ${a.arm} beats ${b.arm} (fewer than 2 seeds, no CI)`
+    : `cannot tell whether ${a.arm} beats ${b.arm} (the same difference in every seed: an interval with no spread tests nothing; run more seeds)`
   const costText = toolCallRatio === null
     ? `Tool calls: ${formatStat(a.toolCalls)} vs ${formatStat(b.toolCalls)}.`
     : `Tool-call cost: ${formatStat(a.toolCalls)} vs ${formatStat(b.toolCalls)} (${fmt(toolCallRatio, 3)}× ${b.arm}'s).`
-  const sentence = `${a.arm} vs ${b.arm}: ${formatStat(a.metric)} vs ${formatStat(b.metric)} (${diffText}); ${verdictText}. ${costText}`
-  return { better: a.arm, worse: b.arm, difference, overlap, verdict, toolCallRatio, sentence }
+  const sentence = `${a.arm} vs ${b.arm}: ${formatStat(a.metric)} vs ${formatStat(b.metric)} (${diffText}${winsText}); ${verdictText}. ${costText}`
+  return { better: a.arm, worse: b.arm, difference, paired: paired !== undefined, seedWins, overlap, verdict, toolCallRatio, sentence }
 }
 
 /** The headline figures for summary.json (no per-step series). */

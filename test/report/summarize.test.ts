@@ -1,7 +1,7 @@
 // summarize: per-arm per-step statistics over seeds and the headline verdicts, on synthetic streams.
 import { assert, describe, it } from "@effect/vitest"
 import fc from "fast-check"
-import { finalWindow, intervalsOverlap, stat, summarize, summaryJson, tQuantile975, welchDifference } from "../../src/report/summarize.ts"
+import { finalWindow, intervalsOverlap, pairedDifference, stat, summarize, summaryJson, tQuantile975, welchDifference } from "../../src/report/summarize.ts"
 import { synthetic } from "./synthetic.ts"
 
 const clearWinner = synthetic({
@@ -139,5 +139,20 @@ describe("summarize", () => {
     const json = JSON.parse(JSON.stringify(summaryJson(s)))
     assert.strictEqual(json.headline.comparisons[0].verdict, "beats")
     assert.notProperty(json, "accuracy")
+  })
+})
+
+describe("paired comparison over seeds", () => {
+  it("pairs per-seed differences when both arms ran the same seeds, which cancels seed-to-seed spread", () => {
+    const a = { seeds: [1, 2, 3], values: [0.9, 0.5, 0.7] }
+    const b = { seeds: [1, 2, 3], values: [0.8, 0.42, 0.61] }
+    const paired = pairedDifference(a, b)!
+    assert.deepStrictEqual(paired.diffs.map((d) => Math.round(d * 100) / 100), [0.1, 0.08, 0.09])
+    // the arms' own intervals overlap widely, the paired one excludes 0
+    assert.isAbove(paired.stat.mean - paired.stat.halfWidth!, 0)
+    assert.isTrue(intervalsOverlap(stat(a.values), stat(b.values)))
+  })
+  it("does not pair arms with different seeds", () => {
+    assert.isUndefined(pairedDifference({ seeds: [1, 2], values: [1, 1] }, { seeds: [1, 3], values: [0, 0] }))
   })
 })
