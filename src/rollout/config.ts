@@ -37,7 +37,10 @@ export const runnerFields = {
   /** a tool call that has not answered after this long becomes a "timeout" result (the Toolbox has its own too) */
   toolTimeoutMs: int(1, 120_000),
   /** retries of a transient engine failure before the trajectories concerned are marked "failed" */
-  engineRetries: int(0, 2)
+  engineRetries: int(0, 2),
+  /** k: tokens in the entropy window (H_initial, the post-tool probes, ΔH), measured by every sampler
+   *  so that GRPO's and ARPO's entropy figures are comparable */
+  window: int(1, 20)
 } as const
 
 export const GlobalConfig = Schema.Struct({ ...runnerFields })
@@ -57,8 +60,6 @@ export const ArpoConfig = Schema.Struct({
   alpha: finite(0.5),
   /** β: weight of ΔH */
   beta: finite(0.2),
-  /** k: tokens in the entropy window */
-  window: int(1, 20),
   /** Z: new continuations per branch taken */
   branchFactor: int(1, 1)
 })
@@ -86,7 +87,6 @@ export const AepoConfig = Schema.Struct({
   ),
   /** scale inside σ of the split (0.5 in the code; the paper's β for "paper") */
   splitScale: finite(0.5),
-  window: int(1, 20),
   branchFactor: int(1, 1)
 })
 export type AepoConfig = typeof AepoConfig.Type
@@ -98,7 +98,6 @@ export const RandomBranchConfig = Schema.Struct({
   /** the constant branch probability, blind to entropy */
   probability: unit(0.5),
   /** k: still measured and recorded, so ablation trees are comparable with ARPO's */
-  window: int(1, 20),
   branchFactor: int(1, 1)
 })
 export type RandomBranchConfig = typeof RandomBranchConfig.Type

@@ -543,7 +543,7 @@ export const runRollout = (
 /** Runner settings from a decoded sampler config (the runner fields plus the window k). */
 export const settingsOf = (
   sampler: string,
-  config: Omit<RunnerSettings, "sampler" | "window" | "emitEvents"> & { readonly window?: number }
+  config: Omit<RunnerSettings, "sampler" | "emitEvents">
 ): RunnerSettings => ({
   sampler,
   budget: config.budget,
@@ -554,7 +554,7 @@ export const settingsOf = (
   toolConcurrency: config.toolConcurrency,
   toolTimeoutMs: config.toolTimeoutMs,
   engineRetries: config.engineRetries,
-  window: config.window ?? 20
+  window: config.window
 })
 
 /**

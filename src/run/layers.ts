@@ -80,17 +80,18 @@ export const samplerOf = (config: RunConfig, kind: SamplerKind): Layer.Layer<Sam
     callLimit: r.callLimit,
     maxResponseTokens: r.maxResponseTokens,
     temperature: r.temperature,
-    topP: r.topP
+    topP: r.topP,
+    window: r.window
   }
   switch (kind) {
     case "global":
       return layerGlobal(runner)
     case "arpo":
-      return layerArpo({ ...runner, mode: r.mode, initial: r.initial, alpha: r.alpha, beta: r.beta, window: r.window, branchFactor: r.branchFactor })
+      return layerArpo({ ...runner, mode: r.mode, initial: r.initial, alpha: r.alpha, beta: r.beta, branchFactor: r.branchFactor })
     case "aepo":
-      return layerAepo({ ...runner, initial: r.initial, window: r.window, branchFactor: r.branchFactor })
+      return layerAepo({ ...runner, initial: r.initial, branchFactor: r.branchFactor })
     case "random-branch":
-      return layerRandomBranch({ ...runner, initial: r.initial, probability: r.randomProbability, window: r.window, branchFactor: r.branchFactor })
+      return layerRandomBranch({ ...runner, initial: r.initial, probability: r.randomProbability, branchFactor: r.branchFactor })
   }
 }
 

@@ -15,14 +15,10 @@ import { emit, Events, withScope } from "../../events/Events.ts"
 import { Policy } from "../../model/policy.ts"
 import { ensureBackend } from "../../model/runtime.ts"
 import { writeReports } from "../../report/report.ts"
-import { decodeConfig as decodeSamplerConfig, GlobalConfig } from "../../rollout/config.ts"
-import { globalPolicy } from "../../rollout/global.ts"
-import { fromPolicy, runnerEnv, settingsOf } from "../../rollout/runner.ts"
 import { Sampler } from "../../rollout/Sampler.ts"
-import type { Toolbox } from "../../tools/Toolbox.ts"
 import type { Experiment, RunOptions } from "../../cli/experiments.ts"
 import { writeFileAtomic, writeJsonAtomic } from "../atomic.ts"
-import { type RunConfig, RunConfig as RunConfigSchema } from "../config.ts"
+import { RunConfig as RunConfigSchema } from "../config.ts"
 import { type ExperimentSpec, type ResolvedArm, resolveArms, type StoredRun } from "../experiment.ts"
 import { type Components, embeddedComponents, samplerOf } from "../layers.ts"
 import { batchFigures, promptIndices, scoreTree } from "../loop.ts"
@@ -30,28 +26,6 @@ import { RunStore } from "../RunStore.ts"
 import { coldStart } from "../sft.ts"
 import { arpoVsGrpoSpec } from "./arpoVsGrpo.ts"
 import { baseConfig } from "./defaults.ts"
-
-/**
- * The global sampler measuring its entropy windows over the same k (`rollout.window`) as the branching
- * samplers (`layerGlobal` has no window field and measures k = 20), so the entropy and ΔH columns of
- * every row are comparable. Its sampling is `layerGlobal`'s: M independent trajectories, no branching.
- */
-export const layerGlobalWindowed = (config: RunConfig): Layer.Layer<Sampler, unknown, Engine | Toolbox | Events> =>
-  Layer.effect(
-    Sampler,
-    Effect.gen(function*() {
-      const r = config.rollout
-      const c = yield* decodeSamplerConfig("global", GlobalConfig, {
-        budget: r.budget,
-        callLimit: r.callLimit,
-        maxResponseTokens: r.maxResponseTokens,
-        temperature: r.temperature,
-        topP: r.topP
-      })
-      const env = yield* runnerEnv
-      return Sampler.of(fromPolicy(env, settingsOf("global", { ...c, window: r.window }), () => globalPolicy(c.budget)))
-    })
-  )
 
 export const samplersSpec: ExperimentSpec = {
   name: "samplers",
@@ -70,7 +44,7 @@ export const samplersSpec: ExperimentSpec = {
     { name: "random-branch", sampler: "random-branch" }
   ],
   components: {
-    sampler: (config, kind) => (kind === "global" ? layerGlobalWindowed(config) : samplerOf(config, kind))
+    sampler: samplerOf
   }
 }
 

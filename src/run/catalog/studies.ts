@@ -51,9 +51,8 @@ export const entropyAfterToolsSpec: ExperimentSpec = {
     full: { seeds: [1, 2, 3], set: { rl: { steps: 20 }, eval: { every: 0 } } }
   },
   arms: [
-    // ARPO with α = β = 0 and N = M never branches: global sampling measured with the same window k = 8
-    // (the global sampler's runner measures k = 20), an unbiased view of the policy
-    { name: "no-branch", sampler: "arpo", set: { rollout: { alpha: 0, beta: 0, initial: 8 } } },
+    // global sampling (no branching) measures the same window k as ARPO: an unbiased view of the policy
+    { name: "global", sampler: "global" },
     { name: "arpo", sampler: "arpo" }
   ],
   conclude: (_summary, dir) =>
