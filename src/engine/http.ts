@@ -50,7 +50,7 @@ export interface HttpEngineOptions {
   /** check every server's health when the layer is built and fail if none answers (default true) */
   readonly checkHealthOnStart?: boolean
   readonly name?: string
-  /** server-specific fields merged into every generate body (e.g. vLLM `top_k`, llama-server `logit_bias`) */
+  /** server-specific fields merged into every generate (and probe) body (e.g. vLLM `top_k`, llama-server `logit_bias`) */
   readonly extraBody?: Record<string, unknown>
 }
 
@@ -206,6 +206,9 @@ export const make = (options: HttpEngineOptions): Effect.Effect<HttpEngine, Engi
         }
       })
 
+    const withExtra = (w: WireRequest): WireRequest =>
+      options.extraBody === undefined ? w : { ...w, body: { ...w.body, ...options.extraBody } }
+
     const malformed = (e: unknown, what: string) =>
       new EngineFailure({ adapter, message: `${adapter} ${what}: malformed reply: ${e instanceof Error ? e.message : String(e)}`, transient: false })
 
@@ -224,7 +227,7 @@ export const make = (options: HttpEngineOptions): Effect.Effect<HttpEngine, Engi
         for (let i = logprobs.length; i < parsed.tokens.length; i++) {
           const prefix = [...context, ...parsed.tokens.slice(0, i)]
           // the whole vocabulary, so the token is found and the entropy of this position is exact
-          const json = yield* send(dialect.probe(prefix, vocab), prefix.length)
+          const json = yield* send(withExtra(dialect.probe(prefix, vocab)), prefix.length)
           const dist = yield* parse(() => dialect.parseProbe!(json), "probe")
           const own = dist.find((d) => d.id === parsed.tokens[i])
           if (own === undefined) return yield* malformed(`token ${parsed.tokens[i]} missing from the full distribution`, "probe")
@@ -248,8 +251,7 @@ export const make = (options: HttpEngineOptions): Effect.Effect<HttpEngine, Engi
           seed: seedOf(q.key),
           model: options.model
         }
-        const base = dialect.generate(wire)
-        const json = yield* send(options.extraBody === undefined ? base : { ...base, body: { ...base.body, ...options.extraBody } }, q.tokens.length)
+        const json = yield* send(withExtra(dialect.generate(wire)), q.tokens.length)
         const parsed = yield* parse(() => dialect.parseGenerate(json, wire, tokenizer.eos), "generate")
         if (parsed.finish._tag === "aborted") {
           return yield* new EngineFailure({ adapter, message: `${adapter} generate: ${parsed.finish.detail}`, transient: true })

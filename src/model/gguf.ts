@@ -2,14 +2,14 @@
  * GGUF v3 export of the embedded policy, so llama.cpp (llama-server, node-llama-cpp) can serve it:
  * llama architecture, F32 tensors named and laid out as llama.cpp's convert_hf_to_gguf.py writes them
  * (ggml dims [in, out] = nn.Linear weights (out, in) reversed; wq/wk output rows permuted from the
- * half-split rotary pairing to llama.cpp's adjacent pairs), and a "llama" (SentencePiece) vocabulary of
- * byte tokens <0xNN> + the tags (user-defined) + EOS/PAD (control). It does not quantize nor read GGUF.
+ * half-split rotary pairing to llama.cpp's adjacent pairs), and a "gpt2" byte-level vocabulary with no
+ * merges: the 256 bytes + the tags (user-defined) + EOS/PAD (control). It does not quantize nor read GGUF.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { type ModelConfig, headDim } from "./config.ts"
 import type { HostTensor } from "./params.ts"
-import { byteCount, eosId, padId, tags, vocabSize } from "./tokenizer.ts"
+import { eosId, padId, tags, vocabSize } from "./tokenizer.ts"
 
 /** GGUF metadata value types (ggml/include/gguf.h). */
 export const GgufType = {
@@ -95,14 +95,27 @@ export const ggufTensors = (c: ModelConfig, params: ReadonlyArray<HostTensor>): 
   return out
 }
 
-/** The embedded byte tokenizer as a llama.cpp "llama" (SentencePiece) vocabulary: byte fallback tokens only. */
+/**
+ * GPT-2's byte-to-unicode table (the byte-level BPE alphabet llama.cpp's "gpt2" vocabularies use): printable
+ * bytes stand for themselves, the others for code points 256, 257, … in byte order.
+ */
+export const byteToUnicode = (): Array<string> => {
+  const printable = (b: number) => (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255)
+  const out: Array<string> = []
+  let n = 0
+  for (let b = 0; b < 256; b++) out.push(String.fromCodePoint(printable(b) ? b : 256 + n++))
+  return out
+}
+
+/**
+ * The embedded byte tokenizer as a llama.cpp "gpt2" (byte-level BPE) vocabulary with no merges: ids 0–255
+ * are the bytes (in GPT-2's alphabet), so every text splits into single bytes exactly as the embedded
+ * tokenizer does. (A "llama"/SentencePiece vocabulary of <0xNN> byte tokens loads too, but llama.cpp then
+ * escapes spaces as U+2581 when tokenizing text, with no key to turn it off.)
+ */
 export const embeddedVocab = (): { tokens: Array<string>; types: Array<number> } => {
-  const tokens: Array<string> = []
-  const types: Array<number> = []
-  for (let b = 0; b < byteCount; b++) {
-    tokens.push(`<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`)
-    types.push(TokenType.BYTE)
-  }
+  const tokens: Array<string> = byteToUnicode()
+  const types: Array<number> = tokens.map(() => TokenType.NORMAL)
   // user-defined: rendered as text and matched in text even without special-token parsing
   for (const t of tags) {
     tokens.push(t)
@@ -134,18 +147,17 @@ export const ggufMetadata = (c: ModelConfig, name = "arpo-embedded"): Array<[str
     ["llama.rope.freq_base", f32(c.ropeTheta)],
     ["llama.attention.layer_norm_rms_epsilon", f32(c.normEps)],
     ["llama.vocab_size", u32(c.vocab)],
-    ["tokenizer.ggml.model", { type: "string", value: "llama" }],
+    ["tokenizer.ggml.model", { type: "string", value: "gpt2" }],
     ["tokenizer.ggml.pre", { type: "string", value: "default" }],
     ["tokenizer.ggml.tokens", { type: "strings", value: tokens }],
-    ["tokenizer.ggml.scores", { type: "f32s", value: tokens.map(() => 0) }],
     ["tokenizer.ggml.token_type", { type: "i32s", value: types }],
+    ["tokenizer.ggml.merges", { type: "strings", value: [] }],
     // no BOS in this vocabulary: point it at EOS and never add it
     ["tokenizer.ggml.bos_token_id", u32(eosId)],
     ["tokenizer.ggml.eos_token_id", u32(eosId)],
     ["tokenizer.ggml.padding_token_id", u32(padId)],
     ["tokenizer.ggml.add_bos_token", { type: "bool", value: false }],
-    ["tokenizer.ggml.add_eos_token", { type: "bool", value: false }],
-    ["tokenizer.ggml.add_space_prefix", { type: "bool", value: false }]
+    ["tokenizer.ggml.add_eos_token", { type: "bool", value: false }]
   ]
 }
 

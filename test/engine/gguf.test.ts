@@ -118,19 +118,21 @@ describe("GGUF export", () => {
     expect(md.get("llama.rope.freq_base")).toBe(10000)
     expect(md.get("llama.attention.layer_norm_rms_epsilon")).toBeCloseTo(1e-5, 10)
     expect(md.get("llama.vocab_size")).toBe(vocabSize)
-    expect(md.get("tokenizer.ggml.model")).toBe("llama")
+    expect(md.get("tokenizer.ggml.model")).toBe("gpt2")
+    expect(md.get("tokenizer.ggml.merges")).toEqual([])
     const tokens = md.get("tokenizer.ggml.tokens") as Array<string>
     const types = md.get("tokenizer.ggml.token_type") as Array<number>
     expect(tokens.length).toBe(vocabSize)
-    expect(tokens[0x41]).toBe("<0x41>")
-    expect(types[0x41]).toBe(6) // BYTE
+    expect(tokens[0x41]).toBe("A") // GPT-2's byte alphabet: printable bytes are themselves
+    expect(tokens[0x20]).toBe("\u0120") // space → Ġ
+    expect(new Set(tokens.slice(0, 256)).size).toBe(256)
+    expect(types[0x41]).toBe(1) // NORMAL
     expect(tokens[259]).toBe("</search>")
     expect(types[259]).toBe(4) // USER_DEFINED
     expect(types[eosId]).toBe(3) // CONTROL
     expect(md.get("tokenizer.ggml.eos_token_id")).toBe(eosId)
     expect(md.get("tokenizer.ggml.padding_token_id")).toBe(padId)
     expect(md.get("tokenizer.ggml.add_bos_token")).toBe(false)
-    expect(md.get("tokenizer.ggml.add_space_prefix")).toBe(false)
 
     // tensor infos: 2 + 9 per layer + 1 (output), F32, offsets aligned and in order without overlap
     expect(p.tensors.length).toBe(3 + 9 * config.layers)

@@ -37,8 +37,9 @@ const unavailable = (() => {
 })()
 if (unavailable !== undefined) console.log(`tier llama-server skipped: ${unavailable}`)
 
-/** log-prob agreement between llama.cpp (F32 weights and KV cache) and the jax-js float32 model */
-const LOGPROB_TOL = 2e-3
+/** log-prob agreement between llama.cpp (F32 weights and KV cache) and the jax-js float32 model
+ *  (measured: 1.2e-5 on the shared 2-core machine; float32 rounding in different operation orders) */
+const LOGPROB_TOL = 1e-4
 
 const config = { ...tinyConfig, dModel: 64, layers: 2, heads: 4, mlpWidth: 128, context: 128 }
 
@@ -118,26 +119,36 @@ describe.skipIf(unavailable !== undefined)("llama-server tier: the exported poli
       }).pipe(Effect.provide(layers))
       const embedded = yield* Embedded.make(policy, { maxSlots: 4 }).pipe(Effect.provide(Events.layerMemory))
 
-      const requests: Array<GenerateRequest> = [0, 1, 2].map((i) => ({
+      // requests 3–5 stop on any lowercase letter: llama-server matches them as stop words and leaves their
+      // positions out of its probabilities, which the adapter probes again
+      const letters = Array.from({ length: 26 }, (_, i) => 97 + i)
+      const requests: Array<GenerateRequest> = [0, 1, 2, 3, 4, 5].map((i) => ({
         tokens: encode("<think>what is 2+2?"),
         maxTokens: 24,
         temperature: 1,
         topP: 1,
-        stopTokens: tokenIds([257]),
+        stopTokens: tokenIds(i < 3 ? [257] : letters),
         stopStrings: [],
         key: derive(root(8), i)
       }))
       const gens = yield* http.generate(requests)
       let maxLp = 0
       let maxWidth = 0
+      let stoppedOnToken = 0
       for (let i = 0; i < gens.length; i++) {
         const g = gens[i]!
         const q = requests[i]!
         assert.isAbove(g.tokens.length, 0)
         for (const t of g.tokens) assert.isTrue(t < byteTokenizer.vocabSize && !(t >= 128 && t < 256))
         // token out → text: the server's detokenization of the ids equals the embedded tokenizer's
-        const detok = yield* post(`${url}/detokenize`, { tokens: [...g.tokens] })
+        // (/detokenize renders control tokens, so EOS/PAD, which the embedded decoding drops, are left out)
+        const visible = g.tokens.filter((t) => t !== byteTokenizer.eos && t !== byteTokenizer.pad)
+        const detok = yield* post(`${url}/detokenize`, { tokens: visible })
         assert.strictEqual(detok.content, byteTokenizer.decode(g.tokens))
+        if (g.finish._tag === "stop" && g.finish.token !== undefined) {
+          stoppedOnToken += 1
+          assert.strictEqual(g.finish.token, g.tokens[g.tokens.length - 1])
+        }
         const [s] = yield* embedded.score([[...q.tokens, ...g.tokens]])
         for (let j = 0; j < g.tokens.length; j++) {
           const want = s!.logprobs[q.tokens.length + j]!
@@ -150,6 +161,7 @@ describe.skipIf(unavailable !== undefined)("llama-server tier: the exported poli
       }
       console.log(`llama-server tier: max |logprob(llama.cpp) − logprob(embedded)| = ${maxLp.toExponential(2)}, widest top-20 interval ${maxWidth.toFixed(3)} nats`)
       assert.isBelow(maxLp, LOGPROB_TOL)
+      assert.isAbove(stoppedOnToken, 0)
 
       // with n_probs = |V| the interval collapses to the exact entropy
       const full = yield* makeHttp({ dialect: "llama-server", baseUrls: [url], tokenizer: byteTokenizer, topK: byteTokenizer.vocabSize, extraBody: { logit_bias: logitBias } })
