@@ -136,6 +136,21 @@ describe("HTTP Engine", () => {
       assert.strictEqual(body.prompt_logprobs, 2)
     }).pipe(Effect.scoped))
 
+  it.live("SGLang score: input_token_logprobs and input_top_logprobs from logprob_start_len 0; llama-server has no score", () =>
+    Effect.gen(function*() {
+      const server = yield* serve(healthOr(fixture("sglang-score.json")))
+      const e = yield* engine({ dialect: "sglang", baseUrls: [server.url], topK: 2 })
+      const [s] = yield* e.score([tokenIds([104, 105, 33])])
+      assert.deepStrictEqual([...s!.logprobs], [0, -0.3, -4.0])
+      assert.closeTo(s!.entropies[2]!, topKEntropy([-0.2, -2.1], V).mid, 1e-12)
+      const body = server.seen.find((x) => x.method === "POST")!.body
+      assert.deepInclude(body, { logprob_start_len: 0, top_logprobs_num: 2, return_logprob: true })
+      assert.strictEqual(body.sampling_params.max_new_tokens, 0)
+      const llama = yield* engine({ dialect: "llama-server", baseUrls: [server.url] })
+      const err = yield* Effect.flip(llama.score([tokenIds([104, 105])]))
+      assert.isTrue(err._tag === "EngineFailure" && !err.transient && /score is not supported/.test(err.message))
+    }).pipe(Effect.scoped))
+
   it.live("SGLang: input_ids, return_logprob, top_logprobs_num; a matched stop token is reported", () =>
     Effect.gen(function*() {
       const server = yield* serve(healthOr(fixture("sglang-generate.json")))
