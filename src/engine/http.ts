@@ -22,7 +22,7 @@ import {
   type Scored,
   type Tokenizer
 } from "./Engine.ts"
-import { type Dialect, type DialectName, dialects, MalformedReply, type ParsedGeneration, topOf, type WireRequest } from "./httpDialect.ts"
+import { type Dialect, type DialectName, dialects, type ParsedGeneration, topOf, type WireRequest } from "./httpDialect.ts"
 
 export interface HttpEngineOptions {
   readonly dialect: DialectName
@@ -213,7 +213,8 @@ export const make = (options: HttpEngineOptions): Effect.Effect<HttpEngine, Engi
       new EngineFailure({ adapter, message: `${adapter} ${what}: malformed reply: ${e instanceof Error ? e.message : String(e)}`, transient: false })
 
     const parse = <A>(f: () => A, what: string) =>
-      Effect.try({ try: f, catch: (e) => (e instanceof MalformedReply || e instanceof RangeError ? malformed(e, what) : malformed(e, what)) })
+      // MalformedReply from the dialect, RangeError from topKEntropy (log-probs > 0, more than V of them)
+      Effect.try({ try: f, catch: (e) => malformed(e, what) })
 
     /** Fills positions a reply left without log-probs (llama-server drops a matched stop word's): one probe each. */
     const fill = (context: ReadonlyArray<number>, parsed: ParsedGeneration) =>
