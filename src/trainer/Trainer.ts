@@ -5,7 +5,7 @@
  * worker. This module is the contract only; it computes nothing.
  */
 import { Context, type Effect, Schema } from "effect"
-import type { InvalidTrainBatch, TrainBatch } from "../core/batch.ts"
+import { type InvalidTrainBatch, type TrainBatch, type TrainSequence, validateBatch } from "../core/batch.ts"
 import type { PolicyLossConfig } from "../core/loss.ts"
 import type { TokenId } from "../core/tokens.ts"
 
@@ -87,3 +87,34 @@ export class Trainer extends Context.Service<Trainer, {
   readonly save: (path: string) => Effect.Effect<void, CheckpointFailure>
   readonly load: (path: string) => Effect.Effect<void, CheckpointFailure>
 }>()("arpo/Trainer") {}
+
+/**
+ * What every adapter checks before training on a batch: its arrays line up, and no sequence was sampled
+ * more than `maxPolicyLag` versions ago (a silent no-op weight sync shows up here as a stale batch).
+ */
+export const admitBatch = (
+  batch: TrainBatch,
+  currentVersion: number,
+  maxPolicyLag: number
+): InvalidTrainBatch | StaleBatch | undefined => {
+  const invalid = validateBatch(batch)
+  if (invalid) return invalid
+  for (let i = 0; i < batch.sequences.length; i++) {
+    const v = batch.sequences[i]!.policyVersion
+    if (currentVersion - v > maxPolicyLag) {
+      return new StaleBatch({ sequence: i, policyVersion: v, currentVersion, maxPolicyLag })
+    }
+  }
+  return undefined
+}
+
+/** The batch split in order into `count` mini-batches (the last may be shorter): one optimizer step each. */
+export const miniBatches = (
+  sequences: ReadonlyArray<TrainSequence>,
+  count: number
+): ReadonlyArray<ReadonlyArray<TrainSequence>> => {
+  const per = Math.ceil(sequences.length / Math.max(1, count))
+  const out: Array<ReadonlyArray<TrainSequence>> = []
+  for (let i0 = 0; i0 < sequences.length; i0 += per) out.push(sequences.slice(i0, i0 + per))
+  return out
+}

@@ -6,7 +6,7 @@
  * n − 1 worker threads (scoped: closing the layer terminates them); SFT steps stay on the main thread.
  */
 import { Effect, Layer, type Scope } from "effect"
-import { type TrainBatch, validateBatch } from "../core/batch.ts"
+import type { TrainBatch } from "../core/batch.ts"
 import { defaultPolicyLossConfig, normalizer } from "../core/loss.ts"
 import { Events } from "../events/Events.ts"
 import { readCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
@@ -19,7 +19,8 @@ import { type AdamWConfig, defaultAdamW, Learner } from "../model/train.ts"
 import {
   CheckpointFailure,
   type PolicyTrainOptions,
-  StaleBatch,
+  admitBatch,
+  miniBatches,
   Trainer,
   TrainerFailure,
   type TrainStepReport
@@ -67,21 +68,12 @@ export const make = (policy: Policy, options: EmbeddedTrainerOptions = {}): Effe
     const train = (batch: TrainBatch, overrides: Partial<PolicyTrainOptions> = {}) =>
       Effect.gen(function*() {
         const o: PolicyTrainOptions = { ...defaults, ...overrides }
-        const invalid = validateBatch(batch)
-        if (invalid) return yield* Effect.fail(invalid)
         const current = policy.version
-        for (let i = 0; i < batch.sequences.length; i++) {
-          const v = batch.sequences[i]!.policyVersion
-          if (current - v > o.maxPolicyLag) {
-            return yield* Effect.fail(new StaleBatch({ sequence: i, policyVersion: v, currentVersion: current, maxPolicyLag: o.maxPolicyLag }))
-          }
-        }
-        const seqs = batch.sequences
-        const per = Math.ceil(seqs.length / Math.max(1, o.miniBatches))
+        const refused = admitBatch(batch, current, o.maxPolicyLag)
+        if (refused) return yield* Effect.fail(refused)
         const steps: Array<TrainStepReport> = []
         for (let epoch = 0; epoch < o.epochs; epoch++) {
-          for (let i0 = 0; i0 < seqs.length; i0 += per) {
-            const mini = seqs.slice(i0, i0 + per)
+          for (const mini of miniBatches(batch.sequences, o.miniBatches)) {
             const norm = normalizer({ sequences: mini })
             const s = pool
               ? yield* Effect.tryPromise({ try: () => learner.policyStepParallel(pool, mini, o.loss, norm, o.microBatchRows, pad), catch: fail })

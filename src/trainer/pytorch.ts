@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url"
 import { NodeServices } from "@effect/platform-node"
 import { type Duration, Effect, Layer, Ref, Schema, type Scope, Semaphore } from "effect"
 import type { ChildProcessSpawner } from "effect/process"
-import { type TrainBatch, type TrainSequence, validateBatch } from "../core/batch.ts"
+import type { TrainBatch, TrainSequence } from "../core/batch.ts"
 import { type Normalizer, normalizer, type PolicyLossConfig } from "../core/loss.ts"
 import { Events } from "../events/Events.ts"
 import { readCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
@@ -27,7 +27,8 @@ import {
   CheckpointFailure,
   type PolicyTrainOptions,
   type SftBatch,
-  StaleBatch,
+  admitBatch,
+  miniBatches,
   Trainer,
   TrainerFailure,
   type TrainStepReport
@@ -239,21 +240,12 @@ export const make = (
     const train = (batch: TrainBatch, overrides: Partial<PolicyTrainOptions> = {}) =>
       Effect.gen(function*() {
         const o: PolicyTrainOptions = { ...defaults, ...overrides }
-        const invalid = validateBatch(batch)
-        if (invalid) return yield* Effect.fail(invalid)
         const current = yield* Ref.get(version)
-        for (let i = 0; i < batch.sequences.length; i++) {
-          const v = batch.sequences[i]!.policyVersion
-          if (current - v > o.maxPolicyLag) {
-            return yield* Effect.fail(new StaleBatch({ sequence: i, policyVersion: v, currentVersion: current, maxPolicyLag: o.maxPolicyLag }))
-          }
-        }
-        const seqs = batch.sequences
-        const per = Math.ceil(seqs.length / Math.max(1, o.miniBatches))
+        const refused = admitBatch(batch, current, o.maxPolicyLag)
+        if (refused) return yield* Effect.fail(refused)
         const steps: Array<TrainStepReport> = []
         for (let epoch = 0; epoch < o.epochs; epoch++) {
-          for (let i0 = 0; i0 < seqs.length; i0 += per) {
-            const mini = seqs.slice(i0, i0 + per)
+          for (const mini of miniBatches(batch.sequences, o.miniBatches)) {
             const r = yield* worker.trainStep(mini, o.loss, normalizer({ sequences: mini }), { microBatchRows: o.microBatchRows }).pipe(
               Effect.mapError(trainerFailure)
             )

@@ -166,7 +166,7 @@ describe("chromium screenshot (opt-in tier: needs /usr/bin/chromium)", () => {
   const chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].find(existsSync)
   it("report.html renders headless to a non-blank page", (ctx) => {
     if (chromium === undefined) {
-      console.log("chromium screenshot test skipped: /usr/bin/chromium not found (opt-in tier, not installed by .ci/run)")
+      console.log("chromium screenshot test skipped: /usr/bin/chromium not found (.ci/run installs Debian's chromium; install it with apt-get install chromium)")
       ctx.skip()
       return
     }
