@@ -13,6 +13,7 @@ import { derive, root, uniform } from "../core/random.ts"
 import type { TokenId } from "../core/tokens.ts"
 import { type RolloutTree, trajectories } from "../core/tree.ts"
 import { Engine } from "../engine/Engine.ts"
+import type { EventBody } from "../events/Event.ts"
 import { emit, type Events, withScope } from "../events/Events.ts"
 import type { ProgressBar } from "../report/progress.ts"
 import { Sampler } from "../rollout/Sampler.ts"
@@ -127,6 +128,17 @@ export const batchFigures = (groups: ReadonlyArray<ScoredGroup>): Omit<StepFigur
   }
 }
 
+/** The `reward.batch` event of a batch's figures. */
+export const rewardEvent = (figures: ReturnType<typeof batchFigures>): EventBody => ({
+  _tag: "reward.batch",
+  mean: figures.meanReward,
+  accuracy: figures.accuracy,
+  formatErrors: figures.formatErrors,
+  toolCallsPerTrajectory: figures.toolCallsPerTrajectory,
+  toolCallsPerSolved: figures.toolCallsPerSolved,
+  trajectories: figures.trajectories
+})
+
 /** Per-trajectory advantages of the kept groups (estimator over the non-failed ones; failed get 0). */
 export const groupAdvantages = (config: RunConfig, groups: ReadonlyArray<ScoredGroup>): ReadonlyArray<Float64Array> => {
   const rewards: Array<number> = []
@@ -170,15 +182,7 @@ export const rlStep = (arm: ArmRun, step: number): Effect.Effect<StepFigures, Tr
       round++
     }
     const figures = batchFigures(first)
-    yield* emit({
-      _tag: "reward.batch",
-      mean: figures.meanReward,
-      accuracy: figures.accuracy,
-      formatErrors: figures.formatErrors,
-      toolCallsPerTrajectory: figures.toolCallsPerTrajectory,
-      toolCallsPerSolved: figures.toolCallsPerSolved,
-      trajectories: figures.trajectories
-    })
+    yield* emit(rewardEvent(figures))
     if (config.rl.dynamicSampling) {
       yield* emit({ _tag: "metric", name: "dynamicSampling.groupsKept", value: kept.length })
       yield* emit({ _tag: "metric", name: "dynamicSampling.refills", value: round })

@@ -21,7 +21,7 @@ import { writeFileAtomic, writeJsonAtomic } from "../atomic.ts"
 import { RunConfig as RunConfigSchema } from "../config.ts"
 import { type ExperimentSpec, type ResolvedArm, resolveArms, type StoredRun } from "../experiment.ts"
 import { type Components, embeddedComponents, samplerOf } from "../layers.ts"
-import { batchFigures, promptIndices, scoreTree } from "../loop.ts"
+import { batchFigures, promptIndices, rewardEvent, scoreTree } from "../loop.ts"
 import { RunStore } from "../RunStore.ts"
 import { coldStart } from "../sft.ts"
 import { arpoVsGrpoSpec } from "./arpoVsGrpo.ts"
@@ -339,15 +339,7 @@ const sampleArm = (spec: ExperimentSpec, run: string, arm: ResolvedArm, seed: nu
           const problems = problemsOf(step)
           const trees = yield* sampler.sample(problems.map((p) => tok.encode(p.prompt)), { step, key: derive(root(seed), "rollout", 0) })
           const figures = batchFigures(trees.map((tree, i) => scoreTree(task, tok.decode, problems[i]!, tree)))
-          yield* emit({
-            _tag: "reward.batch",
-            mean: figures.meanReward,
-            accuracy: figures.accuracy,
-            formatErrors: figures.formatErrors,
-            toolCallsPerTrajectory: figures.toolCallsPerTrajectory,
-            toolCallsPerSolved: figures.toolCallsPerSolved,
-            trajectories: figures.trajectories
-          })
+          yield* emit(rewardEvent(figures))
           // the first batch's trees are kept for inspection (trees/<arm>.seed<seed>.step-000001.json)
           if (step === 1) yield* store.writeTrees(`${arm.name}.seed${seed}.step-${padStep(step)}`, trees)
         }).pipe(withScope({ run, arm: arm.name, seed, step }))
