@@ -1,7 +1,7 @@
 /**
  * Experiments as code: an `ExperimentSpec` is a value — a complete default RunConfig, quick/full
- * profiles (config patches and seeds), arms (a sampler and a config patch each) and optionally other
- * Layers (`Components`) — and `define(spec)` turns it into the CLI's `Experiment` (run, resume,
+ * profiles (config patches and seeds), arms (a sampler, a config patch and optionally Layers each) and
+ * optionally other Layers (`Components`) — and `define(spec)` turns it into the CLI's `Experiment` (run, resume,
  * evaluate). A run resolves every arm's config (defaults → profile → arm → `--set`/`--sweep`, checked by
  * Schema), writes config.json, then runs seeds × arms one after another in this process: cold start
  * (cached), the RL loop, checkpoints, and finally summary.json and report.html/.md from events.jsonl.
@@ -43,6 +43,8 @@ export interface ArmSpec {
   readonly sampler: SamplerKind
   /** this arm's changes to the profile's config */
   readonly set?: ConfigPatch
+  /** Layers replacing the experiment's `components` for this arm only (e.g. another trainer) */
+  readonly components?: Partial<Components>
 }
 
 export interface Profile {
@@ -118,6 +120,16 @@ export const resolveArms = (
     return out
   })
 
+/**
+ * The components of a resolved arm: embedded defaults → the experiment's → its spec arm's. A swept arm
+ * (`name+key=v…`) has its base arm's; the name is looked up (not stored) so resumed runs get them too.
+ */
+export const componentsOf = (spec: ExperimentSpec, arm: string): Components => {
+  const base = spec.arms.find((a) => a.name === arm) ??
+    spec.arms.filter((a) => arm.startsWith(`${a.name}+`)).sort((a, b) => b.name.length - a.name.length)[0]
+  return { ...embeddedComponents, ...spec.components, ...base?.components }
+}
+
 const pad = (n: number) => String(n).padStart(6, "0")
 export const checkpointName = (arm: string, seed: number, step: number): string => `${arm}.seed${seed}.step-${pad(step)}`
 const stateFile = "state.json"
@@ -140,7 +152,7 @@ const runOne = (spec: ExperimentSpec, run: string, arm: ResolvedArm, seed: numbe
   Effect.gen(function*() {
     const store = yield* RunStore
     const fileSystem = yield* FileSystem.FileSystem
-    const components: Components = { ...embeddedComponents, ...spec.components }
+    const components = componentsOf(spec, arm.name)
     const config = arm.config
     const started = performance.now()
     const task = yield* components.task(config)
@@ -337,7 +349,7 @@ export const define = (spec: ExperimentSpec): Experiment => ({
       }
       const split = options.split ?? "test"
       if (split !== "train" && split !== "test") return yield* new ConfigInvalid({ key: "split", message: `--split ${split}: use train or test` })
-      const components: Components = { ...embeddedComponents, ...spec.components }
+      const components = componentsOf(spec, arm.name)
       const task = yield* components.task(arm.config)
       yield* Effect.promise(ensureBackend)
       const ck = yield* Effect.try({

@@ -6,5 +6,6 @@ import type { Experiment } from "../cli/experiments.ts"
 import { arpoVsGrpo } from "./catalog/arpoVsGrpo.ts"
 import { samplers } from "./catalog/samplers.ts"
 import { attribution, betaSweep, entropyAfterTools } from "./catalog/studies.ts"
+import { trainers } from "./catalog/trainers.ts"
 
-export const builtin: ReadonlyArray<Experiment> = [arpoVsGrpo, entropyAfterTools, attribution, betaSweep, samplers]
+export const builtin: ReadonlyArray<Experiment> = [arpoVsGrpo, entropyAfterTools, attribution, betaSweep, samplers, trainers]

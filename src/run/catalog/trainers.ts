@@ -1,0 +1,46 @@
+/**
+ * The experiment `trainers`: the same ARPO run trained by the embedded (jax-js) trainer and by the
+ * PyTorch worker (workers/trainer.py). The arms differ only in their `trainer` Layer, so their reward
+ * and accuracy curves should agree within noise (not bit for bit: the float32 kernels differ). It needs
+ * `python3` with torch (ARPO_PYTHON picks the interpreter); without it the pytorch arm fails at start
+ * with the worker's error naming the missing torch. It does not install or probe anything itself.
+ */
+import * as fs from "node:fs"
+import type { Policy } from "../../model/policy.ts"
+import { defaultAdamW } from "../../model/train.ts"
+import * as Pytorch from "../../trainer/pytorch.ts"
+import { lossConfig, type RunConfig } from "../config.ts"
+import { define, type ExperimentSpec } from "../experiment.ts"
+import { arpoVsGrpoSpec } from "./arpoVsGrpo.ts"
+import { baseConfig } from "./defaults.ts"
+
+/** ARPO_PYTHON, else Debian's interpreter where it exists (a per-user shim on PATH may lack torch), else PATH's. */
+export const workerPython = (): string =>
+  process.env["ARPO_PYTHON"] ?? (fs.existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3")
+
+/** The PyTorch worker as a run's trainer, with exactly the embedded trainer's settings (src/run/layers.ts). */
+export const pytorchTrainerOf = (config: RunConfig, policy: Policy) =>
+  Pytorch.trainerOf({ python: workerPython(), adam: { ...defaultAdamW, lr: config.rl.lr, weightDecay: 0 } })(policy, {
+    loss: lossConfig(config.loss),
+    epochs: config.rl.epochs,
+    miniBatches: config.rl.miniBatches,
+    microBatchRows: config.rl.microBatchRows,
+    maxPolicyLag: config.rl.epochs * config.rl.miniBatches
+  })
+
+export const trainersSpec: ExperimentSpec = {
+  name: "trainers",
+  description: "The embedded trainer vs the PyTorch worker on the same ARPO run: reward and accuracy should agree within noise",
+  config: baseConfig,
+  profiles: {
+    // the flagship's quick settings (same cached cold start), one seed
+    quick: { seeds: [1], set: arpoVsGrpoSpec.profiles.quick.set ?? {} },
+    full: { seeds: [1, 2, 3], set: {} }
+  },
+  arms: [
+    { name: "embedded", sampler: "arpo" },
+    { name: "pytorch", sampler: "arpo", components: { trainer: pytorchTrainerOf } }
+  ]
+}
+
+export const trainers = define(trainersSpec)
