@@ -36,7 +36,7 @@ export interface Components {
   readonly sampler: (config: RunConfig, kind: SamplerKind) => Layer.Layer<Sampler, unknown, Engine | Toolbox | Events>
   /** the engine the sampler uses and the trainer that updates it, sharing `policy` */
   readonly engine: (config: RunConfig, policy: Policy) => Layer.Layer<Engine, never, Events>
-  readonly trainer: (config: RunConfig, policy: Policy) => Layer.Layer<Trainer, never, Events>
+  readonly trainer: (config: RunConfig, policy: Policy) => Layer.Layer<Trainer, unknown, Events>
 }
 
 /** The synthetic task named by the config. */

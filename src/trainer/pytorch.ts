@@ -303,11 +303,10 @@ export const layerPytorch = (
 
 /**
  * A drop-in for a run's `Components.trainer` (src/run/layers.ts): the worker trains the run's shared
- * policy, with Node's process spawner; a worker that cannot start is a defect naming the cause.
+ * policy, with Node's process spawner; a worker that cannot start fails the run with its typed error.
  */
 export const trainerOf = (options: Omit<PytorchTrainerOptions, "policy" | "checkpoint"> = {}) =>
-  (policy: Policy, train?: Partial<PolicyTrainOptions>): Layer.Layer<Trainer, never, Events> =>
+  (policy: Policy, train?: Partial<PolicyTrainOptions>): Layer.Layer<Trainer, WorkerError, Events> =>
     layerPytorch({ ...options, policy, ...(train !== undefined ? { train: { ...options.train, ...train } } : {}) }).pipe(
-      Layer.provide(NodeServices.layer),
-      Layer.orDie
+      Layer.provide(NodeServices.layer)
     )
