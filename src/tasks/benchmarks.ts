@@ -8,14 +8,13 @@
 import { Effect, Layer, Schema } from "effect"
 import { gsm8kFinal } from "../core/answer.ts"
 import { defaultDataDir, parseJsonl, parseRow, readDataText, record, scalarField, stringField, stringListField } from "./data.ts"
-import { accuracyOf, rewardOf } from "./metric.ts"
+import { datasetTask } from "./metric.ts"
 import { arpoSystemPrompt, type PromptFormat, renderPrompt } from "./systemPrompt.ts"
 import {
   type DatasetRowInvalid,
   type DatasetUnreadable,
   type Problem,
   type ProblemMeta,
-  problemsOf,
   type Split,
   Task,
   type TaskDefinition
@@ -150,8 +149,6 @@ export interface BenchmarkTask extends TaskDefinition {
 /** A benchmark as a task over already parsed rows: a test split only, scored with the paper's metric. */
 export const fromRows = (name: BenchmarkName, rows: ReadonlyArray<BenchmarkRow>, options: BenchmarkOptions = {}): BenchmarkTask => {
   const metric = benchmarkMetric[name]
-  const reward = rewardOf(metric)
-  const accuracy = accuracyOf(metric)
   const sizes = { train: 0, test: rows.length }
   const format = options.format ?? "chatml"
   const system = options.system ?? arpoSystemPrompt
@@ -171,20 +168,7 @@ export const fromRows = (name: BenchmarkName, rows: ReadonlyArray<BenchmarkRow>,
       meta: { benchmark: name, ...row.meta }
     }
   }
-  return {
-    name,
-    metric,
-    tools: ["search", "python"],
-    sizes,
-    problem,
-    problems: problemsOf(problem, sizes),
-    reward: (response, p) => reward(response, p.golds),
-    accuracy: (response, p) => accuracy(response, p.golds),
-    demonstrations: () => [],
-    corpus: [],
-    benchmark: name,
-    rows
-  }
+  return { ...datasetTask(name, metric, sizes, problem), benchmark: name, rows }
 }
 
 /** Loads a benchmark file and builds its task. */

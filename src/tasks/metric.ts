@@ -7,7 +7,7 @@ import { extractAnswer } from "../core/answer.ts"
 import { exactMatch, maxF1 } from "../core/f1.ts"
 import { mathEquivalent } from "../core/mathEquivalence.ts"
 import { arpoReward, exactMatchReward, mathReward, type RewardResult } from "../core/reward.ts"
-import type { Accuracy, Metric } from "./Task.ts"
+import { type Accuracy, type Metric, type Problem, problemsOf, type Split, type SplitSizes, type TaskDefinition } from "./Task.ts"
 
 /** The rewards a synthetic task may be configured with. */
 export type RewardChoice = "arpo" | "exact" | "math"
@@ -49,4 +49,30 @@ export const answerAccuracy = (metric: Metric, answer: string, golds: ReadonlyAr
 export const accuracyOf = (metric: Metric) => (response: string, golds: ReadonlyArray<string>): Accuracy => {
   const answer = extractAnswer(response)
   return { answer, accuracy: answer === undefined ? 0 : answerAccuracy(metric, answer, golds) }
+}
+
+/**
+ * The task over a loaded dataset (benchmark file or parquet): problems addressed by index, scored with
+ * `metric` (training reward and evaluation accuracy), with both tools allowed, no demonstrations and no corpus.
+ */
+export const datasetTask = (
+  name: string,
+  metric: Metric,
+  sizes: SplitSizes,
+  problem: (split: Split, index: number) => Problem | undefined
+): TaskDefinition => {
+  const reward = rewardOf(metric)
+  const accuracy = accuracyOf(metric)
+  return {
+    name,
+    metric,
+    tools: ["search", "python"],
+    sizes,
+    problem,
+    problems: problemsOf(problem, sizes),
+    reward: (response, p) => reward(response, p.golds),
+    accuracy: (response, p) => accuracy(response, p.golds),
+    demonstrations: () => [],
+    corpus: []
+  }
 }

@@ -9,13 +9,12 @@ import { asyncBufferFromFile, parquetReadObjects } from "hyparquet"
 import { compressors } from "hyparquet-compressors"
 import * as path from "node:path"
 import { defaultDataDir, parseRow, present, record, RowProblem, scalarField, stringField } from "./data.ts"
-import { accuracyOf, rewardOf } from "./metric.ts"
+import { datasetTask } from "./metric.ts"
 import { type PromptFormat, renderPrompt, repairEscapes } from "./systemPrompt.ts"
 import {
   type DatasetRowInvalid,
   type DatasetUnreadable,
   type Problem,
-  problemsOf,
   type Split,
   Task,
   type TaskDefinition,
@@ -105,8 +104,6 @@ export const fromRows = (
   names: Readonly<Record<Split, string>>,
   format: PromptFormat = "chatml"
 ): ArpoDataTask => {
-  const reward = rewardOf("arpo")
-  const accuracy = accuracyOf("arpo")
   const sizes = { train: rows.train.length, test: rows.test.length }
   const problem = (split: Split, index: number): Problem | undefined => {
     const row = rows[split][index]
@@ -124,19 +121,7 @@ export const fromRows = (
       meta: { file: names[split], dataSource: row.dataSource, ability: row.ability, sourceIndex: row.index }
     }
   }
-  return {
-    name: `arpo-data:${names.train}+${names.test}`,
-    metric: "arpo",
-    tools: ["search", "python"],
-    sizes,
-    problem,
-    problems: problemsOf(problem, sizes),
-    reward: (response, p) => reward(response, p.golds),
-    accuracy: (response, p) => accuracy(response, p.golds),
-    demonstrations: () => [],
-    corpus: [],
-    rows
-  }
+  return { ...datasetTask(`arpo-data:${names.train}+${names.test}`, "arpo", sizes, problem), rows }
 }
 
 /** Loads the train and test files and builds the task. */
