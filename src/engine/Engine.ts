@@ -7,6 +7,7 @@
 import { Context, type Effect, Schema } from "effect"
 import type { Key } from "../core/random.ts"
 import type { TokenId } from "../core/tokens.ts"
+import type { Message } from "../tasks/Task.ts"
 
 /** One sequence to continue. */
 export interface GenerateRequest {
@@ -64,7 +65,19 @@ export interface Tokenizer {
   readonly decode: (tokens: ReadonlyArray<TokenId>) => string
   /** the id of a special token such as "</search>", when the tokenizer has it as one token */
   readonly special: (text: string) => TokenId | undefined
+  /**
+   * The model's own chat template applied to messages, ending with the assistant's generation prompt.
+   * Present for real models (from their tokenizer files); absent for the embedded tokenizer, whose
+   * prompts are the task's rendered `prompt` text.
+   */
+  readonly chat?: (messages: ReadonlyArray<Message>) => ReadonlyArray<TokenId>
 }
+
+/** The prompt tokens of a problem for this tokenizer: its chat template when it has one, else the task's prompt text. */
+export const promptTokens = (
+  tokenizer: Tokenizer,
+  problem: { readonly prompt: string; readonly messages: ReadonlyArray<Message> }
+): ReadonlyArray<TokenId> => tokenizer.chat !== undefined ? tokenizer.chat(problem.messages) : tokenizer.encode(problem.prompt)
 
 export interface Capabilities {
   readonly entropy: "exact" | { readonly topK: number }

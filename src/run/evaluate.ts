@@ -9,7 +9,7 @@ import { Context, Effect, Layer } from "effect"
 import { derive, root } from "../core/random.ts"
 import type { TokenId } from "../core/tokens.ts"
 import { trajectories } from "../core/tree.ts"
-import { Engine } from "../engine/Engine.ts"
+import { Engine, promptTokens } from "../engine/Engine.ts"
 import { Events } from "../events/Events.ts"
 import { globalPolicy } from "../rollout/global.ts"
 import { runRollout, type RunnerEnv } from "../rollout/runner.ts"
@@ -41,7 +41,7 @@ export class Evaluator extends Context.Service<Evaluator, {
     readonly task: TaskDefinition
     readonly settings: EvalSettings
     readonly rollout: RolloutSettings
-    readonly engine: Layer.Layer<Engine, never, Events>
+    readonly engine: Layer.Layer<Engine, unknown, Events>
     readonly toolbox: Layer.Layer<Toolbox, unknown, Events>
   }): Layer.Layer<Evaluator, unknown> =>
     Layer.effect(
@@ -82,7 +82,7 @@ export const evaluateWith = (
     const started = performance.now()
     const problems = task.problems(options.split, { start: 0, count: eval_.questions })
     const tok = env.engine.tokenizer
-    const prompts: ReadonlyArray<ReadonlyArray<TokenId>> = problems.map((p) => tok.encode(p.prompt))
+    const prompts: ReadonlyArray<ReadonlyArray<TokenId>> = problems.map((p) => promptTokens(tok, p))
     const key = derive(root(options.seed), "eval", options.split)
     const greedy = yield* runRollout(env, settings("eval-greedy", 1, 0, eval_, rollout), globalPolicy(1), prompts, { step: options.step, key })
     let accuracy = 0

@@ -34,8 +34,12 @@ export interface Components {
   readonly task: (config: RunConfig) => Effect.Effect<TaskDefinition, unknown>
   readonly toolbox: (config: RunConfig, task: TaskDefinition) => Layer.Layer<Toolbox, unknown, Events>
   readonly sampler: (config: RunConfig, kind: SamplerKind) => Layer.Layer<Sampler, unknown, Engine | Toolbox | Events>
-  /** the engine the sampler uses and the trainer that updates it, sharing `policy` */
-  readonly engine: (config: RunConfig, policy: Policy) => Layer.Layer<Engine, never, Events>
+  /**
+   * the engine the sampler uses and the trainer that updates it, sharing `policy`: an engine that does
+   * not hold `policy` itself (llama.cpp, a llama-server it launches) syncs its weights from it when
+   * `policy.generation` changes; it may fail to build (a missing library, a server that never got healthy)
+   */
+  readonly engine: (config: RunConfig, policy: Policy) => Layer.Layer<Engine, unknown, Events>
   readonly trainer: (config: RunConfig, policy: Policy) => Layer.Layer<Trainer, unknown, Events>
 }
 

@@ -12,7 +12,7 @@ import { pack } from "../core/pack.ts"
 import { derive, root, uniform } from "../core/random.ts"
 import type { TokenId } from "../core/tokens.ts"
 import { type RolloutTree, trajectories } from "../core/tree.ts"
-import { Engine } from "../engine/Engine.ts"
+import { Engine, promptTokens } from "../engine/Engine.ts"
 import type { EventBody } from "../events/Event.ts"
 import { emit, type Events, withScope } from "../events/Events.ts"
 import type { ProgressBar } from "../report/progress.ts"
@@ -172,7 +172,7 @@ export const rlStep = (arm: ArmRun, step: number): Effect.Effect<StepFigures, Tr
         const p = task.problem("train", i)
         return p === undefined ? [] : [p]
       })
-      const trees = yield* sampler.sample(problems.map((p) => tok.encode(p.prompt)), { step, key: derive(root(seed), "rollout", round) })
+      const trees = yield* sampler.sample(problems.map((p) => promptTokens(tok, p)), { step, key: derive(root(seed), "rollout", round) })
       const scored = trees.map((tree, i) => scoreTree(task, tok.decode, problems[i]!, tree))
       if (round === 0) first = scored
       for (const g of scored) {

@@ -9,7 +9,7 @@
 import { Console, Effect, Layer, Schema } from "effect"
 import * as NodePath from "node:path"
 import { derive, root } from "../../core/random.ts"
-import { Engine } from "../../engine/Engine.ts"
+import { Engine, promptTokens } from "../../engine/Engine.ts"
 import type { StampedEvent } from "../../events/Event.ts"
 import { emit, Events, withScope } from "../../events/Events.ts"
 import { Policy } from "../../model/policy.ts"
@@ -332,12 +332,12 @@ const sampleArm = (spec: ExperimentSpec, run: string, arm: ResolvedArm, seed: nu
       const tok = (yield* Engine).tokenizer
       for (let step = 1; step <= steps; step++) {
         if (warmUp) {
-          yield* sampler.sample(problemsOf(step).map((p) => tok.encode(p.prompt)), { step, key: derive(root(seed), "rollout", 0) })
+          yield* sampler.sample(problemsOf(step).map((p) => promptTokens(tok, p)), { step, key: derive(root(seed), "rollout", 0) })
           continue
         }
         yield* Effect.gen(function*() {
           const problems = problemsOf(step)
-          const trees = yield* sampler.sample(problems.map((p) => tok.encode(p.prompt)), { step, key: derive(root(seed), "rollout", 0) })
+          const trees = yield* sampler.sample(problems.map((p) => promptTokens(tok, p)), { step, key: derive(root(seed), "rollout", 0) })
           const figures = batchFigures(trees.map((tree, i) => scoreTree(task, tok.decode, problems[i]!, tree)))
           yield* emit(rewardEvent(figures))
           // the first batch's trees are kept for inspection (trees/<arm>.seed<seed>.step-000001.json)
