@@ -100,7 +100,11 @@ export const TrainStep = Schema.TaggedStruct("train.step", {
   tokens: Count,
   /** mean |engine logprob − trainer logprob| over model tokens */
   logprobMismatch: Schema.Finite,
-  trainMs: Ms
+  trainMs: Ms,
+  /** truncated importance sampling (when on): mean weight min(π_trainer/π_engine, cap) over model tokens */
+  tisWeightMean: Schema.optionalKey(Schema.Finite),
+  /** truncated importance sampling (when on): share of model tokens whose weight was capped */
+  tisTruncated: Schema.optionalKey(Schema.Finite)
 })
 
 /** One supervised (cold-start) step. */
@@ -118,7 +122,11 @@ export const Evaluation = Schema.TaggedStruct("eval", {
   passAtK: Schema.Finite,
   k: Count,
   toolCallsPerQuestion: Schema.Finite,
-  evalMs: Ms
+  evalMs: Ms,
+  /** unbiased pass@k for several k from n samples per question (`"1"`, `"4"`, …), when measured */
+  passAt: Schema.optionalKey(Schema.Record(Schema.String, Schema.Finite)),
+  /** samples per question behind `passAt` */
+  samples: Schema.optionalKey(Count)
 })
 
 /** A checkpoint was written (atomically). */
