@@ -84,6 +84,37 @@ export const loadParquetRows = (
     return rows
   })
 
+/**
+ * A ground truth cut off inside a LaTeX group: its `{`/`}` (or its escaped `\{`/`\}`) do not balance,
+ * or a `}` closes before any `{` opened. Seven math rows of train_10k have such golds ("1}^N",
+ * "36\}", …): the tail of a longer expression, which no response can match, so they are dropped.
+ */
+export const truncatedGold = (text: string): boolean => {
+  let plain = 0
+  let escaped = 0
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!
+    if (c === "\\" && (text[i + 1] === "{" || text[i + 1] === "}")) {
+      escaped += text[i + 1] === "{" ? 1 : -1
+      i++
+      if (escaped < 0) return true
+    } else if (c === "{" || c === "}") {
+      plain += c === "{" ? 1 : -1
+      if (plain < 0) return true
+    }
+  }
+  return plain !== 0 || escaped !== 0
+}
+
+/** A row left out of a task, with where it came from and why. */
+export interface DroppedRow {
+  readonly split: Split
+  /** 0-based position in the file */
+  readonly row: number
+  readonly groundTruth: string
+  readonly reason: "truncated ground truth"
+}
+
 export interface ArpoDataConfig {
   /** the training file (default `train_10k`) */
   readonly train?: ParquetName
@@ -92,18 +123,32 @@ export interface ArpoDataConfig {
   readonly dataDir?: string
   /** prompt format (default `chatml`); the system text is each row's own (repaired) */
   readonly format?: PromptFormat
+  /** keep rows whose ground truth is truncated (`truncatedGold`); default false: they are dropped */
+  readonly keepTruncatedGolds?: boolean
 }
 
 export interface ArpoDataTask extends TaskDefinition {
+  /** the rows problems are drawn from (problem index i is row i here, not of the file) */
   readonly rows: Readonly<Record<Split, ReadonlyArray<ArpoRow>>>
+  /** rows of the files left out, with the reason */
+  readonly dropped: ReadonlyArray<DroppedRow>
 }
 
 /** ARPO's RL data as a task over parsed rows: the training reward (format, token F1, multi-tool bonus). */
 export const fromRows = (
-  rows: Readonly<Record<Split, ReadonlyArray<ArpoRow>>>,
+  fileRows: Readonly<Record<Split, ReadonlyArray<ArpoRow>>>,
   names: Readonly<Record<Split, string>>,
-  format: PromptFormat = "chatml"
+  format: PromptFormat = "chatml",
+  keepTruncatedGolds = false
 ): ArpoDataTask => {
+  const dropped: Array<DroppedRow> = []
+  const keep = (split: Split) =>
+    fileRows[split].filter((r, row) => {
+      if (keepTruncatedGolds || !truncatedGold(r.groundTruth)) return true
+      dropped.push({ split, row, groundTruth: r.groundTruth, reason: "truncated ground truth" })
+      return false
+    })
+  const rows = { train: keep("train"), test: keep("test") }
   const sizes = { train: rows.train.length, test: rows.test.length }
   const problem = (split: Split, index: number): Problem | undefined => {
     const row = rows[split][index]
@@ -121,7 +166,7 @@ export const fromRows = (
       meta: { file: names[split], dataSource: row.dataSource, ability: row.ability, sourceIndex: row.index }
     }
   }
-  return { ...datasetTask(`arpo-data:${names.train}+${names.test}`, "arpo", sizes, problem), rows }
+  return { ...datasetTask(`arpo-data:${names.train}+${names.test}`, "arpo", sizes, problem), rows, dropped }
 }
 
 /** Loads the train and test files and builds the task. */
@@ -132,7 +177,7 @@ export const load = (config: ArpoDataConfig = {}): Effect.Effect<ArpoDataTask, D
       loadParquetRows(names.train, config.dataDir),
       loadParquetRows(names.test, config.dataDir)
     ])
-    return fromRows({ train, test }, names, config.format)
+    return fromRows({ train, test }, names, config.format, config.keepTruncatedGolds)
   })
 
 /** The `Task` layer of ARPO's RL data. */

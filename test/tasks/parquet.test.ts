@@ -63,6 +63,29 @@ describe("ARPO parquet data", () => {
       assert.strictEqual(task.problems("test", { start: 100, count: 10 }).length, 3)
     }), 30_000)
 
+  it("flags ground truths cut off inside a LaTeX group, plain or escaped braces", () => {
+    for (const g of ["1}^N", "0}^{n-1}F_kF_{n-k-1}", "36\\}", "-5\\right\\}", "\\frac{1", "{a}}{"]) {
+      assert.isTrue(Parquet.truncatedGold(g), g)
+    }
+    for (const g of ["42", "\\frac{1}{2}", "\\{1, 2\\}", "x^{2}+\\sqrt{3}", "E. H. Shepard", "\\left\\{-5\\right\\}"]) {
+      assert.isFalse(Parquet.truncatedGold(g), g)
+    }
+  })
+
+  it.effect("drops the seven train_10k rows whose ground truth is truncated, and says which", () =>
+    Effect.gen(function*() {
+      const train = yield* rowsOf("train_10k")
+      const valid = yield* rowsOf("valid")
+      const task = Parquet.fromRows({ train, test: valid }, { train: "train_10k", test: "valid" })
+      assert.deepStrictEqual(task.dropped.map((d) => d.row), [386, 531, 889, 3301, 6422, 7947, 9203])
+      assert.deepStrictEqual(task.sizes, { train: 9993, test: 180 })
+      assert.isFalse(task.rows.train.some((r) => Parquet.truncatedGold(r.groundTruth)))
+      // problem 386 is the file's row 387 once row 386 is gone
+      assert.strictEqual(task.problem("train", 386)!.golds[0], train[387]!.groundTruth)
+      const kept = Parquet.fromRows({ train, test: valid }, { train: "train_10k", test: "valid" }, "chatml", true)
+      assert.deepStrictEqual([kept.sizes.train, kept.dropped.length], [10000, 0])
+    }), 30_000)
+
   it.effect("names the file and row of a malformed row", () =>
     Effect.gen(function*() {
       const noTruth = { data_source: "x", prompt: [{ role: "user", content: "q" }], reward_model: {}, extra_info: { index: 0n } }
