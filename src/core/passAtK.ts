@@ -8,9 +8,15 @@
 /** pass@k asked for counts it is not defined on (k outside 1…n, c outside 0…n, non-integers). */
 export class PassAtKOutOfRange extends RangeError {
   readonly _tag = "PassAtKOutOfRange"
-  constructor(readonly n: number, readonly c: number, readonly k: number, reason: string) {
+  readonly n: number
+  readonly c: number
+  readonly k: number
+  constructor(n: number, c: number, k: number, reason: string) {
     super(`pass@k with n=${n} samples, c=${c} correct, k=${k}: ${reason}`)
     this.name = "PassAtKOutOfRange"
+    this.n = n
+    this.c = c
+    this.k = k
   }
 }
 
