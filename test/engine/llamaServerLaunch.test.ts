@@ -52,9 +52,9 @@ describe("llama-server launcher", () => {
       let pid = -1
       const t0 = Date.now()
       yield* Effect.scoped(Effect.gen(function*() {
-        const server = yield* LlamaServer.launch(fake(["--fake-healthy-after-ms", "300"]))
+        const server = yield* LlamaServer.launch(fake(["--fake-healthy-after-ms", "200"]))
         const waited = Date.now() - t0
-        assert.isAtLeast(waited, 300)
+        assert.isAtLeast(waited, 200)
         assert.match(server.url, /^http:\/\/127\.0\.0\.1:\d+$/)
         pid = yield* server.pid
         assert.isTrue(alive(pid))
@@ -79,10 +79,11 @@ describe("llama-server launcher", () => {
 
   it.live("a server that never gets healthy fails with a timeout and is stopped", () =>
     Effect.gen(function*() {
-      const f = yield* Effect.flip(Effect.scoped(LlamaServer.launch(fake(["--fake-never-healthy"], { startTimeout: "400 millis" }))))
+      const f = yield* Effect.flip(Effect.scoped(LlamaServer.launch(fake(["--fake-never-healthy"], { startTimeout: "1 second" }))))
       assert.strictEqual(f.reason, "timeout")
-      assert.include(f.message, "HTTP 503")
-      assert.include(f.stderrTail, "listening on")
+      assert.include(f.message, "did not answer 200 on /health within 1000 ms")
+      // (on a loaded machine Node may still be starting when the time is up; then nothing answered yet)
+      if (f.stderrTail.includes("listening on")) assert.include(f.message, "HTTP 503")
       assert.isFalse(alive(f.pid!))
     }).pipe(withSpawner))
 
