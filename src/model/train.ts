@@ -126,6 +126,18 @@ const makeGradFn = (c: ModelConfig, objective: PolicyLossConfig | "sft"): GradFn
   return jit(valueAndGrad(f, { hasAux: true })) as unknown as GradFn
 }
 
+type ScoreFn = OwnedFunction<(p: Params, tokens: np.Array, cos: np.Array, sin: np.Array) => np.Array>
+
+/** The jit-compiled teacher-forced log-probs [B,T] of a batch (no gradient; one compile per shape). */
+const makeScoreFn = (c: ModelConfig): ScoreFn =>
+  jit((p: Params, tokens: np.Array, cos: np.Array, sin: np.Array) => {
+    const logits = forwardLogits(c, p, tokens.ref, cos, sin)
+    const { logp, entropy } = tokenLogprobs(logits, tokens, c.vocab)
+    disposeParams(p)
+    entropy.dispose()
+    return logp
+  }) as unknown as ScoreFn
+
 type NormFn = OwnedFunction<(g: Params) => np.Array>
 type AdamFn = OwnedFunction<(p: Params, g: Params, m: Params, v: Params, hyper: np.Array) => { p: Params; m: Params; v: Params }>
 
@@ -193,6 +205,7 @@ export class Learner {
   private readonly gradFns = new Map<string, GradFn>()
   private readonly normFn: NormFn
   private readonly adamFn: AdamFn
+  private scoreFn: ScoreFn | undefined
   private readonly dtype: np.DType
   private disposed = false
 
@@ -342,6 +355,28 @@ export class Learner {
     return { ...mine, grad, value }
   }
 
+  /**
+   * The current weights' teacher-forced log-probs of each sequence (entry t: token t given tokens < t;
+   * entry 0 is 0), without a gradient: the trainer's own π_old for truncated importance sampling. The
+   * rows are packed as `policyStep` packs them (same buckets, same compiled forward shapes).
+   */
+  logprobs(seqs: ReadonlyArray<{ readonly tokens: ReadonlyArray<number> }>, microRows: number, pad: number): Array<Float64Array> {
+    const f = (this.scoreFn ??= makeScoreFn(this.policy.config))
+    const rows = seqs.map((s) => ({ tokens: s.tokens, lossMask: [] }))
+    const mbs = packMicroBatches(rows, () => 0, microRows, this.policy.config.context, pad)
+    const out: Array<Float64Array> = []
+    for (const mb of mbs) {
+      const [B, T] = [mb.rows, mb.length]
+      const [cos, sin] = ropePrefix(this.rope, T)
+      const lp = f(refParams(this.policy.params), np.array(mb.tokens, { shape: [B, T], dtype: np.int32 }), cos, sin).dataSync()
+      for (let b = 0; b < mb.realRows; b++) {
+        const n = seqs[out.length]!.tokens.length
+        out.push(Float64Array.from(lp.subarray(b * T, b * T + n) as ArrayLike<number>))
+      }
+    }
+    return out
+  }
+
   /** Clips and applies a gradient (consumes it); returns the pre-clip global norm. */
   apply(grad: Params): number {
     const a = this.adam
@@ -446,6 +481,7 @@ export class Learner {
     this.rope.cos.dispose()
     this.rope.sin.dispose()
     for (const f of this.gradFns.values()) f.dispose()
+    this.scoreFn?.dispose()
     this.normFn.dispose()
     this.adamFn.dispose()
   }

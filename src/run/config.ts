@@ -12,6 +12,7 @@ import { AttributionMode } from "../core/attribution.ts"
 import { Aggregation, KlEstimator, type PolicyLossConfig } from "../core/loss.ts"
 import { ModelConfig, validateConfig } from "../model/config.ts"
 import { ArpoMode } from "../rollout/config.ts"
+import type { TisOptions } from "../trainer/Trainer.ts"
 
 const Int = (min: number) => Schema.Int.pipe(Schema.check(Schema.isGreaterThanOrEqualTo(min)))
 const Positive = Schema.Finite.pipe(Schema.check(Schema.isGreaterThan(0)))
@@ -78,7 +79,13 @@ export const LossSettings = Schema.Struct({
   balancedClip: Schema.Boolean,
   klCoef: NonNegative,
   klEstimator: KlEstimator,
-  aggregation: Aggregation
+  aggregation: Aggregation,
+  /**
+   * truncated importance sampling cap C (typically 2): weight each model token by
+   * min(π_trainer/π_engine, C) against the engine/trainer mismatch of a separate inference engine
+   * (src/core/tis.ts); 0 turns it off (the embedded engine samples from the trainer's own model)
+   */
+  tisCap: NonNegative
 })
 export type LossSettings = typeof LossSettings.Type
 
@@ -251,6 +258,9 @@ export const lossConfig = (s: LossSettings): PolicyLossConfig => ({
   klEstimator: s.klEstimator,
   aggregation: s.aggregation
 })
+
+/** The trainers' TIS option from the settings (tisCap 0 → off: no option at all). */
+export const tisOf = (s: LossSettings): TisOptions | undefined => (s.tisCap > 0 ? { cap: s.tisCap } : undefined)
 
 /** A stable JSON text (sorted keys) for hashing and comparing configs. */
 export const stableJson = (value: unknown): string =>

@@ -24,7 +24,7 @@ import * as Search from "../tools/search.ts"
 import { Toolbox } from "../tools/Toolbox.ts"
 import type { Trainer } from "../trainer/Trainer.ts"
 import * as EmbeddedTrainer from "../trainer/embedded.ts"
-import { lossConfig, type RunConfig } from "./config.ts"
+import { lossConfig, type RunConfig, tisOf } from "./config.ts"
 
 /** The built-in samplers an arm can name. */
 export type SamplerKind = "global" | "arpo" | "aepo" | "random-branch"
@@ -111,7 +111,8 @@ export const embeddedTrainerOf = (config: RunConfig, policy: Policy): Layer.Laye
       miniBatches: config.rl.miniBatches,
       microBatchRows: config.rl.microBatchRows,
       // every mini-batch after the first trains on samples one version old
-      maxPolicyLag: config.rl.epochs * config.rl.miniBatches
+      maxPolicyLag: config.rl.epochs * config.rl.miniBatches,
+      tis: tisOf(config.loss)
     }
   })
 

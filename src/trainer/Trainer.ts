@@ -7,7 +7,21 @@
 import { Context, type Effect, Schema } from "effect"
 import { type InvalidTrainBatch, type TrainBatch, type TrainSequence, validateBatch } from "../core/batch.ts"
 import type { PolicyLossConfig } from "../core/loss.ts"
+import { addTallies, applyTisBatch, emptyTally, type TisTally, tisEnabled, tisFigures } from "../core/tis.ts"
 import type { TokenId } from "../core/tokens.ts"
+
+/**
+ * Truncated importance sampling against the engine/trainer log-prob mismatch (src/core/tis.ts,
+ * docs/core-math-losses.md §TIS). The batch's `oldLogprobs` are the ENGINE's; with this on, the trainer
+ * first recomputes π_old with its own forward pass (no gradient, before any update of this call), trains
+ * PPO against that, and weights each model token's policy-gradient term by
+ * `min(exp(logπ_trainer − logπ_engine), cap)`. Worth it when the engine is not the trainer's own model
+ * (llama.cpp, vLLM: other kernels, precision, quantization); with the embedded engine the two agree.
+ */
+export interface TisOptions {
+  /** C: the weight is capped from above at this (verl "truncate", typically 2); ≤ 0 turns TIS off */
+  readonly cap: number
+}
 
 /** How one `train` call turns a batch into optimizer steps. */
 export interface PolicyTrainOptions {
@@ -21,6 +35,8 @@ export interface PolicyTrainOptions {
   readonly microBatchRows: number
   /** refuse sequences sampled more than this many versions ago */
   readonly maxPolicyLag: number
+  /** truncated importance sampling (absent or cap ≤ 0: off, the batch's old log-probs are used as they are) */
+  readonly tis?: TisOptions | undefined
 }
 
 /** Figures of one optimizer step (the `train.step` event carries the same). */
@@ -31,8 +47,16 @@ export interface TrainStepReport {
   readonly kl: number
   readonly entropy: number
   readonly tokens: number
+  /**
+   * mean |engine − trainer log-prob| over the mini-batch's model tokens, measured before this call's
+   * first update (with TIS on: the batch's engine log-probs against the trainer's π_old pass)
+   */
   readonly logprobMismatch: number
   readonly trainMs: number
+  /** with TIS on: the mean weight over the mini-batch's model tokens */
+  readonly tisWeightMean?: number
+  /** with TIS on: the share of the mini-batch's model tokens whose weight was capped */
+  readonly tisTruncated?: number
 }
 
 export interface TrainReport {
@@ -108,13 +132,49 @@ export const admitBatch = (
   return undefined
 }
 
-/** The batch split in order into `count` mini-batches (the last may be shorter): one optimizer step each. */
-export const miniBatches = (
-  sequences: ReadonlyArray<TrainSequence>,
-  count: number
-): ReadonlyArray<ReadonlyArray<TrainSequence>> => {
+/**
+ * The batch split in order into `count` mini-batches (the last may be shorter): one optimizer step each.
+ * Generic so that per-sequence side data (TIS tallies) splits the same way as the sequences.
+ */
+export const miniBatches = <A = TrainSequence>(sequences: ReadonlyArray<A>, count: number): ReadonlyArray<ReadonlyArray<A>> => {
   const per = Math.ceil(sequences.length / Math.max(1, count))
-  const out: Array<ReadonlyArray<TrainSequence>> = []
+  const out: Array<ReadonlyArray<A>> = []
   for (let i0 = 0; i0 < sequences.length; i0 += per) out.push(sequences.slice(i0, i0 + per))
   return out
+}
+
+/** One optimizer step's sequences and, with TIS on, their tallies. */
+export interface MiniBatchPlan {
+  readonly sequences: ReadonlyArray<TrainSequence>
+  readonly tallies: ReadonlyArray<TisTally> | undefined
+}
+
+/**
+ * The mini-batches of one `train` call. With `trainerOld` (the trainer's own log-probs of every sequence,
+ * computed before any update) and TIS on for `tis`, each sequence is rewritten by `applyTis` first, so
+ * every epoch and mini-batch trains against the same pre-update π_old. Throws RangeError for
+ * misaligned or non-finite log-probs.
+ */
+export const planMiniBatches = (
+  sequences: ReadonlyArray<TrainSequence>,
+  count: number,
+  tis: TisOptions | undefined,
+  trainerOld: ReadonlyArray<ArrayLike<number>> | undefined
+): ReadonlyArray<MiniBatchPlan> => {
+  const cap = tis?.cap
+  if (trainerOld === undefined || !tisEnabled(cap)) return miniBatches(sequences, count).map((s) => ({ sequences: s, tallies: undefined }))
+  const applied = applyTisBatch(sequences, trainerOld, cap)
+  const tallies = miniBatches(applied.tallies, count)
+  return miniBatches(applied.sequences, count).map((s, k) => ({ sequences: s, tallies: tallies[k] }))
+}
+
+/**
+ * A step's report with the TIS figures of its mini-batch (the sum of its sequences' tallies): the mean
+ * weight, the truncated share, and `logprobMismatch` as engine vs trainer (the trainer's own first-pass
+ * mismatch is ~0 under TIS, since π_old is its own). Without tallies (TIS off) the report is unchanged.
+ */
+export const withTisFigures = (step: TrainStepReport, tallies: ReadonlyArray<TisTally> | undefined): TrainStepReport => {
+  if (tallies === undefined) return step
+  const f = tisFigures(tallies.reduce(addTallies, emptyTally))
+  return { ...step, logprobMismatch: f.logprobMismatch, tisWeightMean: f.tisWeightMean, tisTruncated: f.tisTruncated }
 }

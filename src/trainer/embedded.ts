@@ -8,6 +8,7 @@
 import { Effect, Layer, type Scope } from "effect"
 import type { TrainBatch } from "../core/batch.ts"
 import { defaultPolicyLossConfig, normalizer } from "../core/loss.ts"
+import { tisEnabled } from "../core/tis.ts"
 import { Events } from "../events/Events.ts"
 import { readCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
 import { GradPool } from "../model/parallel.ts"
@@ -20,10 +21,11 @@ import {
   CheckpointFailure,
   type PolicyTrainOptions,
   admitBatch,
-  miniBatches,
+  planMiniBatches,
   Trainer,
   TrainerFailure,
-  type TrainStepReport
+  type TrainStepReport,
+  withTisFigures
 } from "./Trainer.ts"
 
 export interface EmbeddedTrainerOptions {
@@ -71,15 +73,21 @@ export const make = (policy: Policy, options: EmbeddedTrainerOptions = {}): Effe
         const current = policy.version
         const refused = admitBatch(batch, current, o.maxPolicyLag)
         if (refused) return yield* Effect.fail(refused)
+        // TIS: π_old from the trainer's own forward, once, before any update of this call
+        const trainerOld = tisEnabled(o.tis?.cap)
+          ? yield* Effect.try({ try: () => learner.logprobs(batch.sequences, o.microBatchRows, pad), catch: fail })
+          : undefined
+        const plan = yield* Effect.try({ try: () => planMiniBatches(batch.sequences, o.miniBatches, o.tis, trainerOld), catch: fail })
         const steps: Array<TrainStepReport> = []
         for (let epoch = 0; epoch < o.epochs; epoch++) {
-          for (const mini of miniBatches(batch.sequences, o.miniBatches)) {
+          for (const { sequences: mini, tallies } of plan) {
             const norm = normalizer({ sequences: mini })
             const s = pool
               ? yield* Effect.tryPromise({ try: () => learner.policyStepParallel(pool, mini, o.loss, norm, o.microBatchRows, pad), catch: fail })
               : yield* Effect.try({ try: () => learner.policyStep(mini, o.loss, norm, o.microBatchRows, pad), catch: fail })
-            steps.push(s)
-            yield* events.emit({ _tag: "train.step", ...s })
+            const step = withTisFigures(s, tallies)
+            steps.push(step)
+            yield* events.emit({ _tag: "train.step", ...step })
           }
         }
         policy.setVersion(current + 1)

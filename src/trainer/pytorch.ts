@@ -15,6 +15,7 @@ import { type Duration, Effect, Layer, Ref, Schema, type Scope, Semaphore } from
 import type { ChildProcessSpawner } from "effect/process"
 import type { TrainBatch, TrainSequence } from "../core/batch.ts"
 import { type Normalizer, normalizer, type PolicyLossConfig } from "../core/loss.ts"
+import { tisEnabled } from "../core/tis.ts"
 import { Events } from "../events/Events.ts"
 import { readCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
 import { toDevice } from "../model/params.ts"
@@ -28,10 +29,11 @@ import {
   type PolicyTrainOptions,
   type SftBatch,
   admitBatch,
-  miniBatches,
+  planMiniBatches,
   Trainer,
   TrainerFailure,
-  type TrainStepReport
+  type TrainStepReport,
+  withTisFigures
 } from "./Trainer.ts"
 import { spawnWorker, type WorkerError, type WorkerOptions, type WorkerSession } from "./workerSession.ts"
 
@@ -243,9 +245,17 @@ export const make = (
         const current = yield* Ref.get(version)
         const refused = admitBatch(batch, current, o.maxPolicyLag)
         if (refused) return yield* Effect.fail(refused)
+        // TIS: π_old from the worker's own forward (its no-grad logprobs op), once, before any update
+        const trainerOld = tisEnabled(o.tis?.cap)
+          ? (yield* worker.logprobs(batch.sequences.map((s) => s.tokens)).pipe(Effect.mapError(trainerFailure))).logprobs
+          : undefined
+        const plan = yield* Effect.try({
+          try: () => planMiniBatches(batch.sequences, o.miniBatches, o.tis, trainerOld),
+          catch: (e) => new TrainerFailure({ adapter, message: `pytorch trainer: ${e instanceof Error ? e.message : String(e)}` })
+        })
         const steps: Array<TrainStepReport> = []
         for (let epoch = 0; epoch < o.epochs; epoch++) {
-          for (const mini of miniBatches(batch.sequences, o.miniBatches)) {
+          for (const { sequences: mini, tallies } of plan) {
             const r = yield* worker.trainStep(mini, o.loss, normalizer({ sequences: mini }), { microBatchRows: o.microBatchRows }).pipe(
               Effect.mapError(trainerFailure)
             )
@@ -259,8 +269,9 @@ export const make = (
               logprobMismatch: r.logprobMismatch,
               trainMs: r.trainMs
             }
-            steps.push(s)
-            yield* events.emit({ _tag: "train.step", ...s })
+            const step = withTisFigures(s, tallies)
+            steps.push(step)
+            yield* events.emit({ _tag: "train.step", ...step })
           }
         }
         yield* Ref.set(version, current + 1)

@@ -23,7 +23,7 @@ export const baseConfig: RunConfigJson = {
     maxRefills: 2
   },
   advantage: { estimator: "grpo", attribution: "soft", eps: 1e-6 },
-  loss: { clipLow: 0.2, clipHigh: 0.2, dualClip: 3, balancedClip: false, klCoef: 0, klEstimator: "k3", aggregation: "token-mean" },
+  loss: { clipLow: 0.2, clipHigh: 0.2, dualClip: 3, balancedClip: false, klCoef: 0, klEstimator: "k3", aggregation: "token-mean", tisCap: 0 },
   rollout: {
     budget: 8,
     callLimit: 2,
