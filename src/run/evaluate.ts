@@ -1,11 +1,13 @@
 /**
- * Held-out evaluation: greedy accuracy (top-p 0) and sampled pass@k on the first `questions` problems
- * of a split, with tool calls per question, using the task's evaluation metric (`task.accuracy`).
- * The Evaluator builds its own engine and toolbox over the same policy with events discarded, so
- * evaluation rollouts do not mix with the training figures; the loop emits one `eval` event instead.
- * It does not train or checkpoint.
+ * Held-out evaluation: greedy accuracy (temperature 0) and, from n sampled responses per question, the
+ * unbiased pass@k for several k (src/core/passAtK.ts), with tool calls per question, using the task's
+ * evaluation metric (`task.accuracy`). The Evaluator builds its own engine and toolbox over the same
+ * policy with events discarded, so evaluation rollouts do not mix with the training figures; the loop
+ * emits one `eval` event instead. Also the tools a benchmark evaluation offers. It does not train or checkpoint.
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Schema } from "effect"
+import type { ChildProcessSpawner } from "effect/process"
+import { meanPassAtK, passAtKs, type SampleCount } from "../core/passAtK.ts"
 import { derive, root } from "../core/random.ts"
 import type { TokenId } from "../core/tokens.ts"
 import { trajectories } from "../core/tree.ts"
@@ -14,6 +16,12 @@ import { Events } from "../events/Events.ts"
 import { globalPolicy } from "../rollout/global.ts"
 import { runRollout, type RunnerEnv } from "../rollout/runner.ts"
 import type { Split, TaskDefinition } from "../tasks/Task.ts"
+import * as Calculator from "../tools/calculator.ts"
+import type { SandboxUnavailable, SearchCacheUnreadable } from "../tools/errors.ts"
+import * as Python from "../tools/python.ts"
+import { make as makeSandbox, Sandbox } from "../tools/sandbox.ts"
+import * as Search from "../tools/search.ts"
+import type { Tool } from "../tools/Tool.ts"
 import { Toolbox } from "../tools/Toolbox.ts"
 import type { EvalSettings, RolloutSettings } from "./config.ts"
 
@@ -22,13 +30,56 @@ export interface EvalFigures {
   readonly questions: number
   /** mean task accuracy of the greedy response */
   readonly accuracyGreedy: number
-  /** share of questions with at least one fully correct response among k samples (temperature 1) */
+  /** unbiased pass@k at k = `k` from `samples` responses per question (with samples = k: the share of
+   *  questions with at least one fully correct response among k samples) */
   readonly passAtK: number
   readonly k: number
   /** executed tool calls per question in the greedy responses */
   readonly toolCallsPerQuestion: number
   readonly evalMs: number
+  /** unbiased pass@k for each k asked (keys `"1"`, `"4"`, …), from `samples` responses per question */
+  readonly passAt: Record<string, number>
+  /** sampled responses per question behind `passAt` and `passAtK` */
+  readonly samples: number
 }
+
+/** One question's outcome, for reports and JSON output (not part of the `eval` event). */
+export interface QuestionOutcome {
+  readonly id: string
+  readonly greedyAccuracy: number
+  readonly greedyToolCalls: number
+  /** fully correct sampled responses, of `samples` */
+  readonly correct: number
+  readonly samples: number
+}
+
+export interface EvalDetail {
+  readonly figures: EvalFigures
+  readonly perQuestion: ReadonlyArray<QuestionOutcome>
+  /** trajectories the engine failed on (after retries): counted as wrong; non-zero means look at the engine */
+  readonly failedGreedy: number
+  readonly failedSampled: number
+  /** executed tool calls per sampled response */
+  readonly toolCallsPerSample: number
+}
+
+export interface EvalOptions {
+  readonly split: Split
+  readonly seed: number
+  readonly step: number
+  /** sampled responses per question (default: `settings.k`); at least every k of `ks` and `settings.k` */
+  readonly samples?: number
+  /** the k of the reported pass@k (default: 1 and `settings.k`) */
+  readonly ks?: ReadonlyArray<number>
+  /** sampling temperature and top-p of the sampled responses (default 1 and 1, as in training) */
+  readonly temperature?: number
+  readonly topP?: number
+}
+
+/** Evaluation options that cannot be met (a k above the samples, a temperature ≤ 0, …). */
+export class EvalOptionsInvalid extends Schema.TaggedError<EvalOptionsInvalid>()("EvalOptionsInvalid", {
+  message: Schema.String
+}) {}
 
 export class Evaluator extends Context.Service<Evaluator, {
   readonly evaluate: (options: { readonly split: Split; readonly seed: number; readonly step: number }) => Effect.Effect<EvalFigures>
@@ -53,13 +104,19 @@ export class Evaluator extends Context.Service<Evaluator, {
     ).pipe(Layer.provide(Layer.mergeAll(Layer.fresh(options.engine), Layer.fresh(options.toolbox)).pipe(Layer.provideMerge(Events.layerDiscard))))
 }
 
-const settings = (name: string, budget: number, topP: number, eval_: EvalSettings, rollout: RolloutSettings) => ({
+const settings = (
+  name: string,
+  budget: number,
+  sampling: { readonly temperature: number; readonly topP: number },
+  eval_: EvalSettings,
+  rollout: Pick<RolloutSettings, "callLimit" | "window">
+) => ({
   sampler: name,
   budget,
   callLimit: rollout.callLimit,
   maxResponseTokens: eval_.maxResponseTokens,
-  temperature: 1,
-  topP,
+  temperature: sampling.temperature,
+  topP: sampling.topP,
   toolConcurrency: 8,
   toolTimeoutMs: 10_000,
   engineRetries: 0,
@@ -67,46 +124,179 @@ const settings = (name: string, budget: number, topP: number, eval_: EvalSetting
   emitEvents: false
 })
 
+/**
+ * Greedy decoding as every engine understands it: temperature 0 (argmax on the embedded engine; vLLM,
+ * SGLang and llama-server decode greedily at temperature 0, while vLLM rejects top-p 0).
+ */
+export const greedySampling = { temperature: 0, topP: 1 } as const
+
 /** A response is fully correct when its accuracy is 1 (exact for 0/1 metrics, F1 = 1 for token F1). */
 export const isCorrect = (accuracy: number): boolean => accuracy >= 1 - 1e-9
 
-/** Evaluate the current weights of `env.engine` on `split`. */
-export const evaluateWith = (
+/** The k reported by default: 1 and the settings' k. */
+export const defaultKs = (k: number): ReadonlyArray<number> => (k === 1 ? [1] : [1, k])
+
+/** Checks samples ≥ every k ≥ 1 and the sampling settings; the message names the option. */
+export const checkEvalOptions = (
+  k: number,
+  options: Pick<EvalOptions, "samples" | "ks" | "temperature" | "topP">
+): EvalOptionsInvalid | undefined => {
+  const samples = options.samples ?? k
+  const ks = options.ks ?? defaultKs(k)
+  const bad = (message: string) => new EvalOptionsInvalid({ message })
+  if (!Number.isSafeInteger(samples) || samples < 1) return bad(`samples ${samples}: give an integer ≥ 1`)
+  if (ks.length === 0) return bad("k: give at least one k")
+  for (const x of [...ks, k]) {
+    if (!Number.isSafeInteger(x) || x < 1) return bad(`k ${x}: give integers ≥ 1`)
+    if (x > samples) return bad(`k ${x} is above the ${samples} samples per question: pass@k needs n ≥ k samples (raise the samples)`)
+  }
+  const t = options.temperature ?? 1
+  if (!(t > 0) || !Number.isFinite(t)) return bad(`temperature ${t}: sampled responses need a temperature > 0 (greedy is measured separately)`)
+  const p = options.topP ?? 1
+  if (!(p > 0 && p <= 1)) return bad(`top-p ${p}: give a number in (0, 1]`)
+  return undefined
+}
+
+/** Evaluate the current weights of `env.engine` on `split`, with every per-question outcome. */
+export const evaluateDetailed = (
   env: RunnerEnv,
   task: TaskDefinition,
   eval_: EvalSettings,
-  rollout: RolloutSettings,
-  options: { readonly split: Split; readonly seed: number; readonly step: number }
-): Effect.Effect<EvalFigures> =>
+  rollout: Pick<RolloutSettings, "callLimit" | "window">,
+  options: EvalOptions
+): Effect.Effect<EvalDetail, EvalOptionsInvalid> =>
   Effect.gen(function*() {
+    const invalid = checkEvalOptions(eval_.k, options)
+    if (invalid !== undefined) return yield* invalid
+    const samples = options.samples ?? eval_.k
+    const ks = [...new Set(options.ks ?? defaultKs(eval_.k))].sort((a, b) => a - b)
     const started = performance.now()
     const problems = task.problems(options.split, { start: 0, count: eval_.questions })
     const tok = env.engine.tokenizer
     const prompts: ReadonlyArray<ReadonlyArray<TokenId>> = problems.map((p) => promptTokens(tok, p))
     const key = derive(root(options.seed), "eval", options.split)
-    const greedy = yield* runRollout(env, settings("eval-greedy", 1, 0, eval_, rollout), globalPolicy(1), prompts, { step: options.step, key })
-    let accuracy = 0
-    let calls = 0
-    greedy.trees.forEach((tree, i) => {
-      calls += tree.nodes.filter((n) => n.kind === "tool").length
-      for (const t of trajectories(tree)) accuracy += task.accuracy(tok.decode(t.tokens.slice(t.responseStart)), problems[i]!).accuracy
-    })
-    const sampled = yield* runRollout(env, settings("eval-sampled", eval_.k, 1, eval_, rollout), globalPolicy(eval_.k), prompts, {
+    const greedy = yield* runRollout(env, settings("eval-greedy", 1, greedySampling, eval_, rollout), globalPolicy(1), prompts, { step: options.step, key })
+    const sampling = { temperature: options.temperature ?? 1, topP: options.topP ?? 1 }
+    const sampled = yield* runRollout(env, settings("eval-sampled", samples, sampling, eval_, rollout), globalPolicy(samples), prompts, {
       step: options.step,
       key: derive(key, "pass@k")
     })
-    let passed = 0
-    sampled.trees.forEach((tree, i) => {
-      if (trajectories(tree).some((t) => isCorrect(task.accuracy(tok.decode(t.tokens.slice(t.responseStart)), problems[i]!).accuracy))) passed++
+    const perQuestion: Array<QuestionOutcome> = problems.map((problem, i) => {
+      const g = greedy.trees[i]!
+      let greedyAccuracy = 0
+      for (const t of trajectories(g)) greedyAccuracy += task.accuracy(tok.decode(t.tokens.slice(t.responseStart)), problem).accuracy
+      const responses = trajectories(sampled.trees[i]!)
+      const correct = responses.filter((t) => isCorrect(task.accuracy(tok.decode(t.tokens.slice(t.responseStart)), problem).accuracy)).length
+      return {
+        id: problem.id,
+        greedyAccuracy,
+        greedyToolCalls: g.nodes.filter((n) => n.kind === "tool").length,
+        correct,
+        samples: responses.length
+      }
     })
+    // a trajectory missing from a tree (none expected) counts as a wrong sample, so n stays `samples`
+    const counts: ReadonlyArray<SampleCount> = perQuestion.map((q) => ({ n: samples, c: Math.min(q.correct, samples) }))
     const n = problems.length
+    const mean = (f: (q: QuestionOutcome) => number) => (n === 0 ? 0 : perQuestion.reduce((a, q) => a + f(q), 0) / n)
+    const sampledCalls = sampled.trees.reduce((a, t) => a + t.nodes.filter((x) => x.kind === "tool").length, 0)
     return {
-      split: options.split,
-      questions: n,
-      accuracyGreedy: n === 0 ? 0 : accuracy / n,
-      passAtK: n === 0 ? 0 : passed / n,
-      k: eval_.k,
-      toolCallsPerQuestion: n === 0 ? 0 : calls / n,
-      evalMs: performance.now() - started
+      figures: {
+        split: options.split,
+        questions: n,
+        accuracyGreedy: mean((q) => q.greedyAccuracy),
+        passAtK: meanPassAtK(counts, eval_.k),
+        k: eval_.k,
+        toolCallsPerQuestion: mean((q) => q.greedyToolCalls),
+        evalMs: performance.now() - started,
+        passAt: passAtKs(counts, ks),
+        samples
+      },
+      perQuestion,
+      failedGreedy: greedy.stats.failedTrajectories,
+      failedSampled: sampled.stats.failedTrajectories,
+      toolCallsPerSample: n === 0 ? 0 : sampledCalls / (n * samples)
     }
+  })
+
+/** Evaluate the current weights of `env.engine` on `split` (samples = k; pass@1 and pass@k). */
+export const evaluateWith = (
+  env: RunnerEnv,
+  task: TaskDefinition,
+  eval_: EvalSettings,
+  rollout: Pick<RolloutSettings, "callLimit" | "window">,
+  options: { readonly split: Split; readonly seed: number; readonly step: number }
+): Effect.Effect<EvalFigures> =>
+  // with the settings' own k and samples = k the options are valid by construction (k ≥ 1 by the config Schema)
+  evaluateDetailed(env, task, eval_, rollout, { split: options.split, seed: options.seed, step: options.step }).pipe(
+    Effect.map((d) => d.figures),
+    Effect.orDie
+  )
+
+// ---- the tools of a benchmark evaluation ----
+
+/**
+ * `<python>`: "sandbox" runs the model's code in the python sandbox (src/tools/sandbox.ts) and fails
+ * when the machine cannot provide it; "calculator" answers with the safe calculator (arithmetic only);
+ * "auto" takes the sandbox when it is available, else the calculator, and says so.
+ * `<search>`: "cache" answers from ARPO's search cache (exact query, then BM25 over all its cached
+ * snippets); "none" answers every query with "No search results found.".
+ */
+export interface BenchmarkToolsOptions {
+  readonly python: "auto" | "sandbox" | "calculator"
+  readonly search: "cache" | "none"
+  /** the search cache file (default: ../shared/data/arpo/search_cache.json) */
+  readonly searchCache?: string
+  /** tool calls per response, all tools together */
+  readonly callLimit: number
+}
+
+export interface BenchmarkTools {
+  readonly toolbox: Layer.Layer<Toolbox, unknown, Events>
+  /** one line per tool saying what answers it (printed with the results) */
+  readonly description: ReadonlyArray<string>
+}
+
+/** The Toolbox of a benchmark task (its `tools`), with a line per tool saying what really answers it. */
+export const benchmarkTools = (
+  task: Pick<TaskDefinition, "tools">,
+  options: BenchmarkToolsOptions
+): Effect.Effect<BenchmarkTools, SandboxUnavailable | SearchCacheUnreadable, ChildProcessSpawner.ChildProcessSpawner> =>
+  Effect.gen(function*() {
+    const tools: Array<Tool> = []
+    const description: Array<string> = []
+    for (const name of task.tools) {
+      if (name === "python") {
+        if (options.python === "calculator") {
+          tools.push(Calculator.tool({ name }))
+          description.push(`<python>: the calculator (arithmetic expressions only; --python calculator)`)
+          continue
+        }
+        const sandbox = yield* makeSandbox().pipe(
+          Effect.map((s) => ({ _tag: "ok", sandbox: s } as const)),
+          Effect.catch((e) => options.python === "sandbox" ? Effect.fail(e) : Effect.succeed({ _tag: "unavailable", reason: e.reason } as const))
+        )
+        if (sandbox._tag === "ok") {
+          tools.push(yield* Python.tool({ name }).pipe(Effect.provideService(Sandbox, sandbox.sandbox)))
+          description.push(`<python>: python3 in the sandbox (namespaces, unprivileged user, limits)`)
+        } else {
+          tools.push(Calculator.tool({ name }))
+          description.push(`<python>: the calculator (arithmetic only), because the python sandbox is unavailable: ${sandbox.reason}`)
+        }
+      } else if (name === "search") {
+        if (options.search === "none") {
+          tools.push(Search.tool([], { name }))
+          description.push(`<search>: no search backend (--search none): every query gets "${Search.NO_RESULTS}"`)
+          continue
+        }
+        const path = options.searchCache ?? Search.defaultCachePath
+        const cache = yield* Search.loadCache(path)
+        const corpus = Search.cacheCorpus(cache)
+        tools.push(Search.tool([Search.cacheBackend(cache), Search.corpusBackend(corpus)], { name }))
+        description.push(
+          `<search>: local only, no web: exact-query hits in ${Object.keys(cache).length} cached queries, else BM25 over their ${corpus.length} snippets (${path})`
+        )
+      }
+    }
+    return { toolbox: Toolbox.layer(tools, { callLimit: options.callLimit, timeoutMs: 10_000, maxAttempts: 1 }), description }
   })
