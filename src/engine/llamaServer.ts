@@ -53,16 +53,18 @@ export class ServerLaunchFailed extends Schema.TaggedError<ServerLaunchFailed>()
 /** The llama.cpp bundled with this node-llama-cpp release is what scripts/llama-server builds. */
 export const llamaServerVersion = "3.21.1"
 
-/** Where scripts/llama-server puts the binary: ${XDG_CACHE_HOME:-~/.cache}/arpo/llama-server-<version>/build/bin/llama-server. */
-export const cachedBinaryPath = (env: NodeJS.ProcessEnv = process.env): string =>
-  path.join(
-    env["XDG_CACHE_HOME"] !== undefined && env["XDG_CACHE_HOME"] !== "" ? env["XDG_CACHE_HOME"] : path.join(os.homedir(), ".cache"),
-    "arpo",
-    `llama-server-${llamaServerVersion}`,
-    "build",
-    "bin",
-    "llama-server"
-  )
+const set = (v: string | undefined): v is string => v !== undefined && v !== ""
+
+/**
+ * Where scripts/llama-server puts the binary: <cache>/build/bin/llama-server, the cache being $ARPO_LLAMA_CACHE
+ * or ${XDG_CACHE_HOME:-~/.cache}/arpo/llama-server-<version> (as in the script).
+ */
+export const cachedBinaryPath = (env: NodeJS.ProcessEnv = process.env): string => {
+  const cache = set(env["ARPO_LLAMA_CACHE"])
+    ? env["ARPO_LLAMA_CACHE"]
+    : path.join(set(env["XDG_CACHE_HOME"]) ? env["XDG_CACHE_HOME"] : path.join(os.homedir(), ".cache"), "arpo", `llama-server-${llamaServerVersion}`)
+  return path.join(cache, "build", "bin", "llama-server")
+}
 
 const executable = (file: string): boolean => {
   try {

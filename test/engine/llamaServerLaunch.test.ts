@@ -79,9 +79,9 @@ describe("llama-server launcher", () => {
 
   it.live("a server that never gets healthy fails with a timeout and is stopped", () =>
     Effect.gen(function*() {
-      const f = yield* Effect.flip(Effect.scoped(LlamaServer.launch(fake(["--fake-never-healthy"], { startTimeout: "1 second" }))))
+      const f = yield* Effect.flip(Effect.scoped(LlamaServer.launch(fake(["--fake-never-healthy"], { startTimeout: "600 millis" }))))
       assert.strictEqual(f.reason, "timeout")
-      assert.include(f.message, "did not answer 200 on /health within 1000 ms")
+      assert.include(f.message, "did not answer 200 on /health within 600 ms")
       // (on a loaded machine Node may still be starting when the time is up; then nothing answered yet)
       if (f.stderrTail.includes("listening on")) assert.include(f.message, "HTTP 503")
       assert.isFalse(alive(f.pid!))
@@ -141,6 +141,7 @@ describe("llama-server launcher", () => {
         fs.mkdirSync(path.dirname(cached), { recursive: true })
         fs.writeFileSync(cached, "#!/bin/sh\n", { mode: 0o755 })
         assert.strictEqual(yield* LlamaServer.findBinary({ XDG_CACHE_HOME: dir }), cached)
+        assert.strictEqual(LlamaServer.cachedBinaryPath({ ARPO_LLAMA_CACHE: "/c", XDG_CACHE_HOME: dir }), path.join("/c", "build", "bin", "llama-server"))
         assert.strictEqual(yield* LlamaServer.findBinary({ XDG_CACHE_HOME: dir, ARPO_LLAMA_SERVER: process.execPath }), process.execPath)
       } finally {
         fs.rmSync(dir, { recursive: true, force: true })
