@@ -48,6 +48,8 @@ export interface QuestionOutcome {
   readonly id: string
   readonly greedyAccuracy: number
   readonly greedyToolCalls: number
+  /** the greedy response as text (tags rendered, tool results included) */
+  readonly greedyResponse: string
   /** fully correct sampled responses, of `samples` */
   readonly correct: number
   readonly samples: number
@@ -184,13 +186,18 @@ export const evaluateDetailed = (
     const perQuestion: Array<QuestionOutcome> = problems.map((problem, i) => {
       const g = greedy.trees[i]!
       let greedyAccuracy = 0
-      for (const t of trajectories(g)) greedyAccuracy += task.accuracy(tok.decode(t.tokens.slice(t.responseStart)), problem).accuracy
+      let greedyResponse = ""
+      for (const t of trajectories(g)) {
+        greedyResponse = tok.decode(t.tokens.slice(t.responseStart))
+        greedyAccuracy += task.accuracy(greedyResponse, problem).accuracy
+      }
       const responses = trajectories(sampled.trees[i]!)
       const correct = responses.filter((t) => isCorrect(task.accuracy(tok.decode(t.tokens.slice(t.responseStart)), problem).accuracy)).length
       return {
         id: problem.id,
         greedyAccuracy,
         greedyToolCalls: g.nodes.filter((n) => n.kind === "tool").length,
+        greedyResponse,
         correct,
         samples: responses.length
       }
