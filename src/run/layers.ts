@@ -22,7 +22,7 @@ import { Task, type TaskDefinition } from "../tasks/Task.ts"
 import * as Calculator from "../tools/calculator.ts"
 import * as Search from "../tools/search.ts"
 import { Toolbox } from "../tools/Toolbox.ts"
-import type { Trainer } from "../trainer/Trainer.ts"
+import type { PolicyTrainOptions, Trainer } from "../trainer/Trainer.ts"
 import * as EmbeddedTrainer from "../trainer/embedded.ts"
 import { lossConfig, type RunConfig, tisOf } from "./config.ts"
 
@@ -102,19 +102,19 @@ export const samplerOf = (config: RunConfig, kind: SamplerKind): Layer.Layer<Sam
 export const embeddedEngineOf = (config: RunConfig, policy: Policy): Layer.Layer<Engine, never, Events> =>
   EmbeddedEngine.layerEmbedded(policy, { maxSlots: config.engine.maxSlots })
 
+/** How every trainer of a run turns a batch into optimizer steps (the same for each trainer adapter). */
+export const trainOptionsOf = (config: RunConfig): PolicyTrainOptions => ({
+  loss: lossConfig(config.loss),
+  epochs: config.rl.epochs,
+  miniBatches: config.rl.miniBatches,
+  microBatchRows: config.rl.microBatchRows,
+  // every mini-batch after the first trains on samples one version old
+  maxPolicyLag: config.rl.epochs * config.rl.miniBatches,
+  tis: tisOf(config.loss)
+})
+
 export const embeddedTrainerOf = (config: RunConfig, policy: Policy): Layer.Layer<Trainer, never, Events> =>
-  EmbeddedTrainer.layerEmbedded(policy, {
-    adam: { ...defaultAdamW, lr: config.rl.lr, weightDecay: 0 },
-    train: {
-      loss: lossConfig(config.loss),
-      epochs: config.rl.epochs,
-      miniBatches: config.rl.miniBatches,
-      microBatchRows: config.rl.microBatchRows,
-      // every mini-batch after the first trains on samples one version old
-      maxPolicyLag: config.rl.epochs * config.rl.miniBatches,
-      tis: tisOf(config.loss)
-    }
-  })
+  EmbeddedTrainer.layerEmbedded(policy, { adam: { ...defaultAdamW, lr: config.rl.lr, weightDecay: 0 }, train: trainOptionsOf(config) })
 
 /** The embedded defaults. */
 export const embeddedComponents: Components = {

@@ -9,8 +9,9 @@ import * as fs from "node:fs"
 import type { Policy } from "../../model/policy.ts"
 import { defaultAdamW } from "../../model/train.ts"
 import * as Pytorch from "../../trainer/pytorch.ts"
-import { lossConfig, type RunConfig } from "../config.ts"
+import type { RunConfig } from "../config.ts"
 import { define, type ExperimentSpec } from "../experiment.ts"
+import { trainOptionsOf } from "../layers.ts"
 import { arpoVsGrpoSpec } from "./arpoVsGrpo.ts"
 import { baseConfig } from "./defaults.ts"
 
@@ -20,13 +21,7 @@ export const workerPython = (): string =>
 
 /** The PyTorch worker as a run's trainer, with exactly the embedded trainer's settings (src/run/layers.ts). */
 export const pytorchTrainerOf = (config: RunConfig, policy: Policy) =>
-  Pytorch.trainerOf({ python: workerPython(), adam: { ...defaultAdamW, lr: config.rl.lr, weightDecay: 0 } })(policy, {
-    loss: lossConfig(config.loss),
-    epochs: config.rl.epochs,
-    miniBatches: config.rl.miniBatches,
-    microBatchRows: config.rl.microBatchRows,
-    maxPolicyLag: config.rl.epochs * config.rl.miniBatches
-  })
+  Pytorch.trainerOf({ python: workerPython(), adam: { ...defaultAdamW, lr: config.rl.lr, weightDecay: 0 } })(policy, trainOptionsOf(config))
 
 export const trainersSpec: ExperimentSpec = {
   name: "trainers",
