@@ -2,10 +2,12 @@
  * The Toolbox service: runs a tool call (tag + content) and turns every outcome, failures included, into
  * result text plus one `tool.call` event; it never fails. Built from tools (`Tool.ts`) with a per-attempt
  * timeout, retries of empty/transient failures, one concurrency limit shared by the run, and an output
- * cap. It does not parse tags itself (`protocol.ts`) nor isolate programs (`sandbox.ts`).
+ * cap. How calls are written and results inserted is its call format (`callFormat.ts`: ARPO's tags by
+ * default, or Qwen's `<tool_call>` JSON). It does not parse calls itself nor isolate programs (`sandbox.ts`).
  */
 import { Context, Effect, Layer, Result, Schema, Semaphore } from "effect"
 import * as Events from "../events/Events.ts"
+import { arpoTags, type CallFormat } from "./callFormat.ts"
 import { ToolCrashed, type ToolError, ToolEmptyOutput, ToolTimeout } from "./errors.ts"
 import * as Protocol from "./protocol.ts"
 import type { MalformedCall, ToolCallRequest } from "./protocol.ts"
@@ -27,7 +29,7 @@ export interface ToolResult {
 export class Toolbox extends Context.Service<Toolbox, {
   /** the tool names, which are also their tags (`search` → `<search>…</search>`) */
   readonly tools: ReadonlyArray<string>
-  /** the closing tags that end a model segment with a call (`</search>`, `</python>`) */
+  /** the strings that end a model segment with a call (`</search>`, `</python>`; `</tool_call>` in the Qwen format) */
   readonly stopTags: ReadonlyArray<string>
   /** calls allowed per trajectory, all tools together (ARPO `call_limit`) */
   readonly callLimit: number
@@ -44,13 +46,13 @@ export class Toolbox extends Context.Service<Toolbox, {
    * reached `callLimit`.
    */
   readonly respond: (text: string, callsSoFar: number) => Effect.Effect<ToolResult | undefined>
-  /** the text appended after the call: `" <result>\n" + output + "\n</result>"` by default */
+  /** the text appended after the call: `" <result>\n" + output + "\n</result>"` by default (the call format's) */
   readonly formatResult: (output: string) => string
 }>()("arpo/Toolbox") {
   /** A Toolbox over `tools`; tool sources that need services are built once, here. */
   static readonly layer = <E = never, R = never>(
     tools: ReadonlyArray<ToolSource<E, R>>,
-    config: Partial<ToolboxConfig> = {}
+    config: ToolboxOptions = {}
   ): Layer.Layer<Toolbox, E | InvalidToolboxConfig, R | Events.Events> =>
     Layer.effect(
       Toolbox,
@@ -77,6 +79,12 @@ export const ToolboxConfig = Schema.Struct({
   resultClose: Schema.String
 })
 export type ToolboxConfig = typeof ToolboxConfig.Type
+
+/**
+ * The config fields (defaults filled in) and the call format. `resultOpen` / `resultClose` configure the
+ * default format (`arpoTags`); with another `callFormat` they must be left out (the format has its own).
+ */
+export type ToolboxOptions = Partial<ToolboxConfig> & { readonly callFormat?: CallFormat }
 
 export const defaultToolboxConfig: ToolboxConfig = {
   timeoutMs: 120_000,
@@ -120,9 +128,15 @@ export const describeFailure = (tool: string, error: ToolError): { readonly outp
 /** Builds a Toolbox over already-built tools. */
 export const make = (
   tools: ReadonlyArray<Tool>,
-  partial: Partial<ToolboxConfig> = {}
+  options: ToolboxOptions = {}
 ): Effect.Effect<Toolbox["Service"], InvalidToolboxConfig, Events.Events> =>
   Effect.gen(function*() {
+    const { callFormat, ...partial } = options
+    if (callFormat !== undefined && (partial.resultOpen !== undefined || partial.resultClose !== undefined)) {
+      return yield* new InvalidToolboxConfig({
+        reason: `resultOpen/resultClose configure the arpo-tags format; the ${callFormat.name} call format inserts results itself`
+      })
+    }
     const config = yield* Schema.decodeUnknownEffect(ToolboxConfig)({ ...defaultToolboxConfig, ...partial }).pipe(
       Effect.mapError((e) => new InvalidToolboxConfig({ reason: e.message }))
     )
@@ -139,7 +153,7 @@ export const make = (
     const names = tools.map((t) => t.name)
     const events = yield* Events.Events
     const semaphore = yield* Semaphore.make(config.concurrency)
-    const format: Protocol.ResultFormat = { open: config.resultOpen, close: config.resultClose }
+    const format: CallFormat = callFormat ?? arpoTags({ open: config.resultOpen, close: config.resultClose })
 
     const finish = (tool: string, input: string, started: number, r: Omit<ToolResult, "tool" | "toolMs">) =>
       Effect.gen(function*() {
@@ -207,7 +221,7 @@ export const make = (
         return yield* finish(call.tool, call.content, started, r)
       })
 
-    const parse = (text: string) => Protocol.findCall(text, names)
+    const parse = (text: string) => format.parse(text, names)
 
     const respond = (text: string, callsSoFar: number): Effect.Effect<ToolResult | undefined> =>
       Effect.gen(function*() {
@@ -226,11 +240,11 @@ export const make = (
 
     return Toolbox.of({
       tools: names,
-      stopTags: Protocol.stopTags(names),
+      stopTags: format.stopTags(names),
       callLimit: config.callLimit,
       parse,
       run,
       respond,
-      formatResult: (output) => Protocol.formatResult(output, format)
+      formatResult: format.formatResult
     })
   })
