@@ -170,6 +170,10 @@ const flags = {
     Flag.withDescription("http: 'embedded' (a GGUF of the embedded model) or a directory with the model's tokenizer.json")
   ),
   topK: Flag.Int("top-k").pipe(Flag.optional, Flag.withDescription("http: top-k log-probs per token (default 20)")),
+  extraBody: Flag.String("extra-body").pipe(
+    Flag.optional,
+    Flag.withDescription(`http: a JSON object merged into every request, e.g. '{"top_k":20,"repetition_penalty":1.1}' (vLLM)`)
+  ),
   concurrency: Flag.Int("concurrency").pipe(Flag.optional, Flag.withDescription("http: requests in flight (default 16)")),
   questions: Flag.Int("questions").pipe(Flag.optional, Flag.withDescription("the first N questions (default: all)")),
   samples: Flag.Int("samples").pipe(Flag.optional, Flag.withDescription("sampled responses per question, n ≥ every k (default: the largest k)")),
@@ -232,8 +236,20 @@ export const benchmarkRequest = (input: Input, benchmark: BenchmarkName) =>
       if (baseUrls.length === 0) return yield* badInput("--engine http needs --base-url http://host:port (repeat it for replicas)")
       const bad = baseUrls.find((u) => !/^https?:\/\/[^\s/]+/.test(u))
       if (bad !== undefined) return yield* badInput(`--base-url ${bad}: give an http:// or https:// URL`)
+      let extraBody: unknown
+      if (Option.isSome(input.extraBody)) {
+        try {
+          extraBody = JSON.parse(input.extraBody.value)
+        } catch {
+          return yield* badInput(`--extra-body ${input.extraBody.value}: not JSON`)
+        }
+        if (typeof extraBody !== "object" || extraBody === null || Array.isArray(extraBody)) {
+          return yield* badInput(`--extra-body ${input.extraBody.value}: give a JSON object`)
+        }
+      }
       raw = {
         _tag: "http",
+        ...(extraBody === undefined ? {} : { extraBody }),
         dialect: input.dialect,
         baseUrls,
         tokenizer: input.tokenizer === "embedded" ? { _tag: "embedded" } : { _tag: "files", dir: input.tokenizer },

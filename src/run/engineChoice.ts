@@ -46,6 +46,8 @@ export const HttpChoice = Schema.TaggedStruct("http", {
   topK: Schema.optionalKey(PositiveInt),
   /** requests in flight over all servers; default 16 */
   maxConcurrency: Schema.optionalKey(PositiveInt),
+  /** server-specific fields merged into every request body (vLLM `top_k`, `repetition_penalty`; llama-server `logit_bias`) */
+  extraBody: Schema.optionalKey(Schema.Record(Schema.String, Schema.Unknown)),
   tokenizer: TokenizerChoice
 })
 
@@ -137,7 +139,8 @@ export const engineLayer = (choice: EngineChoice): Layer.Layer<Engine, EngineCho
             tokenizer,
             ...(choice.model === undefined ? {} : { model: choice.model }),
             ...(choice.topK === undefined ? {} : { topK: choice.topK }),
-            ...(choice.maxConcurrency === undefined ? {} : { maxConcurrency: choice.maxConcurrency })
+            ...(choice.maxConcurrency === undefined ? {} : { maxConcurrency: choice.maxConcurrency }),
+            ...(choice.extraBody === undefined ? {} : { extraBody: { ...choice.extraBody } })
           }).pipe(Layer.provide(NodeHttpClient.layerNodeHttp)))
       )
   }

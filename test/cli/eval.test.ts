@@ -218,6 +218,8 @@ describe("arpo eval flags", () => {
       assert.match((yield* message(["ck", "--benchmark", "gsm8k", "--samples", "2", "--k", "1,4"]))!, /--samples 2 is below --k 1,4/)
       assert.match((yield* message(["ck", "--benchmark", "gsm8k", "--k", "1,x"]))!, /"x" is not an integer/)
       assert.match((yield* message(["ck", "--benchmark", "gsm8k", "--temperature", "0"]))!, /--temperature 0: give a number > 0/)
+      assert.match((yield* message(["--benchmark", "gsm8k", "--base-url", "http://127.0.0.1:9", "--extra-body", "{top_k"]))!, /--extra-body \{top_k: not JSON/)
+      assert.match((yield* message(["--benchmark", "gsm8k", "--base-url", "http://127.0.0.1:9", "--extra-body", "[1]"]))!, /--extra-body \[1\]: give a JSON object/)
       assert.match((yield* message(["no/such/ck", "--benchmark", "gsm8k", "--python", "calculator", "--search", "none"]))!, /checkpoint no\/such\/ck: .* does not exist/)
       assert.match(
         (yield* message(["--benchmark", "gsm8k", "--base-url", "http://127.0.0.1:9", "--tokenizer", "models/qwen", "--python", "calculator", "--search", "none"]))!,
