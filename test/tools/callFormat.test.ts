@@ -1,9 +1,12 @@
 // Call formats: ARPO's tags are protocol.ts unchanged; Qwen's <tool_call> JSON parses, rejects malformed
 // calls with typed text, inserts results as the fixture chat template renders a tool message; and the
-// real rollout runner drives a scripted model through a <tool_call> → calculator → <tool_response> turn.
+// real rollout runner drives a scripted model through a <tool_call> → calculator → <tool_response> turn,
+// directly and through the HTTP engine against a loopback server shaped like vLLM (not a real vLLM).
+import { NodeHttpClient } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Layer } from "effect"
 import fc from "fast-check"
+import * as Http from "node:http"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { root } from "../../src/core/random.ts"
@@ -11,9 +14,12 @@ import { lossMask, type TokenId } from "../../src/core/tokens.ts"
 import { trajectories } from "../../src/core/tree.ts"
 import { Engine, type GenerateRequest, type Generation, promptTokens } from "../../src/engine/Engine.ts"
 import { type ChatMessage, type HfTokenizer, load } from "../../src/engine/hfTokenizer.ts"
+import { layerHttp } from "../../src/engine/http.ts"
 import { Events } from "../../src/events/Events.ts"
+import { layerArpo } from "../../src/rollout/arpo.ts"
 import { globalPolicy } from "../../src/rollout/global.ts"
 import { runRollout, type RunnerSettings } from "../../src/rollout/runner.ts"
+import { Sampler } from "../../src/rollout/Sampler.ts"
 import * as Calculator from "../../src/tools/calculator.ts"
 import {
   arpoTags,
@@ -272,4 +278,73 @@ describe("the rollout runner with the Qwen format", () => {
     assert.strictEqual(toolText, qwen.formatResult("42") + qwen.formatResult(malformed !== undefined && "malformed" in malformed ? malformed.malformed : ""))
     assert.deepInclude(nodes.find((n) => n.toolCall !== undefined)!.toolCall!, { tool: "python", content: "print(6 * 7)" })
   })
+})
+
+/** A loopback server speaking vLLM's /v1/completions (the documented shape, not a recording) with the script above. */
+const fakeVllm = (tok: HfTokenizer, bodies: Array<any>) =>
+  Effect.acquireRelease(
+    Effect.callback<{ url: string; server: Http.Server }>((resume) => {
+      const server = Http.createServer((req, res) => {
+        let data = ""
+        req.on("data", (c) => (data += c))
+        req.on("end", () => {
+          if (req.method === "GET") return void res.writeHead(200).end("{}")
+          const body = JSON.parse(data)
+          bodies.push(body)
+          const g = scriptedQwen(tok, []).generate([{ tokens: body.prompt, maxTokens: body.max_tokens, temperature: 1, topP: 1, stopTokens: body.stop_token_ids, stopStrings: body.stop, key: root(0) }])
+          const [reply] = Effect.runSync(g)
+          const close = tok.special("</tool_call>")!
+          res.writeHead(200, { "content-type": "application/json" })
+          res.end(JSON.stringify({
+            choices: [{
+              token_ids: reply!.tokens,
+              logprobs: {
+                token_logprobs: reply!.tokens.map(() => -0.5),
+                top_logprobs: reply!.tokens.map((t) => ({ [`token_id:${t}`]: -0.5, [`token_id:${(t + 1) % 500}`]: -1.5 }))
+              },
+              finish_reason: "stop",
+              stop_reason: reply!.finish._tag === "stop" ? close : null
+            }]
+          }))
+        })
+      })
+      server.listen(0, "127.0.0.1", () => resume(Effect.succeed({ url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, server })))
+    }),
+    ({ server }) =>
+      Effect.callback<void>((resume) => {
+        server.closeAllConnections()
+        server.close(() => resume(Effect.void))
+      })
+  )
+
+describe("the docs' vLLM + Qwen path, against a loopback vLLM-shaped server", () => {
+  it.live("hfTokenizer + HTTP engine (vllm dialect) + Qwen call format + ARPO sampler give finished trajectories with inserted <tool_response> turns", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const tokenizer = yield* load(fixture, { tools: toolSchemas(defaultSignatures) })
+      const result = yield* resultFormatFromTemplate(tokenizer.template!.render)
+      const callFormat = qwenToolCall({ result })
+      const bodies: Array<any> = []
+      const { url } = yield* fakeVllm(tokenizer, bodies)
+      const prompts = [promptTokens(tokenizer, { prompt: "", messages: [{ role: "user", content: "What is 6 * 7?" }] })]
+      const engine = layerHttp({ dialect: "vllm", baseUrls: [url], model: "tiny", tokenizer, topK: 20 }).pipe(Layer.provide(NodeHttpClient.layerNodeHttp))
+      const toolbox = Toolbox.layer([Calculator.tool({ name: "python" })], { callFormat, callLimit: 3 })
+      const sampler = layerArpo({ budget: 4, initial: 2, maxResponseTokens: 1024 })
+      const trees = yield* Effect.gen(function*() {
+        return yield* (yield* Sampler).sample(prompts, { step: 0, key: root(1) })
+      }).pipe(Effect.provide(sampler.pipe(Layer.provide(Layer.mergeAll(engine, toolbox)), Layer.provideMerge(Events.layerMemory))))
+      const ts = trajectories(trees[0]!)
+      assert.strictEqual(ts.length, 4)
+      for (const t of ts) {
+        assert.strictEqual(t.finish, "eos")
+        assert.isTrue(tokenizer.decode(t.tokens).endsWith("The answer is \\boxed{42}.<|im_end|>"))
+        assert.include(tokenizer.decode(t.tokens), qwenResultFormat.open + "42" + qwenResultFormat.close)
+      }
+      assert.isAbove(bodies.length, 0)
+      for (const b of bodies) {
+        assert.deepStrictEqual(b.stop, ["</tool_call>"])
+        assert.deepStrictEqual(b.stop_token_ids, [tokenizer.special("</tool_call>")])
+        assert.isTrue(b.include_stop_str_in_output && b.return_token_ids && b.return_tokens_as_token_ids)
+      }
+      assert.deepStrictEqual(bodies[0].prompt, [...prompts[0]!])
+    })))
 })
