@@ -152,6 +152,12 @@ describe("benchmarkTools", () => {
       fs.rmSync(dir, { recursive: true, force: true })
     }).pipe(Effect.provide(NodeServices.layer)))
 
+  it.effect("python auto takes the sandbox where the machine provides it, else the calculator, and says which and why", () =>
+    Effect.gen(function*() {
+      const tools = yield* benchmarkTools({ tools: ["python"] }, { python: "auto", search: "none", callLimit: 3 })
+      assert.match(tools.description[0]!, /^<python>: (python3 in the sandbox|the calculator \(arithmetic only\), because the python sandbox is unavailable: .+)/)
+    }).pipe(Effect.provide(NodeServices.layer)))
+
   it.effect("a missing search cache is a typed error naming the file", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(benchmarkTools({ tools: ["search"] }, { python: "calculator", search: "cache", searchCache: "no/such/cache.json", callLimit: 3 }))
