@@ -26,7 +26,7 @@ import { ensureBackend } from "../../src/model/runtime.ts"
 import { byteTokenizer, encode, eosId } from "../../src/model/tokenizer.ts"
 
 const unavailable = await unavailableReason()
-if (unavailable !== undefined) console.log(`tier llama.cpp skipped: ${unavailable.split(";")[0]} (run scripts/llama-cpp to install node-llama-cpp, then this file)`)
+if (unavailable !== undefined) console.log(`tier llama.cpp skipped (run scripts/llama-cpp to install node-llama-cpp): ${unavailable}`)
 
 /**
  * Log-prob and entropy agreement between llama.cpp (F32 weights and KV cache, node-llama-cpp's float32
