@@ -11,6 +11,7 @@ import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import type { Engine, EngineFailure, Tokenizer } from "../engine/Engine.ts"
 import * as EmbeddedEngine from "../engine/embedded.ts"
+import * as HfTokenizer from "../engine/hfTokenizer.ts"
 import * as HttpEngine from "../engine/http.ts"
 import type { Events } from "../events/Events.ts"
 import { readCheckpoint } from "../model/checkpoint.ts"
@@ -21,7 +22,8 @@ import { byteTokenizer } from "../model/tokenizer.ts"
 const PositiveInt = Schema.Int.pipe(Schema.check(Schema.isGreaterThanOrEqualTo(1)))
 
 /** The tokenizer of the served model: the embedded byte tokenizer (a GGUF exported from the embedded
- *  model), or a directory holding a real model's `tokenizer.json` (+ `tokenizer_config.json`). */
+ *  model), or a directory holding a real model's `tokenizer.json` + `tokenizer_config.json` (its chat
+ *  template, when it has one, renders the prompts; src/engine/hfTokenizer.ts). */
 export const TokenizerChoice = Schema.Union([
   Schema.TaggedStruct("embedded", {}),
   Schema.TaggedStruct("files", { dir: Schema.String })
@@ -106,14 +108,10 @@ export const loadTokenizer = (choice: TokenizerChoice): Effect.Effect<Tokenizer,
     case "embedded":
       return Effect.succeed(byteTokenizer)
     case "files":
-      // LEAD: wire H4's loader here once src/engine/hfTokenizer.ts lands:
-      //   return HfTokenizer.load(choice.dir).pipe(Effect.mapError((e) => new TokenizerUnavailable({ dir: choice.dir, reason: e.message })))
-      return Effect.fail(
-        new TokenizerUnavailable({
-          dir: choice.dir,
-          reason: "real-model tokenizers (tokenizer.json) are not wired into engine choices yet; use the embedded tokenizer"
-        })
-      )
+      // tokenizer.json + tokenizer_config.json (+ chat template) read locally; its `chat` renders the prompts
+      return HfTokenizer.load(choice.dir).pipe(Effect.mapError((e) =>
+          new TokenizerUnavailable({ dir: choice.dir, reason: e.path === choice.dir ? e.reason : `${NodePath.basename(e.path)} ${e.reason}` })
+        ))
   }
 }
 
