@@ -157,17 +157,22 @@ const flags = {
     Flag.optional,
     Flag.withDescription("benchmark form: a paper benchmark from ../shared/data/benchmarks (test split)")
   ),
-  engine: Flag.Literals("engine", ["embedded", "http"]).pipe(
+  engine: Flag.Literals("engine", ["embedded", "llama-cpp", "llama-server", "http"]).pipe(
     Flag.optional,
-    Flag.withDescription("embedded (a checkpoint) or http (a running server); default: http when --base-url is given")
+    Flag.withDescription(
+      "embedded (a checkpoint), llama-cpp (a GGUF in process), llama-server (launched on a GGUF) or http (a running server); default: http when --base-url is given, llama-cpp when --gguf is"
+    )
   ),
+  gguf: Flag.String("gguf").pipe(Flag.optional, Flag.withDescription("llama-cpp / llama-server: the GGUF file to serve")),
   checkpointFlag: Flag.String("checkpoint").pipe(Flag.optional, Flag.withDescription("the embedded engine's checkpoint (same as the positional argument)")),
   dialect: Flag.Literals("dialect", ["vllm", "sglang", "llama-server"]).pipe(Flag.withDefault("vllm" as const), Flag.withDescription("http: the server's API")),
   baseUrl: Flag.String("base-url").pipe(Flag.atLeast(0), Flag.withDescription("http: a server, e.g. http://127.0.0.1:8000 (repeat for replicas)")),
   model: Flag.String("model").pipe(Flag.optional, Flag.withDescription("http: the served model's name (vLLM / SGLang)")),
   tokenizer: Flag.String("tokenizer").pipe(
     Flag.withDefault("embedded"),
-    Flag.withDescription("http: 'embedded' (a GGUF of the embedded model) or a directory with the model's tokenizer.json")
+    Flag.withDescription(
+      "the served model's tokenizer: 'embedded' (a GGUF of the embedded model), a directory with the model's tokenizer.json, or (llama-cpp) 'gguf' for the GGUF's own"
+    )
   ),
   topK: Flag.Int("top-k").pipe(Flag.optional, Flag.withDescription("http: top-k log-probs per token (default 20)")),
   extraBody: Flag.String("extra-body").pipe(
@@ -209,7 +214,10 @@ export const benchmarkRequest = (input: Input, benchmark: BenchmarkName) =>
       return yield* badInput(`two checkpoints given (${positional} and --checkpoint ${flagged}); give one`)
     }
     const checkpoint = positional ?? flagged
-    const kind = Option.getOrElse(input.engine, () => (input.baseUrl.length > 0 ? "http" as const : "embedded" as const))
+    const kind = Option.getOrElse(
+      input.engine,
+      () => (input.baseUrl.length > 0 ? "http" as const : Option.isSome(input.gguf) ? "llama-cpp" as const : "embedded" as const)
+    )
     const ks = parseKs(input.k)
     if ("error" in ks) return yield* badInput(ks.error)
     const samples = Option.getOrElse(input.samples, () => Math.max(...ks.ks))
@@ -226,7 +234,42 @@ export const benchmarkRequest = (input: Input, benchmark: BenchmarkName) =>
       ]
     ) if (bad !== undefined) return yield* badInput(bad)
     let raw: unknown
-    if (kind === "embedded") {
+    let extraBody: unknown
+    if (Option.isSome(input.extraBody)) {
+      try {
+        extraBody = JSON.parse(input.extraBody.value)
+      } catch {
+        return yield* badInput(`--extra-body ${input.extraBody.value}: not JSON`)
+      }
+      if (typeof extraBody !== "object" || extraBody === null || Array.isArray(extraBody)) {
+        return yield* badInput(`--extra-body ${input.extraBody.value}: give a JSON object`)
+      }
+    }
+    const tokenizerChoice = input.tokenizer === "embedded" ? { _tag: "embedded" } : { _tag: "files", dir: input.tokenizer }
+    if (kind !== "llama-cpp" && kind !== "llama-server" && Option.isSome(input.gguf)) {
+      return yield* badInput(`--gguf is for --engine llama-cpp or llama-server, not ${kind}`)
+    }
+    if (kind === "llama-cpp" || kind === "llama-server") {
+      if (Option.isNone(input.gguf)) return yield* badInput(`--engine ${kind} needs --gguf <file>`)
+      if (checkpoint !== undefined || input.baseUrl.length > 0) {
+        return yield* badInput(`--engine ${kind} serves the --gguf file: give no checkpoint and no --base-url`)
+      }
+      raw = kind === "llama-cpp"
+        ? {
+          _tag: "llama-cpp",
+          gguf: input.gguf.value,
+          tokenizer: input.tokenizer === "gguf" ? { _tag: "gguf" } : tokenizerChoice,
+          ...Option.match(input.concurrency, { onNone: () => ({}), onSome: (sequences) => ({ sequences }) })
+        }
+        : {
+          _tag: "llama-server",
+          gguf: input.gguf.value,
+          tokenizer: tokenizerChoice,
+          ...(extraBody === undefined ? {} : { extraBody }),
+          ...Option.match(input.topK, { onNone: () => ({}), onSome: (topK) => ({ topK }) }),
+          ...Option.match(input.concurrency, { onNone: () => ({}), onSome: (parallel) => ({ parallel }) })
+        }
+    } else if (kind === "embedded") {
       if (checkpoint === undefined) return yield* badInput("--engine embedded needs a checkpoint: arpo eval <checkpoint> --benchmark … (or --checkpoint dir)")
       if (input.baseUrl.length > 0) return yield* badInput("--base-url is for --engine http; the embedded engine reads a checkpoint")
       raw = { _tag: "embedded", checkpoint }
@@ -236,23 +279,12 @@ export const benchmarkRequest = (input: Input, benchmark: BenchmarkName) =>
       if (baseUrls.length === 0) return yield* badInput("--engine http needs --base-url http://host:port (repeat it for replicas)")
       const bad = baseUrls.find((u) => !/^https?:\/\/[^\s/]+/.test(u))
       if (bad !== undefined) return yield* badInput(`--base-url ${bad}: give an http:// or https:// URL`)
-      let extraBody: unknown
-      if (Option.isSome(input.extraBody)) {
-        try {
-          extraBody = JSON.parse(input.extraBody.value)
-        } catch {
-          return yield* badInput(`--extra-body ${input.extraBody.value}: not JSON`)
-        }
-        if (typeof extraBody !== "object" || extraBody === null || Array.isArray(extraBody)) {
-          return yield* badInput(`--extra-body ${input.extraBody.value}: give a JSON object`)
-        }
-      }
       raw = {
         _tag: "http",
         ...(extraBody === undefined ? {} : { extraBody }),
         dialect: input.dialect,
         baseUrls,
-        tokenizer: input.tokenizer === "embedded" ? { _tag: "embedded" } : { _tag: "files", dir: input.tokenizer },
+        tokenizer: tokenizerChoice,
         ...Option.match(input.model, { onNone: () => ({}), onSome: (model) => ({ model }) }),
         ...Option.match(input.topK, { onNone: () => ({}), onSome: (topK) => ({ topK }) }),
         ...Option.match(input.concurrency, { onNone: () => ({}), onSome: (maxConcurrency) => ({ maxConcurrency }) })

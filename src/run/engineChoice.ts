@@ -1,11 +1,12 @@
 /**
  * Which engine serves a run outside an experiment's own composition (`arpo eval --benchmark`): a
  * Schema-checked tagged union of engine choices and `engineLayer(choice)`, the Engine Layer it names —
- * the embedded model from a checkpoint, or an HTTP server (vLLM, SGLang, llama-server) with the tokenizer
- * of the model it serves. Adding an engine is one more member of the union and one more case.
- * It does not evaluate or train anything, and it does not launch servers.
+ * the embedded model from a checkpoint, a GGUF file on llama.cpp in process, a llama-server arpo launches
+ * on a GGUF file (stopped with the scope), or a running HTTP server (vLLM, SGLang, llama-server) with the
+ * tokenizer of the model it serves. Adding an engine is one more member of the union and one more case.
+ * It does not evaluate or train anything.
  */
-import { NodeHttpClient } from "@effect/platform-node"
+import { NodeHttpClient, NodeServices } from "@effect/platform-node"
 import { Effect, Layer, Schema } from "effect"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
@@ -13,6 +14,9 @@ import type { Engine, EngineFailure, Tokenizer } from "../engine/Engine.ts"
 import * as EmbeddedEngine from "../engine/embedded.ts"
 import * as HfTokenizer from "../engine/hfTokenizer.ts"
 import * as HttpEngine from "../engine/http.ts"
+import * as LlamaCpp from "../engine/llamaCpp.ts"
+import type { LlamaCppUnavailable } from "../engine/nodeLlamaCpp.ts"
+import * as LlamaServer from "../engine/llamaServer.ts"
 import type { Events } from "../events/Events.ts"
 import { readCheckpoint } from "../model/checkpoint.ts"
 import { Policy } from "../model/policy.ts"
@@ -53,8 +57,32 @@ export const HttpChoice = Schema.TaggedStruct("http", {
   tokenizer: TokenizerChoice
 })
 
-/** Every engine `engineLayer` can build. (The lead adds "llama-cpp" and a launched "llama-server" here.) */
-export const EngineChoice = Schema.Union([EmbeddedChoice, HttpChoice])
+/** A GGUF file on llama.cpp in this process (node-llama-cpp; scripts/llama-cpp installs it). */
+export const LlamaCppChoice = Schema.TaggedStruct("llama-cpp", {
+  gguf: Schema.String,
+  /** sequences decoded at once (default 8) */
+  sequences: Schema.optionalKey(PositiveInt),
+  /** CPU threads (default 1) */
+  threads: Schema.optionalKey(PositiveInt),
+  /** the GGUF's own tokenizer (`gguf`), the embedded byte tokenizer (a GGUF arpo exported), or tokenizer files */
+  tokenizer: Schema.Union([TokenizerChoice, Schema.TaggedStruct("gguf", {})])
+})
+
+/** A llama-server arpo launches on a GGUF file (on 127.0.0.1, stopped when the evaluation ends). */
+export const LaunchedServerChoice = Schema.TaggedStruct("llama-server", {
+  gguf: Schema.String,
+  /** the llama-server binary (default: ARPO_LLAMA_SERVER, then the cache scripts/llama-server builds into) */
+  binary: Schema.optionalKey(Schema.String),
+  /** parallel slots (default 8) */
+  parallel: Schema.optionalKey(PositiveInt),
+  threads: Schema.optionalKey(PositiveInt),
+  topK: Schema.optionalKey(PositiveInt),
+  extraBody: Schema.optionalKey(Schema.Record(Schema.String, Schema.Unknown)),
+  tokenizer: TokenizerChoice
+})
+
+/** Every engine `engineLayer` can build. */
+export const EngineChoice = Schema.Union([EmbeddedChoice, LlamaCppChoice, LaunchedServerChoice, HttpChoice])
 export type EngineChoice = typeof EngineChoice.Type
 
 /** Decodes an engine choice from plain data (CLI flags, a JSON config); the message names the field. */
@@ -115,7 +143,16 @@ export const loadTokenizer = (choice: TokenizerChoice): Effect.Effect<Tokenizer,
   }
 }
 
-export type EngineChoiceError = CheckpointUnreadable | TokenizerUnavailable | EngineFailure
+export type EngineChoiceError =
+  | CheckpointUnreadable
+  | TokenizerUnavailable
+  | EngineFailure
+  | LlamaCppUnavailable
+  | LlamaServer.LlamaServerNotFound
+  | LlamaServer.ServerLaunchFailed
+
+const ggufExists = (gguf: string): Effect.Effect<void, CheckpointUnreadable> =>
+  fs.existsSync(gguf) ? Effect.void : Effect.fail(new CheckpointUnreadable({ path: gguf, reason: "the GGUF file does not exist" }))
 
 /** The Engine a choice names (the HTTP engine with Node's HttpClient; its health is checked when built). */
 export const engineLayer = (choice: EngineChoice): Layer.Layer<Engine, EngineChoiceError, Events> => {
@@ -128,6 +165,45 @@ export const engineLayer = (choice: EngineChoice): Layer.Layer<Engine, EngineCho
             name: `embedded(${NodePath.basename(NodePath.resolve(choice.checkpoint))})`
           }))
       )
+    case "llama-cpp":
+      return Layer.unwrap(
+        Effect.gen(function*() {
+          yield* ggufExists(choice.gguf)
+          const tokenizer = choice.tokenizer._tag === "gguf" ? "model" as const : yield* loadTokenizer(choice.tokenizer)
+          return LlamaCpp.layer({
+            model: choice.gguf,
+            tokenizer,
+            sequences: choice.sequences ?? 8,
+            threads: choice.threads ?? 1,
+            name: `llama.cpp(${NodePath.basename(choice.gguf)})`
+          })
+        })
+      )
+    case "llama-server":
+      return Layer.unwrap(
+        Effect.gen(function*() {
+          yield* ggufExists(choice.gguf)
+          const tokenizer = yield* loadTokenizer(choice.tokenizer)
+          const binary = choice.binary ?? (yield* LlamaServer.findBinary())
+          const parallel = choice.parallel ?? 8
+          const server = yield* LlamaServer.launch({
+            binary,
+            model: choice.gguf,
+            parallel,
+            threads: choice.threads ?? 1,
+            extraArgs: LlamaServer.parityArgs
+          })
+          return HttpEngine.layerHttp({
+            dialect: "llama-server",
+            baseUrls: [server.url],
+            tokenizer,
+            maxConcurrency: parallel,
+            name: `llama-server(${NodePath.basename(choice.gguf)})`,
+            ...(choice.topK === undefined ? {} : { topK: choice.topK }),
+            ...(choice.extraBody === undefined ? {} : { extraBody: { ...choice.extraBody } })
+          })
+        })
+      ).pipe(Layer.provide(Layer.merge(NodeServices.layer, NodeHttpClient.layerNodeHttp)))
     case "http":
       return Layer.unwrap(
         Effect.map(loadTokenizer(choice.tokenizer), (tokenizer) =>
