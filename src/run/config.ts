@@ -12,6 +12,7 @@ import { AttributionMode } from "../core/attribution.ts"
 import { Aggregation, KlEstimator, type PolicyLossConfig } from "../core/loss.ts"
 import { ModelConfig, validateConfig } from "../model/config.ts"
 import { ArpoMode } from "../rollout/config.ts"
+import { CallFormatName } from "../tools/callFormat.ts"
 import type { TisOptions } from "../trainer/Trainer.ts"
 
 const Int = (min: number) => Schema.Int.pipe(Schema.check(Schema.isGreaterThanOrEqualTo(min)))
@@ -105,7 +106,9 @@ export const RolloutSettings = Schema.Struct({
   branchFactor: Int(1),
   mode: ArpoMode,
   /** random-branch: the constant branch probability */
-  randomProbability: Unit
+  randomProbability: Unit,
+  /** how the model calls tools: ARPO's tags (`<python>…</python>`) or Qwen's `<tool_call>{json}</tool_call>` */
+  callFormat: CallFormatName
 })
 export type RolloutSettings = typeof RolloutSettings.Type
 

@@ -20,6 +20,7 @@ import * as Arithmetic from "../tasks/arithmetic.ts"
 import * as Multihop from "../tasks/multihop.ts"
 import { Task, type TaskDefinition } from "../tasks/Task.ts"
 import * as Calculator from "../tools/calculator.ts"
+import { callFormatOf } from "../tools/callFormat.ts"
 import * as Search from "../tools/search.ts"
 import { Toolbox } from "../tools/Toolbox.ts"
 import type { PolicyTrainOptions, Trainer } from "../trainer/Trainer.ts"
@@ -73,7 +74,7 @@ export const toolboxOf = (config: RunConfig, task: TaskDefinition): Layer.Layer<
     task.tools.map((name) =>
       name === "search" ? Search.tool([Search.corpusBackend(task.corpus)], { name, maxResults: 2 }) : Calculator.tool({ name })
     ),
-    { callLimit: config.rollout.callLimit, timeoutMs: 10_000, maxAttempts: 1 }
+    { callLimit: config.rollout.callLimit, timeoutMs: 10_000, maxAttempts: 1, callFormat: callFormatOf(config.rollout.callFormat) }
   )
 
 /** The sampler of a kind, configured from the rollout settings (equal budget M for every kind). */

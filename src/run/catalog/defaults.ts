@@ -36,7 +36,8 @@ export const baseConfig: RunConfigJson = {
     window: 8,
     branchFactor: 1,
     mode: "paper",
-    randomProbability: 0.5
+    randomProbability: 0.5,
+    callFormat: "arpo-tags"
   },
   eval: { every: 10, questions: 64, k: 4, maxResponseTokens: 64 },
   engine: { maxSlots: 64 },
