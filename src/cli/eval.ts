@@ -12,6 +12,7 @@ import { Argument, Command, Flag } from "effect/cli"
 import * as NodePath from "node:path"
 import { Engine } from "../engine/Engine.ts"
 import { Events } from "../events/Events.ts"
+import { CallFormatName } from "../tools/callFormat.ts"
 import { engineLayer, type EngineChoice, decodeEngineChoice } from "../run/engineChoice.ts"
 import { benchmarkTools, type EvalDetail, evaluateDetailed } from "../run/evaluate.ts"
 import { RunStore } from "../run/RunStore.ts"
@@ -44,6 +45,7 @@ export interface BenchmarkEvalRequest {
   readonly topP: number
   readonly seed: number
   readonly callLimit: number
+  readonly callFormat: CallFormatName
   readonly prompt: PromptFormat
   readonly python: "auto" | "sandbox" | "calculator"
   readonly search: "cache" | "none"
@@ -67,7 +69,7 @@ export const benchmarkEval = (request: BenchmarkEvalRequest) =>
       format: request.prompt,
       ...(request.dataDir === undefined ? {} : { dataDir: request.dataDir })
     })
-    const tools = yield* benchmarkTools(task, { python: request.python, search: request.search, callLimit: request.callLimit })
+    const tools = yield* benchmarkTools(task, { python: request.python, search: request.search, callLimit: request.callLimit, callFormat: request.callFormat })
     const services = Layer.mergeAll(engineLayer(request.engine), tools.toolbox).pipe(Layer.provideMerge(Events.layerDiscard))
     const questions = Math.min(request.questions ?? task.rows.length, task.rows.length)
     const { detail, engineName } = yield* Effect.gen(function*() {
@@ -186,6 +188,10 @@ const flags = {
   maxTokens: Flag.Int("max-tokens").pipe(Flag.withDefault(1024), Flag.withDescription("response tokens per question (tool results included)")),
   temperature: Flag.Finite("temperature").pipe(Flag.withDefault(1), Flag.withDescription("sampling temperature of the pass@k samples (paper: 0.6)")),
   topP: Flag.Finite("top-p").pipe(Flag.withDefault(1), Flag.withDescription("top-p of the pass@k samples (paper: 0.95)")),
+  callFormat: Flag.Literals("call-format", CallFormatName.literals).pipe(
+    Flag.withDefault("arpo-tags" as const),
+    Flag.withDescription("how the model calls tools: ARPO's tags (<python>…</python>) or Qwen's <tool_call>{json}</tool_call>")
+  ),
   callLimit: Flag.Int("call-limit").pipe(Flag.withDefault(5), Flag.withDescription("tool calls per response, all tools together")),
   prompt: Flag.Literals("prompt", ["compact", "chatml", "plain"]).pipe(
     Flag.optional,
@@ -303,6 +309,7 @@ export const benchmarkRequest = (input: Input, benchmark: BenchmarkName) =>
       topP: input.topP,
       seed: input.seed,
       callLimit: input.callLimit,
+      callFormat: input.callFormat,
       prompt: Option.getOrElse(input.prompt, () => (embeddedTokens ? "compact" as const : "chatml" as const)),
       python: input.python,
       search: input.search,

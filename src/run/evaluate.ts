@@ -22,6 +22,7 @@ import * as Python from "../tools/python.ts"
 import { make as makeSandbox, Sandbox } from "../tools/sandbox.ts"
 import * as Search from "../tools/search.ts"
 import type { Tool } from "../tools/Tool.ts"
+import { type CallFormatName, callFormatOf } from "../tools/callFormat.ts"
 import { Toolbox } from "../tools/Toolbox.ts"
 import type { EvalSettings, RolloutSettings } from "./config.ts"
 
@@ -256,6 +257,8 @@ export interface BenchmarkToolsOptions {
   readonly searchCache?: string
   /** tool calls per response, all tools together */
   readonly callLimit: number
+  /** how the model calls tools (default ARPO's tags) */
+  readonly callFormat?: CallFormatName
 }
 
 export interface BenchmarkTools {
@@ -305,5 +308,9 @@ export const benchmarkTools = (
         )
       }
     }
-    return { toolbox: Toolbox.layer(tools, { callLimit: options.callLimit, timeoutMs: 10_000, maxAttempts: 1 }), description }
+    const callFormat = callFormatOf(options.callFormat ?? "arpo-tags")
+    return {
+      toolbox: Toolbox.layer(tools, { callLimit: options.callLimit, timeoutMs: 10_000, maxAttempts: 1, callFormat }),
+      description: [...description, `tool calls: ${callFormat.name}`]
+    }
   })
