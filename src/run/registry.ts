@@ -6,6 +6,7 @@ import type { Experiment } from "../cli/experiments.ts"
 import { arpoVsGrpo } from "./catalog/arpoVsGrpo.ts"
 import { samplers } from "./catalog/samplers.ts"
 import { attribution, betaSweep, entropyAfterTools } from "./catalog/studies.ts"
+import { engines } from "./catalog/engines.ts"
 import { trainers } from "./catalog/trainers.ts"
 
-export const builtin: ReadonlyArray<Experiment> = [arpoVsGrpo, entropyAfterTools, attribution, betaSweep, samplers, trainers]
+export const builtin: ReadonlyArray<Experiment> = [arpoVsGrpo, entropyAfterTools, attribution, betaSweep, samplers, trainers, engines]
