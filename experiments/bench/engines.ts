@@ -7,7 +7,7 @@
  * `JSON.parse` of the same requests as the floor. Engines that are not installed are skipped with the reason.
  * Run: scripts/node24 node --import tsx experiments/bench/engines.ts [--quick]
  */
-import { NodeHttpClient } from "@effect/platform-node"
+import { NodeHttpClient, NodeServices } from "@effect/platform-node"
 import { Effect, Layer, type Scope } from "effect"
 import * as fs from "node:fs"
 import * as Http from "node:http"
@@ -18,6 +18,10 @@ import { derive, root } from "../../src/core/random.ts"
 import { Engine, type GenerateRequest } from "../../src/engine/Engine.ts"
 import { layerEmbedded } from "../../src/engine/embedded.ts"
 import * as HttpEngine from "../../src/engine/http.ts"
+import * as LlamaCpp from "../../src/engine/llamaCpp.ts"
+import * as LlamaServer from "../../src/engine/llamaServer.ts"
+import { unavailableReason } from "../../src/engine/nodeLlamaCpp.ts"
+import { writeGguf } from "../../src/model/gguf.ts"
 import { Events } from "../../src/events/Events.ts"
 import type { Policy } from "../../src/model/policy.ts"
 import { byteTokenizer, vocabSize } from "../../src/model/tokenizer.ts"
@@ -177,18 +181,66 @@ const fig = (figure: string, value: number, unit: string, baseline: string, base
 })
 
 /** Optional engines add their figures here; each returns the figures or the reason it was skipped. */
-export type EngineBench = (policy: Policy, embedded: Throughput) => Promise<{ readonly figures: ReadonlyArray<Figure>; readonly note: string }>
+type EngineBench = (policy: Policy, embedded: Throughput, gguf: string) => Promise<{ readonly figures: ReadonlyArray<Figure>; readonly note: string }>
 
-const main = async (extra: ReadonlyArray<[string, EngineBench]> = []) => {
+const llamaCppBench: EngineBench = async (_policy, embedded, gguf) => {
+  const missing = await unavailableReason()
+  if (missing !== undefined) return { figures: [], note: `skipped (scripts/llama-cpp installs it): ${missing}` }
+  const t = await throughput(LlamaCpp.layer({ model: gguf, sequences: SEQUENCES, threads: 1 }))
+  return {
+    figures: [fig("llama.cpp in-process rollout tokens/s", t.tokensPerSecond, "tok/s", "embedded rollout tokens/s", embedded.tokensPerSecond, null)],
+    note: `${SEQUENCES} pooled sequences, 1 thread, F32 KV cache`
+  }
+}
+
+/** The same workload on a llama-server launched on the GGUF: through the HTTP engine, and raw for its own timings. */
+const llamaServerBench: EngineBench = async (_policy, embedded, gguf) => {
+  const binary = await Effect.runPromise(Effect.result(LlamaServer.findBinary()))
+  if (binary._tag === "Failure") return { figures: [], note: `skipped: ${binary.failure.message}` }
+  const extraBody = { logit_bias: LlamaServer.nonAsciiBan }
+  return Effect.runPromise(
+    Effect.scoped(Effect.gen(function*() {
+      const server = yield* LlamaServer.launch({ binary: binary.success, model: gguf, parallel: SEQUENCES, threads: 1, extraArgs: LlamaServer.parityArgs })
+      const t = yield* Effect.promise(() =>
+        throughput(
+          HttpEngine.layerHttp({ dialect: "llama-server", baseUrls: [server.url], tokenizer: byteTokenizer, topK: TOPK, vocabSize, maxConcurrency: SEQUENCES, extraBody })
+            .pipe(Layer.provide(NodeHttpClient.layerNodeHttp))
+        )
+      )
+      // the server's own time per request (prompt + generation), 64 requests at once, as it reports it
+      const own = yield* Effect.promise(async () => {
+        const replies = await Promise.all(workload(99).map(async (r) => {
+          const body = JSON.stringify({
+            prompt: r.tokens, n_predict: r.maxTokens, n_probs: TOPK, temperature: 1, top_k: 0, top_p: 1, min_p: 0, seed: 7, return_tokens: true, cache_prompt: true, ...extraBody
+          })
+          return (await (await fetch(`${server.url}/completion`, { method: "POST", body })).json()) as { timings: { prompt_ms: number; predicted_ms: number } }
+        }))
+        return median(replies.map((x) => x.timings.prompt_ms + x.timings.predicted_ms))
+      })
+      return {
+        figures: [
+          fig("llama-server (HTTP) rollout tokens/s", t.tokensPerSecond, "tok/s", "embedded rollout tokens/s", embedded.tokensPerSecond, null),
+          fig("llama-server own generation time per request", own, "ms", "(its own timings.prompt_ms + predicted_ms)", own, null)
+        ],
+        note: `-np ${SEQUENCES}, 1 thread, F32 KV cache, bytes ≥ 0x80 banned (logit_bias)`
+      }
+    })).pipe(Effect.provide(NodeServices.layer))
+  )
+}
+
+const main = async (extra: ReadonlyArray<[string, EngineBench]>) => {
   const loadBefore = os.loadavg()
   const policy = await trainTinyPolicy(quick ? 20 : 60)
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "arpo-bench-engines-"))
+  const gguf = path.join(dir, "policy.gguf")
+  writeGguf(gguf, policy.config, policy.toHost())
   const embedded = await throughput(layerEmbedded(policy, { maxSlots: SEQUENCES }))
   const figures: Array<Figure> = [
     fig("embedded rollout tokens/s", embedded.tokensPerSecond, "tok/s", "embedded rollout tokens/s", embedded.tokensPerSecond, null)
   ]
   const notes: Array<string> = []
   for (const [name, bench] of extra) {
-    const r = await bench(policy, embedded)
+    const r = await bench(policy, embedded, gguf)
     figures.push(...r.figures)
     notes.push(`${name}: ${r.note}`)
   }
@@ -231,6 +283,7 @@ const main = async (extra: ReadonlyArray<[string, EngineBench]> = []) => {
   fs.mkdirSync(path.dirname(file), { recursive: true })
   fs.writeFileSync(file, JSON.stringify(out, null, 2) + "\n")
   console.log(`wrote ${path.relative(repoRoot, file)}`)
+  fs.rmSync(dir, { recursive: true, force: true })
 }
 
-await main()
+await main([["llama.cpp", llamaCppBench], ["llama-server", llamaServerBench]])
