@@ -1,7 +1,7 @@
 /**
  * Research script: does ARPO beat GRPO here, and at what tool-call cost?
  *
- * Setup (src/run/catalog/defaults.ts): synthetic arithmetic (3–4 digit products) that needs the
+ * Setup (src/experiment/catalog/defaults.ts): synthetic arithmetic (3–4 digit products) that needs the
  * `<python>` tool (answered by the safe calculator), a tiny embedded llama-style model (64×2) cold-started
  * by SFT on the task's demonstrations (20% deliberately imperfect; cached in .cache/sft so both arms start
  * from the same weights), then RL with GRPO advantages, soft attribution and the released ARPO loss.
@@ -29,6 +29,6 @@
  * branching is driven by α, not by entropy. The quick profile cannot show an accuracy difference; it
  * shows the protocol and the tool-call saving.
  */
-import { arpoVsGrpo } from "../src/run/catalog/arpoVsGrpo.ts"
+import { arpoVsGrpo } from "../src/experiment/catalog/arpoVsGrpo.ts"
 
 export default arpoVsGrpo

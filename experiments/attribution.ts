@@ -11,6 +11,6 @@
  * Reproduce: `arpo run attribution --profile quick` (seed 1, 6 RL steps) or `--profile full` (seeds
  * 1,2,3, 40 steps). Compare held-out greedy accuracy and tool calls in the run's report.md.
  */
-import { attribution } from "../src/run/catalog/studies.ts"
+import { attribution } from "../src/experiment/catalog/studies.ts"
 
 export default attribution

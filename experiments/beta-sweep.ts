@@ -7,6 +7,6 @@
  * Reproduce: `arpo run beta-sweep --profile quick` (seed 1, 4 RL steps, five arms) or `--profile full`
  * (seeds 1,2,3, 40 steps). Branch decisions and the ΔH histogram per arm are in report.html.
  */
-import { betaSweep } from "../src/run/catalog/studies.ts"
+import { betaSweep } from "../src/experiment/catalog/studies.ts"
 
 export default betaSweep

@@ -8,6 +8,6 @@
  * Reproduce: `arpo run engines --profile quick` (seed 1, 8 RL steps after the flagship's cached quick cold
  * start). Measured results: docs/engines.md.
  */
-import { engines } from "../src/run/catalog/engines.ts"
+import { engines } from "../src/experiment/catalog/engines.ts"
 
 export default engines

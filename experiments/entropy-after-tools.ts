@@ -11,6 +11,6 @@
  * Reproduce: `arpo run entropy-after-tools --profile quick` (seed 1, 4 RL steps) or `--profile full`
  * (seeds 1,2,3, 20 steps). Deterministic per seed on the embedded engine.
  */
-import { entropyAfterTools } from "../src/run/catalog/studies.ts"
+import { entropyAfterTools } from "../src/experiment/catalog/studies.ts"
 
 export default entropyAfterTools

@@ -1,11 +1,11 @@
 /**
  * Research script: what does each sampler do with the same budget on the same prompts? A pure rollout
- * study (no RL training): from the flagship's cached cold-start policy (src/run/catalog/defaults.ts, quick
+ * study (no RL training): from the flagship's cached cold-start policy (src/experiment/catalog/defaults.ts, quick
  * SFT settings, so it shares `.cache/sft` with `arpo run arpo-vs-grpo`), `global`, `arpo-paper`,
  * `arpo-reference`, `aepo` and `random-branch` each sample `rl.steps` batches of `rl.promptsPerStep`
  * prompts at M = 8 (N = 4, k = 8, α = 0.5, β = 0.2, calculator as `<python>`). Batch s draws exactly the
  * prompts and keys RL step s of the flagship draws, the same for every sampler. The global sampler
- * measures its entropy windows over the same k as the others (src/run/catalog/samplers.ts).
+ * measures its entropy windows over the same k as the others (src/experiment/catalog/samplers.ts).
  *
  * Measured per sampler (from the rollout.batch / reward.batch events): trajectories and tokens generated
  * (plus AEPO's probe-rollout tokens), tokens computed vs unique tree tokens (prefix reuse), branch points
@@ -32,6 +32,6 @@
  * more rounds (32 vs 20: one fresh sample per round). Accuracy of the trajectories 0.395 (global) to 0.422.
  * Full table: docs/samplers.md "Comparing the samplers".
  */
-import { samplers } from "../src/run/catalog/samplers.ts"
+import { samplers } from "../src/experiment/catalog/samplers.ts"
 
 export default samplers

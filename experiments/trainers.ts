@@ -8,6 +8,6 @@
  * Reproduce: `arpo run trainers --profile quick` (seed 1, 8 RL steps after the flagship's cached quick
  * cold start) or `--profile full` (seeds 1,2,3, 40 steps). Measured results: docs/pytorch-worker.md.
  */
-import { trainers } from "../src/run/catalog/trainers.ts"
+import { trainers } from "../src/experiment/catalog/trainers.ts"
 
 export default trainers

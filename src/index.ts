@@ -62,9 +62,6 @@ export * as Sampler from "./rollout/index.ts"
 
 // ── the run ─────────────────────────────────────────────────────────────────
 export * as RunConfig from "./run/config.ts"
-export * as Experiment from "./run/experiment.ts"
-export * as Experiments from "./run/registry.ts"
-export * as Defaults from "./run/catalog/defaults.ts"
 export * as Components from "./run/layers.ts"
 export * as Loop from "./run/loop.ts"
 export * as Sft from "./run/sft.ts"
@@ -73,3 +70,8 @@ export * as EngineChoice from "./run/engineChoice.ts"
 export * as RunStore from "./run/RunStore.ts"
 export * as Report from "./report/report.ts"
 export * as Summary from "./report/summarize.ts"
+
+// ── experiments (compose everything above; write reports) ──────────────────
+export * as Experiment from "./experiment/define.ts"
+export * as Experiments from "./experiment/registry.ts"
+export * as Defaults from "./experiment/catalog/defaults.ts"

@@ -4,51 +4,19 @@
  * `builtinExperiments`; an experiment can also be a module file whose default (or `experiment`) export
  * is an `Experiment`. This module knows nothing about training; it only looks experiments up.
  */
-import { Context, Effect, type FileSystem, type Path, Schema, type Terminal } from "effect"
+import { Context, Effect, Schema } from "effect"
 import { CliError } from "effect/cli"
-import type { ChildProcessSpawner } from "effect/process"
 import { existsSync } from "node:fs"
 import * as NodePath from "node:path"
 import { pathToFileURL } from "node:url"
-import { builtin } from "../run/registry.ts"
+import { builtin } from "../experiment/registry.ts"
 
-/** What `arpo run` passes to an experiment. Values of `set`/`sweep` are raw strings: the experiment
- *  decodes them with its own config Schema (and fails with a message naming the key). */
-export interface RunOptions {
-  readonly profile: "quick" | "full"
-  /** undefined: the experiment's default seeds */
-  readonly seeds: ReadonlyArray<number> | undefined
-  /** `--set key=value` overrides, dotted keys allowed (`rollout.beta=0.5`) */
-  readonly set: Readonly<Record<string, string>>
-  /** `--sweep key=v1,v2`: one run (or arm) per value, crossed over keys */
-  readonly sweep: Readonly<Record<string, ReadonlyArray<string>>>
-  /** the runs root: run directories go to `<out>/<experiment>/<run-id>/` */
-  readonly out: string
-}
-
-export interface EvalOptions {
-  readonly task: string
-  readonly split: string | undefined
-  readonly seed: number
-}
-
-/** Services an experiment may use (what `NodeServices.layer` provides). */
-export type ExperimentEnv = FileSystem.FileSystem | Path.Path | Terminal.Terminal | ChildProcessSpawner.ChildProcessSpawner
-
-export interface Experiment {
-  readonly name: string
-  readonly description: string
-  /** run it; succeeds with the run directory */
-  readonly run: (options: RunOptions) => Effect.Effect<string, unknown, ExperimentEnv>
-  /** continue the run in `runDir` from its last checkpoint; succeeds with the run directory */
-  readonly resume?: (runDir: string) => Effect.Effect<string, unknown, ExperimentEnv>
-  /** evaluate a checkpoint of this experiment on a task; succeeds with lines to print */
-  readonly evaluate?: (checkpoint: string, options: EvalOptions) => Effect.Effect<ReadonlyArray<string>, unknown, ExperimentEnv>
-}
+export type { EvalOptions, Experiment, ExperimentEnv, RunOptions } from "../experiment/Experiment.ts"
+import type { Experiment } from "../experiment/Experiment.ts"
 
 export type Registry = ReadonlyMap<string, Experiment>
 
-/** The experiments `arpo run <name>` knows (the training loop's registry, src/run/registry.ts). */
+/** The experiments `arpo run <name>` knows (the training loop's registry, src/experiment/registry.ts). */
 export const builtinExperiments: ReadonlyArray<Experiment> = builtin
 
 export const registry = (experiments: ReadonlyArray<Experiment>): Registry => new Map(experiments.map((e) => [e.name, e]))

@@ -9,9 +9,9 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as NodePath from "node:path"
 import type { StampedEvent } from "../../src/events/Event.ts"
-import { baseConfig } from "../../src/run/catalog/defaults.ts"
+import { baseConfig } from "../../src/experiment/catalog/defaults.ts"
 import { mergePatch } from "../../src/run/config.ts"
-import type { ExperimentSpec } from "../../src/run/experiment.ts"
+import type { ExperimentSpec } from "../../src/experiment/define.ts"
 import { readEventsFile } from "../../src/run/RunStore.ts"
 
 export const tinyPatch = {

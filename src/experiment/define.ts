@@ -9,17 +9,17 @@
 import { Console, Effect, FileSystem, Layer, Schema } from "effect"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
-import type { Experiment, RunOptions } from "../cli/experiments.ts"
+import type { Experiment, RunOptions } from "./Experiment.ts"
 import type { StampedEvent } from "../events/Event.ts"
 import { emit, withScope } from "../events/Events.ts"
 import { readCheckpoint } from "../model/checkpoint.ts"
 import { Policy } from "../model/policy.ts"
 import { ensureBackend } from "../model/runtime.ts"
-import { makeProgress } from "../report/progress.ts"
+import { makeProgress } from "../run/progress.ts"
 import { writeReports } from "../report/report.ts"
 import { formatStat, type Summary } from "../report/summarize.ts"
 import { Trainer } from "../trainer/Trainer.ts"
-import { writeJsonAtomic } from "./atomic.ts"
+import { writeJsonAtomic } from "../run/atomic.ts"
 import {
   applySet,
   checkPatchKeys,
@@ -30,12 +30,12 @@ import {
   type RunConfig,
   RunConfig as RunConfigSchema,
   type RunConfigJson
-} from "./config.ts"
-import { Evaluator } from "./evaluate.ts"
-import { type Components, embeddedComponents, type SamplerKind } from "./layers.ts"
-import { runArm } from "./loop.ts"
-import { RunStore } from "./RunStore.ts"
-import { coldStart } from "./sft.ts"
+} from "../run/config.ts"
+import { Evaluator } from "../run/evaluate.ts"
+import { type Components, embeddedComponents, type SamplerKind } from "../run/layers.ts"
+import { runArm } from "../run/loop.ts"
+import { RunStore } from "../run/RunStore.ts"
+import { coldStart } from "../run/sft.ts"
 
 export interface ArmSpec {
   /** letters, digits and . _ = + - (it names checkpoints) */

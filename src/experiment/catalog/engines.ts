@@ -11,8 +11,8 @@
 import * as LlamaCpp from "../../engine/llamaCpp.ts"
 import * as LlamaServer from "../../engine/llamaServer.ts"
 import type { Policy } from "../../model/policy.ts"
-import type { RunConfig } from "../config.ts"
-import { define, type ExperimentSpec } from "../experiment.ts"
+import type { RunConfig } from "../../run/config.ts"
+import { define, type ExperimentSpec } from "../define.ts"
 import { arpoVsGrpoSpec } from "./arpoVsGrpo.ts"
 import { baseConfig } from "./defaults.ts"
 

@@ -1,8 +1,8 @@
 /**
  * The built-in experiments the `arpo` CLI knows by name (src/cli/experiments.ts reads this list).
- * Each is defined in src/run/catalog/ and documented as a research script in experiments/.
+ * Each is defined in src/experiment/catalog/ and documented as a research script in experiments/.
  */
-import type { Experiment } from "../cli/experiments.ts"
+import type { Experiment } from "./Experiment.ts"
 import { arpoVsGrpo } from "./catalog/arpoVsGrpo.ts"
 import { samplers } from "./catalog/samplers.ts"
 import { attribution, betaSweep, entropyAfterTools } from "./catalog/studies.ts"

@@ -5,7 +5,7 @@
  * the released ARPO loss, M = 8 trajectories per prompt. Sizes were chosen by measurement on a 2-core
  * CPU (docs/writing-an-experiment.md). It is data only.
  */
-import type { RunConfigJson } from "../config.ts"
+import type { RunConfigJson } from "../../run/config.ts"
 
 export const baseConfig: RunConfigJson = {
   task: { name: "arithmetic", seed: 1, minDigits: 3, maxDigits: 4, operators: ["*"], companies: 300, imperfectShare: 0.2, reward: "arpo" },

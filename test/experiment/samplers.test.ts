@@ -9,9 +9,9 @@ import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
 import { Experiments, lookup, registry } from "../../src/cli/experiments.ts"
-import type { SamplerRow } from "../../src/run/catalog/samplers.ts"
-import { builtin } from "../../src/run/registry.ts"
-import { run, tempDir } from "./tiny.ts"
+import type { SamplerRow } from "../../src/experiment/catalog/samplers.ts"
+import { builtin } from "../../src/experiment/registry.ts"
+import { run, tempDir } from "../run/tiny.ts"
 
 beforeAll(() => {
   process.env["ARPO_CACHE_DIR"] = tempDir("arpo-cache-")

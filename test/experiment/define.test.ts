@@ -8,11 +8,11 @@ import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
 import { Experiments, lookup, registry } from "../../src/cli/experiments.ts"
-import { builtin } from "../../src/run/registry.ts"
-import { resolveArms } from "../../src/run/experiment.ts"
-import { define } from "../../src/run/experiment.ts"
+import { builtin } from "../../src/experiment/registry.ts"
+import { resolveArms } from "../../src/experiment/define.ts"
+import { define } from "../../src/experiment/define.ts"
 import * as Benchmarks from "../../src/tasks/benchmarks.ts"
-import { run, runExit, tempDir, tinySpec } from "./tiny.ts"
+import { run, runExit, tempDir, tinySpec } from "../run/tiny.ts"
 
 const resolve = (set: Record<string, string>, sweep: Record<string, ReadonlyArray<string>> = {}) =>
   Effect.runPromiseExit(resolveArms(tinySpec(), { profile: "quick", set, sweep }))

@@ -4,7 +4,7 @@
  * and at what tool-call cost? Both arms start from the same cached cold-start weights and see the same
  * prompts (keyed by seed and step). Quick: 2 seeds, 8 RL steps after a shorter cold start (minutes on 2 cores); full: 3 seeds.
  */
-import { define, type ExperimentSpec } from "../experiment.ts"
+import { define, type ExperimentSpec } from "../define.ts"
 import { baseConfig } from "./defaults.ts"
 
 export const arpoVsGrpoSpec: ExperimentSpec = {

@@ -7,11 +7,11 @@ import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
-import { trainersSpec, workerPython } from "../../src/run/catalog/trainers.ts"
-import { componentsOf, define, type ExperimentSpec } from "../../src/run/experiment.ts"
+import { trainersSpec, workerPython } from "../../src/experiment/catalog/trainers.ts"
+import { componentsOf, define, type ExperimentSpec } from "../../src/experiment/define.ts"
 import { embeddedComponents, embeddedTrainerOf } from "../../src/run/layers.ts"
 import { readEventsFile } from "../../src/run/RunStore.ts"
-import { run, tempDir, tinySpec } from "./tiny.ts"
+import { run, tempDir, tinySpec } from "../run/tiny.ts"
 
 const torchProbe = spawnSync(workerPython(), ["-c", "import torch"], { encoding: "utf8", timeout: 60_000 })
 const torchOk = torchProbe.status === 0

@@ -7,9 +7,9 @@
  */
 import { Effect } from "effect"
 import * as NodePath from "node:path"
-import { mergePatch } from "../config.ts"
-import { readEventsFile } from "../RunStore.ts"
-import { define, type ExperimentSpec } from "../experiment.ts"
+import { mergePatch } from "../../run/config.ts"
+import { readEventsFile } from "../../run/RunStore.ts"
+import { define, type ExperimentSpec } from "../define.ts"
 import { arpoVsGrpoSpec } from "./arpoVsGrpo.ts"
 import { baseConfig } from "./defaults.ts"
 
