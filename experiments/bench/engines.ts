@@ -13,7 +13,6 @@ import * as fs from "node:fs"
 import * as Http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import { derive, root } from "../../src/core/random.ts"
 import { Engine, type GenerateRequest } from "../../src/engine/Engine.ts"
 import { layerEmbedded } from "../../src/engine/embedded.ts"
@@ -26,8 +25,8 @@ import { Events } from "../../src/events/Events.ts"
 import type { Policy } from "../../src/model/policy.ts"
 import { byteTokenizer, vocabSize } from "../../src/model/tokenizer.ts"
 import { prompts, trainTinyPolicy } from "../../test/rollout/embeddedFixture.ts"
+import { type Figure, fig, machine, writeResults } from "./lib/output.ts"
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 const quick = process.argv.includes("--quick")
 const SEQUENCES = 64
 const NEW_TOKENS = quick ? 24 : 48
@@ -160,26 +159,6 @@ const rawPerRequest = async (url: string): Promise<number> => {
 
 // ---------------------------------------------------------------------------------------------------
 
-interface Figure {
-  readonly figure: string
-  readonly value: number
-  readonly unit: string
-  readonly baseline: string
-  readonly baselineValue: number
-  readonly ratio: number | null
-  readonly goal: string | null
-}
-
-const fig = (figure: string, value: number, unit: string, baseline: string, baselineValue: number, goal: string | null): Figure => ({
-  figure,
-  value,
-  unit,
-  baseline,
-  baselineValue,
-  ratio: baselineValue === 0 ? null : value / baselineValue,
-  goal
-})
-
 /** Optional engines add their figures here; each returns the figures or the reason it was skipped. */
 type EngineBench = (policy: Policy, embedded: Throughput, gguf: string) => Promise<{ readonly figures: ReadonlyArray<Figure>; readonly note: string }>
 
@@ -261,28 +240,12 @@ const main = async (extra: ReadonlyArray<[string, EngineBench]>) => {
     )
   }
 
-  const out = {
-    name: "engines",
-    machine: {
-      cores: os.cpus().length,
-      cpu: os.cpus()[0]?.model ?? "unknown",
-      node: process.version,
-      platform: `${os.platform()} ${os.arch()}`,
-      loadavg: [loadBefore[0], os.loadavg()[0]]
-    },
+  writeResults("engines", {
+    machine: machine(loadBefore),
     setup: { model: policy.config, sequences: SEQUENCES, newTokens: NEW_TOKENS, reps: REPS, topK: TOPK, threads: 1, notes },
     figures
-  }
-  console.log("| figure | value | unit | baseline | baseline value | ratio | goal |")
-  console.log("|---|---|---|---|---|---|---|")
-  for (const f of figures) {
-    console.log(`| ${f.figure} | ${f.value.toFixed(3)} | ${f.unit} | ${f.baseline} | ${f.baselineValue.toFixed(3)} | ${f.ratio === null ? "" : f.ratio.toFixed(3)} | ${f.goal ?? ""} |`)
-  }
+  })
   for (const n of notes) console.log(n)
-  const file = path.join(repoRoot, "experiments/results/engines.json")
-  fs.mkdirSync(path.dirname(file), { recursive: true })
-  fs.writeFileSync(file, JSON.stringify(out, null, 2) + "\n")
-  console.log(`wrote ${path.relative(repoRoot, file)}`)
   fs.rmSync(dir, { recursive: true, force: true })
 }
 

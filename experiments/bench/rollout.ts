@@ -6,10 +6,7 @@
  * Run: scripts/node24 node --import tsx experiments/bench/rollout.ts [--quick]
  */
 import { Effect, Layer } from "effect"
-import * as fs from "node:fs"
 import * as os from "node:os"
-import * as path from "node:path"
-import { fileURLToPath } from "node:url"
 import { root } from "../../src/core/random.ts"
 import { Engine, type GenerateRequest } from "../../src/engine/Engine.ts"
 import { layerEmbedded } from "../../src/engine/embedded.ts"
@@ -23,8 +20,8 @@ import { Sampler } from "../../src/rollout/Sampler.ts"
 import * as Calculator from "../../src/tools/calculator.ts"
 import { Toolbox } from "../../src/tools/Toolbox.ts"
 import { prompts, trainTinyPolicy } from "../../test/rollout/embeddedFixture.ts"
+import { fig, machine, writeResults } from "./lib/output.ts"
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 const quick = process.argv.includes("--quick")
 const PROMPTS = quick ? 4 : 16
 const M = 16
@@ -143,15 +140,6 @@ const main = async () => {
   const g = results.global!
   const a = results.arpo!
   const perSec = (n: number, ms: number) => (1000 * n) / ms
-  const fig = (figure: string, value: number, unit: string, baseline: string, baselineValue: number, goal: string | null) => ({
-    figure,
-    value,
-    unit,
-    baseline,
-    baselineValue,
-    ratio: baselineValue === 0 ? null : value / baselineValue,
-    goal
-  })
   const figures = [
     fig("arpo trajectories/s", perSec(a.m.trajectories, a.wall), "traj/s", "global trajectories/s", perSec(g.m.trajectories, g.wall), null),
     fig("arpo generated tokens/s", perSec(a.m.tokensGenerated, a.wall), "tok/s", "global generated tokens/s", perSec(g.m.tokensGenerated, g.wall), null),
@@ -162,28 +150,11 @@ const main = async () => {
     fig("arpo tool time", 100 * a.m.toolMs / a.m.wallMs, "% of wall", "global", 100 * g.m.toolMs / g.m.wallMs, null),
     fig("arpo branches taken per batch", a.m.branchTaken, "count", "global", g.m.branchTaken, null)
   ]
-  const out = {
-    name: "rollout",
-    machine: {
-      cores: os.cpus().length,
-      cpu: os.cpus()[0]?.model ?? "unknown",
-      node: process.version,
-      platform: `${os.platform()} ${os.arch()}`,
-      // 1-minute load average before and after: engine time swings widely when other work shares the cores
-      loadavg: [loadBefore[0], os.loadavg()[0]]
-    },
+  writeResults("rollout", {
+    machine: machine(loadBefore),
     setup: { model: tinyConfig, prompts: PROMPTS, M, N, reps: REPS, maxResponseTokens: 64, tool: "calculator as <python>", engine: engineOptions },
     figures
-  }
-  console.log("| figure | value | unit | baseline | baseline value | ratio | goal |")
-  console.log("|---|---|---|---|---|---|---|")
-  for (const f of figures) {
-    console.log(`| ${f.figure} | ${f.value.toFixed(3)} | ${f.unit} | ${f.baseline} | ${f.baselineValue.toFixed(3)} | ${f.ratio === null ? "" : f.ratio.toFixed(3)} | ${f.goal ?? ""} |`)
-  }
-  const file = path.join(repoRoot, "experiments/results/rollout.json")
-  fs.mkdirSync(path.dirname(file), { recursive: true })
-  fs.writeFileSync(file, JSON.stringify(out, null, 2) + "\n")
-  console.log(`wrote ${path.relative(repoRoot, file)}`)
+  })
 }
 
 await main()

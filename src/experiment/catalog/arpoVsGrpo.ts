@@ -22,3 +22,12 @@ export const arpoVsGrpoSpec: ExperimentSpec = {
 }
 
 export const arpoVsGrpo = define(arpoVsGrpoSpec)
+
+/**
+ * Profiles for studies that swap one Layer of the flagship's ARPO arm (trainers, engines): the flagship's
+ * quick settings with one seed (the same cached cold start), and its full settings with three.
+ */
+export const flagshipProfiles: ExperimentSpec["profiles"] = {
+  quick: { seeds: [1], set: arpoVsGrpoSpec.profiles.quick.set ?? {} },
+  full: { seeds: [1, 2, 3], set: {} }
+}

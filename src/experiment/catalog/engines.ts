@@ -13,7 +13,7 @@ import * as LlamaServer from "../../engine/llamaServer.ts"
 import type { Policy } from "../../model/policy.ts"
 import type { RunConfig } from "../../run/config.ts"
 import { define, type ExperimentSpec } from "../define.ts"
-import { arpoVsGrpoSpec } from "./arpoVsGrpo.ts"
+import { flagshipProfiles } from "./arpoVsGrpo.ts"
 import { baseConfig } from "./defaults.ts"
 
 /** llama.cpp in process over the run's policy, one sequence per engine slot. */
@@ -27,11 +27,7 @@ export const enginesSpec: ExperimentSpec = {
   name: "engines",
   description: "The same ARPO run sampled by the embedded engine, llama.cpp in process and a launched llama-server",
   config: baseConfig,
-  profiles: {
-    // the flagship's quick settings (same cached cold start), one seed
-    quick: { seeds: [1], set: arpoVsGrpoSpec.profiles.quick.set ?? {} },
-    full: { seeds: [1, 2, 3], set: {} }
-  },
+  profiles: flagshipProfiles,
   arms: [
     { name: "embedded", sampler: "arpo" },
     { name: "llama-cpp", sampler: "arpo", components: { engine: llamaCppEngineOf } },

@@ -12,7 +12,7 @@ import * as Pytorch from "../../trainer/pytorch.ts"
 import type { RunConfig } from "../../run/config.ts"
 import { define, type ExperimentSpec } from "../define.ts"
 import { trainOptionsOf } from "../../run/layers.ts"
-import { arpoVsGrpoSpec } from "./arpoVsGrpo.ts"
+import { flagshipProfiles } from "./arpoVsGrpo.ts"
 import { baseConfig } from "./defaults.ts"
 
 /** ARPO_PYTHON, else Debian's interpreter where it exists (a per-user shim on PATH may lack torch), else PATH's. */
@@ -27,11 +27,7 @@ export const trainersSpec: ExperimentSpec = {
   name: "trainers",
   description: "The embedded trainer vs the PyTorch worker on the same ARPO run: reward and accuracy should agree within noise",
   config: baseConfig,
-  profiles: {
-    // the flagship's quick settings (same cached cold start), one seed
-    quick: { seeds: [1], set: arpoVsGrpoSpec.profiles.quick.set ?? {} },
-    full: { seeds: [1, 2, 3], set: {} }
-  },
+  profiles: flagshipProfiles,
   arms: [
     { name: "embedded", sampler: "arpo" },
     { name: "pytorch", sampler: "arpo", components: { trainer: pytorchTrainerOf } }
