@@ -38,6 +38,8 @@ import {
   type LlamaModel,
   load,
   type LogLevel,
+  nativeContext,
+  type NativeContextView,
   type NodeLlamaCpp
 } from "./nodeLlamaCpp.ts"
 
@@ -268,6 +270,51 @@ const llamaOf = (lib: NodeLlamaCpp, logLevel: LogLevel): Effect.Effect<Llama, En
 
 const message = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 
+/**
+ * Makes the first read of a decoded batch's outputs run alone. With several sequences llama.cpp keeps one
+ * KV stream per sequence and splits a batch by sequence (`split_equal`), so the outputs can come out of
+ * order; it records the row swaps that restore the batch order and applies them IN PLACE on the first
+ * logits access after the decode (`output_reorder`, from `llama_get_logits`). node-llama-cpp reads the
+ * outputs of all sequences of a batch at once, one `sampleToken` worker thread each, so two workers could
+ * both apply the swaps (rows swapped twice or half-swapped): every sequence of that batch then got another
+ * row's distribution (seen as log-probs off by nats at one step of ~40, at random, with 32+ sequences; a
+ * greedy evaluation that scored 0). Wrapping the native context: the first `sampleToken` after each
+ * `decodeBatch` runs alone, the others wait for it (it has applied the swaps) and then run concurrently.
+ * Returns false when node-llama-cpp's internals do not have the expected shape.
+ */
+export const guardOutputReorder = (context: LlamaContext): boolean => {
+  const native = nativeContext(context)
+  if (native === undefined) return false
+  const decode = native.decodeBatch.bind(native)
+  const sample = native.sampleToken.bind(native)
+  /** set by a decode: the next sampleToken reads first, alone */
+  let reorderPending = false
+  /** settles when the first read after the last decode is done (undefined: none in flight) */
+  let firstRead: Promise<void> | undefined
+  const decodeBatch: NativeContextView["decodeBatch"] = (...args) => {
+    reorderPending = true
+    firstRead = undefined
+    return decode(...args)
+  }
+  const sampleToken: NativeContextView["sampleToken"] = (...args) => {
+    if (reorderPending) {
+      reorderPending = false
+      const read = sample(...args)
+      const done: Promise<void> = read.then(() => undefined, () => undefined)
+      firstRead = done
+      void done.then(() => {
+        if (firstRead === done) firstRead = undefined
+      })
+      return read
+    }
+    return firstRead === undefined ? sample(...args) : firstRead.then(() => sample(...args))
+  }
+  // own properties of the instance (the addon's prototype methods are read-only)
+  Object.defineProperty(native, "decodeBatch", { value: decodeBatch, writable: true, configurable: true })
+  Object.defineProperty(native, "sampleToken", { value: sampleToken, writable: true, configurable: true })
+  return true
+}
+
 const openGguf = async (llama: Llama, path: string, generation: number, s: LlamaCppSettings): Promise<Loaded> => {
   const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 })
   try {
@@ -282,6 +329,14 @@ const openGguf = async (llama: Llama, path: string, generation: number, s: Llama
       experimentalKvCacheValueType: kv,
       ...(s.batchSize !== undefined ? { batchSize: s.batchSize } : {})
     })
+    // one sequence = one KV stream: outputs are never reordered, nothing to guard
+    if (sequences > 1 && !guardOutputReorder(context)) {
+      await context.dispose()
+      throw new Error(
+        `node-llama-cpp's native context does not have the shape this engine was verified with (decodeBatch, sampleToken); ` +
+          "with several sequences llama.cpp's output reordering races between sequences: use sequences: 1 or node-llama-cpp 3.21.1"
+      )
+    }
     const slots = Array.from({ length: sequences }, () => ({ sequence: context.getSequence(), busy: false }))
     const vocab = model.fileInfo.metadata?.tokenizer?.ggml?.tokens?.length ?? 0
     return { path, model, context, pool: new SequencePool(slots), vocab, contextSize: context.contextSize, generation }

@@ -113,6 +113,24 @@ export interface LlamaContext {
   readonly getSequence: () => LlamaContextSequence
 }
 
+/**
+ * The native llama.cpp context behind a `LlamaContext` (its internal `_ctx`, an `AddonContext` from
+ * llama/addon/AddonContext.cpp): the two calls the engine wraps to serialize llama.cpp's lazy output
+ * reordering (see `guardOutputReorder` in llamaCpp.ts). Internal to node-llama-cpp 3.21.1; checked at run time.
+ */
+export interface NativeContextView {
+  readonly decodeBatch: (...args: ReadonlyArray<unknown>) => Promise<unknown>
+  readonly sampleToken: (...args: ReadonlyArray<unknown>) => Promise<unknown>
+}
+
+/** The native context of `context`, or undefined when this node-llama-cpp does not have the expected shape. */
+export const nativeContext = (context: LlamaContext): NativeContextView | undefined => {
+  const native: unknown = (context as unknown as { readonly _ctx?: unknown })._ctx
+  if (typeof native !== "object" || native === null) return undefined
+  const n = native as Partial<Record<keyof NativeContextView, unknown>>
+  return typeof n.decodeBatch === "function" && typeof n.sampleToken === "function" ? (native as NativeContextView) : undefined
+}
+
 /** Sampler settings of one `generateNext` (types.d.ts). Temperature 0 is greedy over the raw logits. */
 export interface SampleOptions {
   readonly temperature?: number

@@ -122,6 +122,67 @@ const tieMargin = (p: Float64Array, temperature: number, topP: number, u: number
   return margin
 }
 
+/**
+ * A fake of llama.cpp's native context as node-llama-cpp drives it: a decode leaves its output rows
+ * permuted with the swaps that restore them pending, and the first read applies them in place, one swap
+ * at a time (yielding between swaps, as another worker thread could interleave), as `output_reorder` does.
+ */
+const fakeNative = (rows: number) => {
+  let out: Array<number> = []
+  let swaps: Array<readonly [number, number]> = []
+  const log: Array<string> = []
+  const pause = () => new Promise<void>((resolve) => setTimeout(resolve, 1))
+  return {
+    log,
+    decodeBatch: async (): Promise<unknown> => {
+      // row r holds output r; stored reversed, with the swaps that restore the order pending
+      out = Array.from({ length: rows }, (_, r) => rows - 1 - r)
+      swaps = Array.from({ length: Math.floor(rows / 2) }, (_, i) => [i, rows - 1 - i] as const)
+      return undefined
+    },
+    sampleToken: async (...args: ReadonlyArray<unknown>): Promise<unknown> => {
+      const row = args[0] as number
+      log.push(`start ${row}`)
+      for (const [i, j] of swaps) {
+        ;[out[i], out[j]] = [out[j]!, out[i]!]
+        await pause()
+      }
+      swaps = []
+      await pause()
+      log.push(`end ${row}`)
+      return out[row]
+    }
+  }
+}
+
+describe("llama.cpp engine: reading a batch's outputs", () => {
+  it.live("unguarded concurrent reads of a reordered batch return other rows (the fake reproduces llama.cpp's race)", () =>
+    Effect.gen(function*() {
+      const native = fakeNative(8)
+      yield* Effect.promise(() => native.decodeBatch())
+      const got = yield* Effect.promise(() => Promise.all(Array.from({ length: 8 }, (_, r) => native.sampleToken(r))))
+      assert.notDeepEqual(got, [0, 1, 2, 3, 4, 5, 6, 7])
+    }))
+
+  it.live("guardOutputReorder: the first read after each decode runs alone, so every sequence reads its own row; the rest stay concurrent", () =>
+    Effect.gen(function*() {
+      const native = fakeNative(8)
+      const context = { _ctx: native } as unknown as Parameters<typeof LlamaCpp.guardOutputReorder>[0]
+      assert.isTrue(LlamaCpp.guardOutputReorder(context))
+      for (let batch = 0; batch < 3; batch++) {
+        native.log.length = 0
+        const guarded = context as unknown as { readonly _ctx: { decodeBatch: () => Promise<unknown>; sampleToken: (row: number) => Promise<unknown> } }
+        yield* Effect.promise(() => guarded._ctx.decodeBatch())
+        const got = yield* Effect.promise(() => Promise.all(Array.from({ length: 8 }, (_, r) => guarded._ctx.sampleToken(r))))
+        assert.deepStrictEqual(got, [0, 1, 2, 3, 4, 5, 6, 7])
+        // the first read ended before any other started; the others overlapped
+        assert.deepStrictEqual(native.log.slice(0, 2), ["start 0", "end 0"])
+        assert.deepStrictEqual(native.log.slice(2, 9), [1, 2, 3, 4, 5, 6, 7].map((r) => `start ${r}`))
+      }
+      assert.isFalse(LlamaCpp.guardOutputReorder({} as typeof context))
+    }))
+})
+
 describe("llama.cpp engine: unavailable library", () => {
   it.live("fails with LlamaCppUnavailable naming the place tried and the install command", () =>
     Effect.gen(function*() {
@@ -318,6 +379,34 @@ describe.skipIf(unavailable !== undefined)("llama.cpp engine (node-llama-cpp)", 
       assert.strictEqual(yield* engine.policyVersion, 2)
       yield* engine.score(seqs)
       assert.strictEqual(yield* engine.loads, 2)
+    }).pipe(Effect.scoped, Effect.provide(Events.layerMemory)))
+
+  it.live("256 sequences decoded together each get their own distribution: log-probs equal the embedded engine's score", () =>
+    Effect.gen(function*() {
+      // regression: llama.cpp reorders a multi-sequence batch's output rows lazily, in place, on the first
+      // read; node-llama-cpp reads all sequences' rows at once on worker threads, so without
+      // guardOutputReorder some batches handed rows to the wrong sequences (log-probs off by nats)
+      const prompts = texts.map((t) => encode(t).slice(0, 24))
+      const n = 256
+      const engine = yield* llama({ sequences: n, contextSize: 64 })
+      const reference = yield* embedded()
+      let d = 0
+      let tokens = 0
+      // The second pass continues the first one's outputs in REVERSED order: each request reuses the
+      // sequence holding its prefix, so a batch lists the sequences in descending order and llama.cpp must
+      // swap nearly every output row (the widest race window: failed 3 runs of 3 without the guard)
+      let contexts: ReadonlyArray<ReadonlyArray<TokenId>> = Array.from({ length: n }, (_, i) => prompts[Math.floor(i / (n / prompts.length))]!)
+      for (let pass = 0; pass < 2; pass++) {
+        const reqs = contexts.map((c, i) =>
+          request(c, n * pass + i, { maxTokens: 12, temperature: (i + pass) % 2 === 0 ? 0 : 1, stopTokens: tokenIds([62]) }))
+        const out = yield* engine.generate(reqs)
+        const expected = yield* reference.score(reqs.map((r, i) => tokenIds([...r.tokens, ...out[i]!.tokens])))
+        d = Math.max(d, maxAbs(out.map((g) => g.logprobs), expected.map((s, i) => s.logprobs.slice(reqs[i]!.tokens.length))))
+        tokens += out.reduce((k, g) => k + g.tokens.length, 0)
+        contexts = reqs.map((r, i) => tokenIds([...r.tokens, ...out[i]!.tokens.slice(0, 4)])).reverse()
+      }
+      console.log(`${n} sequences at once: max |Δ log-prob| vs embedded score = ${d.toExponential(2)} over ${tokens} tokens`)
+      assert.isBelow(d, TOL)
     }).pipe(Effect.scoped, Effect.provide(Events.layerMemory)))
 
   it.live("swaps into a program as the Engine layer", () =>
