@@ -12,9 +12,10 @@
  * Weight sync (`layerSynced`): the policy's GGUF mirror is reloaded when `policy.generation` changed.
  */
 import { Effect, Layer, Ref, type Scope, Semaphore } from "effect"
-import { type Key, uniform } from "../core/random.ts"
+import { uniform } from "../core/random.ts"
 import { type TokenId, tokenIds } from "../core/tokens.ts"
 import { Events } from "../events/Events.ts"
+import type { GenRequest } from "../model/generate.ts"
 import type { Policy } from "../model/policy.ts"
 import { draw } from "../model/sample.ts"
 import { byteTokenizer } from "../model/tokenizer.ts"
@@ -375,14 +376,8 @@ const evaluateNext = async (seq: LlamaContextSequence, feed: ReadonlyArray<numbe
   return distribution(probs, vocab)
 }
 
-interface Request {
-  readonly tokens: ReadonlyArray<number>
-  readonly maxTokens: number
-  readonly temperature: number
-  readonly topP: number
-  readonly stopTokens: ReadonlyArray<number>
-  readonly key: Key
-}
+/** What one sequence asks for: the embedded generator's request shape (stop strings are an HTTP matter). */
+type Request = GenRequest
 
 const generateOne = async (loaded: Loaded, tokenizer: Tokenizer, r: Request, tally: Tally): Promise<Generation> => {
   if (r.maxTokens <= 0) return { tokens: [], logprobs: [], entropies: [], finish: { _tag: "length" } }
