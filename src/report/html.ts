@@ -138,6 +138,15 @@ export const renderHtml = (s: Summary, options: { readonly title?: string } = {}
     "Training loss",
     s.loss.length > 0 ? plots(linePlot({ title: "Loss", xLabel: "step", yLabel: "loss", series: sameColor(s.loss) })) : undefined
   )
+  body += section(
+    "Engine vs trainer log-probs",
+    s.logprobMismatch.length > 0
+      ? plots(
+        linePlot({ title: "Mean |engine − trainer| log-prob per token", xLabel: "step", yLabel: "nats", series: sameColor(s.logprobMismatch) }),
+        ...(s.tisWeight.length > 0 ? [linePlot({ title: "TIS mean weight", xLabel: "step", yLabel: "weight", series: sameColor(s.tisWeight) })] : [])
+      )
+      : undefined
+  )
   body += section("Notes", s.notes.length > 0 ? `<ul class="notes">${s.notes.map((n) => `<li>${escapeXml(n)}</li>`).join("")}</ul>` : undefined)
   body += section(
     "Events",

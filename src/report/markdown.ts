@@ -86,6 +86,8 @@ export const renderMarkdown = (s: Summary, options: { readonly title?: string } 
   )
   out += section("Evaluation accuracy (greedy)", s.evaluation.length > 0 ? seriesTable(s.evaluation, (e) => `${e.arm} (${e.split})`) : undefined)
   out += section("Training loss", s.loss.length > 0 ? seriesTable(s.loss) : undefined)
+  out += section("Engine vs trainer log-probs (mean |engine − trainer| per token)", s.logprobMismatch.length > 0 ? seriesTable(s.logprobMismatch) : undefined)
+  out += section("TIS mean weight", s.tisWeight.length > 0 ? seriesTable(s.tisWeight) : undefined)
   out += section("Notes", s.notes.length > 0 ? s.notes.map((n) => `- ${n}`).join("\n") : undefined)
   out += `## Events\n\n${table(["kind", "count"], Object.entries(s.eventsByKind).map(([k, v]) => [k, String(v)]))}\n`
   return out

@@ -178,6 +178,10 @@ export interface Summary {
   readonly entropyInitial: ReadonlyArray<Series>
   readonly entropyAfterTool: ReadonlyArray<Series>
   readonly loss: ReadonlyArray<Series>
+  /** mean |engine − trainer| log-prob of the batch's model tokens per step (the engine serves the trainer's weights when ≈ 0) */
+  readonly logprobMismatch: ReadonlyArray<Series>
+  /** truncated importance sampling's mean weight per step (runs with loss.tisCap > 0) */
+  readonly tisWeight: ReadonlyArray<Series>
   readonly evaluation: ReadonlyArray<Series>
   readonly branching: ReadonlyArray<ArmBranching>
   readonly deltaH: Histogram
@@ -280,6 +284,8 @@ export const summarize = (stamped: ReadonlyArray<StampedEvent>, extraNotes: Read
   const hInit = new Cube()
   const hTool = new Cube()
   const loss = new Cube()
+  const mismatch = new Cube()
+  const tisWeight = new Cube()
   const evals = new Map<string, Cube>()
   const evalTools = new Map<string, Cube>()
   const deltaH = new Map<string, Array<number>>()
@@ -352,6 +358,8 @@ export const summarize = (stamped: ReadonlyArray<StampedEvent>, extraNotes: Read
         break
       case "train.step":
         loss.add(arm, seed, step, event.loss)
+        mismatch.add(arm, seed, step, event.logprobMismatch, Math.max(1, event.tokens))
+        if (event.tisWeightMean !== undefined) tisWeight.add(arm, seed, step, event.tisWeightMean, Math.max(1, event.tokens))
         timeCell(arm, seed).trainMs += event.trainMs
         break
       case "sft.step":
@@ -405,6 +413,8 @@ export const summarize = (stamped: ReadonlyArray<StampedEvent>, extraNotes: Read
     entropyInitial: hInit.series(arms),
     entropyAfterTool: hTool.series(arms),
     loss: loss.series(arms),
+    logprobMismatch: mismatch.series(arms),
+    tisWeight: tisWeight.series(arms),
     evaluation,
     branching,
     deltaH: histogram(arms.flatMap((arm) => (deltaH.has(arm) ? [{ arm, values: deltaH.get(arm)! }] : []))),

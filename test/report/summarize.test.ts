@@ -156,3 +156,28 @@ describe("paired comparison over seeds", () => {
     assert.isUndefined(pairedDifference({ seeds: [1, 2], values: [1, 1] }, { seeds: [1, 3], values: [0, 0] }))
   })
 })
+
+describe("engine vs trainer log-probs", () => {
+  const step = (arm: string, seed: number, s: number, mismatch: number, tokens: number, tis?: number) => ({
+    stamp: { run: "r", arm, seed, step: s, seq: 0 },
+    event: {
+      _tag: "train.step" as const,
+      loss: 0,
+      gradNorm: 1,
+      clipFraction: 0,
+      kl: 0,
+      entropy: 1,
+      tokens,
+      logprobMismatch: mismatch,
+      trainMs: 1,
+      ...(tis === undefined ? {} : { tisWeightMean: tis, tisTruncated: 0 })
+    }
+  })
+  it("the mismatch series is the token-weighted mean of a step's optimizer steps, then the mean over seeds; TIS only where it ran", () => {
+    const s = summarize([step("a", 1, 1, 0.01, 100), step("a", 1, 1, 0.04, 300), step("a", 2, 1, 0.02, 50), step("b", 1, 1, 1e-7, 10, 0.9)])
+    const a = s.logprobMismatch.find((x) => x.arm === "a")!
+    assert.closeTo(a.points[0]!.mean, (0.0325 + 0.02) / 2, 1e-12)
+    assert.strictEqual(a.points[0]!.n, 2)
+    assert.deepStrictEqual(s.tisWeight.map((x) => [x.arm, x.points[0]!.mean]), [["b", 0.9]])
+  })
+})
