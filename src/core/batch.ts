@@ -60,3 +60,22 @@ export const validateBatch = (batch: TrainBatch): InvalidTrainBatch | undefined 
   }
   return undefined
 }
+
+/**
+ * Figures of one optimizer step on a TrainBatch, whichever trainer took it (the embedded learner, the
+ * PyTorch worker); the `train.step` event carries them.
+ */
+export interface OptimizerStepFigures {
+  readonly loss: number
+  readonly gradNorm: number
+  readonly clipFraction: number
+  /** mean KL(new ‖ ref) estimate over model tokens (0 without ref log-probs) */
+  readonly kl: number
+  /** mean entropy of the new policy over model tokens */
+  readonly entropy: number
+  /** model tokens (mask 1) of the mini-batch */
+  readonly tokens: number
+  /** mean |old − trainer log-prob| over model tokens, measured before this step's update */
+  readonly logprobMismatch: number
+  readonly trainMs: number
+}

@@ -6,7 +6,7 @@
  * Synchronous and Effect-free; the Trainer adapter (src/trainer/embedded.ts) wraps it.
  */
 import { jit, lax, numpy as np, type OwnedFunction, tree, valueAndGrad } from "@jax-js/jax"
-import type { TrainSequence } from "../core/batch.ts"
+import type { OptimizerStepFigures, TrainSequence } from "../core/batch.ts"
 import { aggregationScale, klEstimators, type Normalizer, type PolicyLossConfig } from "../core/loss.ts"
 import type { ModelConfig } from "./config.ts"
 import { forwardLogits, ropeTables, type RopeTables, ropePrefix, tokenLogprobs } from "./forward.ts"
@@ -179,20 +179,8 @@ const makeAdamFn = (c: ModelConfig): AdamFn =>
 
 const fromLeavesLike = (c: ModelConfig, xs: Array<np.Array>): Params => fromLeaves(c, xs)
 
-/** Figures of one optimizer step. */
-export interface StepStats {
-  readonly loss: number
-  readonly gradNorm: number
-  readonly clipFraction: number
-  /** mean KL(new ‖ ref) estimate over masked tokens (0 without ref log-probs) */
-  readonly kl: number
-  /** mean entropy of the new policy over masked tokens */
-  readonly entropy: number
-  readonly tokens: number
-  /** mean |old − new log-prob| over masked tokens, measured before this step's update */
-  readonly logprobMismatch: number
-  readonly trainMs: number
-}
+/** Figures of one optimizer step (the core's shape, shared with every trainer). */
+export type StepStats = OptimizerStepFigures
 
 /** Optimizer state + compiled functions for one policy. */
 export class Learner {

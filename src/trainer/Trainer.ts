@@ -5,7 +5,7 @@
  * worker. This module is the contract only; it computes nothing.
  */
 import { Context, type Effect, Schema } from "effect"
-import { type InvalidTrainBatch, type TrainBatch, type TrainSequence, validateBatch } from "../core/batch.ts"
+import { type InvalidTrainBatch, type OptimizerStepFigures, type TrainBatch, type TrainSequence, validateBatch } from "../core/batch.ts"
 import type { PolicyLossConfig } from "../core/loss.ts"
 import { addTallies, applyTisBatch, emptyTally, type TisTally, tisEnabled, tisFigures } from "../core/tis.ts"
 import type { TokenId } from "../core/tokens.ts"
@@ -39,20 +39,12 @@ export interface PolicyTrainOptions {
   readonly tis?: TisOptions | undefined
 }
 
-/** Figures of one optimizer step (the `train.step` event carries the same). */
-export interface TrainStepReport {
-  readonly loss: number
-  readonly gradNorm: number
-  readonly clipFraction: number
-  readonly kl: number
-  readonly entropy: number
-  readonly tokens: number
-  /**
-   * mean |engine − trainer log-prob| over the mini-batch's model tokens, measured before this call's
-   * first update (with TIS on: the batch's engine log-probs against the trainer's π_old pass)
-   */
-  readonly logprobMismatch: number
-  readonly trainMs: number
+/**
+ * Figures of one optimizer step (the `train.step` event carries the same). `logprobMismatch` is the mean
+ * |engine − trainer log-prob| over the mini-batch's model tokens before this call's first update (with TIS
+ * on: the batch's engine log-probs against the trainer's π_old pass).
+ */
+export interface TrainStepReport extends OptimizerStepFigures {
   /** with TIS on: the mean weight over the mini-batch's model tokens */
   readonly tisWeightMean?: number
   /** with TIS on: the share of the mini-batch's model tokens whose weight was capped */
