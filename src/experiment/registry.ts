@@ -7,6 +7,7 @@ import { arpoVsGrpo } from "./catalog/arpoVsGrpo.ts"
 import { samplers } from "./catalog/samplers.ts"
 import { attribution, betaSweep, entropyAfterTools } from "./catalog/studies.ts"
 import { engines } from "./catalog/engines.ts"
+import { mismatch } from "./catalog/mismatch.ts"
 import { trainers } from "./catalog/trainers.ts"
 
-export const builtin: ReadonlyArray<Experiment> = [arpoVsGrpo, entropyAfterTools, attribution, betaSweep, samplers, trainers, engines]
+export const builtin: ReadonlyArray<Experiment> = [arpoVsGrpo, entropyAfterTools, attribution, betaSweep, samplers, trainers, engines, mismatch]
