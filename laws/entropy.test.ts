@@ -1,7 +1,8 @@
 /**
  * Laws of token entropy (src/core/entropy.ts): the range [0, ln V], the one-hot and uniform extremes,
  * the top-k interval containing the exact entropy and narrowing with k, the batched form, and the
- * reference code's segment entropy as a window sum of truncated entropies.
+ * reference code's segment entropy as a window sum of truncated entropies, and the window interval
+ * (from per-token top-k bounds) containing the window point.
  */
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
@@ -12,6 +13,7 @@ import {
   logSoftmax,
   referenceSegmentEntropy,
   topKEntropy,
+  windowEntropy,
   windowSum
 } from "../src/core/entropy.ts"
 import { arbLogits } from "./arbitraries.ts"
@@ -155,6 +157,38 @@ describe("entropy laws", () => {
         (a, b, v) => deltaH(a, a, v) === 0 && deltaH(a, b, v) === -deltaH(b, a, v)
       ),
       { seed: 1109, numRuns: 200 }
+    )
+  })
+
+  it("the window point lies inside the window interval whenever every token's point lies inside its own interval", () => {
+    // per token: a point h and an interval [h − a, h + b] (a, b ≥ 0; a or b 0 puts the point on an edge)
+    const token = fc.tuple(
+      fc.double({ min: 0, max: 12, noNaN: true }),
+      fc.oneof(fc.constant(0), fc.double({ min: 0, max: 3, noNaN: true })),
+      fc.oneof(fc.constant(0), fc.double({ min: 0, max: 3, noNaN: true }))
+    )
+    fc.assert(
+      fc.property(fc.array(token, { maxLength: 40 }), fc.integer({ min: 0, max: 50 }), (tokens, k) => {
+        const entropies = tokens.map(([h]) => h)
+        const lower = tokens.map(([h, a]) => Math.max(0, h - a))
+        const upper = tokens.map(([h, , b]) => h + b)
+        const w = windowEntropy(entropies, k, { lower, upper })
+        expect(w.point).toBe(windowSum(entropies, k)) // the decisions' number, bit for bit
+        expect(w.lower <= w.point && w.point <= w.upper).toBe(true)
+        expect(w.lower).toBe(windowSum(lower, k))
+        expect(w.upper).toBe(windowSum(upper, k))
+      }),
+      { seed: 1110, numRuns: 300 }
+    )
+  })
+
+  it("without per-token bounds (an exact engine) the window interval is the window point itself", () => {
+    fc.assert(
+      fc.property(fc.array(fc.double({ min: 0, max: 12, noNaN: true }), { maxLength: 40 }), fc.integer({ min: 0, max: 50 }), (entropies, k) => {
+        const w = windowEntropy(entropies, k)
+        expect(w).toStrictEqual({ point: windowSum(entropies, k), lower: windowSum(entropies, k), upper: windowSum(entropies, k) })
+      }),
+      { seed: 1111, numRuns: 200 }
     )
   })
 })

@@ -1,7 +1,7 @@
 /**
  * Laws of the RolloutTree: building by append/fork reproduces every trajectory, the structural
- * operations (canonicalize, splitSegment, reorderSiblings) keep the multiset of trajectories, and the
- * JSON codec is lossless.
+ * operations (canonicalize, splitSegment, reorderSiblings) keep the multiset of trajectories (and every
+ * model token's top-k entropy bounds with its token), and the JSON codec is lossless, with and without bounds.
  */
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
@@ -10,6 +10,36 @@ import * as Tree from "../src/core/tree.ts"
 import { arbTree, permutationsFor, pickSplit } from "./treeArbitraries.ts"
 
 const runs = { numRuns: 200 } as const
+
+/**
+ * Per-token entropy bounds around a model node's entropies, as a top-k engine reports them. A pure
+ * function of the entropy (itself a function of the token's prefix), so merging prefixes loses nothing.
+ */
+const boundsAround = (entropies: ReadonlyArray<number>) => ({
+  entropyLower: entropies.map((h) => h * 0.75),
+  entropyUpper: entropies.map((h) => h * 1.5 + 0.25)
+})
+
+/** Give model nodes bounds: all of them, or those whose pick bit is set (mixed engines, old and new nodes). */
+const withBounds = (tree: Tree.RolloutTree, picks: "all" | ReadonlyArray<boolean>): Tree.RolloutTree => ({
+  prompt: tree.prompt,
+  nodes: tree.nodes.map((n, i) =>
+    n.kind === "model" && (picks === "all" || picks[i % Math.max(1, picks.length)] === true) ? { ...n, ...boundsAround(n.entropies) } : n
+  )
+})
+
+/** Every trajectory's model tokens with their bounds (token, lower, upper), as sorted strings. */
+const boundsSignature = (tree: Tree.RolloutTree): ReadonlyArray<string> =>
+  Tree.leaves(tree)
+    .map((leaf) =>
+      JSON.stringify(
+        Tree.pathTo(tree, leaf).flatMap((id) => {
+          const n = tree.nodes[id]!
+          return n.kind === "model" ? n.tokens.map((t, j) => [t, n.entropyLower?.[j] ?? null, n.entropyUpper?.[j] ?? null]) : []
+        })
+      )
+    )
+    .sort()
 
 /** Append/fork recipe: extend trajectory j, or fork it below a strict ancestor (a new continuation). */
 const arbOps = fc.array(
@@ -81,12 +111,35 @@ describe("RolloutTree laws", () => {
     )
   })
 
-  it("a tree survives the JSON round trip unchanged", () => {
+  it("a tree survives the JSON round trip unchanged, whether its model nodes carry entropy bounds or not", () => {
     fc.assert(
-      fc.property(arbTree({ policyVersion: "mixed" }), (tree) => {
+      fc.property(arbTree({ policyVersion: "mixed" }), fc.array(fc.boolean(), { maxLength: 6 }), (plain, picks) => {
+        const tree = withBounds(plain, picks)
         expect(Tree.decodeJson(Tree.encodeJson(tree))).toStrictEqual(tree)
+        // JSON written before bounds existed (no keys) decodes to nodes without them
+        expect(Tree.decodeJson(Tree.encodeJson(plain)).nodes.every((n) => n.entropyLower === undefined && n.entropyUpper === undefined)).toBe(true)
       }),
       { seed: 102, ...runs }
+    )
+  })
+
+  it("splitting, reordering and canonicalizing keep every model token's entropy bounds with its token", () => {
+    fc.assert(
+      fc.property(arbTree({ minNodes: 1 }), fc.nat(), fc.nat(), fc.array(fc.nat(), { minLength: 1, maxLength: 8 }), (plain, nodePick, atPick, seeds) => {
+        const tree = withBounds(plain, "all")
+        const want = boundsSignature(tree)
+        expect(boundsSignature(Tree.canonicalize(tree))).toEqual(want)
+        expect(boundsSignature(Tree.reorderSiblings(tree, permutationsFor(tree, seeds)))).toEqual(want)
+        const split = pickSplit(tree, nodePick, atPick)
+        if (split !== undefined) expect(boundsSignature(Tree.splitSegment(tree, split[0], split[1]))).toEqual(want)
+        // every model node of the results still has one bound per token
+        for (const t of [Tree.canonicalize(tree), ...(split ? [Tree.splitSegment(tree, split[0], split[1])] : [])]) {
+          for (const n of t.nodes) {
+            if (n.kind === "model") expect([n.entropyLower?.length, n.entropyUpper?.length]).toEqual([n.tokens.length, n.tokens.length])
+          }
+        }
+      }),
+      { seed: 109, ...runs }
     )
   })
 

@@ -1,7 +1,8 @@
 /**
  * Token entropy: exact (from logits, stable log-softmax with temperature), bounded (from top-k
- * log-probs: the interval of REAL_BACKENDS.md §3), windowed sums, and ΔH in the project's form and in
- * the released ARPO code's form. All values are in nats. Pure functions over numbers and typed arrays.
+ * log-probs: the interval of REAL_BACKENDS.md §3), windowed sums (and their intervals), and ΔH in the
+ * project's form and in the released ARPO code's form. All values are in nats. Pure functions over
+ * numbers and typed arrays.
  * It does not decide whether to branch (see `branching.ts`) nor talk to an engine.
  */
 
@@ -154,6 +155,36 @@ export const windowSum = (entropies: ArrayLike<number>, k: number): number => {
   let s = 0
   for (let i = 0; i < n; i++) s += entropies[i]!
   return s
+}
+
+/** A window entropy (nats) with its interval: `lower ≤ point ≤ upper` when every token's point lies in its bounds. */
+export interface WindowEntropy {
+  /** `windowSum` of the engine's per-token point estimates (what decisions use) */
+  readonly point: number
+  readonly lower: number
+  readonly upper: number
+}
+
+/**
+ * The window entropy of a segment and its interval: the point is `windowSum(entropies, k)` (bit-identical
+ * to it), the bounds are the same first-k aggregate of the per-token lower and upper bounds (a top-k
+ * engine's interval, REAL_BACKENDS.md §3). Same aggregate as the point, so the two are comparable: the
+ * window is a sum (DESIGN.md), hence the interval of the sum is [Σ lower, Σ upper] over the same tokens.
+ * Without bounds (exact engines) the interval is the point itself: lower = upper = point.
+ */
+export const windowEntropy = (
+  entropies: ArrayLike<number>,
+  k: number,
+  bounds?: { readonly lower: ArrayLike<number>; readonly upper: ArrayLike<number> }
+): WindowEntropy => {
+  const point = windowSum(entropies, k)
+  if (bounds === undefined) return { point, lower: point, upper: point }
+  if (bounds.lower.length !== entropies.length || bounds.upper.length !== entropies.length) {
+    throw new RangeError(
+      `windowEntropy: ${entropies.length} entropies but ${bounds.lower.length} lower and ${bounds.upper.length} upper bounds`
+    )
+  }
+  return { point, lower: windowSum(bounds.lower, k), upper: windowSum(bounds.upper, k) }
 }
 
 const lnVocab = (vocabSize: number): number => {

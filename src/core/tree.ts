@@ -19,6 +19,12 @@ export const BranchRecord = Schema.Struct({
   hAfterTool: Schema.Finite,
   /** the trajectory root's window entropy sum (nats) */
   hInitial: Schema.Finite,
+  /** the interval of `hAfterTool` from the engine's top-k per-token bounds (absent for exact engines) */
+  hAfterToolLower: Schema.optionalKey(Schema.Finite),
+  hAfterToolUpper: Schema.optionalKey(Schema.Finite),
+  /** the interval of `hInitial`, the same way */
+  hInitialLower: Schema.optionalKey(Schema.Finite),
+  hInitialUpper: Schema.optionalKey(Schema.Finite),
   deltaH: Schema.Finite,
   probability: Schema.Finite,
   /** the uniform draw compared with `probability` */
@@ -42,8 +48,13 @@ export const Node = Schema.Struct({
   tokens: Schema.Array(TokenId),
   /** model segments: per-token log-prob of the sampled token */
   logprobs: Schema.Array(Schema.Finite),
-  /** model segments: per-token entropy of the sampling distribution (nats) */
+  /** model segments: per-token entropy of the sampling distribution (nats); the engine's point
+   *  estimate when it only had top-k log-probs (then `entropyLower`/`entropyUpper` bound it) */
   entropies: Schema.Array(Schema.Finite),
+  /** model segments from top-k engines: per-token lower bound of the entropy (absent for exact engines) */
+  entropyLower: Schema.optionalKey(Schema.Array(Schema.Finite)),
+  /** model segments from top-k engines: per-token upper bound of the entropy (absent for exact engines) */
+  entropyUpper: Schema.optionalKey(Schema.Array(Schema.Finite)),
   /** model segments: the tool call this segment ended with */
   toolCall: Schema.optionalKey(ToolCallRecord),
   /** model segments: how the segment ended; absent while it may still be extended */
@@ -80,9 +91,21 @@ export const append = (tree: RolloutTree, parent: number, node: NewNode): readon
   if (node.kind === "model" && (node.logprobs.length !== node.tokens.length || node.entropies.length !== node.tokens.length)) {
     throw new RangeError(`RolloutTree.append: model segment has ${node.tokens.length} tokens but ${node.logprobs.length} logprobs and ${node.entropies.length} entropies`)
   }
+  if ((node.entropyLower !== undefined && node.entropyLower.length !== node.tokens.length) || (node.entropyUpper !== undefined && node.entropyUpper.length !== node.tokens.length)) {
+    throw new RangeError(`RolloutTree.append: segment has ${node.tokens.length} tokens but ${node.entropyLower?.length ?? "no"} entropy lower and ${node.entropyUpper?.length ?? "no"} upper bounds`)
+  }
   const id = tree.nodes.length
-  const clean: NewNode = hasNegativeZero(node.logprobs) || hasNegativeZero(node.entropies)
-    ? { ...node, logprobs: node.logprobs.map(positiveZero), entropies: node.entropies.map(positiveZero) }
+  const dirty = hasNegativeZero(node.logprobs) || hasNegativeZero(node.entropies) ||
+    (node.entropyLower !== undefined && hasNegativeZero(node.entropyLower)) ||
+    (node.entropyUpper !== undefined && hasNegativeZero(node.entropyUpper))
+  const clean: NewNode = dirty
+    ? {
+      ...node,
+      logprobs: node.logprobs.map(positiveZero),
+      entropies: node.entropies.map(positiveZero),
+      ...(node.entropyLower !== undefined ? { entropyLower: node.entropyLower.map(positiveZero) } : {}),
+      ...(node.entropyUpper !== undefined ? { entropyUpper: node.entropyUpper.map(positiveZero) } : {})
+    }
     : node
   return [{ prompt: tree.prompt, nodes: [...tree.nodes, { ...clean, parent }] }, id] as const
 }
@@ -207,11 +230,16 @@ const endRecords = (n: Node): Pick<Node, "toolCall" | "finish" | "branch"> => ({
 
 const hasEndRecords = (n: Node): boolean => n.toolCall !== undefined || n.finish !== undefined || n.branch !== undefined
 
-/** Tokens [from, to) of a node, with its per-token arrays cut the same way (tool nodes carry empty arrays). */
-const slice = (n: Node, from: number, to: number): Pick<Node, "tokens" | "logprobs" | "entropies"> => ({
+/**
+ * Tokens [from, to) of a node, with its per-token arrays cut the same way (tool nodes carry empty
+ * arrays; entropy bounds, when the node has them, are cut too).
+ */
+const slice = (n: Node, from: number, to: number): Pick<Node, "tokens" | "logprobs" | "entropies" | "entropyLower" | "entropyUpper"> => ({
   tokens: n.tokens.slice(from, to),
   logprobs: n.logprobs.length === n.tokens.length ? n.logprobs.slice(from, to) : [],
-  entropies: n.entropies.length === n.tokens.length ? n.entropies.slice(from, to) : []
+  entropies: n.entropies.length === n.tokens.length ? n.entropies.slice(from, to) : [],
+  ...(n.entropyLower !== undefined && n.entropyLower.length === n.tokens.length ? { entropyLower: n.entropyLower.slice(from, to) } : {}),
+  ...(n.entropyUpper !== undefined && n.entropyUpper.length === n.tokens.length ? { entropyUpper: n.entropyUpper.slice(from, to) } : {})
 })
 
 /**
@@ -309,8 +337,8 @@ interface Pending {
  * token of the same kind, and two trajectory positions with the same prefix (token ids and roles) are
  * the same (node, offset). The multiset of trajectories is unchanged.
  *
- * Decisions: the merged prefix takes its per-token log-probs and entropies, `key` and `policyVersion`
- * from the first sibling (in sibling order) of the merged group (for one policy and one context they
+ * Decisions: the merged prefix takes its per-token log-probs and entropies (and entropy bounds), `key`
+ * and `policyVersion` from the first sibling (in sibling order) of the merged group (for one policy and one context they
  * agree; if they do not, the others' values for those tokens are dropped). End records stay with the
  * node holding the segment's last token. A segment wholly inside the merged prefix leaves an empty
  * node behind when it is a leaf or carries end records (a trajectory ends there, or a tool call /

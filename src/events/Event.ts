@@ -60,7 +60,11 @@ export const RolloutBatch = Schema.TaggedStruct("rollout.batch", {
   toolCallsPerPromptMax: Schema.optionalKey(Count),
   callLimitReached: Schema.optionalKey(Count),
   rounds: Schema.optionalKey(Count),
-  wallMs: Schema.optionalKey(Ms)
+  wallMs: Schema.optionalKey(Ms),
+  // optional (entropy intervals; additive): top-k engines only, the mean width (upper − lower, nats) of the
+  // H_initial windows and of the after-tool windows; absent for exact engines
+  meanEntropyInitialWidth: Schema.optionalKey(Schema.Finite),
+  meanEntropyAfterToolWidth: Schema.optionalKey(Schema.Finite)
 })
 
 /** One branch decision of an entropy-triggered sampler. */
@@ -77,7 +81,13 @@ export const BranchDecision = Schema.TaggedStruct("rollout.branch", {
   // continuations it started
   trajectory: Schema.optionalKey(Count),
   call: Schema.optionalKey(Count),
-  children: Schema.optionalKey(Count)
+  children: Schema.optionalKey(Count),
+  // optional (entropy intervals; additive): only when the engine gave per-token top-k bounds, the window
+  // intervals of hAfterTool and hInitial (same window, Σ lower / Σ upper); the decision used the points
+  hAfterToolLower: Schema.optionalKey(Schema.Finite),
+  hAfterToolUpper: Schema.optionalKey(Schema.Finite),
+  hInitialLower: Schema.optionalKey(Schema.Finite),
+  hInitialUpper: Schema.optionalKey(Schema.Finite)
 })
 
 /** Rewards of one batch. */

@@ -9,7 +9,16 @@ import { Effect, Layer } from "effect"
 import { arpoBranchProbability, arpoReferenceBranches, branches } from "../core/branching.ts"
 import { derive, uniform } from "../core/random.ts"
 import { ArpoConfig, type ArpoConfigInput, decodeConfig } from "./config.ts"
-import { type Action, branchAtProbes, type Decision, deltaH, type Policy, type RoundView, topUp } from "./policy.ts"
+import {
+  type Action,
+  branchAtProbes,
+  type Decision,
+  deltaH,
+  intervalFields,
+  type Policy,
+  type RoundView,
+  topUp
+} from "./policy.ts"
 import { fromPolicy, runnerEnv, settingsOf } from "./runner.ts"
 import { Sampler } from "./Sampler.ts"
 
@@ -70,6 +79,7 @@ export const arpoReferencePolicy = (c: ArpoParams): Policy => ({
           record: {
             hAfterTool: step.segmentWindow,
             hInitial: step.firstWindow,
+            ...intervalFields(step.segmentBounds, step.firstBounds),
             deltaH: d,
             probability: arpoBranchProbability(d, c),
             u: uniform(key, 0),

@@ -4,9 +4,12 @@
  * decisions to record). Shared helpers build the common "decide at every post-tool probe" policy and
  * the "top up an exhausted prompt" rule. It runs nothing itself (see `runner.ts`).
  */
+import { deltaH as deltaHOf, type WindowEntropy } from "../core/entropy.ts"
 import { derive, type Key, uniform } from "../core/random.ts"
 import type { BranchRecord } from "../core/tree.ts"
-import { deltaH as deltaHOf } from "../core/entropy.ts"
+
+/** The interval of a window entropy sum (nats), from a top-k engine's per-token bounds. */
+export type WindowBounds = Pick<WindowEntropy, "lower" | "upper">
 
 /**
  * The window of the first k tokens generated right after a tool result, by the trajectory that
@@ -27,6 +30,10 @@ export interface Probe {
   readonly hInitial: number
   /** (hAfterTool − hInitial) / ln V */
   readonly deltaH: number
+  /** the interval of `hAfterTool` when the engine gave per-token entropy bounds (top-k engines) */
+  readonly hAfterToolBounds?: WindowBounds
+  /** the interval of `hInitial`, the same way */
+  readonly hInitialBounds?: WindowBounds
 }
 
 /**
@@ -42,6 +49,10 @@ export interface ToolStep {
   readonly segmentWindow: number
   /** window sum (nats) of the first segment this trajectory generated itself */
   readonly firstWindow: number
+  /** the interval of `segmentWindow` when the engine gave per-token entropy bounds (top-k engines) */
+  readonly segmentBounds?: WindowBounds
+  /** the interval of `firstWindow`, the same way */
+  readonly firstBounds?: WindowBounds
 }
 
 /** What a policy sees after each round. Counts are per prompt, before this round's actions. */
@@ -94,6 +105,18 @@ export interface Policy {
 export const decisionDraw = (key: Key, prompt: number, trajectory: number, call: number): number =>
   uniform(derive(key, "prompt", prompt, "traj", trajectory, "branch", call), 0)
 
+/**
+ * The optional interval fields of a BranchRecord: each window's bounds when the engine gave them, nothing
+ * for exact engines (so their records and events are unchanged). Decisions still use the point.
+ */
+export const intervalFields = (
+  hAfterTool: WindowBounds | undefined,
+  hInitial: WindowBounds | undefined
+): Pick<BranchRecord, "hAfterToolLower" | "hAfterToolUpper" | "hInitialLower" | "hInitialUpper"> => ({
+  ...(hAfterTool !== undefined ? { hAfterToolLower: hAfterTool.lower, hAfterToolUpper: hAfterTool.upper } : {}),
+  ...(hInitial !== undefined ? { hInitialLower: hInitial.lower, hInitialUpper: hInitial.upper } : {})
+})
+
 /** ΔH of a window pair on the project's scale. */
 export const deltaH = (hAfterTool: number, hInitial: number, vocabSize: number): number =>
   deltaHOf(hAfterTool, hInitial, vocabSize)
@@ -131,6 +154,7 @@ export const branchAtProbes = (
       record: {
         hAfterTool: probe.hAfterTool,
         hInitial: probe.hInitial,
+        ...intervalFields(probe.hAfterToolBounds, probe.hInitialBounds),
         deltaH: probe.deltaH,
         probability,
         u,

@@ -6,7 +6,7 @@
  * It does not decide when to branch (policies, `policy.ts`) and does not compute rewards.
  */
 import { Cause, Effect, Exit } from "effect"
-import { windowSum } from "../core/entropy.ts"
+import { windowEntropy } from "../core/entropy.ts"
 import { derive, type Key } from "../core/random.ts"
 import type { TokenId } from "../core/tokens.ts"
 import type { Finish, Node, RolloutTree, ToolCallRecord } from "../core/tree.ts"
@@ -18,7 +18,7 @@ import type { MalformedCall, ToolCallRequest, ToolResult } from "../tools/Toolbo
 import { Toolbox } from "../tools/Toolbox.ts"
 import { failureText, timeoutText } from "../tools/protocol.ts"
 import { type BatchStats, batchEvent } from "./metrics.ts"
-import type { Action, Decision, Policy, Probe, RoundView, ToolStep } from "./policy.ts"
+import type { Action, Decision, Policy, Probe, RoundView, ToolStep, WindowBounds } from "./policy.ts"
 import { deltaH } from "./policy.ts"
 
 /** The services a runner drives (resolved when a Sampler layer is built). */
@@ -77,8 +77,11 @@ interface Traj {
   segments: number
   /** H_initial (nats): the root response's window, inherited by branches */
   rootWindow: number | undefined
+  /** the interval of `rootWindow` (top-k engines only), inherited with it */
+  rootBounds: WindowBounds | undefined
   /** window of the first segment this trajectory generated itself */
   firstWindow: number | undefined
+  firstBounds: WindowBounds | undefined
   /** the tool node whose post-result window the next segment measures */
   probeOf: number | undefined
   done: boolean
@@ -96,6 +99,7 @@ interface PromptState {
 interface Pending {
   readonly traj: Traj
   readonly segmentWindow: number
+  readonly segmentBounds: WindowBounds | undefined
   readonly call: ToolCallRequest | MalformedCall
 }
 
@@ -122,14 +126,23 @@ const pathState = (state: PromptState, node: number) => {
 }
 
 const checkGeneration = (g: Generation, adapter: string): Generation | EngineFailure =>
-  g.tokens.length === g.logprobs.length && g.tokens.length === g.entropies.length
+  g.tokens.length === g.logprobs.length && g.tokens.length === g.entropies.length &&
+    (g.entropyBounds === undefined || g.entropyBounds.length === g.tokens.length)
     ? g
     : new EngineFailure({
       adapter,
       transient: false,
-      message:
-        `reply has ${g.tokens.length} tokens, ${g.logprobs.length} logprobs and ${g.entropies.length} entropies`
+      message: `reply has ${g.tokens.length} tokens, ${g.logprobs.length} logprobs, ${g.entropies.length} entropies` +
+        (g.entropyBounds === undefined ? "" : ` and ${g.entropyBounds.length} entropy bounds`)
     })
+
+/** A reply's per-token entropy bounds as the two arrays a tree node stores (none for exact engines). */
+const boundsOf = (g: Generation): { readonly lower: Array<number>; readonly upper: Array<number> } | undefined =>
+  g.entropyBounds === undefined
+    ? undefined
+    : { lower: g.entropyBounds.map((b) => b.lower), upper: g.entropyBounds.map((b) => b.upper) }
+
+const mean = (xs: ReadonlyArray<number>): number => xs.reduce((a, b) => a + b, 0) / xs.length
 
 /**
  * Run a batch of prompts under `policy`. Never fails: engine failures after retries mark the trajectories
@@ -190,7 +203,10 @@ export const runRollout = (
       return state.nodes.length - 1
     }
 
-    const start = (p: number, from: { readonly node: number; readonly rootWindow: number | undefined } | undefined) => {
+    const start = (
+      p: number,
+      from: { readonly node: number; readonly rootWindow: number | undefined; readonly rootBounds: WindowBounds | undefined } | undefined
+    ) => {
       const state = states[p]!
       if (state.trajs.length >= settings.budget) return
       const at = from ? pathState(state, from.node) : { tokens: state.nodes[0]!.tokens.slice(), responseLength: 0, calls: 0 }
@@ -203,7 +219,9 @@ export const runRollout = (
         calls: at.calls,
         segments: 0,
         rootWindow: from?.rootWindow,
+        rootBounds: from?.rootBounds,
         firstWindow: undefined,
+        firstBounds: undefined,
         probeOf: undefined,
         done: false,
         failed: false
@@ -219,6 +237,9 @@ export const runRollout = (
     }
 
     const notes: Array<EventBody> = []
+    /** widths (upper − lower, nats) of the H_initial and after-tool windows that had bounds */
+    const initialWidths: Array<number> = []
+    const probeWidths: Array<number> = []
 
     const markFailed = (t: Traj, key: Key, error: EngineError) => {
       const state = states[t.prompt]!
@@ -357,12 +378,18 @@ export const runRollout = (
           stats.tokensComputed += reply.tokens.length
           stats.tokensGenerated += reply.tokens.length
 
-          const window = windowSum(reply.entropies, settings.window)
+          const bounds = boundsOf(reply)
+          const measured = windowEntropy(reply.entropies, settings.window, bounds)
+          const window = measured.point
+          const windowBounds: WindowBounds | undefined = bounds === undefined ? undefined : { lower: measured.lower, upper: measured.upper }
           if (t.segments === 0) {
             t.firstWindow = window
+            t.firstBounds = windowBounds
             if (t.rootWindow === undefined) {
               t.rootWindow = window
+              t.rootBounds = windowBounds
               stats.initialWindows.push(window)
+              if (windowBounds !== undefined) initialWidths.push(windowBounds.upper - windowBounds.lower)
             }
           }
           if (t.probeOf !== undefined && t.rootWindow !== undefined) {
@@ -374,10 +401,13 @@ export const runRollout = (
               call: t.calls,
               hAfterTool: window,
               hInitial: t.rootWindow,
-              deltaH: d
+              deltaH: d,
+              ...(windowBounds !== undefined ? { hAfterToolBounds: windowBounds } : {}),
+              ...(t.rootBounds !== undefined ? { hInitialBounds: t.rootBounds } : {})
             })
             stats.probeWindows.push(window)
             stats.deltaHs.push(d)
+            if (windowBounds !== undefined) probeWidths.push(windowBounds.upper - windowBounds.lower)
           }
           t.probeOf = undefined
           t.segments++
@@ -409,6 +439,7 @@ export const runRollout = (
             tokens: reply.tokens.slice(),
             logprobs: reply.logprobs.slice(),
             entropies: reply.entropies.slice(),
+            ...(bounds !== undefined ? { entropyLower: bounds.lower, entropyUpper: bounds.upper } : {}),
             finish,
             key,
             policyVersion,
@@ -423,7 +454,7 @@ export const runRollout = (
             t.done = true
             return
           }
-          pending.push({ traj: t, segmentWindow: window, call })
+          pending.push({ traj: t, segmentWindow: window, segmentBounds: windowBounds, call })
         })
 
         // 3. run the calls concurrently; append results in prompt/trajectory order
@@ -449,13 +480,16 @@ export const runRollout = (
             return
           }
           t.probeOf = id
+          const firstBounds = t.firstWindow !== undefined ? t.firstBounds : q.segmentBounds
           toolSteps.push({
             prompt: t.prompt,
             trajectory: t.id,
             node: id,
             call: t.calls,
             segmentWindow: q.segmentWindow,
-            firstWindow: t.firstWindow ?? q.segmentWindow
+            firstWindow: t.firstWindow ?? q.segmentWindow,
+            ...(q.segmentBounds !== undefined ? { segmentBounds: q.segmentBounds } : {}),
+            ...(firstBounds !== undefined ? { firstBounds } : {})
           })
         })
       }
@@ -485,6 +519,10 @@ export const runRollout = (
             node: String(d.node),
             hInitial: d.record.hInitial,
             hAfterTool: d.record.hAfterTool,
+            ...(d.record.hAfterToolLower !== undefined ? { hAfterToolLower: d.record.hAfterToolLower } : {}),
+            ...(d.record.hAfterToolUpper !== undefined ? { hAfterToolUpper: d.record.hAfterToolUpper } : {}),
+            ...(d.record.hInitialLower !== undefined ? { hInitialLower: d.record.hInitialLower } : {}),
+            ...(d.record.hInitialUpper !== undefined ? { hInitialUpper: d.record.hInitialUpper } : {}),
             deltaH: d.record.deltaH,
             probability: d.record.probability,
             u: d.record.u,
@@ -512,7 +550,7 @@ export const runRollout = (
       const node = state.nodes[action.node]
       if (!from || !node || node.kind !== "tool") return 0
       const n = Math.max(0, Math.min(room, Math.floor(action.children)))
-      for (let i = 0; i < n; i++) start(action.prompt, { node: action.node, rootWindow: from.rootWindow })
+      for (let i = 0; i < n; i++) start(action.prompt, { node: action.node, rootWindow: from.rootWindow, rootBounds: from.rootBounds })
       return n
     }
 
@@ -530,7 +568,19 @@ export const runRollout = (
     const trees: Array<RolloutTree> = states.map((s, p) => ({ prompt: p, nodes: s.nodes }))
     for (const s of states) for (const n of s.nodes) stats.uniqueTreeTokens += n.tokens.length
     stats.wallMs = now() - startedAt
-    if (emitting) yield* events.emit(batchEvent(stats))
+    if (emitting) {
+      const batch = batchEvent(stats)
+      // top-k engines only: how wide the entropy intervals behind H_initial and the decisions were
+      yield* events.emit(
+        batch._tag === "rollout.batch" && (initialWidths.length > 0 || probeWidths.length > 0)
+          ? {
+            ...batch,
+            ...(initialWidths.length > 0 ? { meanEntropyInitialWidth: mean(initialWidths) } : {}),
+            ...(probeWidths.length > 0 ? { meanEntropyAfterToolWidth: mean(probeWidths) } : {})
+          }
+          : batch
+      )
+    }
     const trajectories: Array<RunTrajectory> = []
     for (const s of states) {
       for (const t of s.trajs) {

@@ -1,8 +1,8 @@
 /**
  * A scripted Engine for unit tests of samplers (a test double, not a model): every reply is a pure
  * function of the request (its context and key), so runs are reproducible; segments end with a
- * `<search>…</search>` call or an `<answer>…</answer>` EOS; entropies, failures and call rates are
- * controllable. Its tokenizer has the tags as single special tokens, like the embedded one.
+ * `<search>…</search>` call or an `<answer>…</answer>` EOS; entropies (optionally with top-k-style
+ * bounds), failures and call rates are controllable. Its tokenizer has the tags as single special tokens, like the embedded one.
  * It does not model language and never reuses state between requests.
  */
 import { Effect, Layer } from "effect"
@@ -91,6 +91,11 @@ export interface ScriptedEngineOptions {
   readonly wordSpan?: number
   /** entropy (nats) of each generated token (default keyed in [0.5, 2.5)) */
   readonly entropy?: (info: ScriptInfo) => number
+  /**
+   * per-token entropy interval around the point `entropy` gave, as a top-k engine reports it
+   * (`Generation.entropyBounds`); absent (the default): no bounds, like an exact engine
+   */
+  readonly entropyBounds?: (info: ScriptInfo, point: number) => { readonly lower: number; readonly upper: number }
   /** a failure for this request on this attempt (attempts counted per request key), or undefined */
   readonly fail?: (request: GenerateRequest, attempt: number) => EngineError | undefined
   readonly capabilities?: Partial<Capabilities>
@@ -129,7 +134,9 @@ export const scriptedReply = (
     : calls
     ? { _tag: "stop", token: close }
     : { _tag: "eos" }
-  return { tokens, logprobs, entropies, finish }
+  if (options.entropyBounds === undefined) return { tokens, logprobs, entropies, finish }
+  const bounds = options.entropyBounds
+  return { tokens, logprobs, entropies, entropyBounds: entropies.map((h, i) => bounds(info(i), h)), finish }
 }
 
 /** The scripted engine as a service value (shared attempt counters live in the closure). */
