@@ -10,7 +10,6 @@ import type { OptimizerStepFigures, TrainSequence } from "../core/batch.ts"
 import { aggregationScale, klEstimators, type Normalizer, type PolicyLossConfig } from "../core/loss.ts"
 import type { ModelConfig } from "./config.ts"
 import { forwardLogits, ropeTables, type RopeTables, ropePrefix, tokenLogprobs } from "./forward.ts"
-import { lengthBucket } from "./generate.ts"
 import { policyLossValue, sftLossValue } from "./loss.ts"
 import type { GradPool, GradShare } from "./parallel.ts"
 import { disposeParams, fromLeaves, leaves, type Params, refParams } from "./params.ts"
@@ -51,7 +50,14 @@ export interface SftSequence {
 
 const nextPow2 = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, n)))
 
-/** Splits sequences into micro-batches of at most `rows` rows (power-of-two row buckets, length buckets). */
+/**
+ * Training length bucket: the next multiple of 16. Finer than the sampler's buckets (multiples of 32):
+ * a micro-batch costs in proportion to its length (attention to its square), and padding is masked out,
+ * so 208-token sequences train at 208 rather than 224 (−9% step time) for a few more compiled shapes.
+ */
+export const trainLengthBucket = (n: number): number => Math.max(16, Math.ceil(n / 16) * 16)
+
+/** Splits sequences into micro-batches of at most `rows` rows (power-of-two row buckets, `trainLengthBucket` lengths). */
 export const packMicroBatches = (
   seqs: ReadonlyArray<{
     readonly tokens: ReadonlyArray<number>
@@ -71,7 +77,7 @@ export const packMicroBatches = (
     const B = Math.min(rows, nextPow2(group.length))
     const maxLen = Math.max(2, ...group.map((s) => s.tokens.length))
     if (maxLen > context) throw new RangeError(`train: a sequence of ${maxLen} tokens exceeds the context ${context}`)
-    const T = Math.min(context, lengthBucket(maxLen))
+    const T = Math.min(context, trainLengthBucket(maxLen))
     const mb = {
       rows: B, length: T, realRows: group.length,
       tokens: new Int32Array(B * T).fill(pad),
