@@ -2,7 +2,8 @@
  * Embedded model benchmark: training, sampling and scoring throughput, peak memory, the RL-iteration
  * time (64 rollouts × 200 tokens + one policy-gradient step; goal < 3 s) and a KV-cache decode step
  * against a full forward pass per token, for the tiny (~0.5M) model and one ~4× larger; training and the
- * RL iteration also with 2 data-parallel threads (main + 1 worker). The baseline, measured in the same
+ * RL iteration also with 2 data-parallel threads (main + 1 worker), and the TIS log-prob pass (the
+ * trainer's no-grad forward of the batch) against the training step. The baseline, measured in the same
  * run, is a 1024³ float32 matmul in jax-js (its practical peak on this machine); the load average is
  * recorded at the start and the end, since the machine may be shared.
  * Prints a table and writes experiments/results/model.json (CONVENTIONS.md "Benchmarks").
@@ -83,7 +84,10 @@ const matmulPeak = (): number => {
   return (2 * n ** 3) / (ms / 1000) / 1e9
 }
 
-/** FLOPs of one forward+backward over `tokens` tokens of length-T sequences (matmuls + full T×T attention). */
+/**
+ * Model FLOPs of one forward+backward over `tokens` tokens of length-T sequences (matmuls + full T×T
+ * attention, T the real length: neither the padding nor the masked half that blocked attention skips).
+ */
 const trainFlops = (c: ModelConfig, tokens: number, t: number) => {
   const matmulParams = c.layers * (4 * c.dModel ** 2 + 3 * c.dModel * c.mlpWidth) + c.dModel * c.vocab
   return 6 * matmulParams * tokens + 3 * c.layers * 4 * t * c.dModel * tokens
@@ -114,6 +118,8 @@ const benchModel = async (label: string, c: ModelConfig, peak: number): Promise<
   const seqLen = PROMPT + NEW
   const trainTokens = batch.length * seqLen
   const trainMs = time(() => void learner.policyStep(batch, defaultPolicyLossConfig, normalizer({ sequences: batch }), 16, padId))
+  // the trainer's own π_old for TIS: one no-grad forward of the same batch, packed as the step packs it
+  const tisMs = time(() => void learner.logprobs(batch, 16, padId))
   const pool = GradPool.start(c, "float32", 1)
   const trainParMs = await timeAsync(() => learner.policyStepParallel(pool, batch, defaultPolicyLossConfig, normalizer({ sequences: batch }), 16, padId))
   await pool.terminate()
@@ -128,7 +134,7 @@ const benchModel = async (label: string, c: ModelConfig, peak: number): Promise<
   const forwardPerToken = scoreMs / scoreTokens
   const rlMs = sampleMs + trainMs
   const rlParMs = sampleMs + trainParMs
-  const gflops = trainFlops(c, trainTokens, 224) / (trainMs / 1000) / 1e9
+  const gflops = trainFlops(c, trainTokens, seqLen) / (trainMs / 1000) / 1e9
   learner.dispose()
   gen.dispose()
   const f = (figure: string, value: number, unit: string, extra: Partial<Figure> = {}): Figure => ({
@@ -141,6 +147,9 @@ const benchModel = async (label: string, c: ModelConfig, peak: number): Promise<
       baseline: "1 thread", baselineValue: trainTokens / (trainMs / 1000), ratio: trainMs / trainParMs
     }),
     f("training compute", gflops, "GFLOP/s", { baseline: "jax-js 1024³ f32 matmul", baselineValue: peak, ratio: gflops / peak }),
+    f("TIS log-prob pass (64×208, no gradient)", tisMs / 1000, "s", {
+      baseline: "training step", baselineValue: trainMs / 1000, ratio: tisMs / trainMs
+    }),
     f("sampling throughput (64 × 200 new tokens, KV cache, exact entropy)", sampled / (sampleMs / 1000), "tok/s"),
     f("scoring throughput (64 × context)", scoreTokens / (scoreMs / 1000), "tok/s"),
     f("RL iteration (64 rollouts × 200 tokens + one PG step)", rlMs / 1000, "s", { goal: "< 3 s" }),
