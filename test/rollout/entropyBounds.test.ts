@@ -6,7 +6,6 @@
 import { NodeHttpClient } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
-import * as Http from "node:http"
 import { derive, root, uniform } from "../../src/core/random.ts"
 import { tokenIds } from "../../src/core/tokens.ts"
 import type { RolloutTree } from "../../src/core/tree.ts"
@@ -21,6 +20,7 @@ import { type ScriptedEngineOptions, scriptedReply, scriptedTokenizer } from "..
 import { Toolbox } from "../../src/tools/Toolbox.ts"
 import { stack, testToolbox } from "./fixtures.ts"
 import { childrenOf, rootResponse } from "./treeChecks.ts"
+import { loopbackJson } from "../engine/loopback.ts"
 
 const prompts = [tokenIds([20, 21]), tokenIds([30]), tokenIds([40, 41, 42]), tokenIds([50])]
 const K = 5
@@ -173,43 +173,26 @@ const topRow = (seed: number, i: number, token: number): Record<string, number> 
   }
 }
 
-const fakeVllm = Effect.acquireRelease(
-  Effect.callback<{ url: string; server: Http.Server }>((resume) => {
-    const server = Http.createServer((req, res) => {
-      let data = ""
-      req.on("data", (c) => (data += c))
-      req.on("end", () => {
-        if (req.method === "GET") return void res.writeHead(200).end("{}")
-        const body = JSON.parse(data)
-        const reply = scriptedReply(tokenizer, hot, {
-          tokens: body.prompt,
-          maxTokens: body.max_tokens,
-          temperature: 1,
-          topP: 1,
-          stopTokens: body.stop_token_ids,
-          stopStrings: body.stop,
-          key: root(body.seed)
-        })
-        const tops = reply.tokens.map((t, i) => topRow(body.seed, i, t))
-        res.writeHead(200, { "content-type": "application/json" })
-        res.end(JSON.stringify({
-          choices: [{
-            token_ids: reply.tokens,
-            logprobs: { token_logprobs: reply.tokens.map((t, i) => tops[i]![`token_id:${t}`]), top_logprobs: tops },
-            finish_reason: reply.finish._tag === "length" ? "length" : "stop",
-            stop_reason: reply.finish._tag === "stop" ? reply.finish.token : tokenizer.eos
-          }]
-        }))
-      })
-    })
-    server.listen(0, "127.0.0.1", () => resume(Effect.succeed({ url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, server })))
-  }),
-  ({ server }) =>
-    Effect.callback<void>((resume) => {
-      server.closeAllConnections()
-      server.close(() => resume(Effect.void))
-    })
-)
+const fakeVllm = loopbackJson((body) => {
+  const reply = scriptedReply(tokenizer, hot, {
+    tokens: body.prompt,
+    maxTokens: body.max_tokens,
+    temperature: 1,
+    topP: 1,
+    stopTokens: body.stop_token_ids,
+    stopStrings: body.stop,
+    key: root(body.seed)
+  })
+  const tops = reply.tokens.map((t, i) => topRow(body.seed, i, t))
+  return {
+    choices: [{
+      token_ids: reply.tokens,
+      logprobs: { token_logprobs: reply.tokens.map((t, i) => tops[i]![`token_id:${t}`]), top_logprobs: tops },
+      finish_reason: reply.finish._tag === "length" ? "length" : "stop",
+      stop_reason: reply.finish._tag === "stop" ? reply.finish.token : tokenizer.eos
+    }]
+  }
+})
 
 describe("entropy intervals from the HTTP engine (loopback vLLM-shaped server)", () => {
   it.live("an ARPO sample keeps each token's top-k interval in its node, and its branch events carry the window intervals", () =>

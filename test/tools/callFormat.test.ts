@@ -6,7 +6,6 @@ import { NodeHttpClient } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Layer } from "effect"
 import fc from "fast-check"
-import * as Http from "node:http"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { root } from "../../src/core/random.ts"
@@ -33,6 +32,7 @@ import {
 } from "../../src/tools/callFormat.ts"
 import * as Protocol from "../../src/tools/protocol.ts"
 import { InvalidToolboxConfig, make as makeToolbox, Toolbox } from "../../src/tools/Toolbox.ts"
+import { loopbackJson } from "../engine/loopback.ts"
 
 const fixture = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "engine", "fixtures", "hf-tiny")
 const tools = ["python", "search"]
@@ -282,40 +282,23 @@ describe("the rollout runner with the Qwen format", () => {
 
 /** A loopback server speaking vLLM's /v1/completions (the documented shape, not a recording) with the script above. */
 const fakeVllm = (tok: HfTokenizer, bodies: Array<any>) =>
-  Effect.acquireRelease(
-    Effect.callback<{ url: string; server: Http.Server }>((resume) => {
-      const server = Http.createServer((req, res) => {
-        let data = ""
-        req.on("data", (c) => (data += c))
-        req.on("end", () => {
-          if (req.method === "GET") return void res.writeHead(200).end("{}")
-          const body = JSON.parse(data)
-          bodies.push(body)
-          const g = scriptedQwen(tok, []).generate([{ tokens: body.prompt, maxTokens: body.max_tokens, temperature: 1, topP: 1, stopTokens: body.stop_token_ids, stopStrings: body.stop, key: root(0) }])
-          const [reply] = Effect.runSync(g)
-          const close = tok.special("</tool_call>")!
-          res.writeHead(200, { "content-type": "application/json" })
-          res.end(JSON.stringify({
-            choices: [{
-              token_ids: reply!.tokens,
-              logprobs: {
-                token_logprobs: reply!.tokens.map(() => -0.5),
-                top_logprobs: reply!.tokens.map((t) => ({ [`token_id:${t}`]: -0.5, [`token_id:${(t + 1) % 500}`]: -1.5 }))
-              },
-              finish_reason: "stop",
-              stop_reason: reply!.finish._tag === "stop" ? close : null
-            }]
-          }))
-        })
-      })
-      server.listen(0, "127.0.0.1", () => resume(Effect.succeed({ url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, server })))
-    }),
-    ({ server }) =>
-      Effect.callback<void>((resume) => {
-        server.closeAllConnections()
-        server.close(() => resume(Effect.void))
-      })
-  )
+  loopbackJson((body) => {
+    bodies.push(body)
+    const g = scriptedQwen(tok, []).generate([{ tokens: body.prompt, maxTokens: body.max_tokens, temperature: 1, topP: 1, stopTokens: body.stop_token_ids, stopStrings: body.stop, key: root(0) }])
+    const [reply] = Effect.runSync(g)
+    const close = tok.special("</tool_call>")!
+    return {
+      choices: [{
+        token_ids: reply!.tokens,
+        logprobs: {
+          token_logprobs: reply!.tokens.map(() => -0.5),
+          top_logprobs: reply!.tokens.map((t) => ({ [`token_id:${t}`]: -0.5, [`token_id:${(t + 1) % 500}`]: -1.5 }))
+        },
+        finish_reason: "stop",
+        stop_reason: reply!.finish._tag === "stop" ? close : null
+      }]
+    }
+  })
 
 describe("the docs' vLLM + Qwen path, against a loopback vLLM-shaped server", () => {
   it.live("hfTokenizer + HTTP engine (vllm dialect) + Qwen call format + ARPO sampler give finished trajectories with inserted <tool_response> turns", () =>
