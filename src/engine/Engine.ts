@@ -80,7 +80,8 @@ export const promptTokens = (
 ): ReadonlyArray<TokenId> => tokenizer.chat !== undefined ? tokenizer.chat(problem.messages) : tokenizer.encode(problem.prompt)
 
 export interface Capabilities {
-  readonly entropy: "exact" | { readonly topK: number }
+  /** exact full-vocabulary entropy, or the top-k interval with the point `entropies` reports (default "mid") */
+  readonly entropy: "exact" | { readonly topK: number; readonly point?: "lower" | "mid" | "upper" }
   readonly prefixReuse: boolean
   readonly maxConcurrency: number
   /** bit-identical results for the same requests and keys */

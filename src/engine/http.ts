@@ -297,7 +297,7 @@ export const make = (options: HttpEngineOptions): Effect.Effect<HttpEngine, Engi
 
     const service = Engine.of({
       name: options.name ?? `${adapter}(${servers.map((s) => s.url).join(",")})`,
-      capabilities: { entropy: { topK }, prefixReuse: true, maxConcurrency, deterministic: false },
+      capabilities: { entropy: { topK, point }, prefixReuse: true, maxConcurrency, deterministic: false },
       tokenizer,
       policyVersion: Ref.get(version),
       generate: (requests) =>

@@ -64,7 +64,9 @@ export const RolloutBatch = Schema.TaggedStruct("rollout.batch", {
   // optional (entropy intervals; additive): top-k engines only, the mean width (upper − lower, nats) of the
   // H_initial windows and of the after-tool windows; absent for exact engines
   meanEntropyInitialWidth: Schema.optionalKey(Schema.Finite),
-  meanEntropyAfterToolWidth: Schema.optionalKey(Schema.Finite)
+  meanEntropyAfterToolWidth: Schema.optionalKey(Schema.Finite),
+  /** top-k engines only: which point of each interval the entropies (and so the decisions) used */
+  entropyPoint: Schema.optionalKey(Schema.Literals(["lower", "mid", "upper"]))
 })
 
 /** One branch decision of an entropy-triggered sampler. */

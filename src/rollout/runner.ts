@@ -576,7 +576,8 @@ export const runRollout = (
           ? {
             ...batch,
             ...(initialWidths.length > 0 ? { meanEntropyInitialWidth: mean(initialWidths) } : {}),
-            ...(probeWidths.length > 0 ? { meanEntropyAfterToolWidth: mean(probeWidths) } : {})
+            ...(probeWidths.length > 0 ? { meanEntropyAfterToolWidth: mean(probeWidths) } : {}),
+            ...(typeof engine.capabilities.entropy === "object" ? { entropyPoint: engine.capabilities.entropy.point ?? "mid" } : {})
           }
           : batch
       )

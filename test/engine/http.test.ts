@@ -107,7 +107,7 @@ describe("HTTP Engine", () => {
       assert.closeTo(g!.entropyBounds![2]!.upper, want.upper, 1e-12)
       assert.closeTo(g!.entropies[2]!, want.mid, 1e-12)
       for (let i = 0; i < 3; i++) assert.isTrue(g!.entropyBounds![i]!.lower <= g!.entropies[i]! && g!.entropies[i]! <= g!.entropyBounds![i]!.upper)
-      assert.deepStrictEqual(e.capabilities.entropy, { topK: 3 })
+      assert.deepStrictEqual(e.capabilities.entropy, { topK: 3, point: "mid" })
       const call = (yield* (yield* Events).recorded).map((r) => r.event).find((ev) => ev._tag === "engine.call")
       assert.deepInclude(call, { adapter: "http/vllm", op: "generate", newTokens: 3, reusedTokens: 2 })
     }).pipe(Effect.scoped, Effect.provide(Events.layerMemory)))

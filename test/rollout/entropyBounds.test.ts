@@ -224,5 +224,7 @@ describe("entropy intervals from the HTTP engine (loopback vLLM-shaped server)",
       checkPaperIntervals(trees, branches)
       for (const e of branches) assert.isAbove(e.hAfterToolUpper! - e.hAfterToolLower!, 0)
       assert.isAbove(batch.meanEntropyAfterToolWidth!, 0)
+      // which point of the interval the decisions used
+      assert.strictEqual(batch.entropyPoint, "mid")
     })))
 })
