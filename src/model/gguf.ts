@@ -5,8 +5,7 @@
  * half-split rotary pairing to llama.cpp's adjacent pairs), and a "gpt2" byte-level vocabulary with no
  * merges: the 256 bytes + the tags (user-defined) + EOS/PAD (control). It does not quantize nor read GGUF.
  */
-import * as fs from "node:fs"
-import * as path from "node:path"
+import { writeAtomic } from "./checkpoint.ts"
 import { type ModelConfig, headDim } from "./config.ts"
 import type { HostTensor } from "./params.ts"
 import { eosId, padId, tags, vocabSize } from "./tokenizer.ts"
@@ -245,16 +244,5 @@ export const exportGguf = (c: ModelConfig, params: ReadonlyArray<HostTensor>, na
   encodeGguf(ggufMetadata(c, name), ggufTensors(c, params))
 
 /** Writes the GGUF atomically (temp file in the same directory, fsync, rename). */
-export const writeGguf = (file: string, c: ModelConfig, params: ReadonlyArray<HostTensor>, name?: string): void => {
-  const bytes = exportGguf(c, params, name)
-  fs.mkdirSync(path.dirname(file), { recursive: true })
-  const tmp = `${file}.tmp-${process.pid}`
-  const fd = fs.openSync(tmp, "w")
-  try {
-    fs.writeSync(fd, bytes)
-    fs.fsyncSync(fd)
-  } finally {
-    fs.closeSync(fd)
-  }
-  fs.renameSync(tmp, file)
-}
+export const writeGguf = (file: string, c: ModelConfig, params: ReadonlyArray<HostTensor>, name?: string): void =>
+  writeAtomic(file, exportGguf(c, params, name))

@@ -29,6 +29,7 @@ import { ensureBackend } from "../../src/model/runtime.ts"
 import { byteTokenizer, encode } from "../../src/model/tokenizer.ts"
 import { fromRows, loadBenchmarkRows } from "../../src/tasks/benchmarks.ts"
 import { named, referenceLogits } from "../model/reference.ts"
+import { loopbackJson } from "../engine/loopback.ts"
 
 /** A small random model whose context holds a compact GSM8K prompt and a short response. */
 const config = { ...tinyConfig, dModel: 32, layers: 1, heads: 2, mlpWidth: 64, context: 512 }
@@ -209,30 +210,14 @@ describe("arpo eval --benchmark with a real-model tokenizer", () => {
       const tok = yield* HfTokenizer.load(dir)
       const prompts: Array<ReadonlyArray<number>> = []
       // a server that ends every response at once with the tokenizer's EOS (the prompts are what is checked)
-      const server = yield* Effect.acquireRelease(
-        Effect.callback<{ url: string; server: Http.Server }>((resume) => {
-          const server = Http.createServer((req, res) => {
-            let data = ""
-            req.on("data", (c) => (data += c))
-            req.on("end", () => {
-              if (req.method === "POST") prompts.push(JSON.parse(data).prompt)
-              res.writeHead(200, { "content-type": "application/json" })
-              res.end(JSON.stringify(req.method === "GET" ? { status: "ok" } : {
-                tokens: [tok.eos],
-                stop_type: "eos",
-                completion_probabilities: [{ id: tok.eos, logprob: 0, top_logprobs: [{ id: tok.eos, logprob: 0 }] }]
-              }))
-            })
-          })
-          server.keepAliveTimeout = 1
-          server.listen(0, "127.0.0.1", () => resume(Effect.succeed({ url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, server })))
-        }),
-        ({ server }) =>
-          Effect.callback<void>((resume) => {
-            server.closeAllConnections()
-            server.close(() => resume(Effect.void))
-          })
-      )
+      const server = yield* loopbackJson((body) => {
+        prompts.push(body.prompt)
+        return {
+          tokens: [tok.eos],
+          stop_type: "eos",
+          completion_probabilities: [{ id: tok.eos, logprob: 0, top_logprobs: [{ id: tok.eos, logprob: 0 }] }]
+        }
+      })
       yield* cliWith([
         "eval", "--benchmark", "gsm8k", "--base-url", server.url, "--dialect", "llama-server", "--tokenizer", dir,
         "--questions", "2", "--python", "calculator", "--search", "none"
