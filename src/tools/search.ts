@@ -217,9 +217,17 @@ export interface SearchToolOptions {
   readonly maxResults?: number
   /** characters per snippet (reference: 1000) */
   readonly snippetChars?: number
+  /**
+   * what the model reads when no backend knows the query (default "No search results found.", the
+   * reference's text for an empty result); an offline cache says so, e.g. `cacheMissText`
+   */
+  readonly missText?: string
 }
 
-/** The search tool over backends tried in order; when none knows the query: "No search results found.". */
+/** The text for a query an offline cache does not hold: no results, and why (no live search behind it). */
+export const cacheMissText = `${NO_RESULTS} (Offline search: this query is not in the search cache; only cached queries have results.)`
+
+/** The search tool over backends tried in order; when none knows the query: `missText` ("No search results found."). */
 export const tool = (backends: ReadonlyArray<SearchBackend>, options: SearchToolOptions = {}): Tool => {
   const name = options.name ?? "search"
   const maxResults = options.maxResults ?? 10
@@ -237,7 +245,7 @@ export const tool = (backends: ReadonlyArray<SearchBackend>, options: SearchTool
           )
           if (snippets !== undefined) return formatResults(snippets, maxResults, snippetChars)
         }
-        return NO_RESULTS
+        return options.missText ?? NO_RESULTS
       })
   }
 }
