@@ -3,7 +3,7 @@
  * (non-failed) trajectory, per-token advantages from soft or hard attribution. It does not compute
  * advantages (`advantage.ts`), pad, bucket or split into micro-batches (trainers do).
  */
-import { type AttributionMode, attribute } from "./attribution.ts"
+import { type AttributionMode, attributeForest } from "./attribution.ts"
 import type { TrainBatch, TrainSequence } from "./batch.ts"
 import type { RolloutTree, Trajectory } from "./tree.ts"
 
@@ -39,12 +39,15 @@ export const trajectoryPolicyVersion = (tree: RolloutTree, t: Trajectory, fallba
  * Pack trees into a TrainBatch: per trajectory (failed ones excluded, see `attribution.ts`) its tokens,
  * `responseStart` (prompt length), `lossMask` 1 on model tokens, attributed advantages (0 off model
  * tokens), `oldLogprobs` as sampled (the tree's, 0 off model tokens), weight 1, group, policy version.
- * Sequences come tree by tree, each tree's in `trajectories` order.
+ * Sequences come tree by tree, each tree's in `trajectories` order. Hard attribution is taken over
+ * each group (`attributeForest`), whatever the number of trees it is stored in.
  */
 export const pack = (items: ReadonlyArray<PackItem>, options: PackOptions): TrainBatch => {
   const sequences: Array<TrainSequence> = []
-  for (const item of items) {
-    for (const a of attribute(options.attribution, item.tree, item.advantages)) {
+  const attributed = attributeForest(options.attribution, items)
+  for (let j = 0; j < items.length; j++) {
+    const item = items[j]!
+    for (const a of attributed[j]!) {
       const t = a.trajectory
       sequences.push({
         tokens: t.tokens,
