@@ -428,7 +428,8 @@ export const runRollout = (
               if (parsed !== undefined && t.calls >= settings.callLimit) {
                 stats.callLimitReached++
               } else if (parsed !== undefined && t.responseLength + reply.tokens.length < settings.maxResponseTokens) {
-                call = parsed
+                // the call's key: tools whose results are random by design draw from it (keyed, replayable)
+                call = "malformed" in parsed ? parsed : { ...parsed, key: derive(key, "tool") }
                 toolCall = "malformed" in parsed ? { tool: parsed.tool, content: "" } : { tool: parsed.tool, content: parsed.content }
               }
             }

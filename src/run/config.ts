@@ -22,7 +22,7 @@ const Unit = Schema.Finite.pipe(Schema.check(Schema.isBetween({ minimum: 0, maxi
 
 /** Which task, with the options of the synthetic tasks (fields a task does not use are ignored by it). */
 export const TaskSettings = Schema.Struct({
-  name: Schema.Literals(["arithmetic", "multihop"]),
+  name: Schema.Literals(["arithmetic", "multihop", "flaky-arithmetic", "noisy-search", "pointer-chase"]),
   /** the task's own seed (its problems and demonstrations); independent of the run seed */
   seed: Schema.Int,
   /** arithmetic: operand digits, inclusive */
@@ -33,7 +33,15 @@ export const TaskSettings = Schema.Struct({
   companies: Int(4),
   /** share of deliberately imperfect SFT demonstrations (leaves room for RL) */
   imperfectShare: Unit,
-  reward: Schema.Literals(["arpo", "exact", "math"])
+  reward: Schema.Literals(["arpo", "exact", "math"]),
+  /** flaky-arithmetic: probability a calculator call fails (0 = the deterministic control; default 0.3) */
+  failureRate: Schema.optional(Unit),
+  /** noisy-search: look-alike pages per search (0 = the control's exact page; default 2) */
+  lookalikes: Schema.optional(Int(0)),
+  /** noisy-search: probability a search leaves the target out (default 0.25) */
+  missingRate: Schema.optional(Unit),
+  /** pointer-chase: links per name, 1..maxCandidates (1 = the control; default 3) */
+  maxCandidates: Schema.optional(Int(1))
 })
 export type TaskSettings = typeof TaskSettings.Type
 

@@ -17,7 +17,10 @@ import { layerGlobal } from "../rollout/global.ts"
 import { layerRandomBranch } from "../rollout/randomBranch.ts"
 import type { Sampler } from "../rollout/Sampler.ts"
 import * as Arithmetic from "../tasks/arithmetic.ts"
+import * as FlakyArithmetic from "../tasks/flakyArithmetic.ts"
 import * as Multihop from "../tasks/multihop.ts"
+import * as NoisySearch from "../tasks/noisySearch.ts"
+import * as PointerChase from "../tasks/pointerChase.ts"
 import { Task, type TaskDefinition } from "../tasks/Task.ts"
 import * as Calculator from "../tools/calculator.ts"
 import { callFormatOf } from "../tools/callFormat.ts"
@@ -59,6 +62,12 @@ export const taskOf = (config: RunConfig): Effect.Effect<TaskDefinition, unknown
       })
     case "multihop":
       return Multihop.fromConfig({ seed: t.seed, companies: t.companies, imperfectShare: t.imperfectShare, reward: t.reward })
+    case "flaky-arithmetic":
+      return FlakyArithmetic.fromConfig({ seed: t.seed, failureRate: t.failureRate ?? 0.3, minDigits: t.minDigits, maxDigits: t.maxDigits })
+    case "noisy-search":
+      return NoisySearch.fromConfig({ seed: t.seed, lookalikes: t.lookalikes ?? 2, missingRate: t.missingRate ?? 0.25 })
+    case "pointer-chase":
+      return PointerChase.fromConfig({ seed: t.seed, maxCandidates: t.maxCandidates ?? 3 })
   }
 }
 
@@ -71,7 +80,7 @@ export const taskLayer = (config: RunConfig): Layer.Layer<Task, unknown> => Laye
  */
 export const toolboxOf = (config: RunConfig, task: TaskDefinition): Layer.Layer<Toolbox, unknown, Events> =>
   Toolbox.layer(
-    task.tools.map((name) =>
+    task.toolImplementations ?? task.tools.map((name) =>
       name === "search" ? Search.tool([Search.corpusBackend(task.corpus)], { name, maxResults: 2 }) : Calculator.tool({ name })
     ),
     { callLimit: config.rollout.callLimit, timeoutMs: 10_000, maxAttempts: 1, callFormat: callFormatOf(config.rollout.callFormat) }

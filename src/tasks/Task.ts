@@ -5,7 +5,9 @@
  * `Task` service carries one, with a layer per task. This module does not generate or load anything.
  */
 import { Context, Layer, Schema } from "effect"
+import type { Key } from "../core/random.ts"
 import type { RewardResult } from "../core/reward.ts"
+import type { Tool } from "../tools/Tool.ts"
 
 /** Disjoint problem sets: RL / SFT draws from `train`, evaluation from `test`. */
 export type Split = "train" | "test"
@@ -60,7 +62,14 @@ export type DemoQuality = "perfect" | "wrong-answer" | "missing-tool" | "wrong-q
  */
 export type DemoSegment =
   | { readonly role: "model"; readonly text: string }
-  | { readonly role: "tool"; readonly tool: string; readonly content: string; readonly text: string }
+  | {
+    readonly role: "tool"
+    readonly tool: string
+    readonly content: string
+    readonly text: string
+    /** the call's random key, for tools whose results are random by design (re-rendering passes it on) */
+    readonly key?: Key
+  }
 
 export interface Demonstration {
   readonly problem: Problem
@@ -113,6 +122,11 @@ export interface TaskDefinition {
   readonly demonstrations: (split: Split, range: Range, options?: DemoOptions) => ReadonlyArray<Demonstration>
   /** the documents the search tool must index (empty for tasks without search) */
   readonly corpus: ReadonlyArray<Document>
+  /**
+   * the task's own tool implementations, for tasks whose tools are part of the task (a flaky calculator,
+   * a noisy search over the task's world); absent: the run builds its default tools for `tools`
+   */
+  readonly toolImplementations?: ReadonlyArray<Tool>
 }
 
 /** The indices of a range clipped to a split size (`undefined` = unlimited). */

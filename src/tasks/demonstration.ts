@@ -5,6 +5,7 @@
  * Toolbox so the SFT text holds exactly what a rollout would see. It does not tokenize.
  */
 import { Effect } from "effect"
+import type { Key } from "../core/random.ts"
 import { formatResult } from "../tools/protocol.ts"
 import { Toolbox } from "../tools/Toolbox.ts"
 import type { DemoQuality, DemoSegment, Demonstration, Problem } from "./Task.ts"
@@ -15,14 +16,16 @@ export const defaultFormatResult = (output: string): string => formatResult(outp
 /** One step of a script: text the model writes, or a call (`<tool>content</tool>` plus its result). */
 export type DemoStep =
   | { readonly text: string }
-  | { readonly call: string; readonly content: string }
+  | { readonly call: string; readonly content: string; readonly key?: Key }
 
 export const say = (text: string): DemoStep => ({ text })
-export const call = (tool: string, content: string): DemoStep => ({ call: tool, content })
+/** A call; `key` is its random key for tools whose results are random by design (the oracle and the Toolbox get it). */
+export const call = (tool: string, content: string, key?: Key): DemoStep =>
+  key === undefined ? { call: tool, content } : { call: tool, content, key }
 
 /** How a script's tool calls get their output text. */
 export interface ToolOracle {
-  readonly run: (tool: string, content: string) => string
+  readonly run: (tool: string, content: string, key?: Key) => string
   readonly formatResult: (output: string) => string
 }
 
@@ -60,7 +63,8 @@ export const renderScript = (
         role: "tool",
         tool: step.call,
         content: step.content,
-        text: oracle.formatResult(oracle.run(step.call, step.content))
+        text: oracle.formatResult(oracle.run(step.call, step.content, step.key)),
+        ...(step.key === undefined ? {} : { key: step.key })
       })
     }
   }
@@ -80,7 +84,7 @@ export const renderWithToolbox = (demo: Demonstration): Effect.Effect<Demonstrat
     for (const s of demo.segments) {
       if (s.role === "model") segments.push(s)
       else {
-        const result = yield* toolbox.run({ tool: s.tool, content: s.content })
+        const result = yield* toolbox.run(s.key === undefined ? { tool: s.tool, content: s.content } : { tool: s.tool, content: s.content, key: s.key })
         segments.push({ ...s, text: toolbox.formatResult(result.output) })
       }
     }

@@ -5,13 +5,19 @@
  * client) are built by an Effect that resolves them once (a `ToolSource`).
  */
 import type { Effect } from "effect"
+import type { Key } from "../core/random.ts"
 import type { ToolError } from "./errors.ts"
+
+/** What a tool may know about one call besides its input: the call's random key, when the caller has one. */
+export interface ToolContext {
+  readonly key?: Key
+}
 
 export interface Tool {
   /** the tool's name and tag: `python` → `<python>…</python>` */
   readonly name: string
   /** run one call; empty output is returned as `""` (the Toolbox decides it is a failure) */
-  readonly run: (input: string) => Effect.Effect<string, ToolError>
+  readonly run: (input: string, context?: ToolContext) => Effect.Effect<string, ToolError>
   /** this tool's wall-clock budget per attempt, overriding the Toolbox's `timeoutMs` */
   readonly timeoutMs?: number
 }

@@ -11,7 +11,7 @@ import { arpoTags, type CallFormat } from "./callFormat.ts"
 import { ToolCrashed, type ToolError, ToolEmptyOutput, ToolTimeout } from "./errors.ts"
 import * as Protocol from "./protocol.ts"
 import type { MalformedCall, ToolCallRequest } from "./protocol.ts"
-import type { Tool, ToolSource } from "./Tool.ts"
+import type { Tool, ToolContext, ToolSource } from "./Tool.ts"
 
 export type { MalformedCall, ToolCallRequest } from "./protocol.ts"
 
@@ -171,9 +171,9 @@ export const make = (
       })
 
     /** One attempt: the tool's run under its timeout; empty output is a failure; defects become ToolCrashed. */
-    const attempt = (tool: Tool, input: string): Effect.Effect<string, ToolError> => {
+    const attempt = (tool: Tool, input: string, context: ToolContext): Effect.Effect<string, ToolError> => {
       const afterMs = tool.timeoutMs ?? config.timeoutMs
-      return Effect.suspend(() => tool.run(input)).pipe(
+      return Effect.suspend(() => tool.run(input, context)).pipe(
         Effect.catchDefect((defect) =>
           Effect.fail(new ToolCrashed({ tool: tool.name, input, reason: defect instanceof Error ? defect.message : String(defect) }))
         ),
@@ -187,12 +187,12 @@ export const make = (
       )
     }
 
-    const runTool = (tool: Tool, input: string) =>
+    const runTool = (tool: Tool, input: string, context: ToolContext) =>
       Effect.gen(function*() {
         let attempts = 0
         for (;;) {
           attempts++
-          const r = yield* Effect.result(attempt(tool, input))
+          const r = yield* Effect.result(attempt(tool, input, context))
           if (Result.isSuccess(r)) {
             return { output: Protocol.capOutput(r.success, config.outputCapChars), outcome: "ok" as const, attempts }
           }
@@ -217,7 +217,7 @@ export const make = (
             attempts: 0
           })
         }
-        const r = yield* Semaphore.withPermit(semaphore, runTool(tool, call.content))
+        const r = yield* Semaphore.withPermit(semaphore, runTool(tool, call.content, call.key === undefined ? {} : { key: call.key }))
         return yield* finish(call.tool, call.content, started, r)
       })
 

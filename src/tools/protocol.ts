@@ -4,11 +4,17 @@
  * the texts the model sees for malformed calls, the call limit and failures, and how a result is
  * inserted (`" <result>\n" + output + "\n</result>"` in training). No I/O, no services.
  */
+import type { Key } from "../core/random.ts"
 
 /** A call found at a stop tag: `<tool>content</tool>`. */
 export interface ToolCallRequest {
   readonly tool: string
   readonly content: string
+  /**
+   * the call's random key (the rollout runner derives it from the segment's key), for tools whose
+   * results are random by design (a flaky calculator, a noisy search); deterministic tools ignore it
+   */
+  readonly key?: Key
 }
 
 /** A stop tag was reached but no usable call precedes it; `text` is what the model is shown. */

@@ -1,0 +1,119 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Layer } from "effect"
+import { derive, root } from "../../src/core/random.ts"
+import { Events } from "../../src/events/Events.ts"
+import { byteTokenizer } from "../../src/model/tokenizer.ts"
+import { renderWithToolbox } from "../../src/tasks/demonstration.ts"
+import * as FlakyArithmetic from "../../src/tasks/flakyArithmetic.ts"
+import * as NoisySearch from "../../src/tasks/noisySearch.ts"
+import * as PointerChase from "../../src/tasks/pointerChase.ts"
+import type { PremiseTask } from "../../src/tasks/premiseCommon.ts"
+import { Toolbox } from "../../src/tools/Toolbox.ts"
+
+const variants: ReadonlyArray<readonly [string, PremiseTask]> = [
+  ["flaky-arithmetic p=0.3", FlakyArithmetic.make({ seed: 1, failureRate: 0.3 })],
+  ["flaky-arithmetic control", FlakyArithmetic.make({ seed: 1, failureRate: 0 })],
+  ["noisy-search", NoisySearch.make({ seed: 1, lookalikes: 2, missingRate: 0.25 })],
+  ["noisy-search control", NoisySearch.make({ seed: 1, lookalikes: 0, missingRate: 0 })],
+  ["pointer-chase", PointerChase.make({ seed: 1, maxCandidates: 3 })],
+  ["pointer-chase control", PointerChase.make({ seed: 1, maxCandidates: 1 })]
+]
+
+const toolboxOf = (task: PremiseTask) =>
+  Toolbox.layer(task.toolImplementations ?? [], { callLimit: 3, maxAttempts: 1 }).pipe(Layer.provide(Events.layerDiscard))
+
+/** The outcomes of every tool result in a task's first `n` training demonstrations. */
+const demoOutcomes = (task: PremiseTask, n: number) => {
+  const counts: Record<string, number> = {}
+  for (const d of task.demonstrations("train", { start: 0, count: n })) {
+    for (const s of d.segments) {
+      if (s.role !== "tool") continue
+      const output = s.text.replace(/^ <result>\n/, "").replace(/\n<\/result>$/, "")
+      const o = task.outcomeOf(s.tool, s.content, output)
+      counts[o] = (counts[o] ?? 0) + 1
+    }
+  }
+  return counts
+}
+
+describe("premise tasks", () => {
+  for (const [label, task] of variants) {
+    it.effect(`${label}: demonstrations re-rendered through the task's own tools are identical (keyed tool randomness)`, () =>
+      Effect.gen(function*() {
+        for (const d of task.demonstrations("train", { start: 0, count: 60 })) {
+          const again = yield* renderWithToolbox(d)
+          assert.strictEqual(again.text, d.text, d.problem.id)
+        }
+      }).pipe(Effect.provide(toolboxOf(task))))
+
+    it(`${label}: ≥ 1,000 distinct held-out questions, none of them a training question; demonstrations fit 192 tokens`, () => {
+      const test = new Set(task.problems("test", { start: 0, count: 2500 }).map((p) => p.question))
+      const train = new Set(task.problems("train", { start: 0, count: 2500 }).map((p) => p.question))
+      assert.isAtLeast(test.size, 1000)
+      for (const q of test) assert.isFalse(train.has(q), q)
+      for (const d of task.demonstrations("train", { start: 0, count: 500 })) {
+        assert.isAtMost(byteTokenizer.encode(d.text).length, 192, d.problem.id)
+      }
+    })
+
+    it(`${label}: perfect demonstrations earn reward 1 and imperfect ones less`, () => {
+      const demos = task.demonstrations("train", { start: 0, count: 300 })
+      const perfect = demos.filter((d) => d.quality === "perfect")
+      const imperfect = demos.filter((d) => d.quality !== "perfect")
+      assert.isAbove(perfect.length, 150)
+      assert.isAbove(imperfect.length, 20)
+      for (const d of perfect) assert.strictEqual(d.problem && task.reward(d.response, d.problem).score, 1, d.response)
+      for (const d of imperfect) assert.isBelow(task.reward(d.response, d.problem).score, 1, d.response)
+    })
+  }
+
+  it("uncertain variants show uncertain results in their demonstrations; controls show only certain ones", () => {
+    const [flaky, flakyControl, noisy, noisyControl, chase, chaseControl] = variants.map(([, t]) => demoOutcomes(t, 400))
+    assert.isAbove(flaky!["error"] ?? 0, 60)
+    assert.isAbove(flaky!["ok"] ?? 0, 300)
+    assert.deepStrictEqual(Object.keys(flakyControl!), ["ok"])
+    assert.isAbove(noisy!["missing"] ?? 0, 60)
+    assert.isAbove(noisy!["ambiguous"] ?? 0, 200)
+    assert.deepStrictEqual(Object.keys(noisyControl!), ["ok"])
+    assert.isAbove(chase!["ambiguous"] ?? 0, 200)
+    assert.deepStrictEqual(Object.keys(chaseControl!), ["ok"])
+  })
+
+  it("the flaky calculator's demonstrations retry after an error, except a give-up share that guesses", () => {
+    const task = variants[0]![1]
+    let retried = 0
+    let gaveUp = 0
+    for (const d of task.demonstrations("train", { start: 0, count: 600 })) {
+      d.segments.forEach((s, i) => {
+        if (s.role !== "tool" || !s.text.includes("Error: busy")) return
+        const next = d.segments[i + 1]
+        if (next?.role === "model" && next.text.startsWith("<answer>")) gaveUp++
+        else retried++
+      })
+    }
+    assert.isAbove(retried, 2 * gaveUp)
+    assert.isAbove(gaveUp, 10)
+  })
+
+  it.effect("the flaky calculator fails about p of keyed calls, the same calls on replay, and never without a key", () =>
+    Effect.gen(function*() {
+      const toolbox = yield* Toolbox
+      const run = (i: number) => toolbox.run({ tool: "python", content: "123*456", key: derive(root(9), "call", i) })
+      const outcomes = yield* Effect.forEach(Array.from({ length: 2000 }, (_, i) => i), run)
+      const again = yield* Effect.forEach(Array.from({ length: 2000 }, (_, i) => i), run)
+      const failed = outcomes.filter((r) => r.outcome === "error").length
+      assert.deepStrictEqual(outcomes.map((r) => r.output), again.map((r) => r.output))
+      assert.isTrue(failed > 520 && failed < 680, `${failed} of 2000 failed`)
+      for (const r of outcomes) assert.include(["56088", "Error: busy"], r.output)
+      const unkeyed = yield* toolbox.run({ tool: "python", content: "123*456" })
+      assert.strictEqual(unkeyed.output, "56088")
+    }).pipe(Effect.provide(toolboxOf(variants[0]![1]))))
+
+  it("bad configurations are typed errors that name the task and the field", () => {
+    const fail = <A>(e: Effect.Effect<A, { message: string }>) => Effect.runSync(Effect.flip(e)).message
+    assert.include(fail(FlakyArithmetic.fromConfig({ seed: 1, failureRate: 1.5 })), "flaky-arithmetic config: failureRate")
+    assert.include(fail(NoisySearch.fromConfig({ seed: 1, lookalikes: 0, missingRate: 0.2 })), "noisy-search config: missingRate")
+    assert.include(fail(PointerChase.fromConfig({ seed: 1, maxCandidates: 5 })), "pointer-chase config: maxCandidates")
+    assert.include(fail(PointerChase.fromConfig({ seed: "x" })), "pointer-chase config")
+  })
+})
