@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest"
 import { lastBoxed } from "../src/core/answer.ts"
 import { exactMatch, maxF1, normalizeAnswer, tokenF1 } from "../src/core/f1.ts"
 import { mathEquivalent, normalizeMath } from "../src/core/mathEquivalence.ts"
-import { arpoReward, exactMatchReward, mathReward, overlongPenalty } from "../src/core/reward.ts"
+import { arpoReferenceReward, arpoReward, exactMatchReward, mathReward, overlongPenalty } from "../src/core/reward.ts"
 
 const WORDS = ["a", "an", "the", "yes", "no", "noanswer", "Paris", "paris", "12", "12.0", "1/2", "New", "York", "!", ",", "é", "über", "x-ray", "  ", "\t", "U.S.", "the-end"]
 /** Answer-like text: words (with articles, punctuation, yes/no, case variants) or any string. */
@@ -58,11 +58,27 @@ describe("token F1 and exact match", () => {
   })
 })
 
+/** Tag soup without the reference's special box forms: every `\boxed` is followed by `{`, no `\boxed ` anywhere. */
+const plainBoxSoup = fc.oneof(
+  fc.array(fc.constantFrom(...PIECES.filter((p) => p !== "\\boxed ")), { maxLength: 40 }).map((ps) => ps.join("")),
+  fc.tuple(fc.array(fc.constantFrom(...PIECES.filter((p) => p !== "\\boxed ")), { maxLength: 20 }), fc.string({ maxLength: 20 })).map(([ps, x]) => `<think>${x}</think><answer>${ps.join("")}</answer>`)
+).filter((r) => !r.includes("\\boxed ") && r.split("\\boxed").slice(1).every((rest) => rest.startsWith("{")))
+
 describe("ARPO reward", () => {
+  it("arpoReward equals the reference-exact reward on every response whose boxes are all plain \\boxed{…} (the documented differences need another box form)", () => {
+    fc.assert(
+      fc.property(plainBoxSoup, golds, (response, g) => {
+        expect(arpoReward(response, g)).toEqual(arpoReferenceReward(response, g))
+      }),
+      { seed: 55, numRuns: 1000 }
+    )
+  })
+
+
   it("the rewards never throw on arbitrary strings and score in {−1} ∪ [0, 1.1]", () => {
     fc.assert(
       fc.property(tagSoup, golds, (response, g) => {
-        for (const reward of [arpoReward, exactMatchReward, mathReward]) {
+        for (const reward of [arpoReward, arpoReferenceReward, exactMatchReward, mathReward]) {
           const r = reward(response, g)
           const inRange = r.score === -1 || (r.score >= 0 && r.score <= 1.1 + 1e-12)
           if (!inRange || r.accuracy < 0 || r.accuracy > 1 || typeof r.reason !== "string") return false

@@ -4,6 +4,7 @@
  * Pure string functions; they never throw. Scoring an extracted answer lives in f1.ts /
  * mathEquivalence.ts, and the format rules of the reward in reward.ts.
  */
+import { pythonStrip } from "./f1.ts"
 
 const BOXED = "\\boxed"
 const FBOX = "\\fbox"
@@ -41,7 +42,8 @@ const boxContent = (text: string, at: number, name: string): string | undefined 
   if (!isSpace(afterName)) return undefined
   const rest = text.slice(at + name.length)
   const dollar = rest.indexOf("$")
-  return (dollar < 0 ? rest : rest.slice(0, dollar)).trim()
+  // Python's strip, not JavaScript's trim: U+FEFF is part of the answer there (and F1 sees it)
+  return pythonStrip(dollar < 0 ? rest : rest.slice(0, dollar))
 }
 
 /**

@@ -11,11 +11,30 @@ const PUNCTUATION = new Set("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
 // script); JavaScript's \b is ASCII-only, so the boundary is spelled out with lookarounds.
 const ARTICLES = /(?<![\p{L}\p{N}_])(?:a|an|the)(?![\p{L}\p{N}_])/gu
 
-/** Lowercase, drop ASCII punctuation, drop the articles a/an/the, collapse whitespace (reference order). */
+/**
+ * Python's whitespace for `str.split()` / `str.strip()` (`str.isspace`): JavaScript's `\s` minus
+ * U+FEFF, plus U+001C–U+001F (information separators) and U+0085 (next line). The reference splits
+ * answers with Python's `split()`, so "a\x1cb" is two tokens there and "a\ufeffb" one.
+ */
+export const PYTHON_WHITESPACE = /[\t\n\v\f\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/
+
+/** Python's `str.split()` with no argument: runs of `PYTHON_WHITESPACE`, no empty tokens. */
+export const pythonSplit = (s: string): Array<string> => s.split(PYTHON_WHITESPACE).filter((t) => t.length > 0)
+
+/** Python's `str.strip()` with no argument. */
+export const pythonStrip = (s: string): string => {
+  const ws = new RegExp(`^${PYTHON_WHITESPACE.source}|${PYTHON_WHITESPACE.source}$`, "g")
+  return s.replace(ws, "")
+}
+
+/**
+ * Lowercase, drop ASCII punctuation, drop the articles a/an/the, collapse whitespace (reference order),
+ * splitting on Python's whitespace set (`PYTHON_WHITESPACE`), not JavaScript's `\s`.
+ */
 export const normalizeAnswer = (s: string): string => {
   let out = ""
   for (const ch of s.toLowerCase()) if (!PUNCTUATION.has(ch)) out += ch
-  return out.replace(ARTICLES, " ").split(/\s+/).filter((t) => t.length > 0).join(" ")
+  return pythonSplit(out.replace(ARTICLES, " ")).join(" ")
 }
 
 /** Answers that are all-or-nothing: a yes/no/noanswer on either side scores 0 unless both are identical. */

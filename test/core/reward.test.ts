@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest"
 import { extractAnswer, gsm8kFinal, lastBoxed } from "../../src/core/answer.ts"
 import { exactMatch, maxF1, normalizeAnswer, tokenF1 } from "../../src/core/f1.ts"
 import { mathEquivalent } from "../../src/core/mathEquivalence.ts"
-import { arpoReward, exactMatchReward, mathReward, overlongPenalty, rewards, validateFormat } from "../../src/core/reward.ts"
+import { arpoReferenceReward, arpoReward, exactMatchReward, mathReward, overlongPenalty, referenceLastBoxedOnly, referenceRemoveBoxed, rewards, validateFormat } from "../../src/core/reward.ts"
 
 const wrap = (answer: string, middle = ""): string => `<think>reasoning</think>${middle}<answer>The final answer is \\[ \\boxed{${answer}} \\]</answer>`
 const SEARCH = "<search>capital of France</search><result>Paris is the capital.</result><think>ok</think>"
@@ -82,6 +82,52 @@ describe("arpoReward: the reference table", () => {
   })
 })
 
+// Each case where arpoReward departs from the released reward, with the reference's score (computed by
+// hand from deep_research.py and confirmed by running it) and why arpoReward differs.
+describe("arpoReward vs the released rules (arpoReferenceReward = the reference exactly)", () => {
+  const answer = (inner: string) => `<think>t</think><answer>${inner}</answer>`
+  it.each([
+    // [name, <answer> content, gold, reference score, arpoReward score]
+    ["whitespace (newline) before the brace: reference −1 (find box error)", "\\boxed{x} so \\boxed\n{Paris}", "Paris", -1, 1],
+    ["whitespace (tab) before the brace: reference −1", "\\boxed{x} so \\boxed\t{Paris}", "Paris", -1, 1],
+    ["\\boxed + newline + text: reference brace-scans from there (no brace → −1)", "\\boxed{x} so \\boxed\nParis", "Paris", -1, 1],
+    ["space before the brace: reference keeps the trailing text ({Marie Curie} was the physicist)", "\\boxed{x}: \\boxed {Marie Curie} was the physicist", "Marie Curie", 2 / 3, 1],
+    ["a space-form box anywhere beats a later \\boxed{} in the reference", "\\boxed London$ no, \\boxed{Paris}", "Paris", 0, 1],
+    ["space form up to the next $", "\\boxed{} \\boxed Paris $ France", "Paris", 1, 1]
+  ])("%s", (_name, inner, gold, reference, lenient) => {
+    expect(arpoReferenceReward(answer(inner), gold).score).toBeCloseTo(reference, 12)
+    expect(arpoReward(answer(inner), gold).score).toBeCloseTo(lenient, 12)
+  })
+
+  it("the two agree whenever the last \\boxed is a plain \\boxed{…} and no space-form box occurs", () => {
+    for (const inner of ["\\boxed{Paris}", "a \\boxed{1} b \\boxed{Paris} c", "\\boxed{\\{Paris\\}}", "\\boxed{unclosed \\boxed{Paris}"]) {
+      expect(arpoReward(answer(inner), "Paris")).toEqual(arpoReferenceReward(answer(inner), "Paris"))
+    }
+  })
+
+  it("reference extraction pieces, step by step", () => {
+    expect(referenceLastBoxedOnly("\\boxed\n{Paris}")).toBe("\\boxed\n{Paris}")
+    expect(referenceRemoveBoxed("\\boxed\n{Paris}")).toBeUndefined()
+    expect(referenceLastBoxedOnly("\\boxed {A} b$c")).toBe("\\boxed {A} b")
+    expect(referenceRemoveBoxed("\\boxed {A} b")).toBe("{A} b")
+    expect(referenceLastBoxedOnly("\\fbox{7}")).toBe("\\fbox{7}")
+    expect(referenceRemoveBoxed("\\fbox{7}")).toBeUndefined()
+    expect(referenceLastBoxedOnly("\\boxed}{x}")).toBeUndefined()
+    expect(referenceLastBoxedOnly("none")).toBeUndefined()
+  })
+
+  it("F1 splits on Python's whitespace: \\x1c–\\x1f and \\x85 separate tokens, \\ufeff does not", () => {
+    for (const sep of ["\x1c", "\x1d", "\x1e", "\x1f", "\x85", "\u3000"]) {
+      expect(normalizeAnswer(`Marie${sep}Curie`)).toBe("marie curie")
+      expect(arpoReferenceReward(answer(`\\boxed{Marie${sep}Curie}`), "Marie Curie").score).toBe(1)
+    }
+    expect(normalizeAnswer("Marie\ufeffCurie")).toBe("marie\ufeffcurie")
+    expect(arpoReferenceReward(answer("\\boxed{Marie\ufeffCurie}"), "Marie Curie").score).toBe(0)
+    // the space form keeps U+FEFF (Python's strip does not remove it), in both rewards
+    expect(arpoReward(answer("\\boxed{} \\boxed \ufeffParis$"), "Paris").score).toBe(0)
+  })
+})
+
 describe("exactMatchReward and mathReward: same format rule and bonus, other accuracy", () => {
   it("exact match is 0/1 after SQuAD normalization", () => {
     expect(exactMatchReward(wrap("The Paris!"), "paris")).toMatchObject({ score: 1, accuracy: 1, reason: "em=1" })
@@ -101,6 +147,7 @@ describe("exactMatchReward and mathReward: same format rule and bonus, other acc
 
   it("rewards maps the configuration names", () => {
     expect(rewards.arpo).toBe(arpoReward)
+    expect(rewards["arpo-reference"]).toBe(arpoReferenceReward)
     expect(rewards["exact-match"]).toBe(exactMatchReward)
     expect(rewards.math).toBe(mathReward)
   })
