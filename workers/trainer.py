@@ -2,7 +2,9 @@
 """The PyTorch trainer worker: a child process driven by TypeScript (src/trainer/pytorch.ts) over stdio,
 one JSON object a line each way (requests on stdin, replies on stdout, logs on stderr). It reproduces the
 embedded jax-js model (src/model/forward.ts) and the core's policy loss (src/core/loss.ts) in plain PyTorch,
-float32, on CUDA when available, and reads/writes checkpoints in the embedded safetensors layout.
+float32, on CUDA when available, and reads/writes checkpoints in the embedded safetensors layout. With
+`init {hfModel: <dir>}` the policy is a Hugging Face Llama / Qwen2 / Qwen3 checkpoint instead (workers/hf_model.py,
+workers/hf_worker.py: full or LoRA training, HF / peft / GGUF exports); the loss and the optimizer are the same.
 It never tokenizes, samples or computes advantages: TypeScript owns token ids, masks and per-token advantages.
 torch is imported lazily, so `ping`/`version` answer (and the protocol can be tested) without it.
 """
@@ -323,6 +325,7 @@ class State:
         self.step = 0
         self.policy_version = 0
         self.pad = 267
+        self.kind = "embedded"  # or "hf"
 
     def need_model(self, op):
         if self.model is None:
@@ -346,19 +349,15 @@ def pick_device(req):
 
 def op_init(st, req):
     need_torch()
-    if "hfModel" in req:
-        try:
-            import transformers  # noqa: F401
-        except ImportError:
-            raise WorkerError("internal", "init from a Hugging Face model needs the transformers package, "
-                                          "which is not installed here; pass an embedded checkpoint (weights) instead")
-        raise WorkerError("internal", "init from a Hugging Face model is not implemented yet (see docs/pytorch-worker.md)")
     seed = int(req.get("seed", 0))
     torch.manual_seed(seed)
     if "threads" in req:
         torch.set_num_threads(int(req["threads"]))
     st.device = pick_device(req)
     st.adam = {**DEFAULT_ADAM, **(req.get("adam") or {})}
+    if "hfModel" in req:
+        return init_hf(st, req)
+    st.kind = "embedded"
     st.pad = int(req.get("pad", st.pad))
     path = req.get("weights")
     if path is None:
@@ -378,6 +377,35 @@ def op_init(st, req):
             "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
+def hf_modules():
+    """workers/hf_model.py and hf_worker.py (beside this file), imported on first use (they need torch)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import hf_model
+    import hf_worker
+    return hf_model, hf_worker
+
+
+def init_hf(st, req):
+    """A Hugging Face checkpoint directory as the policy (full, or LoRA with `lora` / `loraAdapter`)."""
+    _, hw = hf_modules()
+    st.kind = "hf"
+    st.model = hw.HfPolicy(req, st.device, lambda msg: WorkerError("protocol", msg))
+    raw = st.model.ckpt.config.raw
+    pad = req.get("pad", raw.get("pad_token_id"))
+    if pad is None:
+        eos = raw.get("eos_token_id")
+        pad = (eos[0] if isinstance(eos, list) else eos) if eos is not None else 0
+    st.pad = int(pad)
+    st.policy_version = int(req.get("policyVersion", 0))
+    st.m = [torch.zeros_like(p, dtype=torch.float32) for p in st.model.params]
+    st.v = [torch.zeros_like(p, dtype=torch.float32) for p in st.model.params]
+    st.step = 0
+    return {"params": st.model.total_params, "device": str(st.device), "policyVersion": st.policy_version,
+            "step": st.step, "torch": torch.__version__, "threads": torch.get_num_threads(), **st.model.info()}
+
+
 def load_optimizer(st, tensors, step):
     named = dict(tensors)
     ms = [named.get("optim.m." + n) for n in st.model.names]
@@ -394,7 +422,7 @@ def load_optimizer(st, tensors, step):
 
 def op_logprobs(st, req):
     model = st.need_model("logprobs")
-    seqs = [{"tokens": s} for s in req["sequences"]]
+    seqs = [{"tokens": s} if isinstance(s, list) else {"tokens": s["tokens"]} for s in sequences_of(req, "logprobs")]
     check_vocab(seqs, model.config["vocab"])
     out_lp, out_ent = [], []
     rows = int(req.get("microBatchRows", 16))
@@ -458,9 +486,55 @@ def loss_and_grad(st, seqs, cfg, norm, rows, want_token_grads):
     return stats, token_grads
 
 
+SEQUENCE_FIELDS = ("lossMask", "advantages", "oldLogprobs", "refLogprobs")
+
+
+def sequences_of(req, op):
+    """The request's sequences: inline (`sequences`) or, for large batches, a safetensors file (`sequencesFile`)
+    of float32 tensors: `tokens` [N] (ids, exact in float32 below 2^24), `lengths` [S], `responseStart` [S],
+    `weight` [S], and per token [N] whichever of lossMask / advantages / oldLogprobs / refLogprobs the op needs
+    (`hasRef` [S] says which sequences carry refLogprobs)."""
+    path = req.get("sequencesFile")
+    if path is None:
+        return req.get("sequences")
+    hm, _ = hf_modules()
+    try:
+        t, _ = hm.read_safetensors(path)
+    except hm.CheckpointError as e:
+        raise WorkerError("protocol", f"{op}: sequencesFile {e.message}")
+    for k in ("tokens", "lengths"):
+        if k not in t:
+            raise WorkerError("protocol", f"{op}: sequencesFile {path} lacks tensor {k!r}")
+    lengths = [int(x) for x in t["lengths"].tolist()]
+    if sum(lengths) != t["tokens"].numel():
+        raise WorkerError("protocol", f"{op}: sequencesFile {path}: lengths sum to {sum(lengths)} but tokens has "
+                                      f"{t['tokens'].numel()} entries")
+    tokens = t["tokens"].double()
+    if not torch.equal(tokens, tokens.round()) or (tokens.numel() and tokens.min().item() < 0):
+        raise WorkerError("protocol", f"{op}: sequencesFile {path}: tokens are not non-negative integers")
+    tok = tokens.long().tolist()
+    cols = {k: t[k].float().tolist() for k in SEQUENCE_FIELDS if k in t}
+    has_ref = t["hasRef"].tolist() if "hasRef" in t else None
+    out, at = [], 0
+    for i, n in enumerate(lengths):
+        s = {"tokens": tok[at:at + n]}
+        for k, col in cols.items():
+            if k != "refLogprobs" or (has_ref is None or has_ref[i]):
+                s[k] = col[at:at + n]
+        if "responseStart" in t:
+            s["responseStart"] = int(t["responseStart"][i].item())
+        if "weight" in t:
+            s["weight"] = float(t["weight"][i].item())
+        if "lossMask" in s:
+            s["lossMask"] = [int(x) for x in s["lossMask"]]
+        out.append(s)
+        at += n
+    return out
+
+
 def loss_request(st, req, op):
     st.need_model(op)
-    seqs = req.get("sequences")
+    seqs = sequences_of(req, op)
     if not isinstance(seqs, list) or len(seqs) == 0:
         raise WorkerError("protocol", f"{op}: needs a non-empty list of sequences")
     for i, s in enumerate(seqs):
@@ -474,11 +548,14 @@ def loss_request(st, req, op):
 
 
 def grad_norm_and_clip(st):
-    sq = sum(float((p.grad.double() ** 2).sum().item()) for p in st.model.params if p.grad is not None)
-    return math.sqrt(sq)
+    """The global L2 norm of the gradient (float64 sums, one host sync)."""
+    sq = [p.grad.double().pow(2).sum() for p in st.model.params if p.grad is not None]
+    return math.sqrt(float(torch.stack(sq).sum().item())) if sq else 0.0
 
 
 def adam_step(st, norm):
+    if st.kind == "hf":
+        return adam_step_foreach(st, norm)
     a = st.adam
     scale = a["maxGradNorm"] / (norm + 1e-6) if math.isfinite(a["maxGradNorm"]) and norm > a["maxGradNorm"] else 1.0
     st.step += 1
@@ -492,6 +569,38 @@ def adam_step(st, norm):
             update = (st.m[i] / bc1) / (torch.sqrt(st.v[i] / bc2) + a["eps"])
             decay = p * a["weightDecay"] if p.dim() >= 2 else torch.zeros_like(p)
             p.sub_((update + decay) * a["lr"])
+            p.grad = None
+
+
+def adam_step_foreach(st, norm):
+    """The same AdamW as adam_step (decoupled decay on matrices only, global-norm clip), over all tensors at
+    once with torch's _foreach kernels (few launches on CUDA); moments stay float32 even for bfloat16 weights."""
+    a = st.adam
+    scale = a["maxGradNorm"] / (norm + 1e-6) if math.isfinite(a["maxGradNorm"]) and norm > a["maxGradNorm"] else 1.0
+    st.step += 1
+    bc1 = 1 - a["beta1"] ** st.step
+    bc2 = 1 - a["beta2"] ** st.step
+    params = st.model.params
+    with torch.no_grad():
+        grads = [(p.grad if p.grad is not None else torch.zeros_like(p)).float() for p in params]
+        if scale != 1.0:
+            torch._foreach_mul_(grads, scale)
+        torch._foreach_mul_(st.m, a["beta1"])
+        torch._foreach_add_(st.m, grads, alpha=1 - a["beta1"])
+        torch._foreach_mul_(st.v, a["beta2"])
+        torch._foreach_addcmul_(st.v, grads, grads, value=1 - a["beta2"])
+        denom = torch._foreach_sqrt(torch._foreach_div(st.v, bc2))
+        torch._foreach_add_(denom, a["eps"])
+        update = torch._foreach_div(torch._foreach_div(st.m, bc1), denom)
+        decay = [p for p in params if p.dim() >= 2]
+        if decay and a["weightDecay"] != 0:
+            torch._foreach_mul_(decay, 1 - a["lr"] * a["weightDecay"])
+        if all(p.dtype == torch.float32 for p in params):
+            torch._foreach_add_(params, update, alpha=-a["lr"])
+        else:
+            for p, u in zip(params, update):
+                p.add_(u.to(p.dtype), alpha=-a["lr"])
+        for p in params:
             p.grad = None
 
 
@@ -528,7 +637,7 @@ def op_sft_step(st, req):
     """One optimizer step of token-mean next-token cross-entropy over masked tokens."""
     t0 = time.time()
     model = st.need_model("sft_step")
-    seqs = req["sequences"]
+    seqs = sequences_of(req, "sft_step")
     check_vocab(seqs, model.config["vocab"])
     total_tokens = sum(sum(s["lossMask"]) for s in seqs)
     rows = max(1, int(req.get("microBatchRows", 16)))
@@ -559,6 +668,9 @@ def op_save(st, req):
     model = st.need_model("save")
     if "policyVersion" in req:
         st.policy_version = int(req["policyVersion"])
+    if st.kind == "hf":
+        model.save(req["path"], st.m, st.v, {"policyVersion": st.policy_version, "step": st.step})
+        return {"path": req["path"], "policyVersion": st.policy_version, "step": st.step}
     tensors = model.named()
     tensors += [("optim.m." + n, x) for n, x in zip(model.names, st.m)]
     tensors += [("optim.v." + n, x) for n, x in zip(model.names, st.v)]
@@ -571,12 +683,33 @@ def op_export(st, req):
     model = st.need_model("export")
     if "policyVersion" in req:
         st.policy_version = int(req["policyVersion"])
+    if st.kind == "hf":
+        fmt = req.get("format", "hf")
+        t0 = time.time()
+        try:
+            out = model.export(req["path"], fmt, req.get("dtype"))
+        except ValueError as e:
+            raise WorkerError("protocol", str(e))
+        return {"path": req["path"], "policyVersion": st.policy_version, "format": fmt,
+                "exportMs": (time.time() - t0) * 1000, **out}
+    if req.get("format", "embedded") != "embedded":
+        raise WorkerError("protocol", f"export: format {req['format']!r} needs a Hugging Face model (init hfModel)")
     write_safetensors(req["path"], model.named(), checkpoint_metadata(st))
     return {"path": req["path"], "policyVersion": st.policy_version}
 
 
 def op_load(st, req):
     model = st.need_model("load")
+    if st.kind == "hf":
+        state, m, v = model.load(req["path"], lambda msg: WorkerError("protocol", msg))
+        st.policy_version = int(req.get("policyVersion", state.get("policyVersion", 0)))
+        if m is not None:
+            st.m, st.v, st.step = m, v, int(state.get("step", 0))
+        else:
+            st.m = [torch.zeros_like(p, dtype=torch.float32) for p in model.params]
+            st.v = [torch.zeros_like(p, dtype=torch.float32) for p in model.params]
+            st.step = 0
+        return {"policyVersion": st.policy_version, "step": st.step}
     tensors, meta = read_safetensors(req["path"])
     cfg = json.loads(meta.get("config", "null"))
     if cfg != model.config:
@@ -634,6 +767,9 @@ OPS = {"ping": lambda st, req: {"protocol": PROTOCOL, "pid": os.getpid()}, "vers
 def classify(e):
     if isinstance(e, WorkerError):
         return e.kind, e.message
+    hm = sys.modules.get("hf_model")
+    if hm is not None and isinstance(e, hm.CheckpointError):
+        return "protocol", f"{e.code}: {e.message}"
     if isinstance(e, MemoryError):
         return "oom", f"out of memory: {e}"
     name = type(e).__name__

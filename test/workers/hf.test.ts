@@ -35,4 +35,10 @@ describe.skipIf(!torchOk)("hf tier: Hugging Face models in the PyTorch worker", 
     expect(r.out).toMatch(/Ran \d+ tests[^]*\nOK/)
     expect(r.status, r.out).toBe(0)
   }, 300_000)
+
+  it("workers/trainer.py with init {hfModel}: goldens through the protocol, training that resumes exactly, LoRA (peft's files and golden), HF / peft exports that load back, batches as a file", () => {
+    const r = unittest("test_hf_worker.py")
+    expect(r.out).toMatch(/Ran \d+ tests[^]*\nOK/)
+    expect(r.status, r.out).toBe(0)
+  }, 600_000)
 })
