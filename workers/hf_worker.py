@@ -307,7 +307,10 @@ class HfPolicy:
             return {"files": save_adapter(self.model, path, self.lora, os.path.abspath(self.directory))}
         if fmt == "gguf":
             import hf_gguf
-            hf_gguf.write_gguf(path, self.ckpt, self.merged_state())
+            if dtype not in (None, "float32", "float16"):
+                raise ValueError(f"export: gguf dtype {dtype!r} (float32 or float16)")
+            hf_gguf.write_gguf(path, self.ckpt, self.merged_state(),
+                               hf_gguf.GGML_F16 if dtype == "float16" else hf_gguf.GGML_F32)
             return {"files": [os.path.basename(path)]}
         raise ValueError(f"export: unknown format {fmt!r} (hf, hf-lora, gguf)")
 
