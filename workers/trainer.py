@@ -764,6 +764,45 @@ OPS = {"ping": lambda st, req: {"protocol": PROTOCOL, "pid": os.getpid()}, "vers
        "export": op_export, "load": op_load, "debug": op_debug}
 
 
+# ---- the torch engine (workers/engine.py; issue 14, engineer realtask) -------------------------------------------------
+# engine_* ops decode with this worker's model (colocated rollouts); engine.py is imported on the first such op, so
+# ping/version still answer without torch. Ops that may change the weights first drop the engine's kept KV (memory
+# for the step) and afterwards make it rebuild from the new weights.
+ENGINE_OPS = ("engine_init", "engine_load", "engine_generate", "engine_score", "engine_release", "engine_uniforms")
+
+
+def _engine_op(name):
+    def run(st, req):
+        need_torch()
+        import engine
+        try:
+            return engine.OPS[name](st, req)
+        except engine.EngineError as e:
+            raise WorkerError("protocol", e.message)
+    return run
+
+
+def _releasing_engine(fn):
+    def run(st, req):
+        e = getattr(st, "engine", None)
+        if e is not None:
+            e.release()
+        try:
+            return fn(st, req)
+        finally:
+            if e is not None:
+                e.weights_changed()
+    return run
+
+
+for _name in ("init", "train_step", "sft_step", "load"):
+    if _name in OPS:
+        OPS[_name] = _releasing_engine(OPS[_name])
+for _name in ENGINE_OPS:
+    OPS[_name] = _engine_op(_name)
+# ---- end of the torch engine's ops --------------------------------------------------------------------------------------
+
+
 def classify(e):
     if isinstance(e, WorkerError):
         return e.kind, e.message
