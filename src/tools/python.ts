@@ -70,10 +70,13 @@ export const tool = (options: PythonOptions = {}): Effect.Effect<Tool, never, Sa
     const sandbox = yield* Sandbox
     const name = options.name ?? "python"
     const cap = sandbox.config.stdoutBytes
+    const argv = [sandbox.config.python, "-I", "-c", PREAMBLE]
+    // pre-start single-use sandboxes for this program, so a call's latency is the program's own
+    yield* sandbox.warm(argv)
     const python: Tool = {
       name,
       run: (input: string): Effect.Effect<string, ToolError> =>
-        sandbox.run({ argv: [sandbox.config.python, "-I", "-c", PREAMBLE], stdin: input }).pipe(
+        sandbox.run({ argv, stdin: input }).pipe(
           Effect.flatMap((r): Effect.Effect<string, ToolError> => {
             if (r.timedOut) {
               return Effect.fail(new ToolTimeout({ tool: name, input, afterMs: sandbox.config.timeoutMs }))

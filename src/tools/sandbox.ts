@@ -1,24 +1,31 @@
 /**
- * The sandbox that model-written programs run in: new net/PID/mount namespaces, a chroot on a fresh
- * tmpfs (read-only /usr and /etc, a private scratch), an unprivileged user, rlimits and cgroup limits
- * where writable, a clean environment, a wall-clock timeout and an output cap; an in-child check refuses
- * to run anything as root or in our namespaces. It knows nothing of Python. Limits: docs/tools.md.
+ * The sandbox that model-written programs run in. Each run is one `setpriv --pdeathsig KILL unshare
+ * --net --pid --mount --ipc --uts --fork --kill-child` child whose PID 1 is the supervisor
+ * (`sandboxSupervisor.ts`): a chroot on a fresh tmpfs (read-only /usr and /etc, a private scratch), an
+ * unprivileged user without capabilities, a seccomp filter denying the keyring, rlimits and cgroup limits
+ * where writable, a clean environment, a wall-clock limit enforced both here and inside, an output cap.
+ * Runs may be served by pre-started sandboxes (namespaces, root and interpreter made before the program
+ * arrives, each used once). Processes are spawned with node:child_process, not the Effect spawner, because
+ * a warm sandbox outlives any one call. It knows nothing of Python's semantics. Limits: docs/tools.md.
  */
-import { randomUUID } from "node:crypto"
+import * as NodeChild from "node:child_process"
+import { randomBytes } from "node:crypto"
 import * as Fs from "node:fs"
 import * as Os from "node:os"
 import * as NodePath from "node:path"
-import { Context, Effect, Layer, Result, Schema, Stream } from "effect"
-import { ChildProcess, ChildProcessSpawner } from "effect/process"
+import { Context, Effect, Layer, Option, Schema, Scope } from "effect"
 import { SandboxUnavailable } from "./errors.ts"
+import { READY_MARKER, REFUSED_EXIT, REFUSED_MARKER, SUPERVISOR, TIMEOUT_EXIT, TIMEOUT_MARKER } from "./sandboxSupervisor.ts"
+
+export { READY_MARKER, REFUSED_EXIT, REFUSED_MARKER, TIMEOUT_EXIT, TIMEOUT_MARKER } from "./sandboxSupervisor.ts"
 
 export const SandboxConfig = Schema.Struct({
-  /** the interpreter an unprivileged user can execute (Debian's, not a shim under root's home) */
+  /** the interpreter an unprivileged user can execute (Debian's, not a shim under root's home); it also runs the supervisor */
   python: Schema.String,
   /** the unprivileged user and group the program runs as (nobody / nogroup on Debian) */
   uid: Schema.Int.pipe(Schema.check(Schema.isGreaterThan(0))),
   gid: Schema.Int.pipe(Schema.check(Schema.isGreaterThan(0))),
-  /** wall-clock limit of one run; the process tree is killed after it */
+  /** wall-clock limit of one run, from the moment its program is handed over; the namespace is killed after it */
   timeoutMs: Schema.Finite.pipe(Schema.check(Schema.isGreaterThan(0))),
   /** CPU seconds per process (RLIMIT_CPU) */
   cpuSeconds: Schema.Int.pipe(Schema.check(Schema.isGreaterThan(0))),
@@ -34,7 +41,9 @@ export const SandboxConfig = Schema.Struct({
   stdoutBytes: Schema.Int.pipe(Schema.check(Schema.isGreaterThan(0))),
   stderrBytes: Schema.Int.pipe(Schema.check(Schema.isGreaterThan(0))),
   /** use cgroup limits when a writable cgroup hierarchy exists */
-  cgroups: Schema.Boolean
+  cgroups: Schema.Boolean,
+  /** warm, not-yet-used sandboxes kept per program (`warm(argv)`); 0 = every run starts cold */
+  prestart: Schema.Int.pipe(Schema.check(Schema.isGreaterThanOrEqualTo(0)))
 })
 export type SandboxConfig = typeof SandboxConfig.Type
 
@@ -50,7 +59,8 @@ export const defaultSandboxConfig: SandboxConfig = {
   scratchBytes: 64 * 1024 * 1024,
   stdoutBytes: 64 * 1024,
   stderrBytes: 16 * 1024,
-  cgroups: true
+  cgroups: true,
+  prestart: 4
 }
 
 /** What the machine gave us, found when the layer was built. */
@@ -58,10 +68,12 @@ export interface SandboxInfo {
   readonly cgroups: "v2" | "v1" | "none"
   /** our own namespaces (`net:[4026531840]` …), which the child must not share */
   readonly hostNamespaces: ReadonlyArray<string>
+  /** what the start swept of runs whose owner process is dead (scratch directories, cgroups, processes killed) */
+  readonly swept: { readonly scratch: number; readonly cgroups: number; readonly processes: number }
 }
 
 export interface SandboxRequest {
-  /** the program and its arguments, as seen inside the sandbox (e.g. `/usr/bin/python3 -c …`) */
+  /** the program and its arguments, as seen inside the sandbox (e.g. `/usr/bin/python3 -I -c …`) */
   readonly argv: ReadonlyArray<string>
   /** written to the program's stdin, then closed */
   readonly stdin: string
@@ -76,12 +88,25 @@ export interface SandboxRun {
   readonly stdoutTruncated: boolean
   readonly stderrTruncated: boolean
   readonly timedOut: boolean
+  /** from handing the program over to its result (the sandbox's start-up is not in it when it was warm) */
   readonly wallMs: number
+  /** whether a pre-started sandbox served the run */
+  readonly warm: boolean
+}
+
+/** One sandbox: its run id, the host pid of its outer process, its scratch directory and cgroups. */
+export interface SandboxRecord {
+  readonly runId: string
+  readonly pid: number
+  readonly scratch: string
+  readonly cgroups: ReadonlyArray<string>
 }
 
 export interface SandboxHooks {
-  /** called once per run when the outer process is up (tests use it to prove nothing is left running) */
-  readonly onSpawn?: (run: { readonly runId: string; readonly pid: number; readonly scratch: string; readonly cgroups: ReadonlyArray<string> }) => void
+  /** called when a run gets its sandbox (tests use it to prove nothing is left running) */
+  readonly onSpawn?: (run: SandboxRecord) => void
+  /** called for every sandbox started, pre-started ones included (used or not) */
+  readonly onStart?: (sandbox: SandboxRecord) => void
 }
 
 export class Sandbox extends Context.Service<Sandbox, {
@@ -89,13 +114,19 @@ export class Sandbox extends Context.Service<Sandbox, {
   readonly info: SandboxInfo
   /** run a program; fails only when the sandbox could not be set up (the program is then not run) */
   readonly run: (request: SandboxRequest) => Effect.Effect<SandboxRun, SandboxUnavailable>
+  /** keep `config.prestart` sandboxes of this program started and waiting for their stdin */
+  readonly warm: (argv: ReadonlyArray<string>) => Effect.Effect<void>
+  /** how many pre-started sandboxes of this program are waiting, and how many of them are ready */
+  readonly pool: (argv: ReadonlyArray<string>) => { readonly waiting: number; readonly ready: number }
 }>()("arpo/tools/Sandbox") {
-  /** Probes the machine (namespaces, user switch, cgroups) by running a trivial program; fails if it cannot. */
+  /**
+   * Sweeps what dead owners left, probes the machine (namespaces, user switch, cgroups, seccomp) by
+   * running a trivial program, and fails if it cannot. Closing the layer kills the warm sandboxes.
+   */
   static readonly layer = (
     config: Partial<SandboxConfig> = {},
     hooks: SandboxHooks = {}
-  ): Layer.Layer<Sandbox, SandboxUnavailable, ChildProcessSpawner.ChildProcessSpawner> =>
-    Layer.effect(Sandbox, make(config, hooks))
+  ): Layer.Layer<Sandbox, SandboxUnavailable> => Layer.effect(Sandbox, make(config, hooks))
 
   /**
    * Like `layer`, but where the machine cannot provide the sandbox every run fails with that
@@ -104,84 +135,53 @@ export class Sandbox extends Context.Service<Sandbox, {
   static readonly layerOrUnavailable = (
     config: Partial<SandboxConfig> = {},
     hooks: SandboxHooks = {}
-  ): Layer.Layer<Sandbox, never, ChildProcessSpawner.ChildProcessSpawner> =>
+  ): Layer.Layer<Sandbox> =>
     Layer.effect(
       Sandbox,
       make(config, hooks).pipe(
         Effect.catch((error) =>
           Effect.succeed(Sandbox.of({
             config: { ...defaultSandboxConfig, ...config },
-            info: { cgroups: "none", hostNamespaces: [] },
-            run: () => Effect.fail(error)
+            info: { cgroups: "none", hostNamespaces: [], swept: { scratch: 0, cgroups: 0, processes: 0 } },
+            run: () => Effect.fail(error),
+            warm: () => Effect.void,
+            pool: () => ({ waiting: 0, ready: 0 })
           }))
         )
       )
     )
 }
 
-/** Exit code and stderr marker of a refusal by the wrapper or the in-child check. */
-export const REFUSED_EXIT = 97
-export const REFUSED_MARKER = "arpo-sandbox-refused:"
+/** What the supervisor is told (JSON, its one argument). */
+export interface SupervisorSpec {
+  readonly runId: string
+  readonly root: string
+  readonly tmpfsBytes: number
+  readonly limits: { readonly nproc: number; readonly as: number; readonly fsize: number; readonly cpu: number }
+  readonly uid: number
+  readonly gid: number
+  readonly cgroups: ReadonlyArray<string>
+  readonly hostNamespaces: ReadonlyArray<string>
+  readonly env: Record<string, string>
+  readonly timeoutMs: number
+  readonly argv: ReadonlyArray<string>
+}
 
-/**
- * Runs as root, as PID 1 of the new PID namespace, inside the new mount and network namespaces.
- * Builds the root on a tmpfs mounted over the (empty, host-side) scratch path, joins the cgroups, and
- * starts the check + program under prlimit → chroot → env -i → setpriv. Args: run id, scratch path,
- * limits, uid, gid, cgroup dirs (":"-separated), our namespaces, "--", the program.
- */
-const OUTER = String.raw`
-refuse() { echo "${REFUSED_MARKER} $*" >&2; exit ${REFUSED_EXIT}; }
-RUNID="$1"; shift
-R="$1"; TMPFS="$2"; NPROC="$3"; AS="$4"; FSIZE="$5"; CPU="$6"; SUID="$7"; SGID="$8"; CG="$9"; shift 9
-[ "$$" = 1 ] || refuse "not PID 1 of a new PID namespace (pid $$)"
-[ "$(id -u)" = 0 ] || refuse "the outer wrapper must start as root to build the sandbox"
-mount -t tmpfs -o "size=$TMPFS,mode=0755,nosuid,nodev" tmpfs "$R" || refuse "cannot mount a tmpfs on $R"
-for d in usr etc; do
-  mkdir "$R/$d" && mount --bind -o ro,nosuid,nodev "/$d" "$R/$d" || refuse "cannot bind /$d read-only"
-done
-for d in bin sbin lib lib32 lib64 libx32; do
-  if [ -L "/$d" ]; then ln -s "$(readlink "/$d")" "$R/$d"
-  elif [ -d "/$d" ]; then mkdir "$R/$d" && mount --bind -o ro,nosuid,nodev "/$d" "$R/$d" || refuse "cannot bind /$d"; fi
-done
-mkdir "$R/dev" "$R/proc" "$R/scratch" "$R/tmp" || refuse "cannot create directories in the root"
-for n in null zero random urandom; do
-  touch "$R/dev/$n" && mount --bind "/dev/$n" "$R/dev/$n" || refuse "cannot bind /dev/$n"
-done
-mount -t proc -o nosuid,nodev,noexec proc "$R/proc" || refuse "cannot mount /proc of the new PID namespace"
-chown "$SUID:$SGID" "$R/scratch" && chmod 0700 "$R/scratch" && chmod 1777 "$R/tmp" || refuse "cannot prepare the scratch directory"
-chmod 0555 "$R" || refuse "cannot seal the root"
-if [ -n "$CG" ]; then
-  OLDIFS="$IFS"; IFS=:
-  for g in $CG; do echo $$ > "$g/cgroup.procs" || refuse "cannot join cgroup $g"; done
-  IFS="$OLDIFS"
-fi
-prlimit --nproc="$NPROC" --as="$AS" --fsize="$FSIZE" --cpu="$CPU" --core=0 -- \
-  chroot "$R" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/scratch TMPDIR=/tmp LANG=C.UTF-8 \
-    PYTHONIOENCODING=utf-8 PYTHONDONTWRITEBYTECODE=1 ARPO_SANDBOX_RUN="$RUNID" \
-  /usr/bin/setpriv --reuid="$SUID" --regid="$SGID" --clear-groups --no-new-privs --inh-caps=-all --bounding-set=-all -- \
-  /bin/sh -c "$INNER_CHECK" arpo-sandbox-check "$@"
-exit $?
-`
+/** The inside limit runs from the end of stdin; this grace lets the host's timer, which reports, usually fire first. */
+const INSIDE_GRACE_MS = 500
 
-/**
- * Runs as the unprivileged user inside the chroot, before the program: refuses unless the uid and gid
- * are not 0 and each of our namespaces (args before `--`) differs from the child's. Then execs the program.
- */
-export const CHILD_CHECK = String.raw`
-refuse() { echo "${REFUSED_MARKER} $*" >&2; exit ${REFUSED_EXIT}; }
-[ "$(id -u)" != 0 ] && [ "$(id -g)" != 0 ] || refuse "the program would run as root (uid $(id -u))"
-while [ "$#" -gt 0 ] && [ "$1" != "--" ]; do
-  case "$1" in net:*) kind=net ;; pid:*) kind=pid ;; mnt:*) kind=mnt ;; *) refuse "unknown namespace $1" ;; esac
-  mine="$(readlink "/proc/self/ns/$kind")" || refuse "cannot read /proc/self/ns/$kind"
-  [ -n "$mine" ] && [ "$mine" != "$1" ] || refuse "the $kind namespace is the host's ($1)"
-  shift
-done
-[ "$1" = "--" ] || refuse "no program given"
-shift
-cd /scratch || refuse "no scratch directory"
-unset PWD OLDPWD
-exec "$@"
-`
+/** This process, as owners are named in scratch and cgroup names: pid and start time (so a reused pid is not mistaken). */
+const processStart = (pid: number): string | undefined => {
+  try {
+    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    return fields[0] === "Z" || fields[0] === "X" ? undefined : fields[19] // a zombie is dead
+  } catch {
+    return undefined
+  }
+}
+const ownerTag = (): string => `${process.pid}.${processStart(process.pid) ?? "0"}`
+const OWNED = /^arpo-sandbox-(\d+)\.(\d+)-[0-9a-f]+$/
 
 const cgroupRoots = {
   v2: ["/sys/fs/cgroup"],
@@ -243,7 +243,7 @@ const probeCgroups = (config: SandboxConfig): SandboxInfo["cgroups"] => {
     if (mode === "v2" && !Fs.existsSync("/sys/fs/cgroup/cgroup.subtree_control")) continue
     if (mode === "v1" && !cgroupRoots.v1.every((r) => Fs.existsSync(NodePath.join(r, "cgroup.procs")))) continue
     try {
-      const dirs = makeCgroups(mode, `arpo-probe-${randomUUID().slice(0, 8)}`, config)
+      const dirs = makeCgroups(mode, `arpo-probe-${randomBytes(4).toString("hex")}`, config)
       for (const d of dirs) removeDir(d)
       return mode
     } catch {
@@ -253,35 +253,101 @@ const probeCgroups = (config: SandboxConfig): SandboxInfo["cgroups"] => {
   return "none"
 }
 
-/** Reads a stream up to `cap` bytes; reports whether it had more (then the caller kills the run). */
-const collectCapped = <E>(stream: Stream.Stream<Uint8Array, E>, cap: number) =>
-  Effect.gen(function*() {
-    const chunks: Array<Uint8Array> = []
-    let n = 0
-    let truncated = false
-    yield* Stream.runForEachWhile(stream, (chunk) =>
-      Effect.sync(() => {
-        const room = cap - n
-        if (chunk.length > room) {
-          chunks.push(chunk.subarray(0, room))
-          n = cap
-          truncated = true
-          return false
+
+const removeDirAsync = async (dir: string, attempts: number): Promise<boolean> => {
+  for (let i = 0; i < attempts; i++) {
+    if (removeDir(dir)) return true
+    await new Promise((r) => setTimeout(r, Math.min(50, 5 * (i + 1))))
+  }
+  return false
+}
+
+/** Scratch directories and cgroups of sandboxes whose owner process is gone: their processes killed, then removed. */
+export const sweepDead = (tmpdir: string = Os.tmpdir()): SandboxInfo["swept"] => {
+  const dead = (name: string): boolean => {
+    const m = OWNED.exec(name)
+    return m !== null && processStart(Number(m[1])) !== m[2]
+  }
+  let scratch = 0
+  let cgroups = 0
+  let processes = 0
+  const entries = (dir: string): Array<string> => {
+    try {
+      return Fs.readdirSync(dir)
+    } catch {
+      return []
+    }
+  }
+  const groups: Array<string> = []
+  for (const root of [...cgroupRoots.v1, cgroupRoots.v2[0]]) {
+    for (const name of entries(root)) if (dead(name)) groups.push(NodePath.join(root, name))
+  }
+  for (let round = 0; round < 20 && groups.length > 0; round++) {
+    for (const dir of [...groups]) {
+      let pids: Array<number> = []
+      try {
+        pids = Fs.readFileSync(NodePath.join(dir, "cgroup.procs"), "utf8").split("\n").filter((l) => l !== "").map(Number)
+      } catch {
+        // not a cgroup directory we can read
+      }
+      for (const pid of pids) {
+        try {
+          process.kill(pid, "SIGKILL")
+          if (round === 0) processes++
+        } catch {
+          // gone already
         }
-        chunks.push(chunk)
-        n += chunk.length
-        return true
-      }))
-    return { text: Buffer.concat(chunks).toString("utf8"), truncated }
-  })
+      }
+      if (removeDir(dir)) {
+        groups.splice(groups.indexOf(dir), 1)
+        cgroups++
+      }
+    }
+    if (groups.length > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20)
+  }
+  for (const name of entries(tmpdir)) {
+    if (!dead(name)) continue
+    try {
+      Fs.rmSync(NodePath.join(tmpdir, name), { recursive: true, force: true })
+      scratch++
+    } catch {
+      // a tmpfs still mounted in a dying namespace is not visible here; the host directory is empty
+    }
+  }
+  return { scratch, cgroups, processes }
+}
 
-const sleepSync = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms)
+interface Output {
+  readonly chunks: Array<Buffer>
+  bytes: number
+  truncated: boolean
+}
 
-/** Builds the Sandbox service: checks the binaries and namespaces, probes cgroups, runs a trivial program. */
+/** One started sandbox: its process, the output gathered since it started, and how it ended. */
+interface Box extends SandboxRecord {
+  readonly child: NodeChild.ChildProcess
+  readonly key: string
+  readonly stdout: Output
+  readonly stderr: Output
+  /** the supervisor's child said it is set up (READY_MARKER, stripped from stderr) */
+  ready: boolean
+  /** bytes of stderr still to compare with READY_MARKER */
+  markerLeft: number
+  used: boolean
+  /** the kill was ours (timeout or output cap) */
+  killed: boolean
+  readonly closed: Promise<{ readonly code: number | null }>
+}
+
+const keyOf = (argv: ReadonlyArray<string>): string => JSON.stringify(argv)
+
+const text = (o: Output): string => Buffer.concat(o.chunks).toString("utf8")
+
+/** Builds the Sandbox service: sweeps dead owners' leftovers, checks the binaries, probes cgroups, runs a trivial program. */
 export const make = (
   partial: Partial<SandboxConfig> = {},
   hooks: SandboxHooks = {}
-): Effect.Effect<Sandbox["Service"], SandboxUnavailable, ChildProcessSpawner.ChildProcessSpawner> =>
+): Effect.Effect<Sandbox["Service"], SandboxUnavailable> =>
   Effect.gen(function*() {
     const config = yield* Schema.decodeUnknownEffect(SandboxConfig)({ ...defaultSandboxConfig, ...partial }).pipe(
       Effect.mapError((e) => new SandboxUnavailable({ reason: `invalid sandbox config: ${e.message}` }))
@@ -295,125 +361,283 @@ export const make = (
           `${process.getuid?.()})`
       })
     }
-    for (const bin of ["/usr/bin/unshare", "/usr/bin/setpriv", "/usr/bin/prlimit", "/usr/sbin/chroot", "/usr/bin/env", config.python]) {
+    for (const bin of ["/usr/bin/unshare", "/usr/bin/setpriv", config.python]) {
       if (!Fs.existsSync(bin)) return yield* new SandboxUnavailable({ reason: `${bin} is missing` })
     }
     if (!config.python.startsWith("/usr/") && !config.python.startsWith("/bin/")) {
       return yield* new SandboxUnavailable({ reason: `interpreter ${config.python} is not under /usr or /bin, so it is not visible in the sandbox` })
     }
     const hostNamespaces = yield* Effect.try({
-      try: () => ["net", "pid", "mnt"].map((k) => Fs.readlinkSync(`/proc/self/ns/${k}`)),
+      try: () => ["net", "pid", "mnt", "ipc", "uts"].map((k) => Fs.readlinkSync(`/proc/self/ns/${k}`)),
       catch: (e) => new SandboxUnavailable({ reason: `cannot read our namespaces: ${String(e)}` })
     })
-    const info: SandboxInfo = { cgroups: probeCgroups(config), hostNamespaces }
-    const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
-
+    const swept = sweepDead()
+    const info: SandboxInfo = { cgroups: probeCgroups(config), hostNamespaces, swept }
     const nproc = info.cgroups === "none" ? config.processes : Math.max(1024, config.processes * 16)
+    const owner = ownerTag()
+    const env: Record<string, string> = {
+      PATH: "/usr/local/bin:/usr/bin:/bin",
+      HOME: "/scratch",
+      TMPDIR: "/tmp",
+      LANG: "C.UTF-8",
+      PYTHONIOENCODING: "utf-8",
+      PYTHONDONTWRITEBYTECODE: "1"
+    }
 
-    const run = (request: SandboxRequest): Effect.Effect<SandboxRun, SandboxUnavailable> => {
-      const runId = randomUUID().slice(0, 12)
-      const started = performance.now()
-      const acquire = Effect.try({
-        try: () => {
-          const scratch = Fs.mkdtempSync(NodePath.join(Os.tmpdir(), "arpo-sandbox-"))
-          let cgroups: Array<string> = []
-          try {
-            cgroups = makeCgroups(info.cgroups, `arpo-sandbox-${runId}`, config)
-          } catch (e) {
-            Fs.rmSync(scratch, { recursive: true, force: true })
-            throw e
-          }
-          return { scratch, cgroups }
-        },
-        catch: (e) => new SandboxUnavailable({ reason: `cannot prepare run ${runId}: ${String(e)}` })
+    const live = new Set<Box>()
+    const pools = new Map<string, { readonly argv: ReadonlyArray<string>; readonly boxes: Array<Box> }>()
+    let closing = false
+    let unscoped = false
+    const setRef = (box: Box, ref: boolean) => {
+      for (const h of [box.child, box.child.stdin, box.child.stdout, box.child.stderr] as Array<{ ref?: () => void; unref?: () => void } | null>) {
+        if (ref) h?.ref?.()
+        else h?.unref?.()
+      }
+    }
+
+    const capture = (box: Box, which: "stdout" | "stderr", chunk: Buffer) => {
+      const out = box[which]
+      if (which === "stderr" && box.markerLeft > 0) {
+        const want = READY_MARKER.slice(READY_MARKER.length - box.markerLeft)
+        const head = chunk.subarray(0, box.markerLeft).toString("latin1")
+        if (want.startsWith(head)) {
+          box.markerLeft -= head.length
+          chunk = chunk.subarray(head.length)
+          if (box.markerLeft === 0) box.ready = true
+        } else {
+          box.markerLeft = 0
+        }
+        if (chunk.length === 0) return
+      }
+      const cap = which === "stdout" ? config.stdoutBytes : config.stderrBytes
+      if (out.truncated) return
+      const room = cap - out.bytes
+      if (chunk.length > room) {
+        out.chunks.push(chunk.subarray(0, room))
+        out.bytes = cap
+        out.truncated = true
+        kill(box)
+        return
+      }
+      out.chunks.push(chunk)
+      out.bytes += chunk.length
+    }
+
+    const kill = (box: Box) => {
+      box.killed = true
+      try {
+        box.child.kill("SIGKILL")
+      } catch {
+        // already gone
+      }
+    }
+
+    /** Starts one sandbox for `argv`; synchronous; throws when the scratch or cgroups cannot be made. */
+    const start = (argv: ReadonlyArray<string>): Box => {
+      const runId = randomBytes(6).toString("hex")
+      const name = `arpo-sandbox-${owner}-${runId}`
+      const scratch = NodePath.join(Os.tmpdir(), name)
+      Fs.mkdirSync(scratch, { mode: 0o700 })
+      let cgroups: Array<string> = []
+      try {
+        cgroups = makeCgroups(info.cgroups, name, config)
+      } catch (e) {
+        removeDir(scratch)
+        throw e
+      }
+      const spec: SupervisorSpec = {
+        runId,
+        root: scratch,
+        tmpfsBytes: config.scratchBytes,
+        limits: { nproc, as: config.memoryBytes, fsize: config.fileBytes, cpu: config.cpuSeconds },
+        uid: config.uid,
+        gid: config.gid,
+        cgroups,
+        hostNamespaces,
+        env: { ...env, ARPO_SANDBOX_RUN: runId },
+        timeoutMs: config.timeoutMs + INSIDE_GRACE_MS,
+        argv
+      }
+      const child = NodeChild.spawn("/usr/bin/setpriv", [
+        "--pdeathsig",
+        "KILL",
+        "--",
+        "/usr/bin/unshare",
+        "--net",
+        "--pid",
+        "--mount",
+        "--ipc",
+        "--uts",
+        "--fork",
+        "--kill-child",
+        "--",
+        config.python,
+        "-I",
+        "-c",
+        SUPERVISOR,
+        JSON.stringify(spec)
+      ], { env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LANG: "C.UTF-8" }, cwd: "/", stdio: ["pipe", "pipe", "pipe"] })
+      const closed = new Promise<{ code: number | null }>((resolve) => {
+        child.once("close", (code) => resolve({ code }))
+        child.once("error", () => resolve({ code: null }))
       })
-      const release = ({ cgroups, scratch }: { scratch: string; cgroups: Array<string> }) =>
-        Effect.sync(() => {
-          // the PID namespace is gone once its init exited; the cgroup may take a moment to empty
-          for (const dir of cgroups) {
-            for (let i = 0; i < 100 && !removeDir(dir); i++) sleepSync(10)
+      const box: Box = {
+        runId,
+        pid: child.pid ?? -1,
+        scratch,
+        cgroups,
+        child,
+        key: keyOf(argv),
+        stdout: { chunks: [], bytes: 0, truncated: false },
+        stderr: { chunks: [], bytes: 0, truncated: false },
+        ready: false,
+        markerLeft: READY_MARKER.length,
+        used: false,
+        killed: false,
+        closed
+      }
+      live.add(box)
+      child.stdout!.on("data", (c: Buffer) => capture(box, "stdout", c))
+      child.stderr!.on("data", (c: Buffer) => capture(box, "stderr", c))
+      child.stdin!.on("error", () => {
+        // the sandbox ended before reading its stdin (refused or killed): its output says why
+      })
+      void closed.then(() => {
+        live.delete(box)
+        const pool = pools.get(box.key)
+        if (pool !== undefined && !box.used) {
+          const i = pool.boxes.indexOf(box)
+          if (i >= 0) pool.boxes.splice(i, 1)
+        }
+      })
+      hooks.onStart?.(box)
+      return box
+    }
+
+    /** Removes a finished sandbox's cgroups and scratch directory (its namespaces are gone with its PID 1). */
+    const cleanup = async (box: Box): Promise<void> => {
+      await Promise.all(box.cgroups.map((dir) => removeDirAsync(dir, 100)))
+      await removeDirAsync(box.scratch, 20)
+      if (Fs.existsSync(box.scratch)) Fs.rmSync(box.scratch, { recursive: true, force: true })
+    }
+
+    const refill = (key: string) => {
+      const pool = pools.get(key)
+      if (pool === undefined || closing) return
+      while (pool.boxes.length < config.prestart) {
+        try {
+          const box = start(pool.argv)
+          if (unscoped) setRef(box, false)
+          pool.boxes.push(box)
+        } catch {
+          return // the next run starts cold and reports why
+        }
+      }
+    }
+
+    /** A pre-started sandbox of this program (ready ones first), or a new one. */
+    const take = (argv: ReadonlyArray<string>): { box: Box; warm: boolean } => {
+      const key = keyOf(argv)
+      const pool = pools.get(key)
+      if (pool !== undefined) {
+        const i = pool.boxes.findIndex((b) => b.ready)
+        const j = i >= 0 ? i : pool.boxes.length > 0 ? 0 : -1
+        if (j >= 0) {
+          const box = pool.boxes.splice(j, 1)[0]!
+          setImmediate(() => refill(key))
+          return { box, warm: true }
+        }
+        setImmediate(() => refill(key))
+      }
+      return { box: start(argv), warm: false }
+    }
+
+    const run = (request: SandboxRequest): Effect.Effect<SandboxRun, SandboxUnavailable> =>
+      Effect.callback<SandboxRun, SandboxUnavailable>((resume) => {
+        let taken: { box: Box; warm: boolean }
+        try {
+          taken = take(request.argv)
+        } catch (e) {
+          resume(Effect.fail(new SandboxUnavailable({ reason: `cannot prepare a sandbox: ${String(e)}` })))
+          return
+        }
+        const { box, warm } = taken
+        box.used = true
+        setRef(box, true)
+        hooks.onSpawn?.(box)
+        const started = performance.now()
+        let timedOut = false
+        const timer = setTimeout(() => {
+          timedOut = true
+          kill(box)
+        }, config.timeoutMs)
+        box.child.stdin!.end(request.stdin)
+        void box.closed.then(async ({ code }) => {
+          clearTimeout(timer)
+          const wallMs = performance.now() - started
+          await cleanup(box)
+          const stderr = text(box.stderr)
+          if (code === REFUSED_EXIT && stderr.includes(REFUSED_MARKER)) {
+            const line = stderr.split("\n").find((l) => l.includes(REFUSED_MARKER)) ?? stderr
+            resume(Effect.fail(new SandboxUnavailable({ reason: `run ${box.runId}: ${line.slice(line.indexOf(REFUSED_MARKER) + REFUSED_MARKER.length).trim()}` })))
+            return
           }
-          Fs.rmSync(scratch, { recursive: true, force: true })
+          const insideTimeout = code === TIMEOUT_EXIT && stderr.endsWith(`\n${TIMEOUT_MARKER}\n`)
+          resume(Effect.succeed<SandboxRun>({
+            runId: box.runId,
+            exitCode: box.killed || insideTimeout || code === null ? undefined : code,
+            stdout: text(box.stdout),
+            stderr: insideTimeout ? stderr.slice(0, -(TIMEOUT_MARKER.length + 2)) : stderr,
+            stdoutTruncated: box.stdout.truncated,
+            stderrTruncated: box.stderr.truncated,
+            timedOut: timedOut || insideTimeout,
+            wallMs,
+            warm
+          }))
         })
-      const body = ({ cgroups, scratch }: { scratch: string; cgroups: Array<string> }) =>
-        Effect.gen(function*() {
-          const command = ChildProcess.make("/usr/bin/unshare", [
-            "--net",
-            "--pid",
-            "--mount",
-            "--fork",
-            "--kill-child",
-            "--",
-            "/bin/sh",
-            "-c",
-            OUTER,
-            "arpo-sandbox",
-            runId,
-            scratch,
-            String(config.scratchBytes),
-            String(nproc),
-            String(config.memoryBytes),
-            String(config.fileBytes),
-            String(config.cpuSeconds),
-            String(config.uid),
-            String(config.gid),
-            cgroups.join(":"),
-            ...hostNamespaces,
-            "--",
-            ...request.argv
-          ], {
-            env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LANG: "C.UTF-8", INNER_CHECK: CHILD_CHECK },
-            extendEnv: false,
-            cwd: "/",
-            stdin: { stream: Stream.make(new TextEncoder().encode(request.stdin)), endOnDone: true },
-            killSignal: "SIGKILL",
-            forceKillAfter: "1 second"
-          })
-          const handle = yield* spawner.spawn(command)
-          hooks.onSpawn?.({ runId, pid: handle.pid, scratch, cgroups })
-          const kill = Effect.ignore(handle.kill({ killSignal: "SIGKILL" }))
-          const [out, err] = yield* Effect.all([
-            collectCapped(handle.stdout, config.stdoutBytes).pipe(Effect.tap((o) => (o.truncated ? kill : Effect.void))),
-            collectCapped(handle.stderr, config.stderrBytes).pipe(Effect.tap((o) => (o.truncated ? kill : Effect.void)))
-          ], { concurrency: 2 })
-          const code = yield* Effect.result(handle.exitCode)
-          return { out, err, exitCode: Result.isSuccess(code) ? Number(code.success) : undefined }
-        }).pipe(Effect.scoped)
-      const timed = (resources: { scratch: string; cgroups: Array<string> }) =>
-        body(resources).pipe(
-          Effect.map((r) => ({ ...r, timedOut: false })),
-          Effect.timeoutOrElse({
-            duration: config.timeoutMs,
-            orElse: () =>
-              Effect.succeed({
-                out: { text: "", truncated: false },
-                err: { text: "", truncated: false },
-                exitCode: undefined,
-                timedOut: true
-              })
-          }),
-          Effect.catch((e) => Effect.fail(new SandboxUnavailable({ reason: `run ${runId}: cannot start the sandbox: ${e.message}` })))
-        )
-      return Effect.acquireUseRelease(acquire, timed, release).pipe(
-        Effect.flatMap(({ err, exitCode, out, timedOut }) => {
-          if (exitCode === REFUSED_EXIT && err.text.includes(REFUSED_MARKER)) {
-            const line = err.text.split("\n").find((l) => l.includes(REFUSED_MARKER)) ?? err.text
-            return Effect.fail(new SandboxUnavailable({ reason: line.slice(line.indexOf(REFUSED_MARKER) + REFUSED_MARKER.length).trim() }))
-          }
-          return Effect.succeed<SandboxRun>({
-            runId,
-            exitCode,
-            stdout: out.text,
-            stderr: err.text,
-            stdoutTruncated: out.truncated,
-            stderrTruncated: err.truncated,
-            timedOut,
-            wallMs: performance.now() - started
-          })
+        return Effect.sync(() => {
+          clearTimeout(timer)
+          kill(box)
+        })
+      })
+
+    const warm = (argv: ReadonlyArray<string>): Effect.Effect<void> =>
+      Effect.sync(() => {
+        const key = keyOf(argv)
+        if (!pools.has(key)) pools.set(key, { argv, boxes: [] })
+        refill(key)
+      })
+
+    // In a Scope (a layer), closing it kills the warm sandboxes. Without one, warm sandboxes do not keep
+    // this process alive (they are unref'd until used) and die with it (PR_SET_PDEATHSIG); the next
+    // start sweeps their scratch and cgroups.
+    const scope = yield* Effect.serviceOption(Scope.Scope)
+    unscoped = Option.isNone(scope)
+    if (Option.isSome(scope)) {
+      yield* Scope.addFinalizer(
+        scope.value,
+        Effect.promise(async () => {
+          closing = true
+          const all = [...live]
+          for (const box of all) if (!box.used) kill(box)
+          await Promise.all(all.map(async (box) => {
+            await box.closed
+            if (!box.used) await cleanup(box)
+          }))
         })
       )
     }
 
+    const sandbox = Sandbox.of({
+      config,
+      info,
+      run,
+      warm,
+      pool: (argv) => {
+        const boxes = pools.get(keyOf(argv))?.boxes ?? []
+        return { waiting: boxes.length, ready: boxes.filter((b) => b.ready).length }
+      }
+    })
     // prove it works here before anyone relies on it
     const probe = yield* run({ argv: [config.python, "-I", "-c", "import os; print(os.getuid())"], stdin: "" })
     if (probe.exitCode !== 0 || probe.stdout.trim() !== String(config.uid)) {
@@ -423,5 +647,5 @@ export const make = (
         }`
       })
     }
-    return Sandbox.of({ config, info, run })
+    return sandbox
   })

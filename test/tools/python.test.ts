@@ -1,4 +1,3 @@
-import { NodeServices } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { afterAll, describe, expect, it } from "vitest"
 import * as Events from "../../src/events/Events.ts"
@@ -72,7 +71,6 @@ describe("python tool without a sandbox", () => {
   it("answers every call with the reason, and never runs the code unsandboxed", async () => {
     const layer = Toolbox.layer([Python.tool()]).pipe(
       Layer.provide(Sandbox.layerOrUnavailable({ python: "/nonexistent/python3" })),
-      Layer.provide(NodeServices.layer),
       Layer.provideMerge(Events.Events.layerMemory)
     )
     const r = await Effect.runPromise(Toolbox.use((b) => b.run({ tool: "python", content: "print(1)" })).pipe(Effect.provide(layer)))

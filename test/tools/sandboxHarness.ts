@@ -4,37 +4,34 @@
  * behind (no process of the run alive, its cgroups and scratch directory gone). Not a test file.
  */
 import * as Fs from "node:fs"
-import { NodeServices } from "@effect/platform-node"
 import { Effect, Layer, ManagedRuntime } from "effect"
 import * as Events from "../../src/events/Events.ts"
 import type { SandboxUnavailable } from "../../src/tools/errors.ts"
 import * as Python from "../../src/tools/python.ts"
-import { Sandbox, type SandboxConfig } from "../../src/tools/sandbox.ts"
+import { Sandbox, type SandboxConfig, type SandboxRecord } from "../../src/tools/sandbox.ts"
 import { Toolbox, type ToolboxConfig } from "../../src/tools/Toolbox.ts"
 
-export interface SpawnRecord {
-  readonly runId: string
-  readonly pid: number
-  readonly scratch: string
-  readonly cgroups: ReadonlyArray<string>
-}
+export type SpawnRecord = SandboxRecord
 
 export const makeHarness = (sandbox: Partial<SandboxConfig>, toolbox: Partial<ToolboxConfig> = {}) => {
+  /** sandboxes that served a call */
   const spawned: Array<SpawnRecord> = []
-  const sandboxLayer = Sandbox.layer(sandbox, { onSpawn: (r) => spawned.push(r) }).pipe(Layer.provide(NodeServices.layer))
+  /** every sandbox started, pre-started ones included */
+  const started: Array<SpawnRecord> = []
+  const sandboxLayer = Sandbox.layer(sandbox, { onSpawn: (r) => spawned.push(r), onStart: (r) => started.push(r) })
   const layer = Toolbox.layer([Python.tool()], toolbox).pipe(
     Layer.provideMerge(sandboxLayer),
     Layer.provideMerge(Events.Events.layerMemory)
   )
   const runtime = ManagedRuntime.make(layer)
   const python = (code: string) => runtime.runPromise(Toolbox.use((box) => box.run({ tool: "python", content: code })))
-  return { runtime, python, spawned }
+  return { runtime, python, spawned, started }
 }
 
 /** Why the sandbox cannot run here, or undefined when it can. Root on Linux must always be able to. */
 export const unavailableReason = async (): Promise<string | undefined> => {
   const exit = await Effect.runPromise(
-    Effect.result(Effect.scoped(Layer.build(Sandbox.layer({}).pipe(Layer.provide(NodeServices.layer)))))
+    Effect.result(Effect.scoped(Layer.build(Sandbox.layer({ prestart: 0 }))))
   )
   if (exit._tag === "Success") return undefined
   const reason = (exit.failure as SandboxUnavailable).message
@@ -45,23 +42,30 @@ export const unavailableReason = async (): Promise<string | undefined> => {
   return reason
 }
 
+/** Whether a process runs (a zombie waiting for a reaper holds nothing but its pid, and counts as gone). */
 const isAlive = (pid: number) => {
   try {
-    process.kill(pid, 0)
-    return true
+    const stat = Fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3)
+    return state !== "Z" && state !== "X"
   } catch {
     return false
   }
 }
 
-/** Host pids of processes whose environment names one of these sandbox runs. */
+/**
+ * Host pids of processes of these sandbox runs: the wrapper, the supervisor and every process forked
+ * from it carry the run id in their command line (the supervisor's JSON argument); a program exec'd
+ * inside carries it in its environment (ARPO_SANDBOX_RUN).
+ */
 export const processesOfRuns = (runIds: ReadonlyArray<string>): Array<number> => {
   const found: Array<number> = []
   for (const entry of Fs.readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue
     try {
+      const cmdline = Fs.readFileSync(`/proc/${entry}/cmdline`, "latin1")
       const env = Fs.readFileSync(`/proc/${entry}/environ`, "latin1")
-      if (runIds.some((id) => env.includes(`ARPO_SANDBOX_RUN=${id}\0`))) found.push(Number(entry))
+      if (runIds.some((id) => cmdline.includes(`"runId":"${id}"`) || env.includes(`ARPO_SANDBOX_RUN=${id}\0`))) found.push(Number(entry))
     } catch {
       // gone already, or a kernel thread
     }
