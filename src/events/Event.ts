@@ -116,7 +116,13 @@ export const TrainStep = Schema.TaggedStruct("train.step", {
   /** truncated importance sampling (when on): mean weight min(π_trainer/π_engine, cap) over model tokens */
   tisWeightMean: Schema.optionalKey(Schema.Finite),
   /** truncated importance sampling (when on): share of model tokens whose weight was capped */
-  tisTruncated: Schema.optionalKey(Schema.Finite)
+  tisTruncated: Schema.optionalKey(Schema.Finite),
+  /** the trainer's device ("cpu", "cuda", "cuda:0") and compute dtype, when the adapter reports them (PyTorch worker, hf) */
+  device: Schema.optionalKey(Schema.String),
+  dtype: Schema.optionalKey(Schema.String),
+  /** parameters of the model, and those this step trains (fewer with LoRA) */
+  params: Schema.optionalKey(Count),
+  trainableParams: Schema.optionalKey(Count)
 })
 
 /** One supervised (cold-start) step. */

@@ -1,0 +1,371 @@
+/**
+ * The PyTorch worker on a Hugging Face checkpoint (Llama / Qwen2 / Qwen3; workers/hf_model.py): `openHfWorker`
+ * starts the worker with `init {hfModel, lora?, loraAdapter?, dtype?, device?}` and exposes its ops as typed
+ * effects, and `makeHf` / `layerHf` are the Trainer service over it (the same loss, mini-batch and stale-batch
+ * semantics as the embedded-layout adapter in pytorch.ts). After every train/sft call it can export the weights
+ * (`sync`: a HF directory, a peft adapter, or a GGUF file) for an engine to load. Large batches travel as a
+ * safetensors file, not inline JSON. It does not sample or tokenize (see docs/hf-models.md).
+ */
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { NodeServices } from "@effect/platform-node"
+import { type Duration, Effect, Layer, Ref, Schema, type Scope, Semaphore } from "effect"
+import type { ChildProcessSpawner } from "effect/process"
+import type { TrainBatch, TrainSequence } from "../core/batch.ts"
+import { type Normalizer, normalizer, type PolicyLossConfig } from "../core/loss.ts"
+import { tisEnabled } from "../core/tis.ts"
+import { Events } from "../events/Events.ts"
+import { encodeSafetensors } from "../model/checkpoint.ts"
+import type { AdamWConfig } from "../model/train.ts"
+import { defaultTrainOptions } from "./embedded.ts"
+import { defaultWorkerScript, LogprobsReply, LossReply, LoadReply, SftStepReply, TrainStepReply } from "./pytorch.ts"
+import {
+  CheckpointFailure,
+  type PolicyTrainOptions,
+  type SftBatch,
+  admitBatch,
+  planMiniBatches,
+  Trainer,
+  TrainerFailure,
+  type TrainStepReport,
+  withTisFigures
+} from "./Trainer.ts"
+import { spawnWorker, type WorkerError, type WorkerOptions, type WorkerSession } from "./workerSession.ts"
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Options and replies
+
+/** A LoRA adapter to create: rank, alpha (scale alpha / r), the module names it wraps (peft's `target_modules`). */
+export const LoraConfig = Schema.Struct({
+  r: Schema.Int.pipe(Schema.check(Schema.isGreaterThanOrEqualTo(1))),
+  alpha: Schema.Finite,
+  /** names like "q_proj" (a module whose name ends with ".q_proj"), or "all-linear" */
+  targetModules: Schema.Union([Schema.Array(Schema.String), Schema.Literal("all-linear")])
+})
+export type LoraConfig = typeof LoraConfig.Type
+
+/** Compute precision: float32, or autocast to bfloat16 / float16 with float32 master weights and optimizer state. */
+export type HfDtype = "float32" | "bfloat16" | "float16"
+/** What an export writes: a transformers checkpoint directory, a peft adapter directory, a GGUF file. */
+export type HfExportFormat = "hf" | "hf-lora" | "gguf"
+
+export interface HfWorkerOptions extends Partial<WorkerOptions> {
+  /** the checkpoint directory (config.json + model.safetensors or a sharded index, tokenizer files) */
+  readonly hfModel: string
+  /** train a new LoRA adapter (only the adapter trains) */
+  readonly lora?: LoraConfig
+  /** start from a saved peft adapter directory (adapter_config.json + adapter_model.safetensors) */
+  readonly loraAdapter?: string
+  /** default: bfloat16 on CUDA, float32 on CPU */
+  readonly dtype?: HfDtype
+  /** "auto" (CUDA when available), "cpu" or "cuda" */
+  readonly device?: "auto" | "cpu" | "cuda"
+  /** recompute each layer's activations in backward (less memory, ~1.3× the compute) */
+  readonly activationCheckpointing?: boolean
+  readonly adam?: AdamWConfig
+  readonly seed?: number
+  /** torch CPU threads */
+  readonly threads?: number
+  /** a request whose per-token numbers exceed this travels as a safetensors file (default 250,000 ≈ 4 MB of JSON) */
+  readonly fileThreshold?: number
+  /** where batch files go (default: a fresh temporary directory, removed with the scope) */
+  readonly scratchDir?: string
+  /** time limit of `init` (imports torch and reads the checkpoint; default 10 minutes) */
+  readonly initTimeout?: Duration.Input
+}
+
+export const HfInitReply = Schema.Struct({
+  params: Schema.Int,
+  trainableParams: Schema.Int,
+  device: Schema.String,
+  dtype: Schema.String,
+  architecture: Schema.String,
+  policyVersion: Schema.Int,
+  step: Schema.Int,
+  torch: Schema.String,
+  threads: Schema.Int,
+  sourceDtypes: Schema.Array(Schema.String),
+  lora: Schema.NullOr(Schema.Struct({ r: Schema.Int, alpha: Schema.Number, targetModules: Schema.Unknown }))
+})
+export const ExportReply = Schema.Struct({
+  path: Schema.String,
+  policyVersion: Schema.Int,
+  format: Schema.String,
+  files: Schema.Array(Schema.String),
+  exportMs: Schema.Number
+})
+const SaveReply = Schema.Struct({ path: Schema.String, policyVersion: Schema.Int, step: Schema.Int })
+
+/** A started worker holding a Hugging Face model. */
+export interface HfWorker {
+  readonly session: WorkerSession
+  readonly info: typeof HfInitReply.Type
+  readonly logprobs: (sequences: ReadonlyArray<ReadonlyArray<number>>) => Effect.Effect<typeof LogprobsReply.Type, WorkerError>
+  readonly loss: (
+    sequences: ReadonlyArray<TrainSequence>,
+    loss: PolicyLossConfig,
+    norm: Normalizer,
+    options?: { readonly microBatchRows?: number; readonly gradsPath?: string }
+  ) => Effect.Effect<typeof LossReply.Type, WorkerError>
+  readonly trainStep: (
+    sequences: ReadonlyArray<TrainSequence>,
+    loss: PolicyLossConfig,
+    norm: Normalizer,
+    options?: { readonly microBatchRows?: number }
+  ) => Effect.Effect<typeof TrainStepReply.Type, WorkerError>
+  readonly sftStep: (batch: SftBatch, microBatchRows: number) => Effect.Effect<typeof SftStepReply.Type, WorkerError>
+  /** weights + optimizer state (a directory: the HF checkpoint or peft adapter in float32, optimizer.safetensors) */
+  readonly save: (dir: string, policyVersion: number) => Effect.Effect<typeof SaveReply.Type, WorkerError>
+  readonly load: (dir: string) => Effect.Effect<typeof LoadReply.Type, WorkerError>
+  /** weights for an engine: `hf` (LoRA merged; the input's dtypes unless `dtype`), `hf-lora`, `gguf` (float32 unless dtype float16) */
+  readonly exportWeights: (
+    target: string,
+    format: HfExportFormat,
+    policyVersion: number,
+    dtype?: HfDtype
+  ) => Effect.Effect<typeof ExportReply.Type, WorkerError>
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Batches on the wire: inline JSON, or a safetensors file above a size
+
+const PER_TOKEN = ["lossMask", "advantages", "oldLogprobs", "refLogprobs"] as const
+
+/** The sequences as the worker's `sequencesFile` (float32 tensors; token ids are exact below 2^24). */
+export const encodeSequencesFile = (sequences: ReadonlyArray<Partial<TrainSequence> & { readonly tokens: ReadonlyArray<number> }>): Uint8Array => {
+  const n = sequences.reduce((a, s) => a + s.tokens.length, 0)
+  const flat = (pick: (s: (typeof sequences)[number]) => ReadonlyArray<number> | undefined) => {
+    const out = new Float32Array(n)
+    let at = 0
+    for (const s of sequences) {
+      const v = pick(s)
+      if (v !== undefined) out.set(v, at)
+      at += s.tokens.length
+    }
+    return out
+  }
+  const perSeq = (pick: (s: (typeof sequences)[number]) => number) => Float32Array.from(sequences.map(pick))
+  const tensors = [
+    { name: "tokens", shape: [n], data: flat((s) => s.tokens) },
+    { name: "lengths", shape: [sequences.length], data: perSeq((s) => s.tokens.length) },
+    { name: "responseStart", shape: [sequences.length], data: perSeq((s) => s.responseStart ?? 0) },
+    { name: "weight", shape: [sequences.length], data: perSeq((s) => s.weight ?? 1) },
+    { name: "hasRef", shape: [sequences.length], data: perSeq((s) => (s.refLogprobs !== undefined ? 1 : 0)) }
+  ]
+  for (const k of PER_TOKEN) {
+    if (sequences.some((s) => s[k] !== undefined)) tensors.push({ name: k, shape: [n], data: flat((s) => s[k]) })
+  }
+  return encodeSafetensors(tensors, { format: "arpo-sequences-v1" })
+}
+
+const wireSequence = (s: TrainSequence) => ({
+  tokens: s.tokens,
+  responseStart: s.responseStart,
+  lossMask: s.lossMask,
+  advantages: s.advantages,
+  oldLogprobs: s.oldLogprobs,
+  ...(s.refLogprobs !== undefined ? { refLogprobs: s.refLogprobs } : {}),
+  weight: s.weight
+})
+const wireLoss = (c: PolicyLossConfig) => ({ ...c, dualClip: c.dualClip ?? null })
+
+/**
+ * Starts the worker (scoped) on a Hugging Face checkpoint. Fails with the worker's typed error; a checkpoint it
+ * cannot read or refuses (unknown architecture, a missing shard, a tensor of the wrong shape, a truncated file)
+ * is a `WorkerProtocolError` whose message names the file and the field.
+ */
+export const openHfWorker = (
+  options: HfWorkerOptions
+): Effect.Effect<HfWorker, WorkerError, Scope.Scope | ChildProcessSpawner.ChildProcessSpawner> =>
+  Effect.gen(function*() {
+    const scratch = options.scratchDir ?? (yield* Effect.acquireRelease(
+      Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "arpo-hf-"))),
+      (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+    ))
+    const session = yield* spawnWorker({ ...options, script: options.script ?? defaultWorkerScript })
+    const info = yield* session.request("init", {
+      hfModel: options.hfModel,
+      device: options.device ?? "auto",
+      ...(options.lora !== undefined ? { lora: options.lora } : {}),
+      ...(options.loraAdapter !== undefined ? { loraAdapter: options.loraAdapter } : {}),
+      ...(options.dtype !== undefined ? { dtype: options.dtype } : {}),
+      ...(options.activationCheckpointing !== undefined ? { activationCheckpointing: options.activationCheckpointing } : {}),
+      ...(options.adam !== undefined ? { adam: options.adam } : {}),
+      ...(options.threads !== undefined ? { threads: options.threads } : {}),
+      seed: options.seed ?? 0
+    }, HfInitReply, { timeout: options.initTimeout ?? "10 minutes" })
+    const threshold = options.fileThreshold ?? 250_000
+    let files = 0
+    /** `sequences` inline, or `sequencesFile` when the batch is large */
+    const carry = <S extends { readonly tokens: ReadonlyArray<number> }>(seqs: ReadonlyArray<S>, wire: (s: S) => object) =>
+      Effect.sync(() => {
+        const numbers = seqs.reduce((a, s) => a + s.tokens.length * 5, 0)
+        if (numbers <= threshold) return { sequences: seqs.map(wire) }
+        const file = path.join(scratch, `batch-${files++ % 2}.safetensors`)
+        fs.writeFileSync(file, encodeSequencesFile(seqs as never))
+        return { sequencesFile: file }
+      })
+    return {
+      session,
+      info,
+      logprobs: (sequences) =>
+        carry(sequences.map((tokens) => ({ tokens })), (s) => s.tokens).pipe(
+          Effect.flatMap((body) => session.request("logprobs", body, LogprobsReply))
+        ),
+      loss: (sequences, loss, norm, o = {}) =>
+        carry(sequences, wireSequence).pipe(Effect.flatMap((body) =>
+          session.request("loss", {
+            ...body,
+            loss: wireLoss(loss),
+            normalizer: norm,
+            microBatchRows: o.microBatchRows ?? 16,
+            ...(o.gradsPath !== undefined ? { gradsPath: o.gradsPath } : {})
+          }, LossReply)
+        )),
+      trainStep: (sequences, loss, norm, o = {}) =>
+        carry(sequences, wireSequence).pipe(Effect.flatMap((body) =>
+          session.request("train_step", { ...body, loss: wireLoss(loss), normalizer: norm, microBatchRows: o.microBatchRows ?? 16 }, TrainStepReply)
+        )),
+      sftStep: (batch, microBatchRows) =>
+        carry(batch.sequences, (s) => ({ tokens: s.tokens, lossMask: s.lossMask })).pipe(Effect.flatMap((body) =>
+          session.request("sft_step", { ...body, microBatchRows }, SftStepReply)
+        )),
+      save: (dir, policyVersion) => session.request("save", { path: dir, policyVersion }, SaveReply),
+      load: (dir) => session.request("load", { path: dir }, LoadReply),
+      exportWeights: (target, format, policyVersion, dtype) =>
+        session.request("export", { path: target, format, policyVersion, ...(dtype !== undefined ? { dtype } : {}) }, ExportReply)
+    }
+  })
+
+// ---------------------------------------------------------------------------------------------------------------------
+// The Trainer
+
+export interface HfTrainerOptions extends HfWorkerOptions {
+  readonly train?: Partial<PolicyTrainOptions>
+  /**
+   * Export after every train/sft/load for an engine to load: the format, and the directory under which
+   * `v<version>` (a directory, or `v<version>.gguf`) is written. Absent: no export.
+   */
+  readonly sync?: {
+    readonly format: HfExportFormat
+    readonly dir: string
+    readonly dtype?: HfDtype
+    /** exports kept on disk (default 2: the newest and the one an engine may still be reading) */
+    readonly keep?: number
+  }
+}
+
+/** The Trainer over an HF worker, plus where the latest synced weights are. */
+export type HfTrainer = Trainer["Service"] & {
+  readonly worker: HfWorker
+  /** the path of the latest export (`sync`), undefined before the first or without sync */
+  readonly latestWeights: Effect.Effect<{ readonly path: string; readonly format: HfExportFormat; readonly policyVersion: number } | undefined>
+}
+
+const adapter = "pytorch-hf"
+const trainerFailure = (e: WorkerError) => new TrainerFailure({ adapter, message: `pytorch trainer (hf): ${e._tag}: ${e.message}` })
+const checkpointFailure = (file: string, operation: "save" | "load") => (e: WorkerError) =>
+  new CheckpointFailure({ path: file, operation, message: `${operation} ${file} (pytorch worker, hf): ${e._tag}: ${e.message}` })
+
+/** The Trainer as an effect (scoped: the worker lives until the scope closes). */
+export const makeHf = (
+  options: HfTrainerOptions
+): Effect.Effect<HfTrainer, WorkerError, Events | Scope.Scope | ChildProcessSpawner.ChildProcessSpawner> =>
+  Effect.gen(function*() {
+    const events = yield* Events
+    const worker = yield* openHfWorker(options)
+    const info = worker.info
+    const version = yield* Ref.make(info.policyVersion)
+    const latest = yield* Ref.make<{ path: string; format: HfExportFormat; policyVersion: number } | undefined>(undefined)
+    const lock = yield* Semaphore.make(1)
+    const defaults: PolicyTrainOptions = { ...defaultTrainOptions, ...options.train }
+    const sync = options.sync
+    const describe = { device: info.device, dtype: info.dtype, params: info.params, trainableParams: info.trainableParams }
+
+    const exportFor = (v: number) =>
+      Effect.gen(function*() {
+        if (sync === undefined) return
+        const target = path.join(sync.dir, sync.format === "gguf" ? `v${v}.gguf` : `v${v}`)
+        yield* worker.exportWeights(target, sync.format, v, sync.dtype)
+        yield* Ref.set(latest, { path: target, format: sync.format, policyVersion: v })
+        const keep = sync.keep ?? 2
+        const old = path.join(sync.dir, sync.format === "gguf" ? `v${v - keep}.gguf` : `v${v - keep}`)
+        if (keep > 0 && v - keep >= 0) yield* Effect.sync(() => fs.rmSync(old, { recursive: true, force: true }))
+      })
+    yield* exportFor(info.policyVersion)
+
+    const train = (batch: TrainBatch, overrides: Partial<PolicyTrainOptions> = {}) =>
+      Effect.gen(function*() {
+        const o: PolicyTrainOptions = { ...defaults, ...overrides }
+        const current = yield* Ref.get(version)
+        const refused = admitBatch(batch, current, o.maxPolicyLag)
+        if (refused) return yield* Effect.fail(refused)
+        const trainerOld = tisEnabled(o.tis?.cap)
+          ? (yield* worker.logprobs(batch.sequences.map((s) => s.tokens)).pipe(Effect.mapError(trainerFailure))).logprobs
+          : undefined
+        const plan = yield* Effect.try({
+          try: () => planMiniBatches(batch.sequences, o.miniBatches, o.tis, trainerOld),
+          catch: (e) => new TrainerFailure({ adapter, message: `pytorch trainer (hf): ${e instanceof Error ? e.message : String(e)}` })
+        })
+        const steps: Array<TrainStepReport> = []
+        for (let epoch = 0; epoch < o.epochs; epoch++) {
+          for (const { sequences: mini, tallies } of plan) {
+            const r = yield* worker.trainStep(mini, o.loss, normalizer({ sequences: mini }), { microBatchRows: o.microBatchRows }).pipe(
+              Effect.mapError(trainerFailure)
+            )
+            const step = withTisFigures({
+              loss: r.loss,
+              gradNorm: r.gradNorm,
+              clipFraction: r.clipFraction,
+              kl: r.kl,
+              entropy: r.entropy,
+              tokens: r.tokens,
+              logprobMismatch: r.logprobMismatch,
+              trainMs: r.trainMs
+            }, tallies)
+            steps.push(step)
+            yield* events.emit({ _tag: "train.step", ...step, ...describe })
+          }
+        }
+        yield* Ref.set(version, current + 1)
+        yield* exportFor(current + 1).pipe(Effect.mapError(trainerFailure))
+        return { steps, policyVersion: current + 1 }
+      }).pipe(Semaphore.withPermit(lock))
+
+    const trainer: HfTrainer = {
+      name: `pytorch-hf(${info.architecture}, ${info.device}, ${info.dtype}, ${info.trainableParams}/${info.params} params${
+        info.lora !== null ? `, LoRA r ${info.lora.r}` : ""
+      })`,
+      worker,
+      latestWeights: Ref.get(latest),
+      policyVersion: Ref.get(version),
+      train,
+      sft: (batch) =>
+        Effect.gen(function*() {
+          const r = yield* worker.sftStep(batch, defaults.microBatchRows).pipe(Effect.mapError(trainerFailure))
+          const v = (yield* Ref.get(version)) + 1
+          yield* Ref.set(version, v)
+          yield* exportFor(v).pipe(Effect.mapError(trainerFailure))
+          yield* events.emit({ _tag: "sft.step", loss: r.loss, tokens: r.tokens, trainMs: r.trainMs })
+          return { loss: r.loss, tokens: r.tokens, gradNorm: r.gradNorm, trainMs: r.trainMs, policyVersion: v }
+        }).pipe(Semaphore.withPermit(lock)),
+      save: (dir) =>
+        Effect.gen(function*() {
+          const v = yield* Ref.get(version)
+          yield* worker.save(dir, v).pipe(Effect.mapError(checkpointFailure(dir, "save")))
+          yield* events.emit({ _tag: "checkpoint", path: dir, policyVersion: v })
+        }).pipe(Semaphore.withPermit(lock)),
+      load: (dir) =>
+        Effect.gen(function*() {
+          const r = yield* worker.load(dir).pipe(Effect.mapError(checkpointFailure(dir, "load")))
+          yield* Ref.set(version, r.policyVersion)
+          yield* exportFor(r.policyVersion).pipe(Effect.mapError(checkpointFailure(dir, "load")))
+        }).pipe(Semaphore.withPermit(lock))
+    }
+    return trainer
+  })
+
+/** The Trainer as a layer (the worker stops when the layer's scope closes). */
+export const layerHf = (options: HfTrainerOptions): Layer.Layer<Trainer, WorkerError, Events> =>
+  Layer.effect(Trainer, makeHf(options)).pipe(Layer.provide(NodeServices.layer))
