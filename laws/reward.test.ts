@@ -192,6 +192,58 @@ describe("math equivalence", () => {
   })
 })
 
+/** A polynomial in x and y with small integer coefficients, as its monomials (each a LaTeX string). */
+const monomials = fc.array(
+  fc.tuple(fc.integer({ min: -9, max: 9 }).filter((c) => c !== 0), fc.nat({ max: 4 }), fc.nat({ max: 2 })).map(
+    ([c, i, j]) => `${c}${i > 0 ? `x^{${i}}` : ""}${j > 0 ? `y^{${j}}` : ""}`
+  ),
+  { minLength: 1, maxLength: 5 }
+)
+const sum = (terms: ReadonlyArray<string>): string => terms.map((t, i) => (i > 0 && !t.startsWith("-") ? `+${t}` : t)).join("")
+
+describe("math equivalence: expressions (issue 20)", () => {
+  it("a polynomial is equivalent to any reordering of its terms", () => {
+    fc.assert(
+      fc.property(monomials, fc.nat(), (terms, seed) => {
+        const shuffled = [...terms].sort((a, b) => ((a.length * 31 + seed) % 7) - ((b.length * 31 + seed) % 7) || (a < b ? 1 : -1))
+        return mathEquivalent(sum(terms), sum(shuffled))
+      }),
+      { seed: 56, numRuns: 300 }
+    )
+  })
+
+  it("a polynomial plus 10^{-k} is never equivalent to it (exact at rational points, any k ≤ 40), nor with a √2 factor (k ≤ 12)", () => {
+    fc.assert(
+      fc.property(monomials, fc.integer({ min: 1, max: 40 }), (terms, k) => {
+        const p = sum(terms)
+        const surd = `\\sqrt{2}(${p})`
+        return !mathEquivalent(`${p}+10^{-${k}}`, p) && (k > 12 || !mathEquivalent(`${surd}+10^{-${k}}`, surd))
+      }),
+      { seed: 57, numRuns: 300 }
+    )
+  })
+
+  it("\\sqrt{(P)^2} is never equivalent to P for an odd monomial P (it is |P|: negative sample points), and is to \\sqrt{P^2 expanded}", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 9 }), fc.nat({ max: 3 }), (c, m) => {
+        const p = `${c}x^{${2 * m + 1}}`
+        return !mathEquivalent(`\\sqrt{(${p})^2}`, p) && mathEquivalent(`\\sqrt{(${p})^2}`, `\\sqrt{${c * c}x^{${4 * m + 2}}}`)
+      }),
+      { seed: 58, numRuns: 100 }
+    )
+  })
+
+  it("arithmetic a − b is not equivalent to the number it evaluates to, but is to other arithmetic of that value", () => {
+    fc.assert(
+      fc.property(integer, integer, (a, b) => {
+        const written = `${a}-${b < 0 ? `(${b})` : b}`
+        return !mathEquivalent(written, String(a - b)) && mathEquivalent(written, `${a - b}+0`)
+      }),
+      { seed: 59, numRuns: 300 }
+    )
+  })
+})
+
 describe("overlong penalty", () => {
   it("overlongPenalty is in [−1, 0], 0 up to max − cache, and non-increasing in length", () => {
     fc.assert(

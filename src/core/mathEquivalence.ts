@@ -3,9 +3,12 @@
  * Two layers: `normalizeMath` (string canonicalization in the spirit of Hendrycks' MATH `is_equiv`,
  * extended: units, percent, degrees, thousands commas, `x =` prefixes, \left/\right, \text …), then a
  * structural comparison (tuples, intervals, sets, unions, matrices, unordered answer lists) whose atoms
- * are parsed by a small LaTeX arithmetic parser and compared exactly (BigInt rationals) or, for
- * radicals, π and variables, numerically at fixed sample points. No string is ever evaluated as code,
- * nothing here throws, and no general computer algebra is attempted (equations, \pm, bases stay textual).
+ * are parsed by a small LaTeX arithmetic parser and compared exactly (BigInt rationals; a number never
+ * matches unsimplified arithmetic) or, with variables, radicals, π and e, at 12 fixed sample points of
+ * both signs: exactly where rational, else within rounding-error bounds, on the common real domain
+ * (`atomsEqual`). Malformed input (`R^2.0`, `30^\circ.0`, a doubled unit, `0\frac{1}{3}`) is refused.
+ * No string is ever evaluated as code, nothing here throws, and no general computer algebra is
+ * attempted (equations, \pm, bases stay textual). Decisions and reasons: docs/core-math-rewards.md.
  */
 import { lastBoxed } from "./answer.ts"
 
@@ -55,6 +58,9 @@ const UNITS = new Set(
   ).split(" ")
 )
 
+/** Words that may precede a unit word (`square feet`, `cubic cm`); a second unit word may not (`degrees cm`). */
+const UNIT_MODIFIERS = new Set(["square", "sq", "cubic", "cu"])
+
 const UNIT_WRAPPERS = ["\\text", "\\mbox", "\\mathrm", "\\textrm", "\\textnormal"]
 const isLetter = (c: string | undefined): boolean => c !== undefined && /[a-zA-Z]/.test(c)
 
@@ -91,7 +97,9 @@ const stripUnits = (input: string): string => {
     if (base[i - 1] === ".") i--
     let j = i
     while (j > 0 && isLetter(base[j - 1])) j--
-    if (j === i || !UNITS.has(base.slice(j, i).toLowerCase())) break
+    const word = base.slice(j, i).toLowerCase()
+    // the rightmost word is the unit; words before it may only be square/cubic (`12 square units`)
+    if (j === i || !(words === 0 ? UNITS.has(word) : UNIT_MODIFIERS.has(word))) break
     if (base[j - 1] === "\\") break
     words++
     cut = j
@@ -114,7 +122,9 @@ const braceShorthand = (s: string): string => {
   let out = ""
   let i = 0
   const arg = (): void => {
-    // copy one argument of a macro: a braced group as is, a single character braced
+    // copy one argument of a macro: a braced group as is, a single character braced; the space kept
+    // between a command and a letter (`\sqrt x`) is not the argument
+    while (s[i] === " ") i++
     if (s[i] === "{") {
       const close = matchBrace(s, i)
       const end = close < 0 ? s.length : close + 1
@@ -199,8 +209,10 @@ const normalizeUnsafe = (input: string): string => {
   s = s.replace(/\\varnothing(?![a-zA-Z])|∅/g, "\\emptyset").replace(/<=/g, "\\le ").replace(/>=/g, "\\ge ")
   s = s.replace(/\\leq(?![a-zA-Z])/g, "\\le").replace(/\\geq(?![a-zA-Z])/g, "\\ge").replace(/\\neq(?![a-zA-Z])/g, "\\ne")
   // degrees, dollars, percent
-  s = s.replace(/\^\s*\{\s*\\circ\s*\}/g, "").replace(/\^\s*\\circ(?![a-zA-Z])/g, "").replace(/\\circ(?![a-zA-Z])/g, "")
-  s = s.replace(/\\degree(?![a-zA-Z])/g, "").replace(/°/g, "")
+  // …but not when a number follows: `30^\circ.0` is malformed, not 30.0 (the mark stays, and the
+  // parser refuses it)
+  s = s.replace(/\^\s*\{\s*\\circ\s*\}(?!\s*\.?\d)/g, "").replace(/\^\s*\\circ(?![a-zA-Z])(?!\s*\.?\d)/g, "").replace(/\\circ(?![a-zA-Z])(?!\s*\.?\d)/g, "")
+  s = s.replace(/\\degree(?![a-zA-Z])(?!\s*\.?\d)/g, "").replace(/°(?!\s*\.?\d)/g, "")
   s = s.replace(/\\\$/g, "").replace(/\$/g, "")
   s = s.replace(/\\%/g, "").replace(/%/g, "")
   s = s.trim()
@@ -208,9 +220,13 @@ const normalizeUnsafe = (input: string): string => {
   s = s.replace(/^\\[([]/, "").replace(/\\[)\]]$/, "").trim()
   // "and" between answers is a list separator
   s = s.replace(/\\(?:text|mbox)\s*\{\s*(?:and|or)\s*\}/g, ",")
+  // one unit at most: `30\text{ degrees}\text{ cm}` is malformed, not 30 (the second pass runs only
+  // when the first, on wrapped units, found none)
+  const beforeUnits = s
   s = stripUnits(s)
+  const stripped = s !== beforeUnits
   s = unwrapAll(s)
-  s = stripUnits(s.trim())
+  if (!stripped) s = stripUnits(s.trim())
   // bare function names a model may write in plain text
   s = s.replace(/(?<![\\a-zA-Z])(sqrt|pi|sin|cos|tan|cot|sec|csc|ln|log|exp|infty)(?![a-zA-Z])/g, "\\$1")
   // whitespace: removed, except one space between a command and a following letter (`\cot x`)
@@ -222,7 +238,7 @@ const normalizeUnsafe = (input: string): string => {
     s = eq[1]!
   }
   s = braceShorthand(s)
-  s = s.replace(/\^\{([^{}])\}/g, "^$1").replace(/_\{([^{}])\}/g, "_$1")
+  s = s.replace(/\^\{([^{}])\}(?![\d.])/g, "^$1").replace(/_\{([^{}])\}(?![\d.])/g, "_$1")
   s = s.replace(/\{,\}/g, ",")
   if (/^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$/.test(s)) s = s.replace(/,/g, "")
   s = s.replace(/(^|[^\d])\.(\d)/g, (_m, before: string, digit: string) => `${before}0.${digit}`)
@@ -310,6 +326,7 @@ type Ast =
   | { readonly k: "num"; readonly text: string }
   | { readonly k: "var"; readonly name: string }
   | { readonly k: "pi" }
+  | { readonly k: "e" }
   | { readonly k: "neg"; readonly a: Ast }
   | { readonly k: "add" | "sub" | "mul" | "div" | "pow"; readonly a: Ast; readonly b: Ast }
   | { readonly k: "root"; readonly a: Ast; readonly index: Ast | undefined }
@@ -343,7 +360,9 @@ const tokenize = (s: string): ReadonlyArray<Tok> => {
       // a run of 3+ letters is a word, not a product of variables
       const run = /^[a-zA-Z]+/.exec(s.slice(i, i + 8))![0]
       if (run.length >= 3) throw new NotMath()
-      out.push({ t: "var", v: c })
+      // `e` is Euler's number (as `\pi` is π): `e^{\ln x}` = x; a variable named e would be the same
+      // on both sides anyway, so only identities that need the constant see the difference
+      out.push(c === "e" ? { t: "cmd", v: "e" } : { t: "var", v: c })
       i++
     } else if (c === "\\") {
       const m = /^\\([a-zA-Z]+)/.exec(s.slice(i, i + 32))
@@ -434,6 +453,10 @@ const parseExpression = (s: string): Ast => {
     let r = base
     if (isOp("^")) {
       pos++
+      // LaTeX takes one character as an unbraced exponent: `x^23` is x²3 and `R^2.0` is R²·.0, which
+      // nobody means; refused rather than read either way
+      const next = peek()
+      if (next !== undefined && next.t === "num" && next.v.length > 1) throw new NotMath()
       if (isOp("-")) {
         pos++
         r = { k: "pow", a: base, b: { k: "neg", a: power() } }
@@ -462,6 +485,7 @@ const parseExpression = (s: string): Ast => {
         return { k: "var", name: t.v }
       case "cmd": {
         if (t.v === "pi") return { k: "pi" }
+        if (t.v === "e") return { k: "e" }
         if (t.v === "frac") {
           const a = group()
           const b = group()
@@ -498,29 +522,34 @@ const parseExpression = (s: string): Ast => {
   return ast
 }
 
-/** Exact rational value, or undefined when the expression is not a rational constant we can compute. */
-const exact = (e: Ast): Q | undefined => {
+/**
+ * Exact rational value, or undefined when it is not rational or too big: a constant, or an expression
+ * at rational values of its variables (`env`; without it variables are undefined).
+ */
+const exact = (e: Ast, env?: (name: string) => Q): Q | undefined => {
   switch (e.k) {
     case "num": {
       const [int = "", frac = ""] = e.text.split(".")
       return q(BigInt((int || "0") + frac), 10n ** BigInt(frac.length))
     }
     case "var":
+      return env === undefined ? undefined : env(e.name)
     case "pi":
+    case "e":
     case "fn":
       return undefined
     case "neg": {
-      const a = exact(e.a)
+      const a = exact(e.a, env)
       return a === undefined ? undefined : { n: -a.n, d: a.d }
     }
     case "root": {
       if (e.index !== undefined) return undefined
-      const a = exact(e.a)
+      const a = exact(e.a, env)
       return a === undefined ? undefined : qsqrt(a)
     }
     default: {
-      const a = exact(e.a)
-      const b = exact(e.b)
+      const a = exact(e.a, env)
+      const b = exact(e.b, env)
       if (a === undefined || b === undefined) return undefined
       let r: Q | undefined
       switch (e.k) {
@@ -568,86 +597,211 @@ const FN: Record<string, (x: number) => number> = {
   tanh: Math.tanh
 }
 
-const float = (e: Ast, env: (name: string) => number): number => {
+const EPS = 2 ** -52
+
+/** A float value with a first-order bound on its rounding error (absolute). */
+interface Approx {
+  readonly v: number
+  readonly err: number
+}
+
+/** x^y for reals, with the real odd root of a negative base when y is an exact rational p/q, q odd. */
+const realPow = (x: number, y: number, exactY: Q | undefined): number => {
+  if (x < 0 && exactY !== undefined && exactY.d % 2n === 1n) {
+    const r = Math.pow(-x, y)
+    return exactY.n % 2n === 0n ? r : -r
+  }
+  return Math.pow(x, y)
+}
+
+/**
+ * Evaluate in floats, carrying a first-order bound on the rounding error of every operation (relative
+ * 2^-52 per rounding, propagated through derivatives). Two expressions are numerically equal at a
+ * point when they differ by no more than what their rounding can explain: a difference of 1e-12 is a
+ * difference, not noise (`\sqrt{2}x + 10^{-12}` ≢ `\sqrt{2}x`).
+ */
+const approx = (e: Ast, env: (name: string) => number): Approx => {
+  const lit = (v: number): Approx => ({ v, err: Math.abs(v) * EPS })
   switch (e.k) {
     case "num":
-      return Number(e.text)
+      return lit(Number(e.text))
     case "var":
-      return env(e.name)
+      return { v: env(e.name), err: 0 }
     case "pi":
-      return Math.PI
-    case "neg":
-      return -float(e.a, env)
-    case "fn":
-      return (FN[e.name] ?? (() => Number.NaN))(float(e.a, env))
+      return lit(Math.PI)
+    case "e":
+      return lit(Math.E)
+    case "neg": {
+      const a = approx(e.a, env)
+      return { v: -a.v, err: a.err }
+    }
+    case "fn": {
+      const a = approx(e.a, env)
+      const f = FN[e.name] ?? (() => Number.NaN)
+      const v = f(a.v)
+      const h = Math.max(1e-7, Math.abs(a.v) * 1e-7)
+      const slope = Math.abs(f(a.v + h) - f(a.v - h)) / (2 * h)
+      return { v, err: slope * a.err + 4 * Math.abs(v) * EPS }
+    }
     case "root": {
-      const x = float(e.a, env)
-      const n = e.index === undefined ? 2 : float(e.index, env)
-      if (x < 0 && Number.isInteger(n) && n % 2 === 1) return -Math.pow(-x, 1 / n)
-      return Math.pow(x, 1 / n)
+      const a = approx(e.a, env)
+      const n = e.index === undefined ? 2 : approx(e.index, env).v
+      const v = a.v < 0 && Number.isInteger(n) && n % 2 === 1 ? -Math.pow(-a.v, 1 / n) : Math.pow(a.v, 1 / n)
+      const err = a.v === 0 ? Math.pow(a.err, 1 / n) : (Math.abs(v) * a.err) / Math.abs(n * a.v)
+      return { v, err: err + 2 * Math.abs(v) * EPS }
     }
     case "add":
-      return float(e.a, env) + float(e.b, env)
-    case "sub":
-      return float(e.a, env) - float(e.b, env)
-    case "mul":
-      return float(e.a, env) * float(e.b, env)
-    case "div":
-      return float(e.a, env) / float(e.b, env)
-    case "pow":
-      return Math.pow(float(e.a, env), float(e.b, env))
+    case "sub": {
+      const a = approx(e.a, env)
+      const b = approx(e.b, env)
+      const v = e.k === "add" ? a.v + b.v : a.v - b.v
+      return { v, err: a.err + b.err + Math.abs(v) * EPS }
+    }
+    case "mul": {
+      const a = approx(e.a, env)
+      const b = approx(e.b, env)
+      const v = a.v * b.v
+      return { v, err: Math.abs(a.v) * b.err + Math.abs(b.v) * a.err + a.err * b.err + Math.abs(v) * EPS }
+    }
+    case "div": {
+      const a = approx(e.a, env)
+      const b = approx(e.b, env)
+      const v = a.v / b.v
+      const room = Math.abs(b.v) - b.err
+      return { v, err: room > 0 ? (a.err + Math.abs(v) * b.err) / room + Math.abs(v) * EPS : Number.POSITIVE_INFINITY }
+    }
+    case "pow": {
+      const a = approx(e.a, env)
+      const b = approx(e.b, env)
+      const v = realPow(a.v, b.v, exact(e.b))
+      const err = a.v === 0
+        ? (a.err === 0 ? 0 : Math.pow(a.err, Math.min(1, Math.abs(b.v))))
+        : Math.abs(v) * ((Math.abs(b.v) * a.err) / Math.abs(a.v) + Math.abs(Math.log(Math.abs(a.v))) * b.err)
+      return { v, err: err + 4 * Math.abs(v) * EPS }
+    }
   }
 }
 
-/** A deterministic sample value in (0.3, 2.3) for variable `name` at sample point `k` (FNV-1a hash). */
-const sampleValue = (name: string, k: number): number => {
+/**
+ * Sample point k of variable `name`: an exact rational n/d (d the k-th prime from 7) whose value is in
+ * ±(0.3, 2.3): positive for k < 4, negative for 4 ≤ k < 8, a per-variable hashed sign after that, so
+ * that `\sqrt{x^2}` (|x|) is seen to differ from x. Deterministic (FNV-1a hash of name and k).
+ */
+const DENOMINATORS = [7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47] as const
+const SAMPLE_POINTS = DENOMINATORS.length
+/** Points where both sides must be defined (real and finite) for an expression comparison to count. */
+const MIN_DEFINED_POINTS = 4
+
+const samplePoint = (name: string, k: number): Q => {
   let h = 0x811c9dc5 ^ (k * 0x9e3779b1)
   for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193)
   h = Math.imul(h ^ (h >>> 15), 0x2c1b3c6d)
   h ^= h >>> 12
-  return 0.3 + ((h >>> 0) / 0x100000000) * 2
+  const magnitude = 0.3 + (((h >>> 1) >>> 0) / 0x80000000) * 2
+  const sign = k < 4 ? 1 : k < 8 ? -1 : h & 1 ? 1 : -1
+  const d = DENOMINATORS[k]!
+  const n = Math.max(1, Math.round(magnitude * d))
+  return { n: BigInt(sign * n), d: BigInt(d) }
 }
-
-const SAMPLE_POINTS = 4
-const REL_TOL = 1e-9
-const close = (x: number, y: number): boolean =>
-  Number.isFinite(x) && Number.isFinite(y) && Math.abs(x - y) <= REL_TOL * Math.max(1, Math.abs(x), Math.abs(y))
 
 const hasDecimal = (s: string): boolean => /\d\.\d|(?:^|[^\d])\.\d/.test(s)
 
-// A mixed number as MATH writes it: `1\frac{4}{5}` = 9/5 (whole atom only, proper fraction only).
+// A mixed number as MATH writes it: `1\frac{4}{5}` = 9/5 (whole atom only, whole part ≥ 1, proper
+// fraction). Any other digit directly before a \frac of integers (`0\frac{1}{3}`, `2\frac{3}{2}`,
+// `x+1\frac12`) is refused: neither a mixed number nor a product anyone writes that way.
 const MIXED = /^(-?)(\d+)\\frac\{(\d+)\}\{(\d+)\}$/
-const unmix = (s: string): string => {
+const DIGIT_FRAC = /\d\\frac\{\d+\}\{\d+\}/
+const unmix = (s: string): { readonly text: string; readonly mixed: boolean } | undefined => {
   const m = MIXED.exec(s)
-  if (m === null || BigInt(m[3]!) >= BigInt(m[4]!)) return s
-  return `${m[1]}(${m[2]}+\\frac{${m[3]}}{${m[4]}})`
+  if (m !== null) {
+    const whole = BigInt(m[2]!)
+    const num = BigInt(m[3]!)
+    if (whole >= 1n && num >= 1n && num < BigInt(m[4]!)) return { text: `${m[1]}(${m[2]}+\\frac{${m[3]}}{${m[4]}})`, mixed: true }
+    return undefined
+  }
+  return DIGIT_FRAC.test(s) ? undefined : { text: s, mixed: false }
+}
+
+const isNum = (e: Ast): boolean => e.k === "num" || (e.k === "neg" && e.a.k === "num")
+const isInt = (e: Ast): boolean => (e.k === "num" && !e.text.includes(".")) || (e.k === "neg" && isInt(e.a))
+
+/**
+ * Whether a rational constant is WRITTEN as a number: an integer or decimal, a fraction of two numbers
+ * (`\frac{3}{4}`, `3/4`, `\frac{-3}{4}`), a mixed number, or scientific notation (`1.2\times10^{3}`,
+ * `10^{-6}`), each optionally negated; parentheses are invisible. `0-50`, `2^{10}`, `\sqrt{4}` are
+ * arithmetic that still has to be done.
+ */
+const isLiteral = (e: Ast, mixed: boolean): boolean => {
+  if (mixed) return true
+  const body = e.k === "neg" ? e.a : e
+  const tenPower = (x: Ast): boolean => x.k === "pow" && x.a.k === "num" && x.a.text === "10" && isInt(x.b)
+  switch (body.k) {
+    case "num":
+      return true
+    case "div":
+      return isNum(body.a) && isNum(body.b)
+    case "pow":
+      return tenPower(body)
+    case "mul":
+      return body.a.k === "num" && tenPower(body.b)
+    default:
+      return false
+  }
 }
 
 /**
- * Two scalar answers are equal as numbers or expressions: exactly as rationals when both are rational
- * constants, else numerically (relative 1e-9) at fixed sample points for the variables. The numeric
- * route is refused when a decimal literal is compared with an irrational (3.14159 is not π).
+ * Two scalar answers are equal as numbers or expressions.
+ * - Both rational constants: equal exactly (BigInt rationals), and only when both are written as
+ *   numbers or both as arithmetic (`0.5 = \frac12`, but `0-50 ≠ -50`, `2^{10} ≠ 1024`: the answer was
+ *   asked for, not an expression that evaluates to it).
+ * - Otherwise at 12 sample points (positive, negative and mixed signs): exactly where both sides are
+ *   rational there, else numerically within their rounding-error bounds (`approx`). A point where
+ *   either side is undefined in the reals (√ of a negative, ln of a negative, ÷0) is skipped: the
+ *   sides are compared on their common real domain, and at least 4 points of it are required, or the
+ *   comparison is refused. A decimal literal is never compared numerically with an irrational
+ *   (3.14159 is not π).
  */
 const atomsEqual = (a: string, b: string): boolean => {
   // a bare word ("no", "east") is text, not a product of variables
   if (/^[a-zA-Z]{2,}$/.test(a) || /^[a-zA-Z]{2,}$/.test(b)) return false
+  const ua = unmix(a)
+  const ub = unmix(b)
+  if (ua === undefined || ub === undefined) return false
   let pa: Ast
   let pb: Ast
   try {
-    pa = parseExpression(unmix(a))
-    pb = parseExpression(unmix(b))
+    pa = parseExpression(ua.text)
+    pb = parseExpression(ub.text)
   } catch {
     return false
   }
   const ea = exact(pa)
   const eb = exact(pb)
-  if (ea !== undefined && eb !== undefined) return ea.n === eb.n && ea.d === eb.d
-  if ((ea !== undefined || eb !== undefined) && (hasDecimal(a) || hasDecimal(b))) return false
-  for (let k = 0; k < SAMPLE_POINTS; k++) {
-    const env = (name: string): number => sampleValue(name, k)
-    if (!close(float(pa, env), float(pb, env))) return false
+  if (ea !== undefined && eb !== undefined) {
+    return ea.n === eb.n && ea.d === eb.d && isLiteral(pa, ua.mixed) === isLiteral(pb, ub.mixed)
   }
-  return true
+  if ((ea !== undefined || eb !== undefined) && (hasDecimal(a) || hasDecimal(b))) return false
+  let defined = 0
+  for (let k = 0; k < SAMPLE_POINTS; k++) {
+    const point = (name: string): Q => samplePoint(name, k)
+    const xa = exact(pa, point)
+    const xb = exact(pb, point)
+    if (xa !== undefined && xb !== undefined) {
+      if (xa.n !== xb.n || xa.d !== xb.d) return false
+      defined++
+      continue
+    }
+    const at = (name: string): number => {
+      const p = point(name)
+      return Number(p.n) / Number(p.d)
+    }
+    const fa = approx(pa, at)
+    const fb = approx(pb, at)
+    if (!Number.isFinite(fa.v) || !Number.isFinite(fb.v)) continue
+    if (!(Math.abs(fa.v - fb.v) <= 8 * (fa.err + fb.err))) return false
+    defined++
+  }
+  return defined >= MIN_DEFINED_POINTS
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -722,6 +876,11 @@ const sameMultiset = (xs: ReadonlyArray<string>, ys: ReadonlyArray<string>, dept
 
 const isSet = (s: string): boolean => s.startsWith("\\{") && s.endsWith("\\}") && s.length >= 4
 
+/**
+ * `a` and `b` are whole answers already normalized (depth 0) or parts split from one (depth > 0);
+ * parts are normalized on their own here, whole answers are not normalized twice (a second pass would
+ * read the `30degrees` left by a refused double unit as a number glued to a unit).
+ */
 const equivalent = (a: string, b: string, depth: number): boolean => {
   if (a === b) return a.length > 0
   if (a.length === 0 || b.length === 0 || depth > 8) return false
@@ -748,7 +907,7 @@ const equivalent = (a: string, b: string, depth: number): boolean => {
   const la = splitTop(a, ",")
   const lb = splitTop(b, ",")
   if (la.length > 1 || lb.length > 1) return sameMultiset(la, lb, depth)
-  return atomsEqual(normalizeMath(a), normalizeMath(b))
+  return depth === 0 ? atomsEqual(a, b) : atomsEqual(normalizeMath(a), normalizeMath(b))
 }
 
 /** Longest answer (characters) given to the structural comparison; longer ones are compared as strings. */

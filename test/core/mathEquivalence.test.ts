@@ -30,7 +30,6 @@ const EQUIVALENT: ReadonlyArray<readonly [string, string]> = [
   ["137 \\frac{1}{2}", "137.5"],
   ["1\\frac{4}{5}", "\\frac{9}{5}"],
   ["1.2\\times10^{3}", "1200"],
-  ["2^{10}", "1024"],
   // units, money, percent, degrees
   ["5 cm", "5"],
   ["5\\text{ cm}", "5"],
@@ -68,7 +67,6 @@ const EQUIVALENT: ReadonlyArray<readonly [string, string]> = [
   // expressions (exact rationals, or numeric at sample points)
   ["2\\sqrt{5}", "\\sqrt{20}"],
   ["\\frac{\\sqrt{3}}{3}", "\\frac{1}{\\sqrt{3}}"],
-  ["\\sqrt{4}", "2"],
   ["12\\pi", "12 \\pi"],
   ["\\pi", "π"],
   ["x^2+2x", "2x+x^2"],
@@ -121,7 +119,10 @@ const DIFFERENT: ReadonlyArray<readonly [string, string]> = [
   ["204_5", "204_6"],
   ["1+2i", "1-2i"],
   ["\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix} 2 \\\\ 1 \\end{pmatrix}"],
-  ["10^{1000}", "10^{1001}"]
+  ["10^{1000}", "10^{1001}"],
+  // unsimplified arithmetic against a number (see the decisions below)
+  ["2^{10}", "1024"],
+  ["\\sqrt{4}", "2"]
 ]
 
 describe("mathEquivalent", () => {
@@ -152,6 +153,48 @@ describe("mathEquivalent", () => {
   })
 })
 
+// Cases an independent Hendrycks-style labelling found (issue 20), each with its decision and reason;
+// docs/core-math-rewards.md has the same table.
+const DECIDED: ReadonlyArray<readonly [string, string, boolean, string]> = [
+  // false "equal" before: now different
+  ["\\sqrt{x^2}", "x", false, "√(x²) = |x|: the sample points include negative x"],
+  ["\\sqrt{x^2}", "-x", false, "neither x nor −x"],
+  ["x+10^{-12}", "x", false, "rational expressions are compared exactly at rational points, not within 1e-9"],
+  ["\\sqrt{2}x+10^{-12}", "\\sqrt{2}x", false, "irrational: numerically, within the rounding-error bound of each side (~1e-15), not 1e-9"],
+  ["3R^2.0", "3R^2", false, "an unbraced exponent is one character in LaTeX; R^2.0 is malformed and refused"],
+  ["x^23", "x^{23}", false, "likewise: x^23 renders x²3"],
+  ["x^{2}3", "3x^2", true, "a braced exponent followed by a digit is x²·3"],
+  ["30^\\circ.0", "30", false, "a degree mark followed by digits is malformed, not 30.0"],
+  ["30\\text{ degrees}\\text{ cm}", "30", false, "one unit at most: a doubled unit is malformed"],
+  ["30 degrees cm", "30", false, "one unit word at most (square/cubic may precede it)"],
+  ["12 square units", "12", true, "square/cubic before a unit word is still one unit"],
+  // false "different" before: now equal
+  ["\\sqrt x", "\\sqrt{x}", true, "the space after \\sqrt is not its argument"],
+  ["\\frac a b", "\\frac{a}{b}", true, "likewise for \\frac"],
+  ["e^{\\ln x}", "x", true, "e is Euler's number; compared on the common real domain (x > 0 here)"],
+  ["e^{x}", "\\exp(x)", true, "e is Euler's number"],
+  ["x^{1/3}", "\\sqrt[3]{x}", true, "a rational power with an odd denominator is the real root, also for x < 0"],
+  ["\\sqrt{x}^2", "x", true, "equal on the common real domain (x ≥ 0), which has enough sample points"],
+  // arguable, decided
+  ["0\\frac{1}{3}", "\\frac{1}{3}", false, "not a mixed number (whole part 0) and not a product anyone writes: refused"],
+  ["0\\frac{3}{2}", "0", false, "likewise (improper fraction): refused, not read as 0·3/2"],
+  ["2\\frac{3}{2}", "3", false, "likewise"],
+  ["1\\frac{1}{2}", "\\frac{3}{2}", true, "a mixed number: whole part ≥ 1, proper fraction"],
+  ["2\\frac{\\pi}{3}", "\\frac{2\\pi}{3}", true, "a digit before a \\frac that is not of two integers is a product"],
+  ["0-50", "-50", false, "a number asked for is not matched by arithmetic that evaluates to it (Hendrycks' is_equiv agrees)"],
+  ["3 \\times 4", "12", false, "likewise"],
+  ["1.2\\times10^{3}", "1200", true, "scientific notation is a way of writing a number"],
+  ["\\frac{-3}{8}", "-0.375", true, "fractions and decimals are ways of writing a number"],
+  ["2+3", "1+4", true, "two unsimplified expressions of the same value are equal"]
+]
+
+describe("decided edge cases (issue 20)", () => {
+  it.each(DECIDED)("%s vs %s → %s (%s)", (a, b, equal) => {
+    expect(mathEquivalent(a, b)).toBe(equal)
+    expect(mathEquivalent(b, a)).toBe(equal)
+  })
+})
+
 describe("normalizeMath", () => {
   it.each([
     ["\\dfrac{1}{2}", "\\frac{1}{2}"],
@@ -165,6 +208,8 @@ describe("normalizeMath", () => {
     ["\\text{(B)}", "B"],
     ["\\cot x", "\\cot x"],
     ["\\sqrt3", "\\sqrt{3}"],
+    ["\\sqrt x", "\\sqrt{x}"],
+    ["x^{2}3", "x^{2}3"],
     ["5.", "5"]
   ])("normalizeMath(%s) = %s", (input, out) => {
     expect(normalizeMath(input)).toBe(out)
