@@ -8,6 +8,7 @@ import { samplers } from "./catalog/samplers.ts"
 import { attribution, betaSweep, entropyAfterTools } from "./catalog/studies.ts"
 import { engines } from "./catalog/engines.ts"
 import { mismatch } from "./catalog/mismatch.ts"
+import { premise, premiseEntropy } from "./catalog/premise.ts"
 import { trainers } from "./catalog/trainers.ts"
 
-export const builtin: ReadonlyArray<Experiment> = [arpoVsGrpo, entropyAfterTools, attribution, betaSweep, samplers, trainers, engines, mismatch]
+export const builtin: ReadonlyArray<Experiment> = [arpoVsGrpo, entropyAfterTools, attribution, betaSweep, samplers, trainers, engines, mismatch, premise, premiseEntropy]

@@ -1,0 +1,613 @@
+/**
+ * The premise of ARPO, tested where it can hold: three tasks whose tool results carry uncertainty (a
+ * flaky calculator, noisy search, an ambiguous pointer chase), each beside its deterministic control.
+ * - `premise-entropy`: no training. From each variant's cold start, global sampling (M trajectories per
+ *   prompt) on the same prompts and keys; every tool result of every trajectory is classified by the
+ *   task (ok / error / missing / ambiguous) and its post-result window measured in the three forms of
+ *   core/deltaH.ts (paper, continued, mean), with cluster-bootstrap intervals over prompts and the
+ *   entropy profile −k…+k around the result. It answers: does entropy rise after uncertain results and
+ *   not after certain ones?
+ * - `premise`: RL. GRPO, ARPO, random-branch and AEPO at an equal rollout budget on every variant, with
+ *   paired comparisons over seeds × held-out questions (see `premiseComparisons`).
+ * It does not change the samplers: the ΔH the samplers decide on is still the runner's paper form.
+ */
+import { Console, Effect, Layer, Schema } from "effect"
+import * as fs from "node:fs"
+import * as NodePath from "node:path"
+import { deltaHOf, initialWindow, profileOf, resultWindows, type WindowForm, windowForms, windowValue } from "../../core/deltaH.ts"
+import { derive, root, uniform } from "../../core/random.ts"
+import type { TokenId } from "../../core/tokens.ts"
+import { trajectories } from "../../core/tree.ts"
+import type { RolloutTree } from "../../core/tree.ts"
+import { Engine, promptTokens } from "../../engine/Engine.ts"
+import type { StampedEvent } from "../../events/Event.ts"
+import { emit, Events, withScope } from "../../events/Events.ts"
+import { readCheckpoint } from "../../model/checkpoint.ts"
+import type { HostTensor } from "../../model/params.ts"
+import { byteTokenizer } from "../../model/tokenizer.ts"
+import type { Summary } from "../../report/summarize.ts"
+import { evaluateDetailed } from "../../run/evaluate.ts"
+import { Toolbox } from "../../tools/Toolbox.ts"
+import { Policy } from "../../model/policy.ts"
+import { ensureBackend } from "../../model/runtime.ts"
+import { Sampler } from "../../rollout/Sampler.ts"
+import { writeFileAtomic, writeJsonAtomic } from "../../run/atomic.ts"
+import { mergePatch, RunConfig as RunConfigSchema, type RunConfigJson } from "../../run/config.ts"
+import { type Components, embeddedComponents } from "../../run/layers.ts"
+import { batchFigures, promptIndices, rewardEvent, scoreTree } from "../../run/loop.ts"
+import { readEventsFile, RunStore } from "../../run/RunStore.ts"
+import { coldStart } from "../../run/sft.ts"
+import type { PremiseTask, ResultOutcome } from "../../tasks/premiseCommon.ts"
+import type { TaskDefinition } from "../../tasks/Task.ts"
+import type { Experiment, RunOptions } from "../Experiment.ts"
+import { type ArmSpec, checkpointName, define, type ExperimentSpec, readStoredRun, type ResolvedArm, resolveArms, type StoredRun } from "../define.ts"
+import { baseConfig } from "./defaults.ts"
+
+// ---------------------------------------------------------------------------------------------------
+// configuration
+
+/** The six task variants: each uncertain task and its deterministic control (same task seed). */
+export const premiseVariants = [
+  { name: "flaky", task: { name: "flaky-arithmetic", seed: 11, failureRate: 0.3 } },
+  { name: "flaky-control", task: { name: "flaky-arithmetic", seed: 11, failureRate: 0 } },
+  { name: "noisy", task: { name: "noisy-search", seed: 12, lookalikes: 2, missingRate: 0.25 } },
+  { name: "noisy-control", task: { name: "noisy-search", seed: 12, lookalikes: 0, missingRate: 0 } },
+  { name: "chase", task: { name: "pointer-chase", seed: 13, maxCandidates: 3 } },
+  { name: "chase-control", task: { name: "pointer-chase", seed: 13, maxCandidates: 1 } }
+] as const
+
+/**
+ * The flagship's defaults with room for the premise tasks: context 192 (the longest demonstration is 181
+ * tokens), responses up to 150 tokens, 3 calls per trajectory (a retry, a second search, a third hop).
+ */
+export const premiseConfig: RunConfigJson = mergePatch(baseConfig, {
+  task: { failureRate: 0.3, lookalikes: 2, missingRate: 0.25, maxCandidates: 3 },
+  model: { context: 192 },
+  sft: { steps: 600 },
+  rollout: { callLimit: 3, maxResponseTokens: 150 },
+  eval: { maxResponseTokens: 150, every: 0, questions: 256, k: 1 }
+})
+
+// ---------------------------------------------------------------------------------------------------
+// the entropy study (no training)
+
+/** One tool result of one trajectory, measured. */
+export interface ResultRecord {
+  readonly arm: string
+  readonly seed: number
+  readonly step: number
+  readonly prompt: number
+  readonly trajectory: number
+  readonly call: number
+  readonly tool: string
+  readonly outcome: ResultOutcome
+  /** window sums (nats) after the result, per form */
+  readonly after: Readonly<Record<WindowForm, number>>
+  /** H_initial (nats) of the trajectory, per form */
+  readonly initial: Readonly<Record<WindowForm, number>>
+  readonly deltaH: Readonly<Record<WindowForm, number>>
+  /** model tokens of the first segment after the result (≤ k) */
+  readonly firstSegment: number
+  /** entropy at positions −k…−1, +1…+k (NaN where absent) */
+  readonly profile: ReadonlyArray<number>
+}
+
+const stripResult = (text: string): string => text.replace(/^\s*<result>\n?/, "").replace(/\n?<\/result>\s*$/, "")
+
+/** Every tool result of every trajectory of a batch's trees, measured with core/deltaH.ts. */
+export const measureTrees = (
+  task: PremiseTask,
+  decode: (tokens: ReadonlyArray<TokenId>) => string,
+  trees: ReadonlyArray<RolloutTree>,
+  k: number,
+  vocabSize: number,
+  where: { readonly arm: string; readonly seed: number; readonly step: number }
+): ReadonlyArray<ResultRecord> => {
+  const out: Array<ResultRecord> = []
+  trees.forEach((tree, prompt) => {
+    trajectories(tree).forEach((t, trajectory) => {
+      if (t.finish === "failed") return
+      const init = initialWindow(t.roles, t.entropies, k)
+      for (const w of resultWindows(t.roles, t.entropies, k)) {
+        const toolNode = tree.nodes[t.nodeOf[w.at - 1]!]!
+        const caller = tree.nodes[toolNode.parent]!
+        const tool = caller.toolCall?.tool ?? "?"
+        const content = caller.toolCall?.content ?? ""
+        const outcome = task.outcomeOf(tool, content, stripResult(decode(toolNode.tokens)))
+        const per = (f: (form: WindowForm) => number) => Object.fromEntries(windowForms.map((form) => [form, f(form)])) as Record<WindowForm, number>
+        out.push({
+          ...where,
+          prompt,
+          trajectory,
+          call: w.call,
+          tool,
+          outcome,
+          after: per((form) => windowValue(w.after, w.firstSegment, k, form)),
+          initial: per((form) => windowValue(init.tokens, init.firstSegment, k, form)),
+          deltaH: per((form) => deltaHOf(w, init, k, vocabSize, form)),
+          firstSegment: w.firstSegment,
+          profile: profileOf(w, k)
+        })
+      }
+    })
+  })
+  return out
+}
+
+/** A mean with a 95% percentile interval from a cluster bootstrap (clusters resampled with a keyed stream). */
+export interface Interval {
+  readonly n: number
+  readonly clusters: number
+  readonly mean: number
+  readonly lo: number
+  readonly hi: number
+}
+
+const meanOf = (xs: ReadonlyArray<number>): number => (xs.length === 0 ? Number.NaN : xs.reduce((a, b) => a + b, 0) / xs.length)
+
+/**
+ * The mean of `values` with a 95% cluster-bootstrap interval: whole clusters (e.g. the trajectories of one
+ * prompt, which share a policy state) are resampled, `resamples` times, from a keyed stream.
+ */
+export const clusterBootstrap = (
+  values: ReadonlyArray<{ readonly cluster: string; readonly value: number }>,
+  resamples = 1000,
+  seed = 1
+): Interval => {
+  const byCluster = new Map<string, Array<number>>()
+  for (const v of values) {
+    const c = byCluster.get(v.cluster)
+    if (c === undefined) byCluster.set(v.cluster, [v.value])
+    else c.push(v.value)
+  }
+  const clusters = [...byCluster.values()].map((xs) => ({ sum: xs.reduce((a, b) => a + b, 0), n: xs.length }))
+  const mean = meanOf(values.map((v) => v.value))
+  if (clusters.length < 2) return { n: values.length, clusters: clusters.length, mean, lo: Number.NaN, hi: Number.NaN }
+  const key = derive(root(seed), "cluster-bootstrap")
+  const means: Array<number> = []
+  for (let r = 0; r < resamples; r++) {
+    let s = 0
+    let n = 0
+    for (let i = 0; i < clusters.length; i++) {
+      const c = clusters[Math.min(clusters.length - 1, Math.floor(uniform(key, r * clusters.length + i) * clusters.length))]!
+      s += c.sum
+      n += c.n
+    }
+    means.push(s / n)
+  }
+  means.sort((a, b) => a - b)
+  return { n: values.length, clusters: clusters.length, mean, lo: means[Math.floor(0.025 * resamples)]!, hi: means[Math.ceil(0.975 * resamples) - 1]! }
+}
+
+/**
+ * The difference of two cluster means (a − b) with a 95% bootstrap interval, clusters of each side
+ * resampled independently (the two sides may come from different policies or tasks).
+ */
+export const differenceBootstrap = (
+  a: ReadonlyArray<{ readonly cluster: string; readonly value: number }>,
+  b: ReadonlyArray<{ readonly cluster: string; readonly value: number }>,
+  resamples = 1000,
+  seed = 2
+): Interval => {
+  const group = (vs: typeof a) => {
+    const m = new Map<string, { sum: number; n: number }>()
+    for (const v of vs) {
+      const c = m.get(v.cluster) ?? { sum: 0, n: 0 }
+      c.sum += v.value
+      c.n++
+      m.set(v.cluster, c)
+    }
+    return [...m.values()]
+  }
+  const ca = group(a)
+  const cb = group(b)
+  const mean = meanOf(a.map((v) => v.value)) - meanOf(b.map((v) => v.value))
+  if (ca.length < 2 || cb.length < 2) return { n: a.length + b.length, clusters: ca.length + cb.length, mean, lo: Number.NaN, hi: Number.NaN }
+  const key = derive(root(seed), "difference-bootstrap")
+  const draw = (cs: typeof ca, r: number, side: number) => {
+    let s = 0
+    let n = 0
+    for (let i = 0; i < cs.length; i++) {
+      const c = cs[Math.min(cs.length - 1, Math.floor(uniform(derive(key, side, r), i) * cs.length))]!
+      s += c.sum
+      n += c.n
+    }
+    return s / n
+  }
+  const diffs: Array<number> = []
+  for (let r = 0; r < resamples; r++) diffs.push(draw(ca, r, 0) - draw(cb, r, 1))
+  diffs.sort((x, y) => x - y)
+  return { n: a.length + b.length, clusters: ca.length + cb.length, mean, lo: diffs[Math.floor(0.025 * resamples)]!, hi: diffs[Math.ceil(0.975 * resamples) - 1]! }
+}
+
+const f = (x: number, d = 3) => (Number.isNaN(x) ? "–" : x.toFixed(d))
+const iv = (i: Interval, d = 4) => `${f(i.mean, d)} [${f(i.lo, d)}, ${f(i.hi, d)}]`
+
+/** "rises", "falls" or "cannot tell" from an interval. */
+export const verdict = (i: Interval): string =>
+  Number.isNaN(i.lo) ? "cannot tell (too few prompts)" : i.lo > 0 ? "rises" : i.hi < 0 ? "falls" : "cannot tell (interval spans 0)"
+
+/** The study's tables from the records (markdown lines). */
+export const entropyTables = (records: ReadonlyArray<ResultRecord>, k: number): ReadonlyArray<string> => {
+  const cluster = (r: ResultRecord) => `${r.arm}/${r.seed}/${r.step}/${r.prompt}`
+  const arms = [...new Set(records.map((r) => r.arm))]
+  const lines: Array<string> = [
+    `ΔH = (H_after − H_initial) / ln V per tool result (95% cluster-bootstrap intervals over prompts), window k = ${k}, three forms:`,
+    "paper = first segment after the result (fewer than k tokens when it is shorter); continued = the first k model tokens across",
+    "later segments; mean = k × per-token mean of the first segment.",
+    "",
+    "| variant | outcome | results | share | H_after paper | H_initial paper | ΔH paper | ΔH continued | ΔH mean | verdict (mean form) |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
+  ]
+  for (const arm of arms) {
+    const mine = records.filter((r) => r.arm === arm)
+    const outcomes = ["all", ...new Set(mine.map((r) => r.outcome))]
+    for (const o of outcomes) {
+      const rs = o === "all" ? mine : mine.filter((r) => r.outcome === o)
+      const of = (g: (r: ResultRecord) => number) => clusterBootstrap(rs.map((r) => ({ cluster: cluster(r), value: g(r) })))
+      const dm = of((r) => r.deltaH.mean)
+      lines.push(
+        `| ${arm} | ${o} | ${rs.length} | ${f(rs.length / Math.max(1, mine.length), 2)} | ${f(meanOf(rs.map((r) => r.after.paper)))} | ${f(meanOf(rs.map((r) => r.initial.paper)))} | ${
+          iv(of((r) => r.deltaH.paper))
+        } | ${iv(of((r) => r.deltaH.continued))} | ${iv(dm)} | ${verdict(dm)} |`
+      )
+    }
+  }
+  lines.push("", "Contrasts (mean form; a − b with 95% bootstrap intervals):", "")
+  lines.push("| contrast | a − b | verdict |", "|---|---:|---|")
+  const vals = (rs: ReadonlyArray<ResultRecord>) => rs.map((r) => ({ cluster: cluster(r), value: r.deltaH.mean }))
+  for (const arm of arms.filter((a) => !a.endsWith("-control"))) {
+    const mine = records.filter((r) => r.arm === arm)
+    const ok = mine.filter((r) => r.outcome === "ok")
+    for (const o of [...new Set(mine.map((r) => r.outcome))].filter((x) => x !== "ok")) {
+      const d = differenceBootstrap(vals(mine.filter((r) => r.outcome === o)), vals(ok))
+      lines.push(`| ${arm}: after ${o} − after ok | ${iv(d)} | ${verdict(d)} |`)
+    }
+    const control = records.filter((r) => r.arm === `${arm}-control`)
+    if (control.length > 0) {
+      const d = differenceBootstrap(vals(mine), vals(control))
+      lines.push(`| ${arm} (all results) − ${arm}-control | ${iv(d)} | ${verdict(d)} |`)
+    }
+  }
+  lines.push("", `Mean entropy (nats) per model-token position around the result (−${k}…−1: the call's tail; +1…+${k}: after the result):`, "")
+  lines.push(`| variant | outcome | ${Array.from({ length: 2 * k }, (_, i) => (i < k ? `${i - k}` : `+${i - k + 1}`)).join(" | ")} |`)
+  lines.push(`|---|---|${"---:|".repeat(2 * k)}`)
+  for (const arm of arms) {
+    const mine = records.filter((r) => r.arm === arm)
+    for (const o of [...new Set(mine.map((r) => r.outcome))]) {
+      const rs = mine.filter((r) => r.outcome === o)
+      const cells = Array.from({ length: 2 * k }, (_, i) => f(meanOf(rs.map((r) => r.profile[i]!).filter((x) => !Number.isNaN(x))), 2))
+      lines.push(`| ${arm} | ${o} | ${cells.join(" | ")} |`)
+    }
+  }
+  return lines
+}
+
+const padStep = (n: number) => String(n).padStart(6, "0")
+
+/** Global sampling of `rl.steps` batches from one arm's cold start; the measured tool results. */
+const sampleVariant = (spec: ExperimentSpec, run: string, arm: ResolvedArm, seed: number) =>
+  Effect.gen(function*() {
+    const store = yield* RunStore
+    const components: Components = { ...embeddedComponents, ...spec.components }
+    const config = arm.config
+    const task = (yield* components.task(config)) as TaskDefinition & Partial<PremiseTask>
+    if (task.outcomeOf === undefined) return yield* Effect.die(new Error(`premise-entropy: task ${task.name} has no outcomeOf (not a premise task)`))
+    const premise = task as PremiseTask
+    const toolbox = components.toolbox(config, task)
+    const cold = yield* coldStart({ config, seed, task, toolbox, label: `cold-start SFT ${arm.name} (seed ${seed})` })
+    yield* Effect.promise(ensureBackend)
+    const policy = Policy.fromHost(config.model, cold.params)
+    const services = components.sampler(config, arm.sampler).pipe(Layer.provideMerge(Layer.mergeAll(components.engine(config, policy), toolbox)))
+    const pool = Math.min(config.rl.promptPool, task.sizes.train ?? Number.MAX_SAFE_INTEGER)
+    const records: Array<ResultRecord> = []
+    const started = performance.now()
+    yield* Effect.gen(function*() {
+      const sampler = yield* Sampler
+      const tok = (yield* Engine).tokenizer
+      for (let step = 1; step <= config.rl.steps; step++) {
+        yield* Effect.gen(function*() {
+          const problems = promptIndices(seed, step, 0, config.rl.promptsPerStep, pool).flatMap((i) => {
+            const p = task.problem("train", i)
+            return p === undefined ? [] : [p]
+          })
+          const trees = yield* sampler.sample(problems.map((p) => promptTokens(tok, p)), { step, key: derive(root(seed), "rollout", 0) })
+          yield* emit(rewardEvent(batchFigures(trees.map((tree, i) => scoreTree(task, tok.decode, problems[i]!, tree)))))
+          const measured = measureTrees(premise, tok.decode, trees, config.rollout.window, tok.vocabSize, { arm: arm.name, seed, step })
+          for (const r of measured) records.push(r)
+          if (step === 1) yield* store.writeTrees(`${arm.name}.seed${seed}.step-${padStep(step)}`, trees)
+        }).pipe(withScope({ run, arm: arm.name, seed, step }))
+      }
+    }).pipe(Effect.provide(services), Effect.scoped)
+    const wall = (performance.now() - started) / 1000
+    yield* Console.error(`${arm.name} seed ${seed}: ${records.length} tool results measured in ${wall.toFixed(1)} s (cold start ${cold.cached ? "cached" : `${(cold.wallMs / 1000).toFixed(1)} s`}, final SFT loss ${cold.finalLoss.toFixed(4)})`)
+    return { records, coldStartMs: cold.wallMs, samplingMs: wall * 1000 }
+  })
+
+const entropyArms: ReadonlyArray<ArmSpec> = premiseVariants.map((v) => ({ name: v.name, sampler: "global", set: { task: v.task } }))
+
+export const premiseEntropySpec: ExperimentSpec = {
+  name: "premise-entropy",
+  description: "No training: does entropy rise after uncertain tool results (flaky calculator, noisy search, ambiguous pointer chase) and not after certain ones (their controls)?",
+  config: premiseConfig,
+  profiles: {
+    quick: { seeds: [1], set: { sft: { steps: 400 }, rl: { steps: 3, promptsPerStep: 8 } } },
+    full: { seeds: [1, 2, 3], set: { rl: { steps: 8, promptsPerStep: 16 } } }
+  },
+  arms: entropyArms
+}
+
+/** Run the entropy study: every seed × variant, then the tables (stdout, premise-entropy.md/json). */
+export const runPremiseEntropy = (spec: ExperimentSpec, options: RunOptions) =>
+  Effect.gen(function*() {
+    const arms = yield* resolveArms(spec, options)
+    const seeds = options.seeds ?? spec.profiles[options.profile].seeds
+    const stored: StoredRun = {
+      experiment: spec.name,
+      profile: options.profile,
+      seeds,
+      set: options.set,
+      sweep: options.sweep,
+      arms: arms.map((a) => ({ name: a.name, sampler: a.sampler, config: Schema.encodeSync(RunConfigSchema)(a.config) }))
+    }
+    return yield* Effect.gen(function*() {
+      const store = yield* RunStore
+      const dir = store.paths.dir
+      const run = NodePath.basename(dir)
+      const records: Array<ResultRecord> = []
+      const timing: Array<{ arm: string; seed: number; coldStartMs: number; samplingMs: number }> = []
+      const started = performance.now()
+      for (const seed of seeds) {
+        for (const arm of arms) {
+          const r = yield* sampleVariant(spec, run, arm, seed)
+          for (const x of r.records) records.push(x)
+          timing.push({ arm: arm.name, seed, coldStartMs: r.coldStartMs, samplingMs: r.samplingMs })
+        }
+      }
+      const c = arms[0]!.config
+      const k = c.rollout.window
+      const lines = [
+        `Global sampling from each variant's cold start (${c.sft.steps} SFT steps), no training; seeds ${seeds.join(",")}, ` +
+        `${c.rl.steps} batches × ${c.rl.promptsPerStep} prompts × M = ${c.rollout.budget}, temperature ${c.rollout.temperature}, k = ${k}, ` +
+        `call limit ${c.rollout.callLimit}; wall ${((performance.now() - started) / 1000).toFixed(0)} s`,
+        "",
+        ...entropyTables(records, k)
+      ]
+      yield* writeFileAtomic(NodePath.join(dir, "premise-entropy.md"), `# Premise: entropy after tool results\n\n${lines.join("\n")}\n`)
+      yield* writeJsonAtomic(NodePath.join(dir, "premise-entropy.json"), { setup: lines[0], seeds, timing, records })
+      for (const line of [...lines, "", `Tables: ${NodePath.join(dir, "premise-entropy.md")} (records in premise-entropy.json)`]) yield* Console.log(line)
+      return dir
+    }).pipe(Effect.provide(RunStore.eventsLayer), Effect.provide(RunStore.layerCreate({ root: options.out, experiment: spec.name, config: stored })))
+  })
+
+export const premiseEntropy: Experiment = {
+  name: premiseEntropySpec.name,
+  description: premiseEntropySpec.description,
+  run: (options) => runPremiseEntropy(premiseEntropySpec, options)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// the RL experiment
+
+/** The samplers compared on every variant, at an equal rollout budget M. */
+const coreArms = (v: typeof premiseVariants[number]): ReadonlyArray<ArmSpec> => [
+  { name: `${v.name}.grpo`, sampler: "global", set: { task: v.task } },
+  { name: `${v.name}.arpo`, sampler: "arpo", set: { task: v.task } },
+  // random-branch at α: ARPO's branch probability when ΔH ≈ 0; the report shows both measured branch rates
+  { name: `${v.name}.random`, sampler: "random-branch", set: { task: v.task } },
+  // AEPO's sampler with its balanced clip (the entropy-aware advantage has no config key yet)
+  { name: `${v.name}.aepo`, sampler: "aepo", set: { task: v.task, loss: { balancedClip: true } } }
+]
+
+/** Full profile only: a compute-matched GRPO (fewer trajectories, about ARPO's computed tokens) and β on the raw scale. */
+const fullExtraArms = (v: typeof premiseVariants[number]): ReadonlyArray<ArmSpec> => [
+  { name: `${v.name}.grpo-m6`, sampler: "global", set: { task: v.task, rollout: { budget: 6 } } },
+  ...[2, 8, 32].map((beta): ArmSpec => ({ name: `${v.name}.arpo-b${beta}`, sampler: "arpo", set: { task: v.task, rollout: { beta } } }))
+]
+
+const rlProfiles: ExperimentSpec["profiles"] = {
+  // minutes on 2 cores: one seed, a short cold start, 3 RL steps, 64 held-out questions
+  quick: { seeds: [1], set: { sft: { steps: 400 }, rl: { steps: 3, promptsPerStep: 8 }, eval: { questions: 64 }, checkpointEvery: 3 } },
+  // ≥ 10 seeds, 40 RL steps, 256 held-out questions per seed (hours on 2 cores; see docs/results.md)
+  full: { seeds: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], set: { rl: { steps: 40 }, eval: { questions: 256 }, checkpointEvery: 10 } }
+}
+
+/** One evaluated policy: per held-out question, greedy correctness, tool calls and response tokens. */
+interface Evaluated {
+  readonly arm: string
+  readonly seed: number
+  readonly questions: ReadonlyArray<{ readonly id: string; readonly accuracy: number; readonly toolCalls: number; readonly tokens: number }>
+  readonly evalMs: number
+}
+
+const variantOf = (arm: string): string => arm.split(".")[0]!
+
+/** Evaluate weights greedily on the arm's held-out questions, per question. */
+const evaluateWeights = (arm: ResolvedArm, seed: number, params: ReadonlyArray<HostTensor>, label: string) =>
+  Effect.gen(function*() {
+    const components: Components = embeddedComponents
+    const task = yield* components.task(arm.config)
+    yield* Effect.promise(ensureBackend)
+    const policy = Policy.fromHost(arm.config.model, params)
+    const services = Layer.mergeAll(components.engine(arm.config, policy), components.toolbox(arm.config, task)).pipe(
+      Layer.provideMerge(Events.layerDiscard)
+    )
+    const detail = yield* Effect.gen(function*() {
+      const env = { engine: yield* Engine, toolbox: yield* Toolbox, events: yield* Events }
+      return yield* evaluateDetailed(env, task, { ...arm.config.eval, k: 1 }, arm.config.rollout, { split: "test", seed, step: 0, samples: 1 })
+    }).pipe(Effect.provide(services), Effect.scoped)
+    const out: Evaluated = {
+      arm: label,
+      seed,
+      questions: detail.perQuestion.map((q) => ({
+        id: q.id,
+        accuracy: q.greedyAccuracy,
+        toolCalls: q.greedyToolCalls,
+        tokens: byteTokenizer.encode(q.greedyResponse).length
+      })),
+      evalMs: detail.figures.evalMs
+    }
+    return out
+  })
+
+/** Paired differences over seeds × questions (a − b), clustered by question. */
+const pairedDifference = (all: ReadonlyArray<Evaluated>, armA: string, armB: string) => {
+  const by = (arm: string) => new Map(all.filter((e) => e.arm === arm).flatMap((e) => e.questions.map((q) => [`${e.seed}/${q.id}`, q.accuracy] as const)))
+  const ma = by(armA)
+  const mb = by(armB)
+  const values: Array<{ cluster: string; value: number }> = []
+  for (const [k, va] of ma) {
+    const vb = mb.get(k)
+    if (vb !== undefined) values.push({ cluster: k.slice(k.indexOf("/") + 1), value: va - vb })
+  }
+  return clusterBootstrap(values, 2000, 3)
+}
+
+interface ArmCost {
+  readonly arm: string
+  tokensGenerated: number
+  tokensComputed: number
+  trajectories: number
+  toolCalls: number
+  considered: number
+  taken: number
+  wallMs: number
+  deltaH: Array<number>
+  probability: Array<number>
+  callIndex: Array<number>
+}
+
+/** Per arm: training cost and branching figures from events.jsonl. */
+const armCosts = (events: ReadonlyArray<StampedEvent>): ReadonlyArray<ArmCost> => {
+  const m = new Map<string, ArmCost>()
+  const at = (arm: string) => {
+    let c = m.get(arm)
+    if (c === undefined) {
+      c = { arm, tokensGenerated: 0, tokensComputed: 0, trajectories: 0, toolCalls: 0, considered: 0, taken: 0, wallMs: 0, deltaH: [], probability: [], callIndex: [] }
+      m.set(arm, c)
+    }
+    return c
+  }
+  for (const { stamp, event } of events) {
+    if (event._tag === "rollout.batch") {
+      const c = at(stamp.arm)
+      c.tokensGenerated += event.tokensGenerated
+      c.tokensComputed += event.tokensComputed
+      c.trajectories += event.trajectories
+      c.toolCalls += event.toolCalls
+      c.considered += event.branchConsidered
+      c.taken += event.branchTaken
+    } else if (event._tag === "rollout.branch") {
+      const c = at(stamp.arm)
+      c.deltaH.push(event.deltaH)
+      c.probability.push(event.probability)
+      if (event.call !== undefined) c.callIndex.push(event.call)
+    } else if (event._tag === "metric" && event.name === "arm.wallMs") {
+      at(stamp.arm).wallMs += event.value
+    }
+  }
+  return [...m.values()]
+}
+
+const quantile = (xs: ReadonlyArray<number>, q: number): number => {
+  if (xs.length === 0) return Number.NaN
+  const s = xs.slice().sort((a, b) => a - b)
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))]!
+}
+
+/** The report's lines: accuracy with intervals, paired comparisons, cost, branching; written to premise.md / premise.json. */
+export const premiseConclusion = (_summary: Summary, dir: string) =>
+  Effect.gen(function*() {
+    const config = JSON.parse(fs.readFileSync(NodePath.join(dir, "config.json"), "utf8")) as unknown
+    const { stored, arms } = yield* readStoredRun(dir, config)
+    const log = yield* readEventsFile(NodePath.join(dir, "events.jsonl"))
+    const evaluated: Array<Evaluated> = []
+    // the cold start of each variant and seed (step 0, shared by the variant's arms), then every arm's last checkpoint
+    const seen = new Set<string>()
+    for (const seed of stored.seeds) {
+      for (const arm of arms) {
+        const v = variantOf(arm.name)
+        if (!seen.has(`${v}/${seed}`)) {
+          seen.add(`${v}/${seed}`)
+          const task = yield* embeddedComponents.task(arm.config)
+          const cold = yield* coldStart({
+            config: arm.config,
+            seed,
+            task,
+            toolbox: embeddedComponents.toolbox(arm.config, task),
+            label: `cold start ${v} (seed ${seed})`
+          })
+          evaluated.push(yield* evaluateWeights(arm, seed, cold.params, `${v}.cold-start`))
+        }
+        const ck = readCheckpoint(NodePath.join(dir, "checkpoints", checkpointName(arm.name, seed, arm.config.rl.steps), "policy.safetensors"))
+        evaluated.push(yield* evaluateWeights(arm, seed, ck.params, arm.name))
+      }
+    }
+    const labels = [...new Set(evaluated.map((e) => e.arm))]
+    const lines: Array<string> = [
+      `Held-out greedy accuracy (token F1 of the boxed answer; mean over seeds ${stored.seeds.join(",")} × ${arms[0]?.config.eval.questions ?? 0} test questions, 95% bootstrap interval clustered by question), tool calls and response tokens per question at evaluation:`,
+      "",
+      "| arm | accuracy | tool calls / question | response tokens / question |",
+      "|---|---:|---:|---:|"
+    ]
+    for (const label of labels) {
+      const qs = evaluated.filter((e) => e.arm === label).flatMap((e) => e.questions)
+      const acc = clusterBootstrap(qs.map((q) => ({ cluster: q.id, value: q.accuracy })), 2000, 4)
+      lines.push(`| ${label} | ${iv(acc, 3)} | ${f(meanOf(qs.map((q) => q.toolCalls)), 2)} | ${f(meanOf(qs.map((q) => q.tokens)), 1)} |`)
+    }
+    lines.push("", "Paired differences in held-out accuracy (a − b over the same seeds × questions; 95% bootstrap interval clustered by question):", "")
+    lines.push("| variant | a − b | difference | verdict |", "|---|---|---:|---|")
+    const armLabels = labels.filter((l) => !l.endsWith(".cold-start"))
+    for (const v of [...new Set(armLabels.map(variantOf))]) {
+      const has = (s: string) => armLabels.includes(`${v}.${s}`)
+      const pairs: Array<readonly [string, string]> = [["arpo", "grpo"], ["random", "grpo"], ["arpo", "random"], ["aepo", "grpo"], ["aepo", "arpo"], ["arpo", "grpo-m6"], ["grpo", "cold-start"], ["arpo", "cold-start"]]
+      for (const [a, b] of pairs) {
+        if (!has(a) || !(has(b) || b === "cold-start")) continue
+        const d = pairedDifference(evaluated, `${v}.${a}`, `${v}.${b}`)
+        const word = Number.isNaN(d.lo) ? "cannot tell" : d.lo > 0 ? `${a} better` : d.hi < 0 ? `${b} better` : "cannot tell"
+        lines.push(`| ${v} | ${a} − ${b} | ${iv(d, 3)} | ${word} |`)
+      }
+    }
+    const costs = armCosts(log.events)
+    lines.push(
+      "",
+      "Training cost and branching (sums over seeds and RL steps; ΔH is the runner's paper form; branch rate = taken / considered):",
+      "",
+      "| arm | RL wall s | tokens generated | tokens computed | tool calls / trajectory | branch rate | ΔH p10 / p50 / p90 | P_t mean | branch call index 1/2/3 |",
+      "|---|---:|---:|---:|---:|---:|---|---:|---|"
+    )
+    for (const c of costs) {
+      const calls = [1, 2, 3].map((i) => c.callIndex.filter((x) => x === i).length).join(" / ")
+      lines.push(
+        `| ${c.arm} | ${f(c.wallMs / 1000, 1)} | ${c.tokensGenerated} | ${c.tokensComputed} | ${f(c.toolCalls / Math.max(1, c.trajectories), 3)} | ${
+          c.considered === 0 ? "–" : f(c.taken / c.considered, 3)
+        } | ${c.deltaH.length === 0 ? "–" : `${f(quantile(c.deltaH, 0.1), 4)} / ${f(quantile(c.deltaH, 0.5), 4)} / ${f(quantile(c.deltaH, 0.9), 4)}`} | ${
+          c.probability.length === 0 ? "–" : f(meanOf(c.probability), 3)
+        } | ${c.callIndex.length === 0 ? "–" : calls} |`
+      )
+    }
+    yield* writeFileAtomic(NodePath.join(dir, "premise.md"), `# Premise: RL on the premise tasks\n\n${lines.join("\n")}\n`)
+    yield* writeJsonAtomic(NodePath.join(dir, "premise.json"), { seeds: stored.seeds, evaluated, costs })
+    return [...lines, "", `Tables: ${NodePath.join(dir, "premise.md")}`]
+  })
+
+const rlSpec = (arms: ReadonlyArray<ArmSpec>): ExperimentSpec => ({
+  name: "premise",
+  description: "GRPO, ARPO, random-branch and AEPO at an equal rollout budget on three tasks whose tool results carry uncertainty and their deterministic controls",
+  config: premiseConfig,
+  profiles: rlProfiles,
+  arms,
+  conclude: premiseConclusion
+})
+
+export const premiseQuickSpec = rlSpec(premiseVariants.flatMap((v) => coreArms(v).filter((a) => a.sampler === "global" || a.sampler === "arpo")))
+export const premiseFullSpec = rlSpec(premiseVariants.flatMap((v) => [...coreArms(v), ...fullExtraArms(v)]))
+
+/** `premise`: the quick profile runs GRPO and ARPO per variant; the full profile every arm (its config.json lists them). */
+export const premise: Experiment = {
+  name: "premise",
+  description: premiseFullSpec.description,
+  run: (options) => define(options.profile === "quick" ? premiseQuickSpec : premiseFullSpec).run(options),
+  resume: (dir) => define(premiseFullSpec).resume!(dir),
+  evaluate: (checkpoint, options) => define(premiseFullSpec).evaluate!(checkpoint, options)
+}

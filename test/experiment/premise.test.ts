@@ -1,0 +1,67 @@
+import { assert, describe, it } from "@effect/vitest"
+import type { TokenId } from "../../src/core/tokens.ts"
+import type { Node, RolloutTree } from "../../src/core/tree.ts"
+import { clusterBootstrap, differenceBootstrap, entropyTables, measureTrees, verdict } from "../../src/experiment/catalog/premise.ts"
+import { byteTokenizer } from "../../src/model/tokenizer.ts"
+import * as FlakyArithmetic from "../../src/tasks/flakyArithmetic.ts"
+
+const enc = (s: string) => byteTokenizer.encode(s) as ReadonlyArray<TokenId>
+const model = (parent: number, text: string, entropy: number, toolCall?: { tool: string; content: string }): Node => {
+  const tokens = enc(text)
+  return { parent, kind: "model", tokens, logprobs: tokens.map(() => -0.1), entropies: tokens.map(() => entropy), finish: toolCall ? "stop" : "eos", ...(toolCall ? { toolCall } : {}) }
+}
+const tool = (parent: number, output: string): Node => ({ parent, kind: "tool", tokens: enc(` <result>\n${output}\n</result>`), logprobs: [], entropies: [] })
+
+/** One prompt, two trajectories: an error then a retry (high entropy after the error), and a clean call. */
+const tree: RolloutTree = {
+  prompt: 0,
+  nodes: [
+    { parent: -1, kind: "prompt", tokens: enc("Compute 12*34.\n"), logprobs: [], entropies: [] },
+    model(0, "<think>Use python.</think><python>12*34</python>", 0.1, { tool: "python", content: "12*34" }),
+    tool(1, "Error: busy"),
+    model(2, "<python>12*34</python>", 0.9, { tool: "python", content: "12*34" }),
+    tool(3, "408"),
+    model(4, "<answer>\\boxed{408}</answer>", 0.05),
+    model(0, "<think>Use python.</think><python>12*34</python>", 0.1, { tool: "python", content: "12*34" }),
+    tool(6, "408"),
+    model(7, "<answer>\\boxed{408}</answer>", 0.05)
+  ]
+}
+
+describe("premise study", () => {
+  const task = FlakyArithmetic.make({ seed: 1, failureRate: 0.3 })
+  const records = measureTrees(task, byteTokenizer.decode, [tree], 8, 268, { arm: "flaky", seed: 1, step: 1 })
+
+  it("measures every tool result of every trajectory, classified by the task, with ΔH in every form", () => {
+    assert.deepStrictEqual(records.map((r) => [r.trajectory, r.call, r.outcome]), [[0, 1, "error"], [0, 2, "ok"], [1, 1, "ok"]])
+    const err = records[0]!
+    // the retry segment `<python>12*34</python>` is 7 tokens: the paper form sums 7, the continued form 8 (one from the answer)
+    assert.strictEqual(err.firstSegment, 7)
+    assert.closeTo(err.after.paper, 7 * 0.9, 1e-9)
+    assert.closeTo(err.after.continued, 7 * 0.9 + 0.05, 1e-9)
+    assert.closeTo(err.after.mean, 8 * 0.9, 1e-9)
+    assert.closeTo(err.initial.paper, 8 * 0.1, 1e-9)
+    assert.isAbove(err.deltaH.mean, 0)
+    assert.isBelow(records[2]!.deltaH.mean, 0)
+    assert.strictEqual(err.profile.length, 16)
+  })
+
+  it("the tables report each outcome and the contrast between uncertain and certain results", () => {
+    const text = entropyTables(records, 8).join("\n")
+    assert.include(text, "| flaky | error | 1 |")
+    assert.include(text, "after error − after ok")
+  })
+
+  it("cluster bootstrap intervals contain the mean, are reproducible, and say cannot tell with one cluster", () => {
+    const values = Array.from({ length: 60 }, (_, i) => ({ cluster: `p${i % 12}`, value: (i % 7) / 7 }))
+    const a = clusterBootstrap(values)
+    assert.deepStrictEqual(a, clusterBootstrap(values))
+    assert.isTrue(a.lo <= a.mean && a.mean <= a.hi)
+    assert.strictEqual(a.clusters, 12)
+    assert.include(verdict(clusterBootstrap(values.map((v) => ({ ...v, cluster: "one" })))), "cannot tell")
+    const shifted = values.map((v) => ({ ...v, value: v.value + 1 }))
+    const d = differenceBootstrap(shifted, values)
+    assert.closeTo(d.mean, 1, 1e-9)
+    assert.strictEqual(verdict(d), "rises")
+  })
+})
