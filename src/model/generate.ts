@@ -118,6 +118,17 @@ const lcp = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): number => {
   return i
 }
 
+/** Throws (RangeError, ContextTooLong) for a request the model cannot serve. */
+export const checkRequests = (c: { readonly context: number; readonly vocab: number }, requests: ReadonlyArray<GenRequest>): void => {
+  for (const r of requests) {
+    if (r.tokens.length === 0) throw new RangeError("generate: a request has an empty context")
+    if (r.tokens.length + 1 > c.context) throw new ContextTooLong(r.tokens.length, c.context)
+    for (const t of r.tokens) {
+      if (!Number.isInteger(t) || t < 0 || t >= c.vocab) throw new RangeError(`generate: token id ${t} is outside the vocabulary (${c.vocab})`)
+    }
+  }
+}
+
 type CopyFn = OwnedFunction<(cache: KvCache, src: np.Array, n: np.Array) => KvCache>
 type ScoreFn = OwnedFunction<
   (p: Params, tokens: np.Array, cos: np.Array, sin: np.Array) => { logp: np.Array; entropy: np.Array }
@@ -187,14 +198,7 @@ export class Generator {
   }
 
   generate(requests: ReadonlyArray<GenRequest>): { results: Array<GenResult>; stats: GenStats } {
-    const c = this.policy.config
-    for (const r of requests) {
-      if (r.tokens.length === 0) throw new RangeError("generate: a request has an empty context")
-      if (r.tokens.length + 1 > c.context) throw new ContextTooLong(r.tokens.length, c.context)
-      for (const t of r.tokens) {
-        if (!Number.isInteger(t) || t < 0 || t >= c.vocab) throw new RangeError(`generate: token id ${t} is outside the vocabulary (${c.vocab})`)
-      }
-    }
+    checkRequests(this.policy.config, requests)
     this.syncVersion()
     const stats: GenStats = { sequences: requests.length, newTokens: 0, computedTokens: 0, reusedTokens: 0 }
     const results: Array<GenResult> = []

@@ -62,6 +62,13 @@ export class PrefixCache {
     return best
   }
 
+  /** Length of the longest prefix an entry shares with `tokens` (0 when none), without marking it used. */
+  peek(tokens: ArrayLike<number>): number {
+    let best = 0
+    for (const e of this.entries) best = Math.max(best, lcp(e.tokens, tokens))
+    return best
+  }
+
   /** Stores an entry; drops entries it extends, skips it when an entry already extends it; evicts LRU. */
   insert(tokens: Int32Array, k: ReadonlyArray<Float32Array>, v: ReadonlyArray<Float32Array>): void {
     if (tokens.length === 0 || tokens.length > this.maxTokens) return
