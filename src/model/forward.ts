@@ -102,14 +102,24 @@ export const logitsOf = (c: ModelConfig, p: Params, x: np.Array): np.Array => {
  */
 export const attentionBlock = 64
 
-/** softmax(q·kᵀ/√h + causal mask)·v for queries [s, e) against keys [0, e) (borrows q, k, v [B,H,T,h]). */
-const causalBlock = (q: np.Array, k: np.Array, v: np.Array, s: number, e: number, scale: number): np.Array => {
+/**
+ * softmax(q·kᵀ/√h + mask)·v for queries [s, e) against keys [0, e) (borrows q, k, v [B,H,T,h] and
+ * treeEnd). The mask is causal; with `treeEnd` [B,T] (a packed tree, src/core/treePack.ts) query i also
+ * needs i < treeEnd[j] to see key j, i.e. j is i or one of its ancestors.
+ */
+const causalBlock = (q: np.Array, k: np.Array, v: np.Array, s: number, e: number, scale: number, treeEnd?: np.Array): np.Array => {
   const qb = q.ref.slice([], [], [s, e], [])
   const kb = k.ref.slice([], [], [0, e], [])
   const vb = v.ref.slice([], [], [0, e], [])
   const scores = np.matmul(qb, kb.transpose([0, 1, 3, 2])).mul(scale)
-  const causal = np.tri(e - s, e, s, { dtype: np.bool })
-  const probs = nn.softmax(np.where(causal, scores, maskedScore), -1)
+  let allowed = np.tri(e - s, e, s, { dtype: np.bool })
+  if (treeEnd !== undefined) {
+    const b = treeEnd.shape[0]!
+    const ends = treeEnd.ref.slice([], [0, e]).reshape([b, 1, 1, e])
+    const rows = np.arange(s, e, 1, { dtype: np.int32 }).reshape([1, 1, e - s, 1])
+    allowed = np.logicalAnd(allowed, np.less(rows, ends))
+  }
+  const probs = nn.softmax(np.where(allowed, scores, maskedScore), -1)
   return np.matmul(probs, vb)
 }
 
@@ -118,14 +128,14 @@ const causalBlock = (q: np.Array, k: np.Array, v: np.Array, s: number, e: number
  * `attentionBlock` query rows. Masked keys get exactly zero weight either way, so the blocks change
  * the result only by float rounding (shorter softmax sums and matmul reductions).
  */
-const attentionFull = (c: ModelConfig, p: LayerParams, x: np.Array, cos: np.Array, sin: np.Array): np.Array => {
+const attentionFull = (c: ModelConfig, p: LayerParams, x: np.Array, cos: np.Array, sin: np.Array, treeEnd?: np.Array): np.Array => {
   const t = x.shape[1]!
   const q = applyRope(splitHeads(np.matmul(x.ref, p.wq.ref), c.heads), cos.ref, sin.ref)
   const k = applyRope(splitHeads(np.matmul(x.ref, p.wk.ref), c.heads), cos, sin)
   const v = splitHeads(np.matmul(x, p.wv.ref), c.heads)
   const scale = 1 / Math.sqrt(headDim(c))
   const blocks: Array<np.Array> = []
-  for (let s = 0; s < t; s += attentionBlock) blocks.push(causalBlock(q, k, v, s, Math.min(t, s + attentionBlock), scale))
+  for (let s = 0; s < t; s += attentionBlock) blocks.push(causalBlock(q, k, v, s, Math.min(t, s + attentionBlock), scale, treeEnd))
   q.dispose()
   k.dispose()
   v.dispose()
@@ -133,15 +143,20 @@ const attentionFull = (c: ModelConfig, p: LayerParams, x: np.Array, cos: np.Arra
   return np.matmul(mergeHeads(out), p.wo.ref)
 }
 
-/** Logits [B,T,V] of a batch of whole sequences (borrows params; consumes tokens, cos, sin: [T,h]). */
-export const forwardLogits = (c: ModelConfig, p: Params, tokens: np.Array, cos: np.Array, sin: np.Array): np.Array => {
+/**
+ * Logits [B,T,V] of a batch of whole sequences (borrows params; consumes tokens, cos, sin: [T,h], or
+ * [B,1,T,h] for per-token positions, and treeEnd). With `treeEnd` [B,T] int32 each row is a packed tree
+ * (src/core/treePack.ts): token i attends to the tokens j ≤ i with i < treeEnd[j] (its ancestors).
+ */
+export const forwardLogits = (c: ModelConfig, p: Params, tokens: np.Array, cos: np.Array, sin: np.Array, treeEnd?: np.Array): np.Array => {
   let x = embed(p, tokens)
   for (const layer of p.layers) {
-    x = x.ref.add(attentionFull(c, layer, rmsNorm(x, layer.attnNorm, c.normEps), cos.ref, sin.ref))
+    x = x.ref.add(attentionFull(c, layer, rmsNorm(x, layer.attnNorm, c.normEps), cos.ref, sin.ref, treeEnd))
     x = x.ref.add(mlp(rmsNorm(x, layer.mlpNorm, c.normEps), layer))
   }
   cos.dispose()
   sin.dispose()
+  treeEnd?.dispose()
   return logitsOf(c, p, x)
 }
 

@@ -10,12 +10,12 @@ import { Worker } from "node:worker_threads"
 import type { PolicyLossConfig } from "../core/loss.ts"
 import type { ModelConfig } from "./config.ts"
 import type { DTypeName } from "./params.ts"
-import type { MicroBatch } from "./train.ts"
+import type { AnyMicroBatch } from "./train.ts"
 
 export interface GradRequest {
   readonly id: number
   readonly objective: PolicyLossConfig | "sft"
-  readonly mbs: ReadonlyArray<MicroBatch>
+  readonly mbs: ReadonlyArray<AnyMicroBatch>
   /** the current weights in checkpoint order, when they changed since this worker's last request */
   readonly weights?: ReadonlyArray<Float32Array | Float64Array>
 }
@@ -90,7 +90,7 @@ export class GradPool {
   request(
     w: number,
     objective: PolicyLossConfig | "sft",
-    mbs: ReadonlyArray<MicroBatch>,
+    mbs: ReadonlyArray<AnyMicroBatch>,
     generation: number,
     weights: () => ReadonlyArray<Float32Array | Float64Array>
   ): Promise<GradShare> {

@@ -5,12 +5,13 @@
  * so the sum equals the full-batch loss), clips the global gradient norm and takes an AdamW step.
  * Synchronous and Effect-free; the Trainer adapter (src/trainer/embedded.ts) wraps it.
  */
-import { jit, lax, numpy as np, type OwnedFunction, tree, valueAndGrad } from "@jax-js/jax"
+import { jit, lax, nn, numpy as np, type OwnedFunction, tree, valueAndGrad } from "@jax-js/jax"
 import type { OptimizerStepFigures, TrainSequence } from "../core/batch.ts"
+import { packTree } from "../core/treePack.ts"
 import { aggregationScale, klEstimators, type Normalizer, type PolicyLossConfig } from "../core/loss.ts"
 import type { ModelConfig } from "./config.ts"
 import { forwardLogits, ropeTables, type RopeTables, ropePrefix, tokenLogprobs } from "./forward.ts"
-import { policyLossValue, sftLossValue } from "./loss.ts"
+import { policyLossValue, policyTokenLoss, sftLossValue } from "./loss.ts"
 import type { GradPool, GradShare } from "./parallel.ts"
 import { disposeParams, fromLeaves, leaves, type Params, refParams } from "./params.ts"
 import type { Policy } from "./policy.ts"
@@ -105,6 +106,120 @@ export const packMicroBatches = (
   return out
 }
 
+/**
+ * One micro-batch of packed trees (src/core/treePack.ts): rows of trie tokens with their positions,
+ * parents and subtree ends, and one loss entry per (sequence, masked token) pointing at its row token,
+ * with that sequence's advantage, old/ref log-prob and aggregation scale × weight. Entries are padded to
+ * a power of two (mask 0, weight 0).
+ */
+export interface TreeMicroBatch {
+  readonly kind: "tree"
+  readonly rows: number
+  readonly length: number
+  readonly realRows: number
+  readonly tokens: Int32Array<ArrayBuffer>
+  readonly positions: Int32Array<ArrayBuffer>
+  readonly end: Int32Array<ArrayBuffer>
+  /** per row token: the flat index (row · length + i) of the token whose logits predict it (itself for a first token or padding) */
+  readonly parent: Int32Array<ArrayBuffer>
+  /** per row token: 0 for a first token or padding (log-prob 0), else 1 */
+  readonly predicted: Float64Array<ArrayBuffer>
+  /** per entry: flat row-token index */
+  readonly index: Int32Array<ArrayBuffer>
+  /** per entry: 1 for a real entry */
+  readonly mask: Float64Array<ArrayBuffer>
+  readonly advantages: Float64Array<ArrayBuffer>
+  readonly oldLogprobs: Float64Array<ArrayBuffer>
+  readonly refLogprobs: Float64Array<ArrayBuffer>
+  /** per entry: aggregation scale × weight of its sequence */
+  readonly scale: Float64Array<ArrayBuffer>
+  /** per entry: its sequence (batch index; −1 for padding) */
+  readonly sequence: Int32Array<ArrayBuffer>
+}
+
+export type AnyMicroBatch = MicroBatch | TreeMicroBatch
+
+const isTree = (mb: AnyMicroBatch): mb is TreeMicroBatch => (mb as TreeMicroBatch).kind === "tree"
+
+/** How policy steps lay out their sequences: one row each (default) or packed trees. */
+export interface TreePackingOptions {
+  /** most tokens of a packed row (default: the model's context) */
+  readonly rowTokens?: number
+}
+
+/**
+ * Packs sequences as trees (`packTree`) into micro-batches of at most `rows` rows: each shared prefix
+ * once per row. Lengths use `trainLengthBucket`; loss entries are those of `packMicroBatches`.
+ */
+export const packTreeMicroBatches = (
+  seqs: ReadonlyArray<{
+    readonly tokens: ReadonlyArray<number>
+    readonly lossMask: ReadonlyArray<number>
+    readonly advantages: ReadonlyArray<number>
+    readonly oldLogprobs: ReadonlyArray<number>
+    readonly refLogprobs?: ReadonlyArray<number> | undefined
+  }>,
+  scaleOf: (index: number, maskedTokens: number) => number,
+  rows: number,
+  context: number,
+  pad: number,
+  rowTokens = context
+): Array<TreeMicroBatch> => {
+  for (const s of seqs) if (s.tokens.length > context) throw new RangeError(`train: a sequence of ${s.tokens.length} tokens exceeds the context ${context}`)
+  const packing = packTree(seqs, Math.max(rowTokens, 2))
+  const out: Array<TreeMicroBatch> = []
+  for (let r0 = 0; r0 < packing.rows.length; r0 += rows) {
+    const group = packing.rows.slice(r0, r0 + rows)
+    const B = Math.min(rows, nextPow2(group.length))
+    const T = trainLengthBucket(Math.max(2, ...group.map((r) => r.tokens.length)))
+    const tokens = new Int32Array(B * T).fill(pad)
+    const positions = new Int32Array(B * T)
+    const end = new Int32Array(B * T)
+    const parent = Int32Array.from({ length: B * T }, (_, i) => i)
+    const predicted = new Float64Array(B * T)
+    for (let i = 0; i < B * T; i++) end[i] = (i % T) + 1
+    const entries: Array<{ index: number; seq: number; t: number; scale: number }> = []
+    group.forEach((row, b) => {
+      const n = row.tokens.length
+      tokens.set(row.tokens, b * T)
+      positions.set(row.positions, b * T)
+      end.set(row.end, b * T)
+      for (let i = 0; i < n; i++) {
+        if (row.parent[i]! >= 0) {
+          parent[b * T + i] = b * T + row.parent[i]!
+          predicted[b * T + i] = 1
+        }
+      }
+      for (const s of row.sequences) {
+        const q = seqs[s]!
+        let masked = 0
+        for (let t = 0; t < q.tokens.length; t++) if (q.lossMask[t] === 1) masked++
+        const scale = scaleOf(s, masked)
+        const slot = packing.slots[s]!
+        for (let t = 0; t < q.tokens.length; t++) if (q.lossMask[t] === 1) entries.push({ index: b * T + slot[t]!, seq: s, t, scale })
+      }
+    })
+    const C = Math.max(16, nextPow2(entries.length))
+    const mb: TreeMicroBatch = {
+      kind: "tree", rows: B, length: T, realRows: group.length, tokens, positions, end, parent, predicted,
+      index: new Int32Array(C), mask: new Float64Array(C), advantages: new Float64Array(C), oldLogprobs: new Float64Array(C),
+      refLogprobs: new Float64Array(C), scale: new Float64Array(C), sequence: new Int32Array(C).fill(-1)
+    }
+    entries.forEach((e, k) => {
+      const q = seqs[e.seq]!
+      mb.index[k] = e.index
+      mb.mask[k] = 1
+      mb.advantages[k] = q.advantages[e.t]!
+      mb.oldLogprobs[k] = q.oldLogprobs[e.t]!
+      mb.refLogprobs[k] = q.refLogprobs?.[e.t] ?? 0
+      mb.scale[k] = e.scale
+      mb.sequence[k] = e.seq
+    })
+    out.push(mb)
+  }
+  return out
+}
+
 type Aux = { logp: np.Array; entropy: np.Array; clipActive: np.Array }
 type GradFn = OwnedFunction<
   (p: Params, tokens: np.Array, mask: np.Array, adv: np.Array, old: np.Array, ref: np.Array, scale: np.Array, cos: np.Array, sin: np.Array) => [
@@ -130,6 +245,44 @@ const makeGradFn = (c: ModelConfig, objective: PolicyLossConfig | "sft"): GradFn
     return [value, { logp: lax.stopGradient(logp), entropy: lax.stopGradient(entropy), clipActive }]
   }
   return jit(valueAndGrad(f, { hasAux: true })) as unknown as GradFn
+}
+
+type TreeGradFn = OwnedFunction<
+  (
+    p: Params, tokens: np.Array, positions: np.Array, end: np.Array, parent: np.Array, predicted: np.Array,
+    index: np.Array, adv: np.Array, old: np.Array, ref: np.Array, scale: np.Array, cos: np.Array, sin: np.Array
+  ) => [[np.Array, Aux], Params]
+>
+
+/**
+ * The jit-compiled value-and-grad of the policy loss on packed trees: rotary positions by depth, the
+ * tree attention mask, each row token's log-prob read from its parent's logits, then the loss of
+ * `policyTokenLoss` per entry (the aux is per entry too). One compile per (rows, length, entries) shape.
+ */
+const makeTreeGradFn = (c: ModelConfig, config: PolicyLossConfig): TreeGradFn => {
+  const f = (
+    p: Params, tokens: np.Array, positions: np.Array, end: np.Array, parent: np.Array, predicted: np.Array,
+    index: np.Array, adv: np.Array, old: np.Array, ref: np.Array, scale: np.Array, cosTable: np.Array, sinTable: np.Array
+  ): [np.Array, Aux] => {
+    const [b, t] = tokens.shape as [number, number]
+    const h = cosTable.shape[1]!
+    const flat = positions.reshape([b * t])
+    const cos = np.take(cosTable, flat.ref, 0).reshape([b, 1, t, h])
+    const sin = np.take(sinTable, flat, 0).reshape([b, 1, t, h])
+    const logits = forwardLogits(c, p, tokens.ref, cos, sin, end)
+    disposeParams(p)
+    const lsm = nn.logSoftmax(logits, -1).reshape([b * t, c.vocab])
+    const pred = np.take(lsm, parent, 0)
+    const targets = nn.oneHot(tokens.reshape([b * t]), c.vocab).astype(pred.dtype)
+    const logpTok = np.sum(pred.ref.mul(targets), -1).mul(predicted.ref)
+    const entTok = np.sum(np.exp(pred.ref).mul(pred), -1).neg().mul(predicted)
+    const logp = np.take(logpTok, index.ref, 0)
+    const entropy = np.take(lax.stopGradient(entTok), index, 0)
+    const { loss, clipActive } = policyTokenLoss(config, logp.ref, adv, old, ref)
+    const value = np.sum(loss.mul(scale))
+    return [value, { logp: lax.stopGradient(logp), entropy, clipActive }]
+  }
+  return jit(valueAndGrad(f, { hasAux: true })) as unknown as TreeGradFn
 }
 
 type ScoreFn = OwnedFunction<(p: Params, tokens: np.Array, cos: np.Array, sin: np.Array) => np.Array>
@@ -197,6 +350,7 @@ export class Learner {
   private t = 0
   private readonly rope: RopeTables
   private readonly gradFns = new Map<string, GradFn>()
+  private readonly treeGradFns = new Map<string, TreeGradFn>()
   private readonly normFn: NormFn
   private readonly adamFn: AdamFn
   private scoreFn: ScoreFn | undefined
@@ -262,6 +416,53 @@ export class Learner {
     return f
   }
 
+  private treeGradFn(objective: PolicyLossConfig): TreeGradFn {
+    const key = JSON.stringify({ tree: true, ...objective, dualClip: objective.dualClip ?? null })
+    let f = this.treeGradFns.get(key)
+    if (!f) {
+      f = makeTreeGradFn(this.policy.config, objective)
+      this.treeGradFns.set(key, f)
+    }
+    return f
+  }
+
+  /** Value, aux and gradient of one micro-batch (plain rows or packed trees). */
+  private microBatchGrad(objective: PolicyLossConfig | "sft", mb: AnyMicroBatch): [[np.Array, Aux], Params] {
+    const [B, T] = [mb.rows, mb.length]
+    if (isTree(mb)) {
+      if (objective === "sft") throw new RangeError("train: SFT steps take plain micro-batches, not packed trees")
+      const C = mb.index.length
+      const i32 = (d: Int32Array<ArrayBuffer>, shape: Array<number>) => np.array(d, { shape, dtype: np.int32 })
+      return this.treeGradFn(objective)(
+        refParams(this.policy.params),
+        i32(mb.tokens, [B, T]),
+        i32(mb.positions, [B, T]),
+        i32(mb.end, [B, T]),
+        i32(mb.parent, [B * T]),
+        this.arr(mb.predicted, [B * T]),
+        i32(mb.index, [C]),
+        this.arr(mb.advantages, [C]),
+        this.arr(mb.oldLogprobs, [C]),
+        this.arr(mb.refLogprobs, [C]),
+        this.arr(mb.scale, [C]),
+        this.rope.cos.ref,
+        this.rope.sin.ref
+      )
+    }
+    const [cos, sin] = ropePrefix(this.rope, T)
+    return this.gradFn(objective)(
+      refParams(this.policy.params),
+      np.array(mb.tokens, { shape: [B, T], dtype: np.int32 }),
+      this.arr(mb.mask, [B, T]),
+      this.arr(mb.advantages, [B, T]),
+      this.arr(mb.oldLogprobs, [B, T]),
+      this.arr(mb.refLogprobs, [B, T]),
+      this.arr(mb.scale, [B, 1]),
+      cos,
+      sin
+    )
+  }
+
   private arr(data: Float64Array<ArrayBuffer>, shape: Array<number>): np.Array {
     return np.array(this.dtype === np.float64 ? data : Float32Array.from(data), { shape, dtype: this.dtype })
   }
@@ -270,33 +471,20 @@ export class Learner {
    * Value and gradient summed over micro-batches, without an update. Returns the gradient tree (owned
    * by the caller) and the per-token aux on the host, aligned with the micro-batches.
    */
-  valueAndGrad(objective: PolicyLossConfig | "sft", mbs: ReadonlyArray<MicroBatch>): {
+  valueAndGrad(objective: PolicyLossConfig | "sft", mbs: ReadonlyArray<AnyMicroBatch>): {
     value: number
     grad: Params
     logp: Array<Float32Array | Float64Array>
     entropy: Array<Float32Array | Float64Array>
     clipActive: Array<Float32Array | Float64Array>
   } {
-    const f = this.gradFn(objective)
     let acc: Params | undefined
     let value = 0
     const logp: Array<Float32Array | Float64Array> = []
     const entropy: Array<Float32Array | Float64Array> = []
     const clipActive: Array<Float32Array | Float64Array> = []
     for (const mb of mbs) {
-      const [B, T] = [mb.rows, mb.length]
-      const [cos, sin] = ropePrefix(this.rope, T)
-      const [[v, aux], g] = f(
-        refParams(this.policy.params),
-        np.array(mb.tokens, { shape: [B, T], dtype: np.int32 }),
-        this.arr(mb.mask, [B, T]),
-        this.arr(mb.advantages, [B, T]),
-        this.arr(mb.oldLogprobs, [B, T]),
-        this.arr(mb.refLogprobs, [B, T]),
-        this.arr(mb.scale, [B, 1]),
-        cos,
-        sin
-      )
+      const [[v, aux], g] = this.microBatchGrad(objective, mb)
       value += v.item()
       logp.push(aux.logp.dataSync() as Float32Array)
       entropy.push(aux.entropy.dataSync() as Float32Array)
@@ -313,7 +501,7 @@ export class Learner {
    * the same time, and summed in that order, so the result is deterministic for a fixed pool size and
    * equals the single-thread sum up to float rounding.
    */
-  async valueAndGradParallel(pool: GradPool, objective: PolicyLossConfig | "sft", mbs: ReadonlyArray<MicroBatch>): Promise<ReturnType<Learner["valueAndGrad"]>> {
+  async valueAndGradParallel(pool: GradPool, objective: PolicyLossConfig | "sft", mbs: ReadonlyArray<AnyMicroBatch>): Promise<ReturnType<Learner["valueAndGrad"]>> {
     const per = Math.ceil(mbs.length / (pool.size + 1))
     const gen = this.policy.generation
     let host: ReadonlyArray<Float32Array | Float64Array> | undefined
@@ -385,16 +573,27 @@ export class Learner {
     return norm
   }
 
-  private packPolicy(seqs: ReadonlyArray<TrainSequence>, config: PolicyLossConfig, norm: Normalizer, microRows: number, pad: number): Array<MicroBatch> {
-    return packMicroBatches(seqs, (i, masked) => aggregationScale(config.aggregation, norm, masked) * seqs[i]!.weight, microRows, this.policy.config.context, pad)
+  private packPolicy(
+    seqs: ReadonlyArray<TrainSequence>,
+    config: PolicyLossConfig,
+    norm: Normalizer,
+    microRows: number,
+    pad: number,
+    trees?: TreePackingOptions
+  ): Array<AnyMicroBatch> {
+    const scaleOf = (i: number, masked: number) => aggregationScale(config.aggregation, norm, masked) * seqs[i]!.weight
+    const context = this.policy.config.context
+    return trees === undefined
+      ? packMicroBatches(seqs, scaleOf, microRows, context, pad)
+      : packTreeMicroBatches(seqs, scaleOf, microRows, context, pad, trees.rowTokens ?? context)
   }
 
   /**
    * One optimizer step of the policy loss over `seqs`, normalized by `norm` (the mini-batch's counts).
    */
-  policyStep(seqs: ReadonlyArray<TrainSequence>, config: PolicyLossConfig, norm: Normalizer, microRows: number, pad: number): StepStats {
+  policyStep(seqs: ReadonlyArray<TrainSequence>, config: PolicyLossConfig, norm: Normalizer, microRows: number, pad: number, trees?: TreePackingOptions): StepStats {
     const t0 = performance.now()
-    const mbs = this.packPolicy(seqs, config, norm, microRows, pad)
+    const mbs = this.packPolicy(seqs, config, norm, microRows, pad, trees)
     return this.finishPolicyStep(t0, seqs, config, mbs, this.valueAndGrad(config, mbs), microRows)
   }
 
@@ -405,10 +604,11 @@ export class Learner {
     config: PolicyLossConfig,
     norm: Normalizer,
     microRows: number,
-    pad: number
+    pad: number,
+    trees?: TreePackingOptions
   ): Promise<StepStats> {
     const t0 = performance.now()
-    const mbs = this.packPolicy(seqs, config, norm, microRows, pad)
+    const mbs = this.packPolicy(seqs, config, norm, microRows, pad, trees)
     const r = await this.valueAndGradParallel(pool, config, mbs)
     return this.finishPolicyStep(t0, seqs, config, mbs, r, microRows)
   }
@@ -417,7 +617,7 @@ export class Learner {
     t0: number,
     seqs: ReadonlyArray<TrainSequence>,
     config: PolicyLossConfig,
-    mbs: ReadonlyArray<MicroBatch>,
+    mbs: ReadonlyArray<AnyMicroBatch>,
     r: ReturnType<Learner["valueAndGrad"]>,
     microRows: number
   ): StepStats {
@@ -435,8 +635,7 @@ export class Learner {
         ent += r.entropy[k]![i]!
         const lp = r.logp[k]!
         mismatch += Math.abs(mb.oldLogprobs[i]! - lp[i]!)
-        const row = Math.floor(i / mb.length)
-        const s = seqs[k * microRows + row]
+        const s = isTree(mb) ? seqs[mb.sequence[i]!] : seqs[k * microRows + Math.floor(i / mb.length)]
         if (s?.refLogprobs !== undefined) {
           kl += klEstimators[config.klEstimator].value(lp[i]!, mb.refLogprobs[i]!)
           klTokens++
@@ -475,6 +674,7 @@ export class Learner {
     this.rope.cos.dispose()
     this.rope.sin.dispose()
     for (const f of this.gradFns.values()) f.dispose()
+    for (const f of this.treeGradFns.values()) f.dispose()
     this.scoreFn?.dispose()
     this.normFn.dispose()
     this.adamFn.dispose()
