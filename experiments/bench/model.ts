@@ -1,34 +1,43 @@
 /**
  * Embedded model benchmark: training, sampling and scoring throughput, peak memory, the RL-iteration
- * time (64 rollouts × 200 tokens + one policy-gradient step; goal < 3 s) and a KV-cache decode step
- * against a full forward pass per token, for the tiny (~0.5M) model and one ~4× larger; training and the
- * RL iteration also with 2 data-parallel threads (main + 1 worker), and the TIS log-prob pass (the
- * trainer's no-grad forward of the batch) against the training step. The baseline, measured in the same
- * run, is a 1024³ float32 matmul in jax-js (its practical peak on this machine); the load average is
- * recorded at the start and the end, since the machine may be shared.
+ * time (64 rollouts × 200 tokens + one policy-gradient step; goal ≤ 3 s) and a KV-cache decode step
+ * against a full forward pass per token, for the tiny (~0.5M) model (and, without --quick, one ~4×
+ * larger); training and the RL iteration also with 2 data-parallel threads (main + 1 worker), and the
+ * TIS log-prob pass (the trainer's no-grad forward of the batch) against the training step.
+ * Every timed figure is the median of REPS timed repetitions after an untimed warm-up, with their range
+ * and the 1-minute load average when they started and ended; variants compared with each other (1 vs 2
+ * threads, …) are timed interleaved (a, b, a, b, …) so a load swing on a shared machine hits both.
+ * The same-run baseline is a 1024³ float32 matmul in jax-js (its practical peak on this machine).
  * Prints a table and writes experiments/results/model.json (CONVENTIONS.md "Benchmarks").
  * Run: scripts/node24 node --import tsx experiments/bench/model.ts [--quick]
  */
 import { jit, numpy as np } from "@jax-js/jax"
+import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import type { TrainSequence } from "../../src/core/batch.ts"
-import { defaultPolicyLossConfig, normalizer } from "../../src/core/loss.ts"
-import { derive, root } from "../../src/core/random.ts"
+import { defaultPolicyLossConfig, normalizer, policyLoss } from "../../src/core/loss.ts"
+import { flattenBatch, policyLossFast } from "../../src/core/lossFast.ts"
+import { derive, root, uniform } from "../../src/core/random.ts"
 import { tokenIds } from "../../src/core/tokens.ts"
 import { type ModelConfig, parameterCount, smallConfig, tinyConfig } from "../../src/model/config.ts"
 import { defaultGeneratorOptions, Generator } from "../../src/model/generate.ts"
 import { GradPool } from "../../src/model/parallel.ts"
 import { Policy } from "../../src/model/policy.ts"
-import { ensureBackend } from "../../src/model/runtime.ts"
+import { ensureBackend, setKernelInstanceCache } from "../../src/model/runtime.ts"
+import { SamplerPool } from "../../src/model/samplerPool.ts"
 import { padId } from "../../src/model/tokenizer.ts"
 import { Learner } from "../../src/model/train.ts"
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 const quick = process.argv.includes("--quick")
-const REPS = quick ? 1 : 3
+/** `--only loss|tiny|small`: one section (for development; the committed results come from whole runs) */
+const only = process.argv.includes("--only") ? process.argv[process.argv.indexOf("--only") + 1] : undefined
+const runs = (section: string) => only === undefined || only === section
+/** Timed repetitions of every figure (after one untimed warm-up); the figure is their median. */
+const REPS = quick ? 3 : 5
 const ROLLOUTS = 64
 const PROMPT = 8
 const NEW = 200
@@ -41,47 +50,81 @@ interface Figure {
   baselineValue: number | null
   ratio: number | null
   goal: string | null
+  /** timed repetitions behind `value` (their median), with the smallest and largest of them */
+  reps?: number
+  min?: number
+  max?: number
+  /** the 1-minute load average when the figure's repetitions started and ended */
+  loadAverage?: [number, number]
 }
 
 let peakRss = 0
 const sampleMem = () => (peakRss = Math.max(peakRss, process.memoryUsage().rss))
 
-const median = (xs: Array<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
-const time = (f: () => void, reps = REPS): number => {
-  f() // warm-up (compiles)
-  sampleMem()
-  const ts: Array<number> = []
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now()
-    f()
-    ts.push(performance.now() - t0)
-    sampleMem()
-  }
-  return median(ts)
+const load1 = () => Math.round(os.loadavg()[0]! * 100) / 100
+
+/** Repetition times (ms) of one variant, and the load average around them. */
+interface Timing {
+  readonly ms: ReadonlyArray<number>
+  readonly median: number
+  readonly min: number
+  readonly max: number
+  readonly load: [number, number]
 }
 
-const timeAsync = async (f: () => Promise<unknown>, reps = REPS): Promise<number> => {
-  await f()
-  sampleMem()
-  const ts: Array<number> = []
-  for (let i = 0; i < reps; i++) {
-    const t0 = performance.now()
-    await f()
-    ts.push(performance.now() - t0)
-    sampleMem()
-  }
-  return median(ts)
+const median = (xs: ReadonlyArray<number>) => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = Math.floor(s.length / 2)
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
 }
 
-const matmulPeak = (): number => {
+const timing = (ms: ReadonlyArray<number>, load: [number, number]): Timing => ({
+  ms, median: median(ms), min: Math.min(...ms), max: Math.max(...ms), load
+})
+
+/**
+ * Times variants interleaved (a, b, a, b, …) after one untimed warm-up of each, so a load swing on the
+ * shared machine hits every variant alike; returns each variant's repetition times.
+ */
+const interleave = async <K extends string>(variants: Record<K, () => unknown>, reps = REPS): Promise<Record<K, Timing>> => {
+  const names = Object.keys(variants) as Array<K>
+  for (const k of names) await variants[k]()
+  sampleMem()
+  const start = load1()
+  const ms = Object.fromEntries(names.map((k) => [k, [] as Array<number>])) as Record<K, Array<number>>
+  for (let r = 0; r < reps; r++) {
+    for (const k of names) {
+      const t0 = performance.now()
+      await variants[k]()
+      ms[k].push(performance.now() - t0)
+      sampleMem()
+    }
+  }
+  const load: [number, number] = [start, load1()]
+  return Object.fromEntries(names.map((k) => [k, timing(ms[k], load)])) as Record<K, Timing>
+}
+
+const time = async (f: () => unknown, reps = REPS): Promise<Timing> => (await interleave({ f }, reps)).f
+
+/** A figure from a timing: `per(ms)` turns one repetition's time into the figure's unit (monotone). */
+const timed = (figure: string, t: Timing, unit: string, per: (ms: number) => number, extra: Partial<Figure> = {}): Figure => {
+  const a = per(t.min)
+  const b = per(t.max)
+  return {
+    figure, value: per(t.median), unit, baseline: null, baselineValue: null, ratio: null, goal: null,
+    reps: t.ms.length, min: Math.min(a, b), max: Math.max(a, b), loadAverage: t.load, ...extra
+  }
+}
+
+const matmulPeak = async (): Promise<Figure> => {
   const n = 1024
   const mm = jit((a: np.Array, b: np.Array) => np.matmul(a, b))
   const a = np.ones([n, n])
   const b = np.ones([n, n])
-  const ms = time(() => void mm(a.ref, b.ref).dataSync(), 5)
+  const t = await time(() => void mm(a.ref, b.ref).dataSync(), Math.max(REPS, 5))
   a.dispose()
   b.dispose()
-  return (2 * n ** 3) / (ms / 1000) / 1e9
+  return timed("jax-js matmul peak (1024³ f32)", t, "GFLOP/s", (ms) => (2 * n ** 3) / (ms / 1000) / 1e9)
 }
 
 /**
@@ -93,21 +136,10 @@ const trainFlops = (c: ModelConfig, tokens: number, t: number) => {
   return 6 * matmulParams * tokens + 3 * c.layers * 4 * t * c.dModel * tokens
 }
 
-const benchModel = async (label: string, c: ModelConfig, peak: number): Promise<Array<Figure>> => {
-  const policy = Policy.init(c, root(1))
-  // EOS is disabled (-1) so every rollout runs the full 200 tokens
-  const gen = new Generator(policy, { ...defaultGeneratorOptions(-1, padId), maxSlots: 64, prefixCacheTokens: 0 })
-  const learner = new Learner(policy)
-  const prompt = Array.from({ length: PROMPT }, (_, i) => 65 + i)
-  const requests = (it: number) =>
-    Array.from({ length: ROLLOUTS }, (_, i) => ({ tokens: prompt, maxTokens: NEW, temperature: 1, topP: 1, stopTokens: [], key: derive(root(2), it, i) }))
-  let it = 0
-  let rollout = gen.generate(requests(it++))
-  const sampleMs = time(() => void (rollout = gen.generate(requests(it++))))
-  const sampled = rollout.stats.newTokens
-  const batch: Array<TrainSequence> = rollout.results.map((r, i) => ({
+const rolloutBatch = (prompt: ReadonlyArray<number>, rollout: ReturnType<Generator["generate"]>): Array<TrainSequence> =>
+  rollout.results.map((r, i) => ({
     tokens: tokenIds([...prompt, ...r.tokens]),
-    responseStart: PROMPT,
+    responseStart: prompt.length,
     lossMask: [...prompt.map(() => 0 as const), ...r.tokens.map(() => 1 as const)],
     advantages: [...prompt.map(() => 0), ...r.tokens.map(() => (i % 2 === 0 ? 1 : -1))],
     oldLogprobs: [...prompt.map(() => 0), ...r.logprobs],
@@ -115,76 +147,230 @@ const benchModel = async (label: string, c: ModelConfig, peak: number): Promise<
     group: 0,
     policyVersion: 0
   }))
+
+const benchModel = async (label: string, c: ModelConfig, peak: number): Promise<Array<Figure>> => {
+  const policy = Policy.init(c, root(1))
+  // EOS is disabled (-1) so every rollout runs the full 200 tokens
+  const gen = new Generator(policy, { ...defaultGeneratorOptions(-1, padId), maxSlots: 64, prefixCacheTokens: 0 })
+  const learner = new Learner(policy)
+  const pool = GradPool.start(c, "float32", 1)
+  const prompt = Array.from({ length: PROMPT }, (_, i) => 65 + i)
+  const requests = (it: number) =>
+    Array.from({ length: ROLLOUTS }, (_, i) => ({ tokens: prompt, maxTokens: NEW, temperature: 1, topP: 1, stopTokens: [], key: derive(root(2), it, i) }))
+  const samplers = SamplerPool.start(policy, gen.options, 2)
+  let it = 0
+  let rollout = gen.generate(requests(it++))
+  const sampleAB = await interleave({
+    one: () => void (rollout = gen.generate(requests(it++))),
+    two: async () => void (await samplers.generate(requests(it++))),
+    // jax-js as shipped: a new WebAssembly.Instance per kernel dispatch (src/model/runtime.ts)
+    uncached: () => {
+      setKernelInstanceCache(false)
+      try {
+        gen.generate(requests(it++))
+      } finally {
+        setKernelInstanceCache(true)
+      }
+    }
+  })
+  const sampling = sampleAB.one
+  const sampled = rollout.stats.newTokens
+  const batch = rolloutBatch(prompt, rollout)
   const seqLen = PROMPT + NEW
   const trainTokens = batch.length * seqLen
-  const trainMs = time(() => void learner.policyStep(batch, defaultPolicyLossConfig, normalizer({ sequences: batch }), 16, padId))
+  const norm = normalizer({ sequences: batch })
+  const train = await interleave({
+    one: () => learner.policyStep(batch, defaultPolicyLossConfig, norm, 16, padId),
+    two: () => learner.policyStepParallel(pool, batch, defaultPolicyLossConfig, norm, 16, padId)
+  })
   // the trainer's own π_old for TIS: one no-grad forward of the same batch, packed as the step packs it
-  const tisMs = time(() => void learner.logprobs(batch, 16, padId))
-  const pool = GradPool.start(c, "float32", 1)
-  const trainParMs = await timeAsync(() => learner.policyStepParallel(pool, batch, defaultPolicyLossConfig, normalizer({ sequences: batch }), 16, padId))
-  await pool.terminate()
+  const tis = await time(() => void learner.logprobs(batch, 16, padId))
   const scoreSeqs = Array.from({ length: 64 }, (_, i) => Array.from({ length: c.context }, (_, t) => (i * 7 + t * 13) % 256))
-  const scoreMs = time(() => void gen.score(scoreSeqs))
+  const scoring = await time(() => void gen.score(scoreSeqs))
   const scoreTokens = 64 * c.context
   // decode step alone: one token for 64 slots (a 1-token generation after an 8-token prompt)
   const one = (k: number) => requests(1000 + k).map((r) => ({ ...r, maxTokens: 1 }))
   let k = 0
-  const oneMs = time(() => void gen.generate(one(k++)))
-  const decodePerToken = (sampleMs - oneMs) / (NEW - 1) / ROLLOUTS
-  const forwardPerToken = scoreMs / scoreTokens
-  const rlMs = sampleMs + trainMs
-  const rlParMs = sampleMs + trainParMs
-  const gflops = trainFlops(c, trainTokens, seqLen) / (trainMs / 1000) / 1e9
+  const oneStep = await time(() => void gen.generate(one(k++)))
+  // whole RL iterations: sample 64 × 200, then one PG step on what was sampled
+  const iteration = (step: (b: Array<TrainSequence>) => unknown) => async () => {
+    const r = gen.generate(requests(it++))
+    const b = rolloutBatch(prompt, r)
+    await step(b)
+  }
+  const iteration2 = async () => {
+    const r = await samplers.generate(requests(it++))
+    const b = rolloutBatch(prompt, r)
+    await learner.policyStepParallel(pool, b, defaultPolicyLossConfig, normalizer({ sequences: b }), 16, padId)
+  }
+  const rl = await interleave({
+    one: iteration((b) => learner.policyStep(b, defaultPolicyLossConfig, normalizer({ sequences: b }), 16, padId)),
+    two: iteration((b) => learner.policyStepParallel(pool, b, defaultPolicyLossConfig, normalizer({ sequences: b }), 16, padId)),
+    both: iteration2
+  })
+  await pool.terminate()
+  await samplers.dispose()
   learner.dispose()
   gen.dispose()
+  const decodePerToken = (sampling.median - oneStep.median) / (NEW - 1) / ROLLOUTS
+  const forwardPerToken = scoring.median / scoreTokens
   const f = (figure: string, value: number, unit: string, extra: Partial<Figure> = {}): Figure => ({
     figure: `${label}: ${figure}`, value, unit, baseline: null, baselineValue: null, ratio: null, goal: null, ...extra
   })
+  const t = (figure: string, tm: Timing, unit: string, per: (ms: number) => number, extra: Partial<Figure> = {}) => timed(`${label}: ${figure}`, tm, unit, per, extra)
+  const tps = (tokens: number) => (ms: number) => tokens / (ms / 1000)
+  const gflops = (ms: number) => trainFlops(c, trainTokens, seqLen) / (ms / 1000) / 1e9
   return [
     f("parameters", parameterCount(c), "count"),
-    f("training throughput (64×208, PPO loss, micro-batches of 16, AdamW)", trainTokens / (trainMs / 1000), "tok/s"),
-    f("training throughput, 2 data-parallel threads", trainTokens / (trainParMs / 1000), "tok/s", {
-      baseline: "1 thread", baselineValue: trainTokens / (trainMs / 1000), ratio: trainMs / trainParMs
+    t("training throughput (64×208, PPO loss, micro-batches of 16, AdamW)", train.one, "tok/s", tps(trainTokens)),
+    t("training throughput, 2 data-parallel threads", train.two, "tok/s", tps(trainTokens), {
+      baseline: "1 thread (interleaved)", baselineValue: tps(trainTokens)(train.one.median), ratio: train.one.median / train.two.median
     }),
-    f("training compute", gflops, "GFLOP/s", { baseline: "jax-js 1024³ f32 matmul", baselineValue: peak, ratio: gflops / peak }),
-    f("TIS log-prob pass (64×208, no gradient)", tisMs / 1000, "s", {
-      baseline: "training step", baselineValue: trainMs / 1000, ratio: tisMs / trainMs
+    t("training compute, 1 thread", train.one, "GFLOP/s", gflops, { baseline: "jax-js 1024³ f32 matmul", baselineValue: peak, ratio: gflops(train.one.median) / peak }),
+    t("training compute, 2 threads", train.two, "GFLOP/s", gflops, { baseline: "jax-js 1024³ f32 matmul", baselineValue: peak, ratio: gflops(train.two.median) / peak }),
+    t("TIS log-prob pass (64×208, no gradient)", tis, "s", (ms) => ms / 1000, {
+      baseline: "training step, 1 thread", baselineValue: train.one.median / 1000, ratio: tis.median / train.one.median
     }),
-    f("sampling throughput (64 × 200 new tokens, KV cache, exact entropy)", sampled / (sampleMs / 1000), "tok/s"),
-    f("scoring throughput (64 × context)", scoreTokens / (scoreMs / 1000), "tok/s"),
-    f("RL iteration (64 rollouts × 200 tokens + one PG step)", rlMs / 1000, "s", { goal: "< 3 s" }),
-    f("RL iteration, training on 2 data-parallel threads", rlParMs / 1000, "s", { goal: "< 3 s" }),
-    f("KV decode step per token", decodePerToken, "ms/token", {
+    t("sampling throughput (64 × 200 new tokens, KV cache, exact entropy)", sampling, "tok/s", tps(sampled)),
+    t("sampling throughput, 2 threads (main + 1 sampler worker)", sampleAB.two, "tok/s", tps(sampled), {
+      baseline: "1 thread (interleaved)", baselineValue: tps(sampled)(sampleAB.one.median), ratio: sampleAB.one.median / sampleAB.two.median
+    }),
+    t("sampling time, kernel instances kept across passes (src/model/runtime.ts)", sampleAB.one, "s", (ms) => ms / 1000, {
+      baseline: "jax-js as shipped, a new instance per dispatch (interleaved)", baselineValue: sampleAB.uncached.median / 1000, ratio: sampleAB.one.median / sampleAB.uncached.median
+    }),
+    t("scoring throughput (64 × context)", scoring, "tok/s", tps(scoreTokens)),
+    t("RL iteration (64 rollouts × 200 tokens + one PG step), 1 thread", rl.one, "s", (ms) => ms / 1000, { goal: "≤ 3 s" }),
+    t("RL iteration, training on 2 data-parallel threads", rl.two, "s", (ms) => ms / 1000, {
+      goal: "≤ 3 s", baseline: "1 thread (interleaved)", baselineValue: rl.one.median / 1000, ratio: rl.two.median / rl.one.median
+    }),
+    t("RL iteration, sampling and training on 2 threads each", rl.both, "s", (ms) => ms / 1000, {
+      goal: "≤ 3 s", baseline: "1 thread (interleaved)", baselineValue: rl.one.median / 1000, ratio: rl.both.median / rl.one.median
+    }),
+    f("KV decode step per token (from medians)", decodePerToken, "ms/token", {
       baseline: "full forward per token (scoring)", baselineValue: forwardPerToken, ratio: decodePerToken / forwardPerToken
     })
   ]
 }
 
+/**
+ * RL math: GRPO advantages + PPO clip (dual clip 3) + token-mean over 1M tokens (4,096 sequences × 256,
+ * a 48-token prompt and tool runs masked out): the core's `policyLoss` (value + per-token gradient), its
+ * fast path `policyLossFast` asked for the value and clip fraction only, and with the gradient, timed
+ * interleaved; and numpy doing verl's vectorized loss (value + clip fraction) on the same arrays, in a
+ * python3 child started in the same run (OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset for it only).
+ */
+const benchLoss = async (): Promise<Array<Figure>> => {
+  const rows = 4096
+  const cols = 256
+  const promptLen = 48
+  const n = rows * cols
+  const key = root(7)
+  const u = (i: number, j: number) => uniform(derive(key, i), j)
+  const adv = new Float64Array(n)
+  const old = new Float64Array(n)
+  const lp = new Float64Array(n)
+  const mask = new Float64Array(n)
+  const sequences: Array<TrainSequence> = []
+  for (let r = 0; r < rows; r++) {
+    const a = u(r, 0) < 0.5 ? -(0.2 + u(r, 1)) : 0.2 + u(r, 1) // one advantage per sequence (GRPO)
+    const toolFrom = 80 + Math.floor(u(r, 2) * 100)
+    for (let t = 0; t < cols; t++) {
+      const i = r * cols + t
+      const model = t >= promptLen && !(t >= toolFrom && t < toolFrom + 24)
+      mask[i] = model ? 1 : 0
+      adv[i] = model ? a : 0
+      old[i] = model ? -0.05 - 3 * u(r, 3 + 2 * t) : 0
+      lp[i] = model ? old[i]! + 0.6 * (u(r, 4 + 2 * t) - 0.5) : 0
+    }
+    const sl = (x: Float64Array) => Array.from(x.subarray(r * cols, (r + 1) * cols))
+    sequences.push({
+      tokens: tokenIds(new Array<number>(cols).fill(1)), responseStart: promptLen, lossMask: sl(mask).map((m) => (m === 1 ? 1 : 0)),
+      advantages: sl(adv), oldLogprobs: sl(old), weight: 1, group: r >> 3, policyVersion: 0
+    })
+  }
+  const batch = { sequences }
+  const perSeq = Array.from({ length: rows }, (_, r) => lp.subarray(r * cols, (r + 1) * cols))
+  const config = defaultPolicyLossConfig
+  const flat = flattenBatch(batch)
+  const grad = new Float64Array(n)
+  let ref = policyLoss(batch, perSeq, config)
+  let lean = policyLossFast(flat, lp, config)
+  const t = await interleave({
+    policyLoss: () => void (ref = policyLoss(batch, perSeq, config)),
+    lean: () => void (lean = policyLossFast(flat, lp, config)),
+    withGrad: () => void policyLossFast(flat, lp, config, { grad })
+  }, Math.max(REPS, 7))
+  if (lean.value !== ref.value || lean.clipFraction !== ref.clipFraction) throw new Error(`bench: policyLossFast ${lean.value} differs from policyLoss ${ref.value}`)
+  const label = "RL math (GRPO + PPO clip + dual clip + token-mean, 1M tokens)"
+  const ms = (x: number) => x
+  const figures = [
+    timed(`${label}: policyLoss (value + per-token gradient)`, t.policyLoss, "ms", ms),
+    timed(`${label}: policyLossFast, value + clip fraction`, t.lean, "ms", ms, {
+      baseline: "policyLoss (interleaved)", baselineValue: t.policyLoss.median, ratio: t.lean.median / t.policyLoss.median
+    }),
+    timed(`${label}: policyLossFast, value + clip fraction + gradient`, t.withGrad, "ms", ms, {
+      baseline: "policyLoss (interleaved)", baselineValue: t.policyLoss.median, ratio: t.withGrad.median / t.policyLoss.median
+    })
+  ]
+  // numpy, same arrays, same run
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "arpo-loss-"))
+  try {
+    for (const [name, x] of [["advantages", adv], ["old", old], ["new", lp], ["mask", mask]] as const) fs.writeFileSync(path.join(dir, `${name}.f64`), x)
+    const env = { ...process.env }
+    delete env.OPENBLAS_CORETYPE
+    delete env.OPENBLAS_L2_SIZE
+    const script = path.join(repoRoot, "experiments/bench/lib/lossNumpy.py")
+    const loadStart = load1()
+    const r = spawnSync("python3", [script, dir, String(rows), String(cols), String(Math.max(REPS, 7)), String(config.clipLow), String(config.clipHigh), String(config.dualClip)], { env, encoding: "utf8" })
+    if (r.status !== 0) {
+      console.log(`RL math: numpy comparison skipped (python3 with numpy did not run: ${(r.error?.message ?? r.stderr ?? "").trim().split("\n").pop()})`)
+      figures.push({ figure: `${label}: numpy — skipped (python3 with numpy unavailable)`, value: Number.NaN, unit: "ms", baseline: null, baselineValue: null, ratio: null, goal: null })
+    } else {
+      const out = JSON.parse(r.stdout.trim().split("\n").pop()!) as { ms: Array<number>; value: number; clipFraction: number; numpy: string }
+      const agree = Math.abs(out.value - lean.value) <= 1e-9 * Math.max(1, Math.abs(lean.value)) && Math.abs(out.clipFraction - lean.clipFraction) <= 1e-12
+      if (!agree) throw new Error(`bench: numpy's loss ${out.value}/${out.clipFraction} differs from policyLossFast's ${lean.value}/${lean.clipFraction}`)
+      const np_ = timing(out.ms, [loadStart, load1()])
+      figures.push(timed(`${label}: numpy ${out.numpy}, value + clip fraction (verl's vectorized form)`, np_, "ms", ms))
+      figures[1] = { ...figures[1]!, baseline: "numpy (same run)", baselineValue: np_.median, ratio: t.lean.median / np_.median, goal: "≤ numpy" }
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+  return figures
+}
+
+const fmt = (x: number) => Number(x.toPrecision(4))
+
 export default async function main(): Promise<void> {
   await ensureBackend()
   const loadStart = os.loadavg()
-  const peak = matmulPeak()
+  const peak = await matmulPeak()
   const figures: Array<Figure> = [
-    { figure: "jax-js matmul peak (1024³ f32)", value: peak, unit: "GFLOP/s", baseline: null, baselineValue: null, ratio: null, goal: null },
-    ...(await benchModel("tiny", tinyConfig, peak)),
-    ...(await benchModel("small (~4×)", smallConfig, peak))
+    peak,
+    ...(runs("loss") ? await benchLoss() : []),
+    ...(runs("tiny") ? await benchModel("tiny", tinyConfig, peak.value) : []),
+    // the larger model only in a full run (--quick: the tiny model, which the RL-iteration goal is about)
+    ...(runs("small") && !quick ? await benchModel("small (~4×)", smallConfig, peak.value) : [])
   ]
   figures.push({ figure: "peak resident memory", value: peakRss / 2 ** 20, unit: "MiB", baseline: null, baselineValue: null, ratio: null, goal: "< 4096 per wasm heap (the process total includes worker heaps)" })
   const round = (xs: Array<number>) => xs.map((x) => Math.round(x * 100) / 100)
   const machine = {
     cores: os.cpus().length, cpu: os.cpus()[0]?.model ?? "unknown", node: process.version, memoryGiB: Math.round(os.totalmem() / 2 ** 30), quick,
-    loadAverageStart: round(loadStart), loadAverageEnd: round(os.loadavg())
+    reps: REPS, loadAverageStart: round(loadStart), loadAverageEnd: round(os.loadavg())
   }
-  console.log(`model benchmark — ${machine.cpu}, ${machine.cores} cores, node ${machine.node}${quick ? " (quick)" : ""}`)
+  console.log(`model benchmark — ${machine.cpu}, ${machine.cores} cores, node ${machine.node}${quick ? " (quick)" : ""}; every timed figure is the median of ${REPS} repetitions [range], with the 1-min load average when its repetitions started → ended`)
   console.table(figures.map((x) => ({
     figure: x.figure,
-    value: Number(x.value.toPrecision(4)),
+    value: fmt(x.value),
+    range: x.min === undefined ? "" : `${fmt(x.min)}–${fmt(x.max!)}`,
     unit: x.unit,
-    baseline: x.baselineValue === null ? "" : `${x.baseline}: ${x.baselineValue.toPrecision(4)}`,
+    load: x.loadAverage === undefined ? "" : `${x.loadAverage[0]}→${x.loadAverage[1]}`,
+    baseline: x.baselineValue === null ? "" : `${x.baseline}: ${fmt(x.baselineValue)}`,
     ratio: x.ratio === null ? "" : x.ratio.toPrecision(3),
     goal: x.goal ?? ""
   })))
-  const out = path.join(repoRoot, "experiments/results/model.json")
+  console.log(`load average: start ${machine.loadAverageStart.join(" ")}, end ${machine.loadAverageEnd.join(" ")}`)
+  const out = only === undefined ? path.join(repoRoot, "experiments/results/model.json") : path.join(os.tmpdir(), `model-${only}.json`)
   fs.mkdirSync(path.dirname(out), { recursive: true })
   fs.writeFileSync(out, JSON.stringify({ name: "model", machine, figures }, null, 2) + "\n")
   console.log(out)
