@@ -374,8 +374,8 @@ class Attention(nn.Module):
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, heads, T, D]
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
+        q = (q * cos + rotate_half(q) * sin).to(v.dtype)  # under autocast cos/sin may be float32: stay in v's dtype
+        k = (k * cos + rotate_half(k) * sin).to(v.dtype)
         if layer_cache is not None:
             k, v = layer_cache.append(k, v)  # all keys/values so far: [B, n_kv, S, D]
         rep = self.n_heads // self.n_kv  # grouped-query attention: query head h reads kv head h // rep
@@ -650,7 +650,8 @@ def load_pretrained(directory, device="cpu", dtype=torch.float32, config_file="c
 
 def init_random(model, std=0.02, seed=0):
     """Random weights (normal(0, std) matrices, unit norms, zero biases): for benchmarks of a model shape."""
-    g = torch.Generator(device="cpu").manual_seed(seed)
+    dev = next(model.parameters()).device
+    g = torch.Generator(device=dev).manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("norm.weight"):
@@ -658,7 +659,7 @@ def init_random(model, std=0.02, seed=0):
             elif name.endswith(".bias"):
                 p.zero_()
             else:
-                p.copy_(torch.randn(p.shape, generator=g).mul_(std).to(p.dtype))
+                p.copy_(torch.randn(p.shape, generator=g, device=dev).mul_(std).to(p.dtype))
     return model
 
 

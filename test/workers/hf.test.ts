@@ -3,6 +3,7 @@
 // goldens in ../shared/data/hf-fixtures. Skips with a printed reason where torch is not importable.
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 
@@ -41,4 +42,16 @@ describe.skipIf(!torchOk)("hf tier: Hugging Face models in the PyTorch worker", 
     expect(r.out).toMatch(/Ran \d+ tests[^]*\nOK/)
     expect(r.status, r.out).toBe(0)
   }, 600_000)
+
+  it("scripts/gpu-check --cpu (its dry run) runs every code path and reports the fixture parity within tolerance", () => {
+    const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "arpo-gpu-check-")), "gpu.json")
+    const r = spawnSync(python, ["scripts/gpu-check", "--cpu", "--out", out], { cwd: root, encoding: "utf8", timeout: 300_000 })
+    expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0)
+    const result = JSON.parse(fs.readFileSync(out, "utf8")) as { figures: Array<{ figure: string; value: number | null }> }
+    const value = (prefix: string) => result.figures.find((f) => f.figure.startsWith(prefix))?.value
+    expect(value("fixtures: max |logp device - transformers golden|")).toBeLessThan(1e-4)
+    expect(value("fixtures: max relative |grad norm device - golden|")).toBeLessThan(1e-3)
+    expect(value("train step: tokens/s")).toBeGreaterThan(0)
+    fs.rmSync(path.dirname(out), { recursive: true, force: true })
+  }, 300_000)
 })
