@@ -92,6 +92,36 @@ class Parity(unittest.TestCase):
         self.assertIsNotNone(m.model.embed_tokens.weight.grad)
 
 
+class Lora(unittest.TestCase):
+    """peft's adapter file (workers/hf_worker.py's own LoRA) reproduces peft's log-probs; merging changes nothing."""
+
+    def test_adapter_golden_both_config_forms(self):
+        import hf_worker as W
+        g = golden("qwen2-tiny-lora")
+        for cf in CONFIGS:
+            m, ck = H.load_pretrained(os.path.join(FIXTURES, "qwen2-tiny"), config_file=cf)
+            names = W.load_adapter(m, os.path.join(FIXTURES, "qwen2-tiny-lora"))[1]
+            self.assertEqual(len(names), 2 * 5)
+            d = 0.0
+            with torch.no_grad():
+                for s in g["sequences"]:
+                    lp, _ = H.token_logprobs(m, torch.tensor([s["tokens"]]))
+                    d = max(d, (lp[0] - torch.tensor(s["logprobs"])).abs().max().item())
+            self.assertLess(d, 1e-4, cf)
+            print(f"  qwen2-tiny-lora {cf}: max |dlogp| {d:.1e}")
+        # merged W + (alpha/r)·B·A in a plain model gives the same log-probs
+        state = {}
+        deltas = {n + ".weight": mod.delta() for n, mod in W.lora_modules(m)}
+        for n, p in m.named_parameters():
+            if ".lora_" not in n:
+                state[n] = p.detach() + deltas.get(n, 0)
+        plain = H.HfCausalLM(ck.config)
+        plain.load_state_dict(state)
+        x = torch.tensor([g["sequences"][2]["tokens"]])
+        with torch.no_grad():
+            self.assertLess((plain(x) - m(x)).abs().max().item(), 1e-4)
+
+
 class Cache(unittest.TestCase):
     """The KV cache gives the same logits as a full forward, under left padding and after forking rows."""
 
