@@ -8,15 +8,18 @@
 import { Effect, Layer, type Scope } from "effect"
 import { tokenIds } from "../core/tokens.ts"
 import { Events } from "../events/Events.ts"
-import { ContextTooLong, defaultGeneratorOptions, type GeneratorOptions, Generator } from "../model/generate.ts"
+import { ContextTooLong, defaultGeneratorOptions, type GeneratorOptions } from "../model/generate.ts"
 import type { Policy } from "../model/policy.ts"
 import { ensureBackend } from "../model/runtime.ts"
+import { SamplerPool } from "../model/samplerPool.ts"
 import { byteTokenizer } from "../model/tokenizer.ts"
 import { ContextOverflow, Engine, EngineFailure, type Generation, type Tokenizer } from "./Engine.ts"
 
 export interface EmbeddedEngineOptions extends Partial<GeneratorOptions> {
   readonly name?: string
   readonly tokenizer?: Tokenizer
+  /** sampling threads: the main thread plus `threads − 1` sampler workers (src/model/samplerPool.ts; default 1) */
+  readonly threads?: number
 }
 
 const adapter = "embedded"
@@ -32,15 +35,21 @@ export const make = (policy: Policy, options: EmbeddedEngineOptions = {}): Effec
     yield* Effect.promise(ensureBackend)
     const events = yield* Events
     const tokenizer = options.tokenizer ?? byteTokenizer
-    const { name, tokenizer: _t, ...rest } = options
+    const { name, tokenizer: _t, threads, ...rest } = options
     const genOptions: GeneratorOptions = { ...defaultGeneratorOptions(tokenizer.eos, tokenizer.pad), ...rest }
-    const gen = new Generator(policy, genOptions)
-    yield* Effect.addFinalizer(() => Effect.sync(() => gen.dispose()))
+    const pool = yield* Effect.acquireRelease(Effect.sync(() => SamplerPool.start(policy, genOptions, threads ?? 1)), (p) => Effect.promise(() => p.dispose()))
+    const gen = pool.local
 
     const timed = <A>(f: () => A) =>
       Effect.try({ try: () => {
         const t0 = performance.now()
         const value = f()
+        return { value, ms: performance.now() - t0 }
+      }, catch: failure })
+    const timedAsync = <A>(f: () => Promise<A>) =>
+      Effect.tryPromise({ try: async () => {
+        const t0 = performance.now()
+        const value = await f()
         return { value, ms: performance.now() - t0 }
       }, catch: failure })
 
@@ -51,7 +60,7 @@ export const make = (policy: Policy, options: EmbeddedEngineOptions = {}): Effec
       policyVersion: Effect.sync(() => policy.version),
       generate: (requests) =>
         Effect.gen(function*() {
-          const { value, ms } = yield* timed(() => gen.generate(requests))
+          const { value, ms } = yield* timedAsync(() => pool.generate(requests))
           yield* events.emit({
             _tag: "engine.call",
             adapter,

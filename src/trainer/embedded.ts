@@ -16,7 +16,7 @@ import { specs, toDevice } from "../model/params.ts"
 import type { Policy } from "../model/policy.ts"
 import { ensureBackend } from "../model/runtime.ts"
 import { padId } from "../model/tokenizer.ts"
-import { type AdamWConfig, defaultAdamW, Learner } from "../model/train.ts"
+import { type AdamWConfig, defaultAdamW, Learner, type TreePackingOptions } from "../model/train.ts"
 import {
   CheckpointFailure,
   type PolicyTrainOptions,
@@ -38,6 +38,12 @@ export interface EmbeddedTrainerOptions {
    * float rounding and are deterministic for a fixed count. Worth it on a machine with that many idle cores.
    */
   readonly workers?: number
+  /**
+   * Train each policy step on packed trees (docs/tree-packing.md): trajectories sharing a prefix are laid
+   * out as one token trie with a tree attention mask, so a shared token is computed once forward and
+   * backward. Same loss and gradient as unpacked up to float rounding. Default off.
+   */
+  readonly treePacking?: boolean | TreePackingOptions
 }
 
 export const defaultTrainOptions: PolicyTrainOptions = {
@@ -66,6 +72,7 @@ export const make = (policy: Policy, options: EmbeddedTrainerOptions = {}): Effe
       : undefined
     const defaults: PolicyTrainOptions = { ...defaultTrainOptions, ...options.train }
     const pad = options.pad ?? padId
+    const trees = options.treePacking === true ? {} : options.treePacking || undefined
 
     const train = (batch: TrainBatch, overrides: Partial<PolicyTrainOptions> = {}) =>
       Effect.gen(function*() {
@@ -83,8 +90,8 @@ export const make = (policy: Policy, options: EmbeddedTrainerOptions = {}): Effe
           for (const { sequences: mini, tallies } of plan) {
             const norm = normalizer({ sequences: mini })
             const s = pool
-              ? yield* Effect.tryPromise({ try: () => learner.policyStepParallel(pool, mini, o.loss, norm, o.microBatchRows, pad), catch: fail })
-              : yield* Effect.try({ try: () => learner.policyStep(mini, o.loss, norm, o.microBatchRows, pad), catch: fail })
+              ? yield* Effect.tryPromise({ try: () => learner.policyStepParallel(pool, mini, o.loss, norm, o.microBatchRows, pad, trees), catch: fail })
+              : yield* Effect.try({ try: () => learner.policyStep(mini, o.loss, norm, o.microBatchRows, pad, trees), catch: fail })
             const step = withTisFigures(s, tallies)
             steps.push(step)
             yield* events.emit({ _tag: "train.step", ...step })

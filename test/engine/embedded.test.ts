@@ -56,6 +56,25 @@ describe("embedded Engine", () => {
       assert.strictEqual(second!.computedTokens, second!.newTokens + 0)
     }).pipe(Effect.provide(layer())))
 
+  it.live("with threads: 2 the same requests give the same tokens as one thread, and branches reuse their parent's prefix", () =>
+    Effect.gen(function*() {
+      const run = (threads: number) =>
+        Effect.gen(function*() {
+          const engine = yield* Engine
+          const reqs = [0, 1, 2, 3, 4].map((i) => request(i % 2 === 0 ? "<think>what is 2+2?" : "<search>capital of France", i))
+          const first = yield* engine.generate(reqs)
+          const branches = reqs.map((r, i) => ({ ...r, tokens: tokenIds([...r.tokens, ...first[i]!.tokens.slice(0, 4)]), key: derive(root(6), i) }))
+          const second = yield* engine.generate(branches)
+          const calls = (yield* (yield* Events).recorded).map((e) => e.event).filter((e) => e._tag === "engine.call")
+          return { tokens: [...first, ...second].map((g) => g.tokens), reused: calls.map((e) => (e._tag === "engine.call" ? e.reusedTokens : 0)) }
+        }).pipe(Effect.provide(layerEmbedded(policy, { maxSlots: 8, minReuse: 4, threads }).pipe(Layer.provideMerge(Events.layerMemory))))
+      const one = yield* run(1)
+      const two = yield* run(2)
+      assert.deepStrictEqual(two.tokens, one.tokens)
+      // every branch found its parent's KV on the thread that sampled it
+      assert.strictEqual(two.reused[1], one.reused[1])
+    }), 60_000)
+
   it.effect("keeps a sampled stop token and reports it; fails with ContextOverflow on a too long context", () =>
     Effect.gen(function*() {
       const engine = yield* Engine

@@ -5,6 +5,7 @@ import * as path from "node:path"
 import { Effect, Fiber, Layer } from "effect"
 import { beforeAll } from "vitest"
 import type { TrainBatch } from "../../src/core/batch.ts"
+import { defaultPolicyLossConfig } from "../../src/core/loss.ts"
 import { derive, root } from "../../src/core/random.ts"
 import * as EmbeddedEngine from "../../src/engine/embedded.ts"
 import { Engine } from "../../src/engine/Engine.ts"
@@ -136,6 +137,45 @@ describe("embedded Trainer", () => {
       assert.deepStrictEqual(a, b)
       a.losses.forEach((l, i) => assert.isBelow(Math.abs(l - single.losses[i]!), 1e-5))
       assert.isBelow(Math.max(...a.weights.map((w, i) => Math.abs(w - single.weights[i]!))), 1e-5)
+    }), 60_000)
+
+  it.live("with treePacking a policy step equals the unpacked step (1e-5) on trajectories that share prefixes", () =>
+    Effect.gen(function*() {
+      const fixed: TrainBatch = {
+        sequences: [0, 1, 2, 3].map((i) => {
+          // two pairs of branches: a shared prompt and call, then different continuations
+          const tokens = encode(`<search>q${i >> 1} a${i * 7}</search>`)
+          return {
+            tokens,
+            responseStart: 3,
+            lossMask: tokens.map((_, t) => (t < 3 ? 0 as const : 1 as const)),
+            advantages: tokens.map(() => (i % 2 === 0 ? 1 : -0.5)),
+            oldLogprobs: tokens.map(() => -5),
+            weight: 1,
+            group: 0,
+            policyVersion: 0
+          }
+        })
+      }
+      const run = (treePacking: boolean) =>
+        Effect.gen(function*() {
+          const policy = Policy.init(config, root(7))
+          // Adam's ε at 1e-4: with 1e-8 its first steps turn the float rounding of near-zero gradient
+          // components into updates of ±lr, which would compare rounding rather than the step
+          const trainer = yield* EmbeddedTrainer.make(policy, { treePacking, adam: { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-4, weightDecay: 0.01, maxGradNorm: 1 } })
+          const report = yield* trainer.train(fixed, { microBatchRows: 2, epochs: 2, loss: { ...defaultPolicyLossConfig, aggregation: "seq-mean-token-mean" } })
+          return { steps: report.steps, weights: policy.toHost().flatMap((t) => Array.from(t.data)) }
+        }).pipe(Effect.scoped, Effect.provide(Events.layerMemory))
+      const plain = yield* run(false)
+      const packed = yield* run(true)
+      packed.steps.forEach((s, i) => {
+        const p = plain.steps[i]!
+        assert.isBelow(Math.abs(s.loss - p.loss), 1e-5)
+        assert.isBelow(Math.abs(s.entropy - p.entropy), 1e-5)
+        assert.strictEqual(s.tokens, p.tokens)
+        assert.strictEqual(s.clipFraction, p.clipFraction)
+      })
+      assert.isBelow(Math.max(...packed.weights.map((w, i) => Math.abs(w - plain.weights[i]!))), 1e-5)
     }), 60_000)
 
   it.live("interrupting a 2-thread step releases the workers and leaves weights and version consistent", () =>
