@@ -379,6 +379,9 @@ class Attention(nn.Module):
         if layer_cache is not None:
             k, v = layer_cache.append(k, v)  # all keys/values so far: [B, n_kv, S, D]
         rep = self.n_heads // self.n_kv  # grouped-query attention: query head h reads kv head h // rep
+        if SDPA_GQA and q.is_cuda and rep > 1:  # torch >= 2.5: SDPA reads the shared kv heads without copies
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=True)
+            return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_heads * D))
         if rep > 1:
             k = k[:, :, None].expand(B, self.n_kv, rep, k.shape[2], D).reshape(B, self.n_heads, k.shape[2], D)
             v = v[:, :, None].expand(B, self.n_kv, rep, v.shape[2], D).reshape(B, self.n_heads, v.shape[2], D)
@@ -394,6 +397,7 @@ class Attention(nn.Module):
 
 
 SDPA = hasattr(F, "scaled_dot_product_attention")
+SDPA_GQA = SDPA and tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2] if x.isdigit()) >= (2, 5)
 
 
 def causal_mask(T, S, device):

@@ -139,9 +139,9 @@ class HfWorker(unittest.TestCase):
         h1, _, _, _ = H.read_safetensors_header(os.path.join(out, "model.safetensors"))
         self.assertEqual({k: (v["dtype"], v["shape"]) for k, v in h0.items()},
                          {k: (v["dtype"], v["shape"]) for k, v in h1.items()})
-        w3, _ = self.worker(hfModel=out)
+        w2.call("init", hfModel=out, device="cpu")
         self.assertLess(max_diff(w.call("logprobs", sequences=seqs)["logprobs"],
-                                 w3.call("logprobs", sequences=seqs)["logprobs"]), 1e-5)
+                                 w2.call("logprobs", sequences=seqs)["logprobs"]), 1e-5)
 
     def test_bfloat16_checkpoint_exports_bfloat16(self):
         m, ck = H.load_pretrained(os.path.join(FIXTURES, "llama-tiny"))
@@ -158,48 +158,47 @@ class HfWorker(unittest.TestCase):
         g = golden("qwen2-tiny-lora")
         seqs = [s["tokens"] for s in g["sequences"]]
         base = os.path.join(FIXTURES, "qwen2-tiny")
+        base_lp = [s["logprobs"] for s in golden("qwen2-tiny")["sequences"]]  # the same sequences without the adapter
         # the peft adapter from disk reproduces peft's log-probs
-        w, info = self.worker(hfModel=base, loraAdapter=os.path.join(FIXTURES, "qwen2-tiny-lora"))
-        lp = w.call("logprobs", sequences=seqs)["logprobs"]
+        a, info = self.worker(hfModel=base, loraAdapter=os.path.join(FIXTURES, "qwen2-tiny-lora"))
+        lp = a.call("logprobs", sequences=seqs)["logprobs"]
         self.assertLess(max_diff(lp, [s["logprobs"] for s in g["sequences"]]), 1e-4)
         # r 4 on q, k, v, o, up of 2 layers: r·(in + out) each
         self.assertEqual(info["trainableParams"], 2 * 4 * ((64 + 64) * 2 + (64 + 32) * 2 + (64 + 160)))
         # merged into the base on export: a plain HF checkpoint with the same log-probs
         merged = os.path.join(self.tmp, "merged")
-        w.call("export", path=merged, format="hf")
-        w2, info2 = self.worker(hfModel=merged)
+        a.call("export", path=merged, format="hf")
+        b, info2 = self.worker(hfModel=merged)
         self.assertIsNone(info2["lora"])
-        self.assertLess(max_diff(w2.call("logprobs", sequences=seqs)["logprobs"], lp), 1e-4)
+        self.assertLess(max_diff(b.call("logprobs", sequences=seqs)["logprobs"], lp), 1e-4)
         # a new adapter: starts at the base's log-probs, trains only the adapter, saves peft's layout
-        w3, info3 = self.worker(hfModel=base, lora={"r": 2, "alpha": 4, "targetModules": ["q_proj", "v_proj"]},
-                                adam={"lr": 1e-2, "weightDecay": 0.0})
+        new = {"hfModel": base, "lora": {"r": 2, "alpha": 4, "targetModules": ["q_proj", "v_proj"]},
+               "adam": {"lr": 1e-2, "weightDecay": 0.0}, "device": "cpu", "seed": 1}
+        info3 = a.call("init", **new)
         self.assertEqual(info3["trainableParams"], 2 * 2 * ((64 + 64) + (64 + 32)))
-        w4, _ = self.worker(hfModel=base)
-        base_lp = w4.call("logprobs", sequences=seqs)["logprobs"]
-        self.assertLess(max_diff(w3.call("logprobs", sequences=seqs)["logprobs"], base_lp), 1e-6)
+        self.assertLess(max_diff(a.call("logprobs", sequences=seqs)["logprobs"], base_lp), 1e-4)
         for _ in range(3):
-            w3.call("train_step", sequences=ppo_batch(seqs))
-        trained = w3.call("logprobs", sequences=seqs)["logprobs"]
+            a.call("train_step", sequences=ppo_batch(seqs))
+        trained = a.call("logprobs", sequences=seqs)["logprobs"]
         self.assertGreater(max_diff(trained, base_lp), 1e-3)
         ad = os.path.join(self.tmp, "adapter")
-        e = w3.call("export", path=ad, format="hf-lora")
+        e = a.call("export", path=ad, format="hf-lora")
         self.assertEqual(sorted(e["files"]), ["adapter_config.json", "adapter_model.safetensors"])
         h, _, _, _ = H.read_safetensors_header(os.path.join(ad, "adapter_model.safetensors"))
         self.assertIn("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", h)
         self.assertIn("base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight", h)
         self.assertEqual(len(h), 2 * 2 * 2)
-        # the base stayed frozen: exporting the merged model and subtracting the adapter gives the base back
-        w5, _ = self.worker(hfModel=base, loraAdapter=ad)
-        self.assertLess(max_diff(w5.call("logprobs", sequences=seqs)["logprobs"], trained), 1e-5)
+        # the saved adapter on the untouched base reproduces the trained model (so the base stayed frozen)
+        b.call("init", hfModel=base, loraAdapter=ad, device="cpu")
+        self.assertLess(max_diff(b.call("logprobs", sequences=seqs)["logprobs"], trained), 1e-5)
         # checkpoint (adapter + optimizer) resumes exactly
         ck = os.path.join(self.tmp, "lora-ck")
-        w3.call("save", path=ck, policyVersion=3)
-        a = w3.call("train_step", sequences=ppo_batch(seqs))
-        w6, _ = self.worker(hfModel=base, lora={"r": 2, "alpha": 4, "targetModules": ["q_proj", "v_proj"]},
-                            adam={"lr": 1e-2, "weightDecay": 0.0})
-        self.assertEqual(w6.call("load", path=ck)["step"], 3)
-        b = w6.call("train_step", sequences=ppo_batch(seqs))
-        self.assertAlmostEqual(a["loss"], b["loss"], delta=1e-6)
+        a.call("save", path=ck, policyVersion=3)
+        x = a.call("train_step", sequences=ppo_batch(seqs))
+        b.call("init", **new)
+        self.assertEqual(b.call("load", path=ck)["step"], 3)
+        y = b.call("train_step", sequences=ppo_batch(seqs))
+        self.assertAlmostEqual(x["loss"], y["loss"], delta=1e-6)
 
     def test_sequences_file_equals_inline(self):
         seqs = [s["tokens"] for s in golden("llama-tiny")["sequences"]]
