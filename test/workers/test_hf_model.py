@@ -92,6 +92,31 @@ class Parity(unittest.TestCase):
         self.assertIsNotNone(m.model.embed_tokens.weight.grad)
 
 
+try:
+    import transformers  # noqa: F401
+    TRANSFORMERS = None
+except ImportError as e:
+    TRANSFORMERS = f"transformers is not importable ({e})"
+    print(f"  transformers cross-check skipped: {TRANSFORMERS}")
+
+
+@unittest.skipIf(TRANSFORMERS is not None, TRANSFORMERS or "")
+class AgainstTransformers(unittest.TestCase):
+    """Where transformers is importable: its own logits on every fixture equal ours (float32, eager attention)."""
+
+    def test_logits(self):
+        import transformers
+        for name in MODELS:
+            ours, _ = H.load_pretrained(os.path.join(FIXTURES, name))
+            theirs = transformers.AutoModelForCausalLM.from_pretrained(os.path.join(FIXTURES, name),
+                                                                       torch_dtype=torch.float32,
+                                                                       attn_implementation="eager").eval()
+            with torch.no_grad():
+                for s in golden(name)["sequences"]:
+                    x = torch.tensor([s["tokens"]])
+                    self.assertLess((ours(x) - theirs(x).logits).abs().max().item(), 1e-4, name)
+
+
 class Lora(unittest.TestCase):
     """peft's adapter file (workers/hf_worker.py's own LoRA) reproduces peft's log-probs; merging changes nothing."""
 
