@@ -154,8 +154,9 @@ def metadata(ckpt, tokens, ttypes, merges, file_type):
         kv.append(("tokenizer.ggml.bos_token_id", U32, int(bos)))
     if pad is not None:
         kv.append(("tokenizer.ggml.padding_token_id", U32, int(pad)))
-    kv.append(("tokenizer.ggml.add_bos_token", BOOL, bool(tcfg.get("add_bos_token", False))))
-    kv.append(("tokenizer.ggml.add_eos_token", BOOL, bool(tcfg.get("add_eos_token", False))))
+    for key in ("add_bos_token", "add_eos_token"):  # absent: llama.cpp's default for the pre-tokenizer applies
+        if isinstance(tcfg.get(key), bool):
+            kv.append((f"tokenizer.ggml.{key}", BOOL, tcfg[key]))
     template = tcfg.get("chat_template")
     if template is None and os.path.exists(os.path.join(d, "chat_template.jinja")):
         with open(os.path.join(d, "chat_template.jinja"), encoding="utf-8") as f:
