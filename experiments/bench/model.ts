@@ -3,7 +3,9 @@
  * time (64 rollouts × 200 tokens + one policy-gradient step; goal ≤ 3 s) and a KV-cache decode step
  * against a full forward pass per token, for the tiny (~0.5M) model (and, without --quick, one ~4×
  * larger); training and the RL iteration also with 2 data-parallel threads (main + 1 worker), and the
- * TIS log-prob pass (the trainer's no-grad forward of the batch) against the training step.
+ * TIS log-prob pass (the trainer's no-grad forward of the batch) against the training step; sampling
+ * on 2 threads (SamplerPool) and with jax-js's per-dispatch kernel instantiation; the RL math (core loss,
+ * its fast path, numpy in a python3 child); training on packed trees against unpacked on ARPO batches.
  * Every timed figure is the median of REPS timed repetitions after an untimed warm-up, with their range
  * and the 1-minute load average when they started and ended; variants compared with each other (1 vs 2
  * threads, …) are timed interleaved (a, b, a, b, …) so a load swing on a shared machine hits both.
@@ -12,16 +14,27 @@
  * Run: scripts/node24 node --import tsx experiments/bench/model.ts [--quick]
  */
 import { jit, numpy as np } from "@jax-js/jax"
+import { Effect, Layer } from "effect"
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import type { TrainSequence } from "../../src/core/batch.ts"
-import { defaultPolicyLossConfig, normalizer, policyLoss } from "../../src/core/loss.ts"
+import { aggregationScale, defaultPolicyLossConfig, normalizer, policyLoss } from "../../src/core/loss.ts"
 import { flattenBatch, policyLossFast } from "../../src/core/lossFast.ts"
 import { derive, root, uniform } from "../../src/core/random.ts"
 import { tokenIds } from "../../src/core/tokens.ts"
+import { pack } from "../../src/core/pack.ts"
+import { leaves as leafIds } from "../../src/core/tree.ts"
+import { packTree } from "../../src/core/treePack.ts"
+import { layerEmbedded } from "../../src/engine/embedded.ts"
+import { Events } from "../../src/events/Events.ts"
+import { layerArpo } from "../../src/rollout/arpo.ts"
+import { Sampler } from "../../src/rollout/Sampler.ts"
+import * as Calculator from "../../src/tools/calculator.ts"
+import { Toolbox } from "../../src/tools/Toolbox.ts"
+import { prompts as fixturePrompts, trainTinyPolicy } from "../../test/rollout/embeddedFixture.ts"
 import { type ModelConfig, parameterCount, smallConfig, tinyConfig } from "../../src/model/config.ts"
 import { defaultGeneratorOptions, Generator } from "../../src/model/generate.ts"
 import { GradPool } from "../../src/model/parallel.ts"
@@ -29,16 +42,18 @@ import { Policy } from "../../src/model/policy.ts"
 import { ensureBackend, setKernelInstanceCache } from "../../src/model/runtime.ts"
 import { SamplerPool } from "../../src/model/samplerPool.ts"
 import { padId } from "../../src/model/tokenizer.ts"
-import { Learner } from "../../src/model/train.ts"
+import { Learner, packMicroBatches, packTreeMicroBatches } from "../../src/model/train.ts"
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 const quick = process.argv.includes("--quick")
-/** `--only loss|tiny|small`: one section (for development; the committed results come from whole runs) */
+/** `--only loss|tiny|trees|small`: one section (for development; the committed results come from whole runs) */
 const only = process.argv.includes("--only") ? process.argv[process.argv.indexOf("--only") + 1] : undefined
 const runs = (section: string) => only === undefined || only === section
 /** Timed repetitions of every figure (after one untimed warm-up); the figure is their median. */
 const REPS = quick ? 3 : 5
 const ROLLOUTS = 64
+/** prompts of the ARPO batches the tree-packing figures train on (16 trajectories each) */
+const PACK_PROMPTS = quick ? 4 : 8
 const PROMPT = 8
 const NEW = 200
 
@@ -339,6 +354,65 @@ const benchLoss = async (): Promise<Array<Figure>> => {
   return figures
 }
 
+/**
+ * Training on packed trees, on ARPO batches: the tiny model after a few SFT steps on calculator demos
+ * (the rollout benchmark's fixture) samples ARPO trees (M = 16 per prompt, 8 initial, branching after
+ * tool results) with the real calculator; they are packed soft-attributed with ±1 advantages and one
+ * policy step is timed unpacked and packed (rows of at most 64 and of the context, 256, tokens),
+ * interleaved. Reported: tokens a forward computes per trajectory token (real tokens, and padded shapes),
+ * and the step time against the unpacked one.
+ */
+const benchTreePacking = async (): Promise<Array<Figure>> => {
+  const prompts = PACK_PROMPTS
+  const policy = await trainTinyPolicy(20, tinyConfig)
+  const learner = new Learner(policy)
+  const trees = await Effect.runPromise(
+    Effect.scoped(
+      Effect.gen(function*() {
+        const sampler = yield* Sampler
+        return yield* sampler.sample(fixturePrompts(prompts), { step: 0, key: root(11) })
+      }).pipe(Effect.provide(
+        layerArpo({ budget: 16, initial: 8, maxResponseTokens: 64, window: 6 }).pipe(
+          Layer.provideMerge(Layer.mergeAll(layerEmbedded(policy, { maxSlots: 64 }), Toolbox.layer([Calculator.tool({ name: "python" })]))),
+          Layer.provideMerge(Events.layerDiscard)
+        )
+      ))
+    )
+  )
+  const items = trees.map((tree) => ({ tree, advantages: Float64Array.from(leafIds(tree), (_, i) => (i % 3 === 0 ? 1 : -1)) }))
+  const batch = pack(items, { attribution: "soft" })
+  const seqs = batch.sequences
+  const norm = normalizer(batch)
+  const config = defaultPolicyLossConfig
+  const context = tinyConfig.context
+  const scaleOf = (i: number, masked: number) => aggregationScale(config.aggregation, norm, masked) * seqs[i]!.weight
+  const padded = (mbs: ReadonlyArray<{ rows: number; length: number }>) => mbs.reduce((a, m) => a + m.rows * m.length, 0)
+  const plainShapes = padded(packMicroBatches(seqs, scaleOf, 16, context, padId))
+  const rowsOf = [64, context] as const
+  const packings = rowsOf.map((rowTokens) => ({ rowTokens, p: packTree(seqs, rowTokens), shapes: padded(packTreeMicroBatches(seqs, scaleOf, 16, context, padId, rowTokens)) }))
+  const trajectoryTokens = packings[0]!.p.sequenceTokens
+  const steps = await interleave({
+    unpacked: () => learner.policyStep(seqs, config, norm, 16, padId),
+    rows64: () => learner.policyStep(seqs, config, norm, 16, padId, { rowTokens: 64 }),
+    rowsContext: () => learner.policyStep(seqs, config, norm, 16, padId, { rowTokens: context })
+  })
+  learner.dispose()
+  const label = `tree packing on ARPO batches (${prompts} prompts × 16 trajectories, ${trajectoryTokens} trajectory tokens)`
+  const s = (ms: number) => ms / 1000
+  const figures: Array<Figure> = [
+    timed(`${label}: policy step, unpacked`, steps.unpacked, "s", s)
+  ]
+  packings.forEach(({ rowTokens, p, shapes }, k) => {
+    const t = k === 0 ? steps.rows64 : steps.rowsContext
+    figures.push(
+      { figure: `${label}: tokens computed per trajectory token, packed rows ≤ ${rowTokens}`, value: p.packedTokens / trajectoryTokens, unit: "ratio", baseline: "unpacked", baselineValue: 1, ratio: p.packedTokens / trajectoryTokens, goal: null },
+      { figure: `${label}: padded positions computed, packed rows ≤ ${rowTokens}`, value: shapes, unit: "positions", baseline: "unpacked (rows of 16, length buckets of 16)", baselineValue: plainShapes, ratio: shapes / plainShapes, goal: null },
+      timed(`${label}: policy step, packed rows ≤ ${rowTokens}`, t, "s", s, { baseline: "unpacked (interleaved)", baselineValue: steps.unpacked.median / 1000, ratio: t.median / steps.unpacked.median })
+    )
+  })
+  return figures
+}
+
 const fmt = (x: number) => Number(x.toPrecision(4))
 
 export default async function main(): Promise<void> {
@@ -349,6 +423,7 @@ export default async function main(): Promise<void> {
     peak,
     ...(runs("loss") ? await benchLoss() : []),
     ...(runs("tiny") ? await benchModel("tiny", tinyConfig, peak.value) : []),
+    ...(runs("trees") ? await benchTreePacking() : []),
     // the larger model only in a full run (--quick: the tiny model, which the RL-iteration goal is about)
     ...(runs("small") && !quick ? await benchModel("small (~4×)", smallConfig, peak.value) : [])
   ]
