@@ -15,7 +15,7 @@ import * as Os from "node:os"
 import * as NodePath from "node:path"
 import { Context, Effect, Layer, Option, Schema, Scope } from "effect"
 import { SandboxUnavailable } from "./errors.ts"
-import { READY_MARKER, REFUSED_EXIT, REFUSED_MARKER, SUPERVISOR, TIMEOUT_EXIT, TIMEOUT_MARKER } from "./sandboxSupervisor.ts"
+import { END_TAG, READY_MARKER, REFUSED_EXIT, REFUSED_MARKER, SUPERVISOR, TIMEOUT_EXIT, TIMEOUT_MARKER } from "./sandboxSupervisor.ts"
 
 export { READY_MARKER, REFUSED_EXIT, REFUSED_MARKER, TIMEOUT_EXIT, TIMEOUT_MARKER } from "./sandboxSupervisor.ts"
 
@@ -321,22 +321,39 @@ interface Output {
   readonly chunks: Array<Buffer>
   bytes: number
   truncated: boolean
+  /** the last bytes, held back until it is clear they do not begin the end tag */
+  pending: Buffer
+  /** the end tag came: the program's output is complete (what follows is a leftover process's, dropped) */
+  ended: boolean
+}
+
+/** How a sandbox ended: its program's exit status as its PID 1 reported it, or the wrapper's when it closed. */
+interface Finish {
+  readonly code: number | null
+  /** PID 1 reported the program's end (the namespace may still be being torn down) */
+  readonly reported: boolean
 }
 
 /** One started sandbox: its process, the output gathered since it started, and how it ended. */
 interface Box extends SandboxRecord {
   readonly child: NodeChild.ChildProcess
   readonly key: string
+  /** written to PID 1's status pipe; PID 1 ends stdout and stderr with it */
+  readonly endTag: Buffer
   readonly stdout: Output
   readonly stderr: Output
   /** the supervisor's child said it is set up (READY_MARKER, stripped from stderr) */
   ready: boolean
   /** bytes of stderr still to compare with READY_MARKER */
   markerLeft: number
+  /** the program's exit status from PID 1's status pipe */
+  status: number | undefined
   used: boolean
   /** the kill was ours (timeout or output cap) */
   killed: boolean
   readonly closed: Promise<{ readonly code: number | null }>
+  readonly finished: Promise<Finish>
+  finish: (f: Finish) => void
 }
 
 const keyOf = (argv: ReadonlyArray<string>): string => JSON.stringify(argv)
@@ -385,18 +402,40 @@ export const make = (
     }
 
     const live = new Set<Box>()
+    const cleanups = new Set<Promise<void>>()
     const pools = new Map<string, { readonly argv: ReadonlyArray<string>; readonly boxes: Array<Box> }>()
     let closing = false
     let unscoped = false
     const setRef = (box: Box, ref: boolean) => {
-      for (const h of [box.child, box.child.stdin, box.child.stdout, box.child.stderr] as Array<{ ref?: () => void; unref?: () => void } | null>) {
+      for (const h of [box.child, ...box.child.stdio] as Array<{ ref?: () => void; unref?: () => void } | null>) {
         if (ref) h?.ref?.()
         else h?.unref?.()
       }
     }
 
+    const keep = (box: Box, which: "stdout" | "stderr", data: Buffer) => {
+      const out = box[which]
+      if (out.truncated || data.length === 0) return
+      const cap = which === "stdout" ? config.stdoutBytes : config.stderrBytes
+      const room = cap - out.bytes
+      if (data.length > room) {
+        out.chunks.push(data.subarray(0, room))
+        out.bytes = cap
+        out.truncated = true
+        kill(box)
+        return
+      }
+      out.chunks.push(data)
+      out.bytes += data.length
+    }
+
+    const maybeFinished = (box: Box) => {
+      if (box.status !== undefined && box.stdout.ended && box.stderr.ended) box.finish({ code: box.status, reported: true })
+    }
+
     const capture = (box: Box, which: "stdout" | "stderr", chunk: Buffer) => {
       const out = box[which]
+      if (out.ended) return
       if (which === "stderr" && box.markerLeft > 0) {
         const want = READY_MARKER.slice(READY_MARKER.length - box.markerLeft)
         const head = chunk.subarray(0, box.markerLeft).toString("latin1")
@@ -409,18 +448,18 @@ export const make = (
         }
         if (chunk.length === 0) return
       }
-      const cap = which === "stdout" ? config.stdoutBytes : config.stderrBytes
-      if (out.truncated) return
-      const room = cap - out.bytes
-      if (chunk.length > room) {
-        out.chunks.push(chunk.subarray(0, room))
-        out.bytes = cap
-        out.truncated = true
-        kill(box)
+      const data = out.pending.length === 0 ? chunk : Buffer.concat([out.pending, chunk])
+      const at = data.indexOf(box.endTag)
+      if (at >= 0) {
+        out.pending = Buffer.alloc(0)
+        keep(box, which, data.subarray(0, at))
+        out.ended = true
+        maybeFinished(box)
         return
       }
-      out.chunks.push(chunk)
-      out.bytes += chunk.length
+      const held = Math.min(data.length, box.endTag.length - 1)
+      out.pending = data.subarray(data.length - held)
+      keep(box, which, data.subarray(0, data.length - held))
     }
 
     const kill = (box: Box) => {
@@ -476,11 +515,14 @@ export const make = (
         "-c",
         SUPERVISOR,
         JSON.stringify(spec)
-      ], { env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LANG: "C.UTF-8" }, cwd: "/", stdio: ["pipe", "pipe", "pipe"] })
+      ], { env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LANG: "C.UTF-8" }, cwd: "/", stdio: ["pipe", "pipe", "pipe", "pipe"] })
       const closed = new Promise<{ code: number | null }>((resolve) => {
         child.once("close", (code) => resolve({ code }))
         child.once("error", () => resolve({ code: null }))
       })
+      const tag = randomBytes(8).toString("hex")
+      let finish: (f: Finish) => void = () => {}
+      const finished = new Promise<Finish>((resolve) => (finish = resolve))
       const box: Box = {
         runId,
         pid: child.pid ?? -1,
@@ -488,13 +530,17 @@ export const make = (
         cgroups,
         child,
         key: keyOf(argv),
-        stdout: { chunks: [], bytes: 0, truncated: false },
-        stderr: { chunks: [], bytes: 0, truncated: false },
+        endTag: Buffer.from(`\0${END_TAG}${tag}\n`, "latin1"),
+        stdout: { chunks: [], bytes: 0, truncated: false, pending: Buffer.alloc(0), ended: false },
+        stderr: { chunks: [], bytes: 0, truncated: false, pending: Buffer.alloc(0), ended: false },
         ready: false,
         markerLeft: READY_MARKER.length,
+        status: undefined,
         used: false,
         killed: false,
-        closed
+        closed,
+        finished,
+        finish
       }
       live.add(box)
       child.stdout!.on("data", (c: Buffer) => capture(box, "stdout", c))
@@ -502,13 +548,31 @@ export const make = (
       child.stdin!.on("error", () => {
         // the sandbox ended before reading its stdin (refused or killed): its output says why
       })
-      void closed.then(() => {
+      const status = child.stdio[3] as unknown as NodeJS.ReadWriteStream & { on: (e: string, f: (c: Buffer) => void) => void }
+      status.on("error", () => {})
+      status.on("data", (c: Buffer) => {
+        const n = Number.parseInt(c.toString("latin1").trim(), 10)
+        if (Number.isInteger(n)) {
+          box.status = n
+          maybeFinished(box)
+        }
+      })
+      status.write(`${tag}\n`)
+      void closed.then(({ code }) => {
+        // what was held back is output too when the tag never came (killed, refused, timed out inside)
+        for (const which of ["stdout", "stderr"] as const) {
+          if (!box[which].ended) keep(box, which, box[which].pending)
+        }
+        box.finish({ code, reported: false })
         live.delete(box)
         const pool = pools.get(box.key)
         if (pool !== undefined && !box.used) {
           const i = pool.boxes.indexOf(box)
           if (i >= 0) pool.boxes.splice(i, 1)
         }
+        const done = cleanup(box)
+        cleanups.add(done)
+        void done.finally(() => cleanups.delete(done))
       })
       hooks.onStart?.(box)
       return box
@@ -572,20 +636,23 @@ export const make = (
           kill(box)
         }, config.timeoutMs)
         box.child.stdin!.end(request.stdin)
-        void box.closed.then(async ({ code }) => {
+        void box.finished.then(({ code, reported }) => {
           clearTimeout(timer)
           const wallMs = performance.now() - started
-          await cleanup(box)
+          if (reported) {
+            // PID 1 is exiting by itself; make sure of it
+            setTimeout(() => kill(box), 5_000).unref()
+          }
           const stderr = text(box.stderr)
           if (code === REFUSED_EXIT && stderr.includes(REFUSED_MARKER)) {
             const line = stderr.split("\n").find((l) => l.includes(REFUSED_MARKER)) ?? stderr
             resume(Effect.fail(new SandboxUnavailable({ reason: `run ${box.runId}: ${line.slice(line.indexOf(REFUSED_MARKER) + REFUSED_MARKER.length).trim()}` })))
             return
           }
-          const insideTimeout = code === TIMEOUT_EXIT && stderr.endsWith(`\n${TIMEOUT_MARKER}\n`)
+          const insideTimeout = !reported && code === TIMEOUT_EXIT && stderr.endsWith(`\n${TIMEOUT_MARKER}\n`)
           resume(Effect.succeed<SandboxRun>({
             runId: box.runId,
-            exitCode: box.killed || insideTimeout || code === null ? undefined : code,
+            exitCode: (box.killed && !reported) || insideTimeout || code === null ? undefined : code,
             stdout: text(box.stdout),
             stderr: insideTimeout ? stderr.slice(0, -(TIMEOUT_MARKER.length + 2)) : stderr,
             stdoutTruncated: box.stdout.truncated,
@@ -620,10 +687,8 @@ export const make = (
           closing = true
           const all = [...live]
           for (const box of all) if (!box.used) kill(box)
-          await Promise.all(all.map(async (box) => {
-            await box.closed
-            if (!box.used) await cleanup(box)
-          }))
+          await Promise.all(all.map((box) => box.closed))
+          await Promise.all([...cleanups])
         })
       )
     }

@@ -3,8 +3,10 @@
  * namespaces `unshare` made), as Python source for Debian's python3. It builds the root, joins the
  * cgroups, forks the child that drops to the unprivileged user (rlimits, chroot, no capabilities,
  * no_new_privs, a seccomp filter that denies the keyring syscalls), checks inside the child that all of
- * it took effect, and relays the program's stdin; from the moment that stdin is complete it enforces the
- * wall-clock limit itself. It does not decide limits (sandbox.ts passes them) and trusts nothing the child says.
+ * it took effect, and from the moment the program arrives on stdin (which the child reads itself) enforces
+ * the wall-clock limit itself. When the program has exited it tags the end of stdout and stderr and
+ * reports the exit status on fd 3, so the host can answer before the namespaces are torn down. It does
+ * not decide limits (sandbox.ts passes them) and trusts nothing the child says.
  */
 
 /** Exit code and stderr marker of a refusal (the program was not run). */
@@ -13,6 +15,8 @@ export const REFUSED_MARKER = "arpo-sandbox-refused:"
 /** Exit code and stderr marker of the in-sandbox wall-clock limit. */
 export const TIMEOUT_EXIT = 124
 export const TIMEOUT_MARKER = "arpo-sandbox-timeout"
+/** Written by PID 1 to stdout and stderr (`\0` + this + the run's tag + `\n`) after the program exited. */
+export const END_TAG = "arpo-sandbox-end:"
 /** Written by the child to stderr once it is set up and about to run (or wait for) the program. */
 export const READY_MARKER = "arpo-sandbox-ready\n"
 
@@ -22,7 +26,7 @@ export const READY_MARKER = "arpo-sandbox-ready\n"
  * interpreter runs in the child's interpreter (no second start-up); any other program is exec'd.
  */
 export const SUPERVISOR = String.raw`
-import ctypes, errno, json, os, resource, signal, sys
+import ctypes, errno, json, os, resource, select, signal, sys
 import ast, traceback  # loaded before the fork so that Python programs run in-process start with them
 
 _spec = json.loads(sys.argv[1])
@@ -93,10 +97,11 @@ def _install_seccomp(arches):
     if _libc.prctl(22, 2, ctypes.addressof(fprog), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
         _refuse("cannot install the seccomp filter: " + os.strerror(ctypes.get_errno()))
 
-def _child(r, w):
-    os.close(w)
-    os.dup2(r, 0)
-    os.close(r)
+def _child():
+    try:
+        os.close(3)  # the status pipe is PID 1's alone
+    except OSError:
+        pass
     _libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
     lim = _spec["limits"]
@@ -147,10 +152,19 @@ def _child(r, w):
     os.environ.clear()
     os.environ.update(_spec["env"])
 
+def _exit_status(e):
+    if e.code is None:
+        return 0
+    if isinstance(e.code, int):
+        return e.code & 0xFF
+    print(e.code, file=sys.stderr)
+    return 1
+
 def _run_program():
     argv = _spec["argv"]
     os.write(2, b"${READY_MARKER.replace("\n", "\\n")}")
     if len(argv) == 4 and argv[0] == sys.executable and argv[1:3] == ["-I", "-c"]:
+        # as python3 -I -c would, in this interpreter; then exit without the slow interpreter teardown
         import types
         main = types.ModuleType("__main__")
         main.__builtins__ = __builtins__
@@ -158,8 +172,27 @@ def _run_program():
         sys.argv = ["-c"]
         code = compile(argv[3], "<string>", "exec")
         del argv
-        exec(code, main.__dict__)
-        sys.exit(0)
+        try:
+            exec(code, main.__dict__)
+            status = 0
+        except SystemExit as e:
+            status = _exit_status(e)
+        except BaseException:
+            sys.excepthook(*sys.exc_info())
+            status = 1
+        try:
+            if "threading" in sys.modules:
+                sys.modules["threading"]._shutdown()
+            import atexit
+            atexit._run_exitfuncs()
+        except BaseException:
+            pass
+        for f in (sys.stdout, sys.stderr):
+            try:
+                f.flush()
+            except BaseException:
+                status = status or 120
+        os._exit(status)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         os.execv(argv[0], argv)
@@ -205,27 +238,25 @@ def _main():
     name = b"sandbox"
     if _libc.sethostname(name, len(name)) != 0:
         _refuse("cannot set the host name in the new UTS namespace")
-    r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
-            _child(r, w)
+            _child()
         except Exception as e:
             _refuse("setting up the child failed: %r" % (e,))
-        _run_program()  # never returns: exits, raises SystemExit or execs
-    os.close(r)
-    # relay the program's stdin; the wall clock starts when it is complete
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    while True:
-        chunk = os.read(0, 65536)
-        if not chunk:
-            break
-        try:
-            while chunk:
-                chunk = chunk[os.write(w, chunk):]
-        except OSError:
-            pass
-    os.close(w)
+        _run_program()  # never returns: exits or execs
+    # the child reads its program from our stdin itself; the wall clock starts when the program arrives
+    # (or when the child ended without one); the status pipe (fd 3) carries the end tag, read after the fork
+    try:
+        end = b"\0${END_TAG}" + os.read(3, 64).strip() + b"\n"
+    except OSError:
+        end = None  # run by hand, without a status pipe: the host waits for the exit
+    pidfd = os.pidfd_open(pid)
+    waiting = select.poll()
+    waiting.register(0, select.POLLIN | select.POLLHUP)
+    waiting.register(pidfd, select.POLLIN)
+    while not waiting.poll():
+        pass
     def _expire(signum, frame):
         os.write(2, b"\n${TIMEOUT_MARKER}\n")
         os._exit(${TIMEOUT_EXIT})  # PID 1 exiting kills every process of the namespace
@@ -238,7 +269,17 @@ def _main():
             os._exit(1)
         if got == pid:
             code = os.waitstatus_to_exitcode(status)
-            os._exit(code if code >= 0 else 128 - code)
+            code = code if code >= 0 else 128 - code
+            # everything the program wrote is in the pipes before these: the host may answer now,
+            # without waiting for this namespace to be torn down
+            signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+            for fd in (1, 2, 3):
+                try:
+                    if end is not None:
+                        os.write(fd, end if fd != 3 else b"%d\n" % code)
+                except OSError:
+                    pass
+            os._exit(code)
 
 _main()
 `

@@ -15,7 +15,7 @@ import { afterAll, afterEach, describe, expect, it } from "vitest"
 import { Sandbox, type SandboxRecord, type SupervisorSpec } from "../../src/tools/sandbox.ts"
 import { SUPERVISOR, TIMEOUT_EXIT, TIMEOUT_MARKER } from "../../src/tools/sandboxSupervisor.ts"
 
-import { leftovers, makeHarness, processesOfRuns, unavailableReason } from "./sandboxHarness.ts"
+import { leftovers, leftoversAfter, makeHarness, processesOfRuns, unavailableReason } from "./sandboxHarness.ts"
 
 const repoRoot = NodePath.resolve(NodePath.dirname(fileURLToPath(import.meta.url)), "../..")
 const skip = await unavailableReason()
@@ -28,11 +28,11 @@ describe.skipIf(skip !== undefined)("python sandbox contains hostile programs", 
   const short = makeHarness({ ...limits, timeoutMs: 2_000 }, { timeoutMs: 30_000, maxAttempts: 1 })
   let checked = 0
   let checkedShort = 0
-  afterEach(() => {
+  afterEach(async () => {
     const runs = [...h.spawned.slice(checked), ...short.spawned.slice(checkedShort)]
     checked = h.spawned.length
     checkedShort = short.spawned.length
-    expect(leftovers(runs)).toEqual([])
+    expect(await leftoversAfter(runs)).toEqual([])
   })
   afterAll(async () => {
     await h.runtime.dispose()

@@ -4,7 +4,7 @@ import * as Events from "../../src/events/Events.ts"
 import * as Python from "../../src/tools/python.ts"
 import { Sandbox } from "../../src/tools/sandbox.ts"
 import { Toolbox } from "../../src/tools/Toolbox.ts"
-import { leftovers, makeHarness, unavailableReason } from "./sandboxHarness.ts"
+import { leftoversAfter, makeHarness, unavailableReason } from "./sandboxHarness.ts"
 
 const skip = await unavailableReason()
 
@@ -61,9 +61,9 @@ describe.skipIf(skip !== undefined)("python tool (sandboxed): normal programs", 
     expect(rs.map((r) => r.output)).toEqual(["111", "222", "333", "444"])
   })
 
-  it("leaves nothing behind", () => {
+  it("leaves nothing behind", async () => {
     expect(h.spawned.length).toBeGreaterThan(5)
-    expect(leftovers(h.spawned)).toEqual([])
+    expect(await leftoversAfter(h.spawned)).toEqual([])
   })
 })
 

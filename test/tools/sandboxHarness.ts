@@ -84,3 +84,17 @@ export const leftovers = (runs: ReadonlyArray<SpawnRecord>): Array<string> => {
   for (const pid of processesOfRuns(runs.map((r) => r.runId))) out.push(`process ${pid} of a finished run is alive`)
   return out
 }
+
+/**
+ * What these runs left behind once they had `withinMs` to go: a call is answered as soon as its program
+ * exits, while its namespace, scratch and cgroups are taken down just after. Empty when clean.
+ */
+export const leftoversAfter = async (runs: ReadonlyArray<SpawnRecord>, withinMs = 10_000): Promise<Array<string>> => {
+  const until = Date.now() + withinMs
+  let left = leftovers(runs)
+  while (left.length > 0 && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 50))
+    left = leftovers(runs)
+  }
+  return left
+}
