@@ -144,7 +144,9 @@ export const Evaluation = Schema.TaggedStruct("eval", {
   /** unbiased pass@k for several k from n samples per question (`"1"`, `"4"`, …), when measured */
   passAt: Schema.optionalKey(Schema.Record(Schema.String, Schema.Finite)),
   /** samples per question behind `passAt` */
-  samples: Schema.optionalKey(Count)
+  samples: Schema.optionalKey(Count),
+  /** each question's greedy accuracy, in the split's order (the paired observations of the report's bootstrap) */
+  greedyPerQuestion: Schema.optionalKey(Schema.Array(Schema.Finite))
 })
 
 /** A checkpoint was written (atomically). */

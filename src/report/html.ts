@@ -5,7 +5,7 @@
  * Pure: Summary in, string out.
  */
 import { seriesTable } from "./markdown.ts"
-import { formatNumber as fmt, formatStat, lower, type Series, type Summary, upper } from "./summarize.ts"
+import { formatCell, formatNumber as fmt, formatStat, lower, type Series, type Summary, upper } from "./summarize.ts"
 import { barChart, escapeXml, histogramPlot, type LineSeries, linePlot, palette } from "./svg.ts"
 
 const css = `
@@ -23,7 +23,7 @@ const band = (series: ReadonlyArray<Series>, options: { label?: (s: Series) => s
     name: options.label?.(s) ?? s.arm,
     color: palette[(i + (options.colorOffset ?? 0)) % palette.length]!,
     ...(options.dashed ? { dashed: true } : {}),
-    points: s.points.map((p) => (p.halfWidth === null ? { x: p.step, y: p.mean } : { x: p.step, y: p.mean, lo: lower(p), hi: upper(p) }))
+    points: s.points.map((p) => (p.lo === null ? { x: p.step, y: p.mean } : { x: p.step, y: p.mean, lo: lower(p), hi: upper(p) }))
   }))
 
 /** Markdown table → HTML table (the tables are built once, in markdown.ts). */
@@ -42,13 +42,13 @@ export const renderHtml = (s: Summary, options: { readonly title?: string } = {}
   const title = options.title ?? `Run report${s.runs.length > 0 ? `: ${s.runs.join(", ")}` : ""}`
   const h = s.headline
   const sameColor = (series: ReadonlyArray<Series>) => band(series)
-  const headline = `<div class="headline"><p>${escapeXml(h.text)}</p>` +
+  const headline = `<div class="headline">${h.text.split("\n").map((l) => `<p>${escapeXml(l.trim())}</p>`).join("")}` +
     h.comparisons.map((c) =>
       `<p class="${c.verdict === "beats" ? "verdict-beats" : "verdict-none"}">${escapeXml(c.verdict === "beats" ? `${c.better} beats ${c.worse}` : `${c.better} vs ${c.worse}: ${c.verdict}`)}</p>`
     ).join("") +
     (h.arms.length > 0
-      ? `<p class="meta">Compared: ${escapeXml(h.metric)}; cost: ${escapeXml(h.cost)}.</p><table><thead><tr><th>arm</th><th>seeds</th><th>last step</th><th>accuracy</th><th>tool calls</th></tr></thead><tbody>` +
-        h.arms.map((a) => `<tr><td>${escapeXml(a.arm)}</td><td>${a.seeds.length}</td><td>${a.lastStep}</td><td>${escapeXml(formatStat(a.metric))}</td><td>${escapeXml(formatStat(a.toolCalls))}</td></tr>`).join("") +
+      ? `<p class="meta">Compared: ${escapeXml(h.metric)}; cost: ${escapeXml(h.cost)}.</p><table><thead><tr><th>arm</th><th>seeds</th><th>last step</th><th>accuracy</th><th>RL tool calls / trajectory</th><th>RL generated tokens / trajectory</th></tr></thead><tbody>` +
+        h.arms.map((a) => `<tr><td>${escapeXml(a.arm)}</td><td>${a.seeds.length}</td><td>${a.lastStep}</td><td>${escapeXml(formatStat(a.metric))}</td><td>${escapeXml(formatCell(a.toolCalls))}</td><td>${escapeXml(formatCell(a.tokens))}</td></tr>`).join("") +
         `</tbody></table>`
       : "") +
     `</div>`
@@ -153,7 +153,7 @@ export const renderHtml = (s: Summary, options: { readonly title?: string } = {}
     `<table><thead><tr><th>kind</th><th>count</th></tr></thead><tbody>${Object.entries(s.eventsByKind).map(([k, v]) => `<tr><td>${escapeXml(k)}</td><td>${v}</td></tr>`).join("")}</tbody></table>`
   )
 
-  const meta = `${s.arms.length} arm(s) (${s.arms.join(", ") || "none"}) · seeds ${s.seeds.join(", ") || "none"} · steps ${s.steps ? `${s.steps.first}–${s.steps.last}` : "none"} · ${s.events} events · intervals are 95% Student-t CIs over seeds`
+  const meta = `${s.arms.length} arm(s) (${s.arms.join(", ") || "none"}) · seeds ${s.seeds.join(", ") || "none"} · steps ${s.steps ? `${s.steps.first}–${s.steps.last}` : "none"} · ${s.events} events · intervals are 95% percentile bootstrap intervals over seeds (and held-out questions in the headline), clipped to each metric's range`
   return `<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">` +
     `<title>${escapeXml(title)}</title><style>${css}</style></head><body>\n<h1>${escapeXml(title)}</h1><p class="meta">${escapeXml(meta)}</p>\n` +
     `<section><h2>Headline</h2>${headline}</section>\n${body}</body></html>\n`

@@ -3,7 +3,7 @@
  * tables of the per-step series (subsampled to a readable number of rows), branching, tools, the time
  * split, evaluations and notes. Pure: Summary in, string out. Plots are in the HTML report only.
  */
-import { formatNumber as fmt, formatStat, type Point, type Series, type Summary } from "./summarize.ts"
+import { formatCell, formatNumber as fmt, formatStat, type Point, type Series, type Summary } from "./summarize.ts"
 
 /** At most `max` steps, evenly spaced, always including the first and the last. */
 export const sampleSteps = (steps: ReadonlyArray<number>, max = 12): ReadonlyArray<number> => {
@@ -13,7 +13,7 @@ export const sampleSteps = (steps: ReadonlyArray<number>, max = 12): ReadonlyArr
   return [...out]
 }
 
-const cell = (p: Point | undefined) => (p === undefined ? "" : formatStat(p))
+const cell = (p: Point | undefined) => (p === undefined ? "" : formatCell(p))
 
 export const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>): string =>
   [
@@ -39,13 +39,13 @@ export const renderMarkdown = (s: Summary, options: { readonly title?: string } 
   let out = `# ${title}\n\n`
   out += `${s.arms.length} arm(s) (${s.arms.join(", ") || "none"}), seeds ${s.seeds.join(", ") || "none"}, ` +
     `steps ${s.steps ? `${s.steps.first}–${s.steps.last}` : "none"}, ${s.events} events. ` +
-    `Intervals are 95% Student-t confidence intervals over seeds.\n\n`
-  out += `## Headline\n\n${h.text}\n\n`
+    `Intervals are 95% percentile bootstrap intervals over seeds (and held-out questions in the headline), clipped to each metric's range; a figure without one says why.\n\n`
+  out += `## Headline\n\n${h.text.split("\n").map((l) => l.trim()).join("\n\n")}\n\n`
   if (h.arms.length > 0) {
     out += `Compared: ${h.metric}; cost: ${h.cost}.\n\n`
     out += table(
-      ["arm", "seeds", "last step", "accuracy", "tool calls"],
-      h.arms.map((a) => [a.arm, String(a.seeds.length), String(a.lastStep), formatStat(a.metric), formatStat(a.toolCalls)])
+      ["arm", "seeds", "last step", "accuracy", "RL tool calls / trajectory", "RL generated tokens / trajectory"],
+      h.arms.map((a) => [a.arm, String(a.seeds.length), String(a.lastStep), formatStat(a.metric), formatCell(a.toolCalls), formatCell(a.tokens)])
     ) + "\n\n"
   }
   out += section("Reward per step", s.reward.length > 0 ? seriesTable(s.reward) : undefined)

@@ -42,6 +42,8 @@ export interface EvalFigures {
   readonly passAt: Record<string, number>
   /** sampled responses per question behind `passAt` and `passAtK` */
   readonly samples: number
+  /** each question's greedy accuracy, in the split's order (the report pairs arms and seeds by question) */
+  readonly greedyPerQuestion?: ReadonlyArray<number>
 }
 
 /** One question's outcome, for reports and JSON output (not part of the `eval` event). */
@@ -218,7 +220,8 @@ export const evaluateDetailed = (
         toolCallsPerQuestion: mean((q) => q.greedyToolCalls),
         evalMs: performance.now() - started,
         passAt: passAtKs(counts, ks),
-        samples
+        samples,
+        greedyPerQuestion: perQuestion.map((q) => q.greedyAccuracy)
       },
       perQuestion,
       failedGreedy: greedy.stats.failedTrajectories,

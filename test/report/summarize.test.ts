@@ -1,7 +1,8 @@
 // summarize: per-arm per-step statistics over seeds and the headline verdicts, on synthetic streams.
 import { assert, describe, it } from "@effect/vitest"
 import fc from "fast-check"
-import { finalWindow, intervalsOverlap, pairedDifference, stat, summarize, summaryJson, tQuantile975, welchDifference } from "../../src/report/summarize.ts"
+import { bootstrap, differenceRange, unit } from "../../src/report/bootstrap.ts"
+import { finalWindow, formatStat, intervalsOverlap, pairedDifference, stat, summarize, summaryJson } from "../../src/report/summarize.ts"
 import { synthetic } from "./synthetic.ts"
 
 const clearWinner = synthetic({
@@ -15,33 +16,52 @@ const clearWinner = synthetic({
 })
 
 describe("statistics", () => {
-  it("the 95% CI of three seeds uses t(0.975, 2) = 4.303", () => {
-    const s = stat([1, 2, 3])
-    assert.strictEqual(s.mean, 2)
-    assert.closeTo(s.halfWidth!, 4.303 * 1 / Math.sqrt(3), 1e-9)
-    assert.strictEqual(stat([5]).halfWidth, null)
-    assert.strictEqual(tQuantile975(1000), 1.96)
+  it("a bootstrap interval is deterministic for a label, contains the mean and lies inside the metric's range", () => {
+    const table = [[1, 0, 1, 1, 0, 1, 1, 1], [0, 0, 1, 1, 1, 1, 0, 1]]
+    const s = bootstrap(table, { label: "x", range: unit })
+    assert.deepStrictEqual(bootstrap(table, { label: "x", range: unit }), s)
+    assert.strictEqual(s.n, 2)
+    assert.strictEqual(s.units, 8)
+    assert.isNull(s.why)
+    assert.isAtLeast(s.mean, s.lo!)
+    assert.isAtMost(s.mean, s.hi!)
+    assert.isAtLeast(s.lo!, 0)
+    assert.isAtMost(s.hi!, 1)
   })
 
-  it("a CI is centred on the mean and shrinks when every replicate is repeated", () => {
+  it("any 0/1 table of seeds × questions gets an interval inside [0, 1] or a reason", () => {
     fc.assert(
-      fc.property(fc.array(fc.double({ min: -100, max: 100, noNaN: true }), { minLength: 2, maxLength: 10 }), (xs) => {
-        const s = stat(xs)
-        const twice = stat([...xs, ...xs])
-        return s.halfWidth! >= 0 && twice.halfWidth! <= s.halfWidth! + 1e-9 && Math.abs(twice.mean - s.mean) < 1e-9
+      fc.property(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 12 }), fc.infiniteStream(fc.boolean()), (n, q, bits) => {
+        const it = bits[Symbol.iterator]()
+        const table = Array.from({ length: n }, () => Array.from({ length: q }, () => (it.next().value ? 1 : 0)))
+        const s = bootstrap(table, { label: "law", range: unit, replicates: 200 })
+        if (s.lo === null) return s.why !== null && s.why.length > 0
+        return s.lo >= 0 && s.hi! <= 1 && s.hi! > s.lo && s.lo <= s.mean && s.mean <= s.hi!
       }),
       { seed: 42, numRuns: 200 }
     )
   })
 
-  it("Welch's difference CI of identical samples is centred on 0", () => {
-    const d = welchDifference([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
-    assert.closeTo(d.mean, 0, 1e-12)
-    assert.isAbove(d.halfWidth!, 0)
+  it("says why there is no interval: too few seeds without questions, or no spread", () => {
+    assert.match(stat([0.5, 0.6]).why!, /only 2 seeds and no per-question outcomes/)
+    assert.match(stat([5]).why!, /1 seed/)
+    assert.match(bootstrap([[1, 1, 1], [1, 1, 1]], { label: "x" }).why!, /every one of the 6 observations is 1/)
+    const three = stat([0.5, 0.6, 0.7], unit)
+    assert.isNotNull(three.lo)
+    assert.match(formatStat(three), /^0\.600 \[0\.\d+, 0\.\d+\] \(3 seeds\)$/)
+    assert.match(formatStat(stat([0.5, 0.6])), /^0\.550 \(2 seeds; no interval: only 2 seeds/)
     assert.isTrue(intervalsOverlap(stat([1, 2, 3]), stat([2.5, 3.5, 4.5])))
     assert.isFalse(intervalsOverlap(stat([1, 1.1, 1.2]), stat([2, 2.1, 2.2])))
     assert.strictEqual(finalWindow(20), 4)
     assert.strictEqual(finalWindow(2), 1)
+  })
+
+  it("clips an interval to the range: a mean near 1 never gets an upper end above 1", () => {
+    const s = stat([0.99, 1, 1, 0.98, 1], unit)
+    assert.isAtMost(s.hi!, 1)
+    const d = bootstrap([[1, -1, 1, 1]], { label: "d", range: differenceRange(unit) })
+    assert.isAtLeast(d.lo!, -1)
+    assert.isAtMost(d.hi!, 1)
   })
 })
 
@@ -63,7 +83,9 @@ describe("summarize", () => {
     }
     const last = s.accuracy[1]!.points[19]!
     assert.closeTo(last.mean, 0.7, 0.05)
-    assert.isAbove(last.halfWidth!, 0)
+    assert.isAbove(last.hi! - last.lo!, 0)
+    assert.isAtMost(last.hi!, 1)
+    assert.strictEqual(s.accuracy[1]!.seeds.length, 3)
     assert.strictEqual(s.entropyAfterTool.length, 2)
   })
 
@@ -129,6 +151,38 @@ describe("summarize", () => {
     assert.strictEqual(one.headline.comparisons[0]!.verdict, "cannot tell")
     assert.match(one.headline.metric, /"test" split/)
     assert.strictEqual(one.evaluation.length, 2)
+    assert.match(one.headline.text, /cannot tell whether b beats a: 1 seed and nothing within it to resample/)
+  })
+
+  it("headline: with per-question outcomes, one seed × 64 questions is enough for an interval, paired by question", () => {
+    const one = summarize(synthetic({
+      arms: [
+        { name: "a", finalAccuracy: 0.2, toolCallsPerTrajectory: 1, branchRate: 0 },
+        { name: "b", finalAccuracy: 0.9, toolCallsPerTrajectory: 0.5, branchRate: 0 }
+      ],
+      seeds: [7],
+      steps: 5,
+      noise: 0.01,
+      evalEvery: 5,
+      questions: 64
+    }))
+    const c = one.headline.comparisons[0]!
+    assert.strictEqual(c.verdict, "beats")
+    assert.strictEqual(c.difference.units, 64)
+    assert.match(one.headline.metric, /paired by question/)
+    assert.match(c.sentence, /paired bootstrap 95% CI \[\+0\.\d+, \+0\.\d+\] over 1 seed × 64 questions/)
+    for (const a of one.headline.arms) {
+      assert.isAtLeast(a.metric.lo!, 0)
+      assert.isAtMost(a.metric.hi!, 1)
+    }
+    assert.strictEqual(one.passAt.length, 4)
+  })
+
+  it("headline: the cost line compares tool calls and generated tokens per trajectory during RL, labelled", () => {
+    const c = s.headline.comparisons[0]!
+    assert.match(c.costSentence, /^Cost during RL \(arpo vs grpo, means over 3 seeds\): tool calls per trajectory 1\.\d+ vs 2\.\d+ \(0\.\d+× grpo's\); generated tokens per trajectory 56\.3 vs 56\.3 \(1× grpo's\)\.$/)
+    assert.include(s.headline.text, c.costSentence)
+    assert.match(s.headline.cost, /during RL, per trajectory/)
   })
 
   it("an empty stream gives an empty summary with a note, and summary.json is plain JSON", () => {
@@ -146,14 +200,15 @@ describe("paired comparison over seeds", () => {
   it("pairs per-seed differences when both arms ran the same seeds, which cancels seed-to-seed spread", () => {
     const a = { seeds: [1, 2, 3], values: [0.9, 0.5, 0.7] }
     const b = { seeds: [1, 2, 3], values: [0.8, 0.42, 0.61] }
-    const paired = pairedDifference(a, b)!
+    const paired = pairedDifference(new Map(a.seeds.map((s, i) => [s, [a.values[i]!]])), new Map(b.seeds.map((s, i) => [s, [b.values[i]!]])))!
     assert.deepStrictEqual(paired.diffs.map((d) => Math.round(d * 100) / 100), [0.1, 0.08, 0.09])
     // the arms' own intervals overlap widely, the paired one excludes 0
-    assert.isAbove(paired.stat.mean - paired.stat.halfWidth!, 0)
+    assert.isAbove(paired.stat.lo!, 0)
     assert.isTrue(intervalsOverlap(stat(a.values), stat(b.values)))
   })
   it("does not pair arms with different seeds", () => {
-    assert.isUndefined(pairedDifference({ seeds: [1, 2], values: [1, 1] }, { seeds: [1, 3], values: [0, 0] }))
+    assert.isUndefined(pairedDifference(new Map([[2, [1]]]), new Map([[3, [0]]])))
+    assert.deepStrictEqual(pairedDifference(new Map([[1, [1, 0]], [2, [1, 1]]]), new Map([[1, [0, 0]], [3, [0, 0]]]))!.seeds, [1])
   })
 })
 

@@ -18,6 +18,8 @@ export interface SyntheticOptions {
   /** seed-to-seed noise (standard deviation-ish) on accuracy */
   readonly noise: number
   readonly evalEvery?: number
+  /** held-out questions per evaluation: each eval event then carries per-question greedy outcomes (0/1) */
+  readonly questions?: number
 }
 
 /** mulberry32: a tiny deterministic generator for test data only */
@@ -70,7 +72,13 @@ export const synthetic = (o: SyntheticOptions): Array<StampedEvent> => {
         push({ _tag: "reward.batch", mean: acc * 1.1 - 0.05, accuracy: acc, formatErrors: 0, toolCallsPerTrajectory: arm.toolCallsPerTrajectory * (0.9 + 0.2 * rand()), toolCallsPerSolved: arm.toolCallsPerTrajectory, trajectories })
         push({ _tag: "train.step", loss: 0.5 - 0.3 * progress + 0.05 * rand(), gradNorm: 1, clipFraction: 0.05, kl: 0.001, entropy: 1, tokens: 800, logprobMismatch: 1e-6, trainMs: 900 + 100 * rand() })
         if (o.evalEvery !== undefined && (step + 1) % o.evalEvery === 0) {
-          push({ _tag: "eval", split: "test", questions: 100, accuracyGreedy: acc, passAtK: Math.min(1, acc + 0.1), k: 4, toolCallsPerQuestion: arm.toolCallsPerTrajectory, evalMs: 2000 })
+          const perQuestion = o.questions === undefined ? undefined : Array.from({ length: o.questions }, () => (rand() < acc ? 1 : 0))
+          const greedy = perQuestion === undefined ? acc : perQuestion.reduce((a: number, b) => a + b, 0) / perQuestion.length
+          push({
+            _tag: "eval", split: "test", questions: o.questions ?? 100, accuracyGreedy: greedy, passAtK: Math.min(1, acc + 0.1), k: 4,
+            toolCallsPerQuestion: arm.toolCallsPerTrajectory, evalMs: 2000, passAt: { "1": acc, "4": Math.min(1, acc + 0.1) }, samples: 4,
+            ...(perQuestion === undefined ? {} : { greedyPerQuestion: perQuestion })
+          })
         }
         if (step === 0 && seed === o.seeds[0]) push({ _tag: "note", level: "warn", message: `synthetic ${arm.name} warning` })
       }
