@@ -12,6 +12,7 @@ import { renderHtml } from "../../src/report/html.ts"
 import { renderMarkdown } from "../../src/report/markdown.ts"
 import { writeReports } from "../../src/report/report.ts"
 import { summarize } from "../../src/report/summarize.ts"
+import { readRecords } from "../../src/report/tensorboard.ts"
 import { RunStore } from "../../src/run/RunStore.ts"
 import { synthetic } from "./synthetic.ts"
 
@@ -31,9 +32,9 @@ describe("markdown report", () => {
   const md = renderMarkdown(summary, { title: "demo/r1" })
   it("opens with the headline answer and a table of arms", () => {
     assert.match(md, /^# demo\/r1\n/)
-    assert.match(md, /## Headline\n\narpo vs grpo: .* arpo beats grpo/)
-    assert.match(md, /\| arm \| seeds \| last step \| accuracy \| tool calls \|/)
-    assert.match(md, /\| arpo \| 3 \| 29 \| 0\.\d+ ± 0\.\d+ \|/)
+    assert.match(md, /## Headline\n\narpo vs grpo, .* arpo beats grpo/)
+    assert.match(md, /\| arm \| seeds \| last step \| accuracy \| RL tool calls \/ trajectory \| RL generated tokens \/ trajectory \|/)
+    assert.match(md, /\| arpo \| 3 \| 29 \| 0\.\d+ \[0\.\d+, 0\.\d+\] \(3 seeds\) \|/)
   })
   it("has every section, with step tables subsampled to at most 12 rows", () => {
     for (const h of ["Reward per step", "Accuracy per step", "Tool calls per trajectory", "Entropy after tool results vs H_initial", "Branching", "Tool calls", "Time split", "Evaluation accuracy", "Notes", "Events"]) {
@@ -71,7 +72,17 @@ describe("writing reports into the run directory", () => {
         yield* RunStore.use((s) => s.appendEvents(events))
         return yield* writeReports
       }).pipe(Effect.provide(store))
-      assert.strictEqual(written.files.length, 3)
+      // summary.json, report.html, report.md, metrics.csv and one TensorBoard file per arm and seed
+      assert.strictEqual(written.files.length, 4 + 2 * 3)
+      const csv = yield* fs.readFileString(NodePath.join(root, "demo", "r1", "metrics.csv"))
+      assert.strictEqual(csv.split("\n")[0], "arm,seed,step,metric,value")
+      const tb = yield* fs.readDirectory(NodePath.join(root, "demo", "r1", "tb"))
+      assert.deepStrictEqual([...tb].sort(), ["arpo-seed1", "arpo-seed2", "arpo-seed3", "grpo-seed1", "grpo-seed2", "grpo-seed3"])
+      const tbFile = written.files.find((f) => f.includes("arpo-seed2"))!
+      assert.isAbove(readRecords(yield* fs.readFile(tbFile)).length, 30 * 10)
+      // regenerating keeps one event file per directory
+      yield* writeReports.pipe(Effect.provide(RunStore.layerOpen(NodePath.join(root, "demo", "r1"))))
+      assert.strictEqual((yield* fs.readDirectory(NodePath.join(root, "demo", "r1", "tb", "arpo-seed2"))).length, 1)
       const json = JSON.parse(yield* fs.readFileString(NodePath.join(root, "demo", "r1", "summary.json")))
       assert.strictEqual(json.headline.comparisons[0].verdict, "beats")
       assert.match(yield* fs.readFileString(NodePath.join(root, "demo", "r1", "report.md")), /^# Run report: demo\/r1/)
