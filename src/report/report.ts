@@ -13,6 +13,7 @@ import { renderMarkdown } from "./markdown.ts"
 import { metricRows, metricsCsv } from "./metrics.ts"
 import { type Summary, summarize, summaryJson } from "./summarize.ts"
 import { tensorboardFiles } from "./tensorboard.ts"
+import { sampleTrees } from "./trees.ts"
 
 export interface Written {
   readonly summary: Summary
@@ -62,7 +63,8 @@ export const writeReports: Effect.Effect<Written, RunStoreError, RunStore | File
   const summary = summarize(log.events, log.notes)
   const title = `Run report: ${runTitle(store.paths.dir)}`
   yield* store.writeSummary(summaryJson(summary))
-  yield* store.writeReport({ html: renderHtml(summary, { title }), markdown: renderMarkdown(summary, { title }) })
+  const trees = yield* sampleTrees(store.paths.dir)
+  yield* store.writeReport({ html: renderHtml(summary, { title, trees }), markdown: renderMarkdown(summary, { title }) })
   const exports = yield* writeExports(store.paths.dir, log.events)
   return { summary, files: [store.paths.summary, store.paths.reportHtml, store.paths.reportMd, ...exports] }
 })

@@ -1,7 +1,8 @@
 /**
- * Small SVG plotting without dependencies: line plots with shaded seed bands (mean ± CI), grouped or
- * stacked bar charts with optional error bars, and histograms, each returned as a self-contained
- * `<svg>` string (inline styles, no scripts, no external fonts). Not a general plotting library.
+ * Small SVG plotting without dependencies: line plots (mean with its band over thin per-seed lines, the
+ * y axis fitted to the data inside the metric's range), grouped or stacked bar charts with optional
+ * error bars, histograms, and rollout trees, each returned as a self-contained `<svg>` string (inline
+ * styles, no scripts, no external fonts). Not a general plotting library.
  */
 
 export const palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf"]
@@ -17,7 +18,9 @@ export const niceTicks = (lo: number, hi: number, count = 5): ReadonlyArray<numb
   const mag = 10 ** Math.floor(Math.log10(raw))
   const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag
   const out: Array<number> = []
-  for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) out.push(Math.abs(t) < step * 1e-9 ? 0 : t)
+  if (!(step > 0) || (hi - lo) / step > 1000) return [lo, hi]
+  const first = Math.ceil(lo / step)
+  for (let i = first; i * step <= hi + step * 1e-9 && out.length < 1000; i++) out.push(Math.abs(i * step) < step * 1e-9 ? 0 : i * step)
   return out
 }
 
@@ -107,8 +110,16 @@ const extent = (xs: ReadonlyArray<number>): [number, number] => {
 export interface LineSeries {
   readonly name: string
   readonly points: ReadonlyArray<{ readonly x: number; readonly y: number; readonly lo?: number; readonly hi?: number }>
+  /** each seed's own values, drawn as thin lines under the mean */
+  readonly seeds?: ReadonlyArray<ReadonlyArray<{ readonly x: number; readonly y: number }>>
   readonly color?: string
   readonly dashed?: boolean
+}
+
+/** The range a metric can take; the y axis never extends past it (either end open when null). */
+export interface AxisRange {
+  readonly lo: number | null
+  readonly hi: number | null
 }
 
 export interface LinePlot {
@@ -116,24 +127,70 @@ export interface LinePlot {
   readonly xLabel: string
   readonly yLabel: string
   readonly series: ReadonlyArray<LineSeries>
+  /** the metric's range (accuracy: 0…1); the axis is fitted to the data inside it */
+  readonly range?: AxisRange
+  /** a fixed y axis instead of one fitted to the data (data outside it leaves the plot: for tests) */
+  readonly yDomain?: readonly [number, number]
   readonly width?: number
   readonly height?: number
 }
 
-/** Lines of means with a translucent band from `lo` to `hi` where given (the seed CI). */
+/** The plot area of a line plot of this size: data marks stay inside it (the screenshot test checks). */
+export const plotArea = (width = 960, height = 300) => {
+  const f = frame(width, height, true)
+  return { left: f.left, top: f.top, right: f.width - f.right, bottom: f.height - f.bottom }
+}
+
+/**
+ * The y axis of values `ys`: their extent padded by 6% on each side, widened to nice tick values, and
+ * never past the metric's range; a flat series gets a small span around its value.
+ */
+export const fitAxis = (ys: ReadonlyArray<number>, range: AxisRange = { lo: null, hi: null }): [number, number] => {
+  const v = ys.filter(Number.isFinite)
+  if (v.length === 0) return [range.lo ?? 0, range.hi ?? 1]
+  let lo = Math.min(...v)
+  let hi = Math.max(...v)
+  const span = hi - lo
+  const scale = Math.max(Math.abs(lo), Math.abs(hi))
+  const pad = span > scale * 1e-6 ? span * 0.06 : Math.max(scale * 0.05, 0.05)
+  lo -= pad
+  hi += pad
+  const ticks = niceTicks(lo, hi, 5)
+  if (ticks.length >= 2) {
+    const step = ticks[1]! - ticks[0]!
+    lo = Math.floor(lo / step + 1e-9) * step
+    hi = Math.ceil(hi / step - 1e-9) * step
+  }
+  if (range.lo !== null) lo = Math.max(lo, range.lo)
+  if (range.hi !== null) hi = Math.min(hi, range.hi)
+  if (!(hi > lo)) hi = lo + 1
+  return [lo, hi]
+}
+
+/** Lines of means with a translucent band from `lo` to `hi` where given, over thin per-seed lines. */
 export const linePlot = (p: LinePlot): string => {
-  const f = frame(p.width ?? 640, p.height ?? 300, true)
-  const pts = p.series.flatMap((s) => s.points.filter((q) => Number.isFinite(q.x) && Number.isFinite(q.y)))
+  const f = frame(p.width ?? 960, p.height ?? 300, true)
+  const finite = (q: { x: number; y: number }) => Number.isFinite(q.x) && Number.isFinite(q.y)
+  const pts = p.series.flatMap((s) => s.points.filter(finite))
   if (pts.length === 0) return empty(f, p.title, "no data")
-  const [xlo, xhi] = extent(pts.map((q) => q.x))
-  const [ylo, yhi] = extent(pts.flatMap((q) => [q.y, q.lo ?? q.y, q.hi ?? q.y]))
+  const seedPts = p.series.flatMap((s) => (s.seeds ?? []).flatMap((line) => line.filter(finite)))
+  const [xlo, xhi] = extent([...pts, ...seedPts].map((q) => q.x))
+  const [ylo, yhi] = p.yDomain ?? fitAxis([...pts.flatMap((q) => [q.y, q.lo ?? q.y, q.hi ?? q.y]), ...seedPts.map((q) => q.y)], p.range)
   const sx = (v: number) => f.left + ((v - xlo) / (xhi - xlo)) * (f.width - f.left - f.right)
   const sy = (v: number) => f.height - f.bottom - ((v - ylo) / (yhi - ylo)) * (f.height - f.top - f.bottom)
   let s = open(f, p.title) + axes(f, { lo: xlo, hi: xhi, label: p.xLabel }, { lo: ylo, hi: yhi, label: p.yLabel }, sx, sy)
   const items: Array<{ name: string; color: string; dashed?: boolean }> = []
+  const line = (q: ReadonlyArray<{ x: number; y: number }>) => q.map((v) => `${r(sx(v.x))},${r(sy(v.y))}`).join(" ")
   p.series.forEach((series, i) => {
     const color = series.color ?? palette[i % palette.length]!
-    const q = series.points.filter((v) => Number.isFinite(v.x) && Number.isFinite(v.y))
+    for (const seed of series.seeds ?? []) {
+      const q = seed.filter(finite)
+      if (q.length >= 2) s += `<polyline class="seed" points="${line(q)}" fill="none" stroke="${color}" stroke-opacity="0.35" stroke-width="1"/>`
+    }
+  })
+  p.series.forEach((series, i) => {
+    const color = series.color ?? palette[i % palette.length]!
+    const q = series.points.filter(finite)
     if (q.length === 0) return
     const banded = q.filter((v) => v.lo !== undefined && v.hi !== undefined && Number.isFinite(v.lo) && Number.isFinite(v.hi))
     if (banded.length >= 2) {
@@ -143,7 +200,7 @@ export const linePlot = (p: LinePlot): string => {
     }
     const dash = series.dashed ? ` stroke-dasharray="5 4"` : ""
     if (q.length === 1) s += `<circle cx="${r(sx(q[0]!.x))}" cy="${r(sy(q[0]!.y))}" r="3" fill="${color}"/>`
-    else s += `<polyline class="line" points="${q.map((v) => `${r(sx(v.x))},${r(sy(v.y))}`).join(" ")}" fill="none" stroke="${color}" stroke-width="2"${dash}/>`
+    else s += `<polyline class="line" points="${line(q)}" fill="none" stroke="${color}" stroke-width="2.2"${dash}/>`
     items.push(series.dashed ? { name: series.name, color, dashed: true } : { name: series.name, color })
   })
   return s + legend(f, items) + "</svg>"
@@ -163,7 +220,7 @@ export interface BarChart {
 }
 
 export const barChart = (p: BarChart): string => {
-  const f = frame(p.width ?? 640, p.height ?? 300, p.series.length > 1)
+  const f = frame(p.width ?? 960, p.height ?? 300, p.series.length > 1)
   const values = p.series.flatMap((s) => s.values).filter(Number.isFinite)
   if (p.groups.length === 0 || values.length === 0) return empty(f, p.title, "no data")
   const tops = p.stacked
@@ -214,7 +271,7 @@ export interface HistogramPlot {
 
 /** Overlaid translucent histograms over shared bin edges. */
 export const histogramPlot = (p: HistogramPlot): string => {
-  const f = frame(p.width ?? 640, p.height ?? 260, true)
+  const f = frame(p.width ?? 960, p.height ?? 260, true)
   const total = p.series.reduce((a, s) => a + s.counts.reduce((x, y) => x + y, 0), 0)
   if (p.edges.length < 2 || total === 0) return empty(f, p.title, "no data")
   const xlo = p.edges[0]!
@@ -233,4 +290,91 @@ export const histogramPlot = (p: HistogramPlot): string => {
     })
   })
   return s + legend(f, p.series.map((x, i) => ({ name: x.name, color: palette[i % palette.length]! }))) + "</svg>"
+}
+
+/** A rollout tree to draw: nodes with their parent, kind, token count, and branch decision (if any). */
+export interface TreeView {
+  readonly title: string
+  readonly nodes: ReadonlyArray<{
+    readonly parent: number
+    readonly kind: "prompt" | "model" | "tool"
+    readonly tokens: number
+    readonly label?: string
+    readonly branch?: { readonly deltaH: number; readonly branched: boolean; readonly children: number }
+    readonly reward?: number
+  }>
+  readonly color?: string
+  readonly width?: number
+}
+
+/**
+ * A rollout tree left to right: x is the token position where a segment starts (prompt excluded), y
+ * the leaf order; model segments are lines in the arm's colour, tool results short grey bars, branch
+ * points circles labelled with ΔH (filled: branched; hollow: not branched), leaves with their reward.
+ */
+export const treePlot = (t: TreeView): string => {
+  const n = t.nodes.length
+  const leavesCount = Math.max(1, t.nodes.filter((_, i) => !t.nodes.some((m) => m.parent === i)).length)
+  const f = { width: t.width ?? 960, height: Math.min(900, 70 + leavesCount * 22), left: 20, right: 90, top: 30, bottom: 24 }
+  if (n === 0) return empty(f, t.title, "no tree")
+  const color = t.color ?? palette[0]!
+  const kids: Array<Array<number>> = t.nodes.map(() => [])
+  t.nodes.forEach((node, i) => {
+    if (node.parent >= 0 && node.parent < n) kids[node.parent]!.push(i)
+  })
+  // start and end token positions (the prompt counts as 0 wide)
+  const start = new Array<number>(n).fill(0)
+  const end = new Array<number>(n).fill(0)
+  const order: Array<number> = []
+  const visit = (id: number) => {
+    order.push(id)
+    for (const c of kids[id]!) {
+      start[c] = end[id]!
+      end[c] = start[c]! + (t.nodes[c]!.kind === "prompt" ? 0 : t.nodes[c]!.tokens)
+      visit(c)
+    }
+  }
+  visit(0)
+  // y: leaves in depth-first order, inner nodes at the mean of their children
+  const y = new Array<number>(n).fill(0)
+  let leaf = 0
+  const place = (id: number): number => {
+    const cs = kids[id]!
+    y[id] = cs.length === 0 ? leaf++ : cs.map(place).reduce((a, b) => a + b, 0) / cs.length
+    return y[id]!
+  }
+  place(0)
+  const maxX = Math.max(1, ...end)
+  const sx = (v: number) => f.left + (v / maxX) * (f.width - f.left - f.right)
+  const sy = (v: number) => f.top + 10 + (leavesCount <= 1 ? 0 : (v / (leavesCount - 1)) * (f.height - f.top - f.bottom - 20))
+  let s = open(f, t.title)
+  for (const id of order) {
+    const node = t.nodes[id]!
+    if (id === 0) continue
+    const p = node.parent
+    const x0 = sx(start[id]!)
+    const x1 = sx(end[id]!)
+    const y0 = sy(y[p]!)
+    const y1 = sy(y[id]!)
+    // elbow from the parent's row to this node's row, then the segment
+    if (y0 !== y1) s += `<path d="M${r(x0)},${r(y0)}V${r(y1)}" stroke="#bbb" fill="none"/>`
+    const stroke = node.kind === "tool" ? "#888" : color
+    const width = node.kind === "tool" ? 5 : 2.2
+    s += `<line class="segment" x1="${r(x0)}" y1="${r(y1)}" x2="${r(Math.max(x1, x0 + 1))}" y2="${r(y1)}" stroke="${stroke}" stroke-width="${width}"><title>${escapeXml(`#${id} ${node.kind}, ${node.tokens} tokens${node.label ? `: ${node.label}` : ""}`)}</title></line>`
+  }
+  for (const id of order) {
+    const node = t.nodes[id]!
+    if (node.branch !== undefined) {
+      const cx = sx(end[id]!)
+      const cy = sy(y[id]!)
+      const b = node.branch
+      s += `<circle class="branch" cx="${r(cx)}" cy="${r(cy)}" r="4.5" fill="${b.branched ? "#d62728" : "#fff"}" stroke="#d62728" stroke-width="1.5"><title>${escapeXml(`ΔH ${b.deltaH.toFixed(3)} → ${b.branched ? `branched ×${b.children}` : "not branched"}`)}</title></circle>`
+      s += `<text x="${r(cx + 6)}" y="${r(cy - 6)}" fill="#a01010" style="font-size:10px">ΔH ${b.deltaH >= 0 ? "+" : ""}${b.deltaH.toFixed(2)}</text>`
+    }
+    if (kids[id]!.length === 0 && node.reward !== undefined) {
+      s += `<text x="${r(sx(end[id]!) + 6)}" y="${r(sy(y[id]!) + 4)}" fill="#222" style="font-size:10px">r ${Number(node.reward.toPrecision(3))}</text>`
+    }
+  }
+  s += `<text x="${f.left}" y="${f.height - 6}" fill="#666">tokens from the end of the prompt → (grey bars: tool results; circles: branch decisions after a tool result, filled = branched)</text>`
+  return s + "</svg>"
 }

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os"
 import * as NodePath from "node:path"
 import { deflateSync, inflateSync } from "node:zlib"
 import { renderHtml } from "../../src/report/html.ts"
+import { linePlot, plotArea } from "../../src/report/svg.ts"
 import { renderMarkdown } from "../../src/report/markdown.ts"
 import { writeReports } from "../../src/report/report.ts"
 import { summarize } from "../../src/report/summarize.ts"
@@ -90,9 +91,8 @@ describe("writing reports into the run directory", () => {
     }).pipe(Effect.scoped, Effect.provide(Layer.mergeAll(NodeServices.layer))))
 })
 
-/** Width, height and the number of pixels that are not near-white, from an 8-bit RGB/RGBA PNG
- *  (non-interlaced, as Chromium writes them). */
-const pngStats = (png: Buffer): { width: number; height: number; nonWhite: number } => {
+/** The RGB pixels of an 8-bit RGB/RGBA PNG (non-interlaced, as Chromium writes them). */
+const pngPixels = (png: Buffer): { width: number; height: number; rgb: (x: number, y: number) => readonly [number, number, number] } => {
   assert.strictEqual(png.subarray(1, 4).toString("ascii"), "PNG")
   let offset = 8
   let width = 0
@@ -114,12 +114,12 @@ const pngStats = (png: Buffer): { width: number; height: number; nonWhite: numbe
   const bpp = colorType === 6 ? 4 : 3
   const raw = inflateSync(Buffer.concat(idat))
   const stride = width * bpp
+  const out = new Uint8Array(height * stride)
   let prev = new Uint8Array(stride)
-  let nonWhite = 0
   for (let y = 0; y < height; y++) {
     const filter = raw[y * (stride + 1)]!
     const line = raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1))
-    const cur = new Uint8Array(stride)
+    const cur = out.subarray(y * stride, (y + 1) * stride)
     for (let i = 0; i < stride; i++) {
       const a = i >= bpp ? cur[i - bpp]! : 0
       const b = prev[i]!
@@ -131,10 +131,20 @@ const pngStats = (png: Buffer): { width: number; height: number; nonWhite: numbe
       const pred = filter === 1 ? a : filter === 2 ? b : filter === 3 ? (a + b) >> 1 : filter === 4 ? (pa <= pb && pa <= pc ? a : pb <= pc ? b : c) : 0
       cur[i] = (line[i]! + pred) & 255
     }
-    for (let x = 0; x < width; x++) {
-      if (cur[x * bpp]! < 245 || cur[x * bpp + 1]! < 245 || cur[x * bpp + 2]! < 245) nonWhite++
-    }
     prev = cur
+  }
+  return { width, height, rgb: (x, y) => [out[y * stride + x * bpp]!, out[y * stride + x * bpp + 1]!, out[y * stride + x * bpp + 2]!] }
+}
+
+/** Width, height and the number of pixels that are not near-white. */
+const pngStats = (png: Buffer): { width: number; height: number; nonWhite: number } => {
+  const { width, height, rgb } = pngPixels(png)
+  let nonWhite = 0
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const [r, g, b] = rgb(x, y)
+      if (r < 245 || g < 245 || b < 245) nonWhite++
+    }
   }
   return { width, height, nonWhite }
 }
@@ -198,4 +208,74 @@ describe("chromium screenshot (opt-in tier: needs /usr/bin/chromium)", () => {
       rmSync(dir, { recursive: true, force: true })
     }
   }, 90_000)
+
+  it.skipIf(chromium === undefined)("every line plot of the report keeps its data inside its axes (and a plot whose data leaves them is caught)", () => {
+    if (chromium === undefined) return
+    // the report's line plots at their natural size, then a control plot with a fixed axis its data leaves
+    const html = renderHtml(summarize(synthetic({
+      arms: [
+        { name: "grpo", finalAccuracy: 0.95, toolCallsPerTrajectory: 2.4, branchRate: 0 },
+        { name: "arpo", finalAccuracy: 1, toolCallsPerTrajectory: 1.2, branchRate: 0.5 }
+      ],
+      seeds: [1, 2, 3],
+      steps: 30,
+      noise: 0.08,
+      evalEvery: 5,
+      questions: 40
+    })), { title: "demo/r1" })
+    const lineSvgs = (html.match(/<svg [^]*?<\/svg>/g) ?? []).filter((svg) => svg.includes('class="line"') || svg.includes('class="seed"'))
+    assert.isAtLeast(lineSvgs.length, 10)
+    const control = linePlot({
+      title: "control: data above its fixed axis",
+      xLabel: "step",
+      yLabel: "y",
+      yDomain: [0, 0.5],
+      series: [{ name: "a", points: [0, 1, 2, 3].map((x) => ({ x, y: x / 4 })) }]
+    })
+    const svgs = [...lineSvgs, control]
+    const sizes = svgs.map((svg) => {
+      const m = /width="(\d+)" height="(\d+)"/.exec(svg)!
+      return { width: Number(m[1]), height: Number(m[2]) }
+    })
+    const width = Math.max(...sizes.map((s) => s.width))
+    const height = sizes.reduce((a, s) => a + s.height, 0)
+    const dir = mkdtempSync(NodePath.join(tmpdir(), "arpo-axes-"))
+    try {
+      const page = NodePath.join(dir, "plots.html")
+      const pngPath = NodePath.join(dir, "plots.png")
+      writeFileSync(page, `<!DOCTYPE html><html><head><style>body{margin:0;background:#fff}svg{display:block}</style></head><body>${svgs.join("")}</body></html>`)
+      execFileSync(chromium, [
+        "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--force-device-scale-factor=1",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+        `--user-data-dir=${NodePath.join(dir, "profile")}`, `--screenshot=${pngPath}`, `--window-size=${width},${height}`, `file://${page}`
+      ], { timeout: 60_000, stdio: "ignore" })
+      const png = pngPixels(readFileSync(pngPath))
+      assert.strictEqual(png.width, width)
+      // a saturated pixel (a data mark) outside the plot area, left of the legend column, is data that left its axes
+      const outside = sizes.map((size, i) => {
+        const top0 = sizes.slice(0, i).reduce((a, s) => a + s.height, 0)
+        const area = plotArea(size.width, size.height)
+        let count = 0
+        let inside = 0
+        for (let y = 0; y < size.height && top0 + y < png.height; y++) {
+          for (let x = 0; x < area.right - 2; x++) {
+            const [r, g, b] = png.rgb(x, top0 + y)
+            if (Math.max(r, g, b) - Math.min(r, g, b) < 80) continue
+            const inArea = x >= area.left - 2 && y >= area.top - 2 && y <= area.bottom + 2
+            if (inArea) inside++
+            else count++
+          }
+        }
+        return { title: /aria-label="([^"]*)"/.exec(svgs[i]!)![1], outside: count, inside }
+      })
+      const report = outside.slice(0, -1)
+      for (const p of report) {
+        assert.strictEqual(p.outside, 0, `${p.title}: ${p.outside} data pixels outside its axes`)
+        assert.isAbove(p.inside, 50, `${p.title}: its data is drawn`)
+      }
+      assert.isAbove(outside[outside.length - 1]!.outside, 50, "the control plot's data above its axis is detected")
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 120_000)
 })
