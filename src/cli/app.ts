@@ -3,6 +3,7 @@
  * process entry, main.ts); `cliWith(args)` runs with explicit arguments (tests, embedding).
  */
 import { Command } from "effect/cli"
+import { compareCommand } from "./compare.ts"
 import { evalCommand } from "./eval.ts"
 import { inspectCommand } from "./inspect.ts"
 import { replayCommand } from "./replay.ts"
@@ -15,7 +16,7 @@ export const version = "0.1.0"
 
 export const app = Command.make("arpo").pipe(
   Command.withDescription("Agentic RL of LLMs (ARPO, GRPO, AEPO): run experiments, resume them, evaluate checkpoints, and read runs"),
-  Command.withSubcommands([runCommand, resumeCommand, evalCommand, reportCommand, replayCommand, inspectCommand])
+  Command.withSubcommands([runCommand, resumeCommand, evalCommand, reportCommand, replayCommand, inspectCommand, compareCommand])
 )
 
 export const cli = Command.run(app, { version })

@@ -7,6 +7,7 @@ import { Argument, Command, Flag } from "effect/cli"
 import type { StampedEvent } from "../events/Event.ts"
 import { encodeLine, RunStore } from "../run/RunStore.ts"
 import { presentErrors } from "./present.ts"
+import { requireRunDirectory } from "./runDir.ts"
 
 const value = (v: unknown): string =>
   typeof v === "number" ? (Number.isInteger(v) ? String(v) : Number(v.toPrecision(4)).toString()) : typeof v === "string" ? (/^[\w./:-]*$/.test(v) ? v : JSON.stringify(v)) : String(v)
@@ -28,6 +29,7 @@ export const replayCommand = Command.make(
   },
   (input) =>
     Effect.gen(function*() {
+      yield* requireRunDirectory(input.dir)
       const store = RunStore.layerOpen(input.dir)
       const log = yield* RunStore.use((s) => s.readEvents).pipe(Effect.provide(store))
       for (const note of log.notes) yield* Console.error(`note: ${note}`)

@@ -154,7 +154,7 @@ describe("arpo (in-process)", () => {
         const fs = yield* FileSystem.FileSystem
         yield* cliWith(["report", dir])
         const lines = (yield* TestConsole.logLines).map(String)
-        assert.match(lines[0]!, /^arpo vs grpo: /)
+        assert.match(lines[0]!, /^arpo vs grpo, /)
         assert.include(lines, `wrote ${NodePath.join(dir, "report.html")}`)
         assert.strictEqual(lastLine(lines), dir)
         assert.isTrue(yield* fs.exists(NodePath.join(dir, "report.md")))

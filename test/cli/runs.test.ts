@@ -1,0 +1,93 @@
+// The read-only commands on run directories (in-process, real temp directories): compare overlays runs,
+// and report / replay / compare refuse a directory that is not a run with a typed error, writing nothing.
+import { NodeServices } from "@effect/platform-node"
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, FileSystem, Layer } from "effect"
+import { CliError } from "effect/cli"
+import { TestConsole } from "effect/testing"
+import * as NodePath from "node:path"
+import { cliWith } from "../../src/cli/app.ts"
+import { RunStore } from "../../src/run/RunStore.ts"
+import { synthetic } from "../report/synthetic.ts"
+
+const env = Layer.mergeAll(NodeServices.layer)
+const userMessage = (e: unknown) => CliError.getUserMessage(e as object)
+
+/** Two run directories under a temp root (different accuracies), and the root. */
+const withRuns = <A, E, R>(f: (root: string, dirs: ReadonlyArray<string>) => Effect.Effect<A, E, R>) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const root = yield* fs.makeTempDirectoryScoped({ prefix: "arpo-runs-" })
+    const dirs: Array<string> = []
+    for (const [runId, acc] of [["r1", 0.6], ["r2", 0.8]] as const) {
+      yield* RunStore.use((s) =>
+        s.appendEvents(synthetic({
+          arms: [
+            { name: "grpo", finalAccuracy: acc - 0.2, toolCallsPerTrajectory: 2, branchRate: 0 },
+            { name: "arpo", finalAccuracy: acc, toolCallsPerTrajectory: 1, branchRate: 0.5 }
+          ],
+          seeds: [1, 2, 3],
+          steps: 6,
+          noise: 0.02,
+          evalEvery: 3,
+          questions: 20
+        }))
+      ).pipe(Effect.provide(RunStore.layerCreate({ root, experiment: "demo", runId, config: { experiment: "demo" } })))
+      dirs.push(NodePath.join(root, "demo", runId))
+    }
+    return yield* f(root, dirs)
+  }).pipe(Effect.scoped)
+
+describe("arpo compare", () => {
+  it.effect("overlays the runs on one page and prints its path last", () =>
+    withRuns((root, dirs) =>
+      Effect.gen(function*() {
+        const fs = yield* FileSystem.FileSystem
+        const out = NodePath.join(root, "cmp.html")
+        yield* cliWith(["compare", ...dirs, "--out", out])
+        const lines = (yield* TestConsole.logLines).map(String)
+        assert.strictEqual(lines[lines.length - 1], out)
+        assert.match(lines[0]!, /^demo\/r1: arpo vs grpo, /)
+        const html = yield* fs.readFileString(out)
+        assert.include(html, "r1: arpo")
+        assert.include(html, "r2: arpo")
+        assert.isAtLeast((html.match(/<svg /g) ?? []).length, 8)
+        assert.notInclude(html, "NaN")
+      })
+    ).pipe(Effect.provide(env)))
+
+  it.effect("needs two runs; --out errors name the path and the reason in words", () =>
+    withRuns((root, dirs) =>
+      Effect.gen(function*() {
+        const one = yield* Effect.flip(cliWith(["compare", dirs[0]!]))
+        assert.isDefined(one)
+        const intoDir = yield* Effect.flip(cliWith(["compare", ...dirs, "--out", root]))
+        assert.match(userMessage(intoDir)!, new RegExp(`--out ${root}: it is a directory`))
+        const noParent = yield* Effect.flip(cliWith(["compare", ...dirs, "--out", NodePath.join(root, "missing", "x.html")]))
+        assert.match(userMessage(noParent)!, /--out .*x\.html: its directory .*missing does not exist/)
+      })
+    ).pipe(Effect.provide(env)))
+})
+
+describe("a directory that is not a run", () => {
+  it.effect("report, replay and compare refuse it with NotARunDirectory and write nothing there", () =>
+    withRuns((root, dirs) =>
+      Effect.gen(function*() {
+        const fs = yield* FileSystem.FileSystem
+        const plain = NodePath.join(root, "plain")
+        yield* fs.makeDirectory(plain)
+        for (const args of [["report", plain], ["replay", plain, "--step", "1"], ["compare", dirs[0]!, plain]]) {
+          const e = yield* Effect.flip(cliWith(args))
+          assert.strictEqual((e as { _tag?: string })._tag, "NotARunDirectory", args.join(" "))
+          assert.match(userMessage(e)!, /plain is not a run directory: it holds neither events\.jsonl nor config\.json/)
+        }
+        assert.deepStrictEqual(yield* fs.readDirectory(plain), [])
+        const missing = yield* Effect.flip(cliWith(["report", NodePath.join(root, "nope")]))
+        assert.match(userMessage(missing)!, /nope is not a run directory: it does not exist/)
+        const file = NodePath.join(root, "f.txt")
+        yield* fs.writeFileString(file, "x")
+        const notDir = yield* Effect.flip(cliWith(["replay", file, "--step", "0"]))
+        assert.match(userMessage(notDir)!, /f\.txt is not a run directory: it is a file, not a directory/)
+      })
+    ).pipe(Effect.provide(env)))
+})
