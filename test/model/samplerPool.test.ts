@@ -4,7 +4,7 @@ import { tinyConfig } from "../../src/model/config.ts"
 import { defaultGeneratorOptions, type GenRequest, Generator } from "../../src/model/generate.ts"
 import { Policy } from "../../src/model/policy.ts"
 import { PrefixCache } from "../../src/model/prefix.ts"
-import { ensureBackend } from "../../src/model/runtime.ts"
+import { ensureBackend, setKernelInstanceCache } from "../../src/model/runtime.ts"
 import { routeRequests, SamplerPool } from "../../src/model/samplerPool.ts"
 
 const config = { ...tinyConfig, dModel: 16, layers: 1, heads: 2, mlpWidth: 32, context: 64 }
@@ -42,6 +42,26 @@ describe("sampler pool", () => {
       await pool.dispose()
     }
     await expect(pool.generate([req([1, 2, 3], 0)])).rejects.toThrow(/disposed/)
+  }, 60_000)
+
+  it("keeping kernel instances across dispatches changes no bit of the sampled tokens, log-probs and entropies", async () => {
+    await ensureBackend()
+    const policy = Policy.init(config, root(4))
+    const gen = new Generator(policy, { ...options, prefixCacheTokens: 0 })
+    try {
+      const reqs = [0, 1, 2, 3].map((i) => req([3, 1, 4, 1, 5, 9, 2, 6].slice(0, 3 + i), 40 + i, 20))
+      const cached = gen.generate(reqs).results
+      setKernelInstanceCache(false)
+      let shipped
+      try {
+        shipped = gen.generate(reqs).results
+      } finally {
+        setKernelInstanceCache(true)
+      }
+      expect(cached).toEqual(shipped)
+    } finally {
+      gen.dispose()
+    }
   }, 60_000)
 
   it("routing sends a branch to the thread holding its parent while that thread is under its share, and balances the rest", () => {
