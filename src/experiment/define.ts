@@ -17,7 +17,7 @@ import { Policy } from "../model/policy.ts"
 import { ensureBackend } from "../model/runtime.ts"
 import { makeProgress } from "../run/progress.ts"
 import { writeReports } from "../report/report.ts"
-import { formatStat, type Summary } from "../report/summarize.ts"
+import { formatCell, formatStat, type Summary } from "../report/summarize.ts"
 import { Trainer } from "../trainer/Trainer.ts"
 import { writeJsonAtomic } from "../run/atomic.ts"
 import {
@@ -215,7 +215,7 @@ export const conclusion = (
   for (const a of summary.headline.arms) {
     const w = wall.get(a.arm)
     lines.push(
-      `  ${a.arm}: ${formatStat(a.metric)} accuracy, ${formatStat(a.toolCalls)} tool calls${w === undefined ? "" : `, ${(w / 1000).toFixed(1)} s RL wall time per seed`}`
+      `  ${a.arm}: accuracy ${formatStat(a.metric)}; during RL ${formatCell(a.toolCalls)} tool calls and ${formatCell(a.tokens)} generated tokens per trajectory${w === undefined ? "" : `; ${(w / 1000).toFixed(1)} s RL wall time per seed`}`
     )
   }
   for (const t of training) {

@@ -1,7 +1,8 @@
 /**
- * Progress bars on stderr for long runs: `[#####.....] 12/40 step · arpo seed 1 · 3.2 s/it · eta 1m30s`.
- * Quiet (writes nothing) when stderr is not a TTY, under a test runner (VITEST, NODE_ENV=test) or
- * when ARPO_PROGRESS=0, so logs and CI output stay clean. It does not log events; the run does.
+ * Progress on stderr for long runs: on a terminal a redrawn bar
+ * (`[#####.....] 12/40 step · arpo seed 1 · 3.2 s/it · eta 1m30s`); when stderr is not a terminal (logs,
+ * nohup, CI) plain timestamped lines, at most one every 10 s per bar plus the last; nothing under a
+ * test runner (VITEST, NODE_ENV=test) or with ARPO_PROGRESS=0. It does not log events; the run does.
  */
 import { Effect } from "effect"
 
@@ -10,8 +11,10 @@ export interface ProgressOptions {
   readonly total: number
   /** where to draw; default process.stderr */
   readonly stream?: { readonly isTTY?: boolean; readonly write: (s: string) => unknown }
-  /** force on/off (default: `progressEnabled(stream)`) */
+  /** force the bar on/off (default: `progressMode(stream)`) */
   readonly enabled?: boolean
+  /** force a mode (overrides `enabled`) */
+  readonly mode?: ProgressMode
   /** clock in ms (tests); default Date.now */
   readonly now?: () => number
   /** bar width in characters */
@@ -25,9 +28,27 @@ export interface ProgressBar {
   readonly finish: (message?: string) => Effect.Effect<void>
 }
 
+/** "bar": a redrawn line on a terminal; "lines": timestamped lines for logs; "off": nothing. */
+export type ProgressMode = "bar" | "lines" | "off"
+
+/** How progress is shown on `stream`. */
+export const progressMode = (stream: { readonly isTTY?: boolean } = process.stderr, env: NodeJS.ProcessEnv = process.env): ProgressMode =>
+  env["VITEST"] !== undefined || env["NODE_ENV"] === "test" || env["ARPO_PROGRESS"] === "0" ? "off" : stream.isTTY === true ? "bar" : "lines"
+
 /** Whether a bar should be drawn on `stream`. */
 export const progressEnabled = (stream: { readonly isTTY?: boolean } = process.stderr, env: NodeJS.ProcessEnv = process.env): boolean =>
-  stream.isTTY === true && env["VITEST"] === undefined && env["NODE_ENV"] !== "test" && env["ARPO_PROGRESS"] !== "0"
+  progressMode(stream, env) === "bar"
+
+/** Minimum time between two progress lines of one bar in "lines" mode. */
+export const lineIntervalMs = 10_000
+
+const timestamp = (ms: number): string => new Date(ms).toISOString().replace(/\.\d+Z$/, "Z")
+
+/** One progress line (pure): `2026-12-04T18:00:00Z arpo seed 1: 3/8 · status · 2.0 s/it · eta 10s`. */
+export const renderLine = (label: string, done: number, total: number, nowMs: number, elapsedMs: number, status = ""): string => {
+  const bar = renderBar(label, done, total, elapsedMs, 0, status)
+  return `${timestamp(nowMs)} ${label}:${bar.slice(label.length + 3)}`
+}
 
 const duration = (ms: number): string => {
   if (!Number.isFinite(ms)) return "?"
@@ -50,7 +71,7 @@ export const renderBar = (label: string, done: number, total: number, elapsedMs:
 export const makeProgress = (options: ProgressOptions): Effect.Effect<ProgressBar> =>
   Effect.sync(() => {
     const stream = options.stream ?? process.stderr
-    const enabled = options.enabled ?? progressEnabled(stream)
+    const mode: ProgressMode = options.mode ?? (options.enabled === undefined ? progressMode(stream) : options.enabled ? "bar" : "off")
     const now = options.now ?? Date.now
     const start = now()
     let lastDraw = Number.NEGATIVE_INFINITY
@@ -58,17 +79,19 @@ export const makeProgress = (options: ProgressOptions): Effect.Effect<ProgressBa
     return {
       update: (done, status) =>
         Effect.sync(() => {
-          if (!enabled) return
+          if (mode === "off") return
           const t = now()
-          // at most ~10 redraws a second, but always draw the last unit
-          if (t - lastDraw < 100 && done < options.total) return
+          // bars: at most ~10 redraws a second; lines: one every 10 s; always the last unit
+          if (t - lastDraw < (mode === "bar" ? 100 : lineIntervalMs) && done < options.total) return
           lastDraw = t
-          draw(renderBar(options.label, done, options.total, t - start, options.width, status))
+          if (mode === "bar") draw(renderBar(options.label, done, options.total, t - start, options.width, status))
+          else stream.write(`${renderLine(options.label, done, options.total, t, t - start, status)}\n`)
         }),
       finish: (message) =>
         Effect.sync(() => {
-          if (!enabled) return
-          stream.write(`\r\x1b[2K${message ?? `${options.label} done in ${duration(now() - start)}`}\n`)
+          if (mode === "off") return
+          const text = message ?? `${options.label} done in ${duration(now() - start)}`
+          stream.write(mode === "bar" ? `\r\x1b[2K${text}\n` : `${timestamp(now())} ${text}\n`)
         })
     }
   })
