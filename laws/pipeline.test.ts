@@ -6,7 +6,8 @@
  * into its own chain, moving a fork point up a segment, splitting a group into a forest of trees,
  * reversing sibling order) are written here, from parent pointers, apart from `tree.ts` and its node
  * maps: nothing is carried across by `carryLeafValues`. Batches are compared as multisets of
- * sequences keyed by content, values within rounding, gradients per token.
+ * sequences keyed by content, values within rounding, gradients per token. Every pipeline run also
+ * checks that the fast loss path (`policyLossFast`) gives policyLoss's value and gradient bit for bit.
  */
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
@@ -14,6 +15,7 @@ import * as Advantage from "../src/core/advantage.ts"
 import * as Attribution from "../src/core/attribution.ts"
 import type { TrainBatch } from "../src/core/batch.ts"
 import { type Aggregation, type PolicyLossConfig, policyLoss } from "../src/core/loss.ts"
+import { flattenBatch, policyLossFast } from "../src/core/lossFast.ts"
 import { pack } from "../src/core/pack.ts"
 import * as Tree from "../src/core/tree.ts"
 import { type AppendOp, arbAppendOp, buildTree } from "./treeArbitraries.ts"
@@ -194,6 +196,12 @@ const run = (forest: ReadonlyArray<Tree.RolloutTree>, setup: Setup, rewards: Map
     Float64Array.from(s.tokens, (_, t) => s.oldLogprobs[t]! + setup.shift * (2 * u(prefixKey(s.tokens, s.lossMask, t), setup.salt + 1) - 1))
   )
   const loss = policyLoss(batch, newLogprobs, setup.loss)
+  // the trainers' fast path gives the same bits on these tree-derived batches
+  const flatBatch = flattenBatch(batch)
+  const fastGrad = new Float64Array(flatBatch.offsets[flatBatch.sequences]!)
+  const fast = policyLossFast(flatBatch, Float64Array.from(newLogprobs.flatMap((xs) => Array.from(xs))), setup.loss, { grad: fastGrad })
+  expect(fast.value).toBe(loss.value)
+  expect(Array.from(fastGrad)).toEqual(loss.grad.flatMap((g) => Array.from(g)))
   return { batch, value: loss.value, grad: loss.grad }
 }
 
