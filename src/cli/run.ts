@@ -30,6 +30,9 @@ export const parseSweep = (raw: Readonly<Record<string, string>>): Result.Result
   return Result.succeed(out)
 }
 
+/** The examples `arpo run --help` gives for --sweep (a test resolves them against the flagship). */
+export const sweepExamples = { everyArm: "rl.lr=1e-6,3e-6", oneArm: "arpo:rollout.beta=0,1" } as const
+
 export const runCommand = Command.make(
   "run",
   {
@@ -42,7 +45,12 @@ export const runCommand = Command.make(
     ),
     seeds: Flag.String("seeds").pipe(Flag.optional, Flag.withDescription("comma-separated seeds, e.g. 1,2,3 (default: the experiment's)")),
     set: Flag.KeyValuePair("set").pipe(Flag.optional, Flag.withDescription("override a config value: --set rollout.beta=0.5 (repeatable)")),
-    sweep: Flag.KeyValuePair("sweep").pipe(Flag.optional, Flag.withDescription("sweep a config value: --sweep lr=1e-6,3e-6 (repeatable)")),
+    sweep: Flag.KeyValuePair("sweep").pipe(
+      Flag.optional,
+      Flag.withDescription(
+        `sweep a config value, one arm per value: --sweep ${sweepExamples.everyArm} (every arm) or --sweep ${sweepExamples.oneArm} (that arm only); repeatable`
+      )
+    ),
     out: Flag.String("out").pipe(Flag.withDefault("runs"), Flag.withDescription("runs root: writes <out>/<experiment>/<run-id>/"))
   },
   (input) =>

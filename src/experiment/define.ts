@@ -90,7 +90,10 @@ export class RunNotResumable extends Schema.TaggedError<RunNotResumable>()("RunN
 
 const samplerKinds: ReadonlyArray<SamplerKind> = ["global", "arpo", "aepo", "random-branch"]
 
-/** Resolve the arms of a run: defaults → profile → arm → `--set` (in order) → one arm per `--sweep` combination. */
+/**
+ * Resolve the arms of a run: defaults → profile → arm → `--set` (in order) → one arm per `--sweep`
+ * combination. A sweep key `arm:key` (`arpo:rollout.beta`) sweeps that arm only; a plain key sweeps every arm.
+ */
 export const resolveArms = (
   spec: ExperimentSpec,
   options: Pick<RunOptions, "profile" | "set" | "sweep">
@@ -99,20 +102,33 @@ export const resolveArms = (
     const profile = spec.profiles[options.profile]
     yield* checkPatchKeys(spec.config, profile.set, `experiment ${spec.name} profile ${options.profile}`)
     const base = mergePatch(spec.config, profile.set)
-    const combos: Array<ReadonlyArray<readonly [string, string]>> = [[]]
-    for (const [key, values] of Object.entries(options.sweep)) {
-      const next: Array<ReadonlyArray<readonly [string, string]>> = []
-      for (const c of combos) for (const v of values) next.push([...c, [key, v] as const])
-      combos.splice(0, combos.length, ...next)
+    const sweeps = Object.entries(options.sweep).map(([raw, values]) => {
+      const colon = raw.indexOf(":")
+      return colon < 0 ? { raw, arm: undefined, key: raw, values } : { raw, arm: raw.slice(0, colon), key: raw.slice(colon + 1), values }
+    })
+    for (const s of sweeps) {
+      if (s.arm !== undefined && !spec.arms.some((a) => a.name === s.arm)) {
+        return yield* new ConfigInvalid({
+          key: s.raw,
+          message: `--sweep ${s.raw}=${s.values.join(",")}: experiment ${spec.name} has no arm "${s.arm}" (its arms: ${spec.arms.map((a) => a.name).join(", ")})`
+        })
+      }
     }
     const out: Array<ResolvedArm> = []
     for (const arm of spec.arms) {
       yield* checkPatchKeys(spec.config, arm.set, `experiment ${spec.name} arm ${arm.name}`)
       let json = mergePatch(base, arm.set)
       for (const [key, value] of Object.entries(options.set)) json = yield* applySet(json, key, value)
+      const combos: Array<ReadonlyArray<readonly [string, string]>> = [[]]
+      for (const s of sweeps) {
+        if (s.arm !== undefined && s.arm !== arm.name) continue
+        const next: Array<ReadonlyArray<readonly [string, string]>> = []
+        for (const c of combos) for (const v of s.values) next.push([...c, [s.key, v] as const])
+        combos.splice(0, combos.length, ...next)
+      }
       for (const combo of combos) {
         let swept = json
-        for (const [key, value] of combo) swept = yield* applySet(swept, key, value)
+        for (const [key, value] of combo) swept = yield* applySet(swept, key, value, "--sweep")
         const name = combo.length === 0 ? arm.name : `${arm.name}+${combo.map(([k, v]) => `${k}=${v}`).join("+")}`
         out.push({ name, sampler: arm.sampler, config: yield* decodeConfig(swept, `arm ${name}`) })
       }

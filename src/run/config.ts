@@ -206,7 +206,7 @@ const suggest = (base: unknown, key: string): string => {
  * that leaf's JSON type (number, boolean, string, or JSON for arrays and null). Range checks happen when
  * the whole config is decoded (`decodeConfig`).
  */
-export const applySet = (base: RunConfigJson, key: string, raw: string): Effect.Effect<RunConfigJson, ConfigInvalid> =>
+export const applySet = (base: RunConfigJson, key: string, raw: string, flag: "--set" | "--sweep" = "--set"): Effect.Effect<RunConfigJson, ConfigInvalid> =>
   Effect.gen(function*() {
     const parts = key.split(".")
     let at: unknown = base
@@ -214,11 +214,11 @@ export const applySet = (base: RunConfigJson, key: string, raw: string): Effect.
     if (at === undefined || isRecord(at)) {
       return yield* new ConfigInvalid({
         key,
-        message: `--set ${key}=${raw}: ${at === undefined ? "unknown config key" : "names a section, not a value"} "${key}"${suggest(base, key)}`
+        message: `${flag} ${key}=${raw}: ${at === undefined ? "unknown config key" : "names a section, not a value"} "${key}"${suggest(base, key)}`
       })
     }
     const bad = (expected: string) =>
-      new ConfigInvalid({ key, message: `--set ${key}=${raw}: expected ${expected} (the current value is ${JSON.stringify(at)})` })
+      new ConfigInvalid({ key, message: `${flag} ${key}=${raw}: expected ${expected} (the current value is ${JSON.stringify(at)})` })
     let value: unknown
     if (typeof at === "number") {
       value = raw.trim() === "" ? Number.NaN : Number(raw)
