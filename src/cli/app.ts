@@ -6,6 +6,7 @@ import { Command } from "effect/cli"
 import { compareCommand } from "./compare.ts"
 import { evalCommand } from "./eval.ts"
 import { inspectCommand } from "./inspect.ts"
+import { listCommand } from "./list.ts"
 import { replayCommand } from "./replay.ts"
 import { reportCommand } from "./report.ts"
 import { resumeCommand } from "./resume.ts"
@@ -16,7 +17,7 @@ export const version = "0.1.0"
 
 export const app = Command.make("arpo").pipe(
   Command.withDescription("Agentic RL of LLMs (ARPO, GRPO, AEPO): run experiments, resume them, evaluate checkpoints, and read runs"),
-  Command.withSubcommands([runCommand, resumeCommand, evalCommand, reportCommand, replayCommand, inspectCommand, compareCommand])
+  Command.withSubcommands([runCommand, resumeCommand, evalCommand, reportCommand, replayCommand, inspectCommand, compareCommand, listCommand])
 )
 
 export const cli = Command.run(app, { version })

@@ -6,6 +6,7 @@
 import { Console, Effect, Option, Result } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { resolve, type RunOptions } from "./experiments.ts"
+import { printList } from "./list.ts"
 import { badInput, presentErrors } from "./present.ts"
 
 /** "1,2,3" → [1, 2, 3]; rejects anything but comma-separated integers. */
@@ -37,7 +38,8 @@ export const runCommand = Command.make(
   "run",
   {
     experiment: Argument.String("experiment").pipe(
-      Argument.withDescription("a registered experiment name, or a module file whose default export is an Experiment")
+      Argument.withDescription("a registered experiment name (arpo list shows them), or a module file whose default export is an Experiment"),
+      Argument.optional
     ),
     profile: Flag.Literals("profile", ["quick", "full"]).pipe(
       Flag.withDefault("quick" as const),
@@ -66,7 +68,11 @@ export const runCommand = Command.make(
         sweep: sweep.success,
         out: input.out
       }
-      const experiment = yield* resolve(input.experiment)
+      if (Option.isNone(input.experiment)) {
+        yield* printList
+        return yield* badInput("arpo run: name an experiment to run (listed above), e.g. arpo run arpo-vs-grpo --profile quick")
+      }
+      const experiment = yield* resolve(input.experiment.value)
       const dir = yield* experiment.run(options)
       yield* Console.log(dir)
     }).pipe(presentErrors)

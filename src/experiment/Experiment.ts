@@ -29,9 +29,18 @@ export interface EvalOptions {
 /** Services an experiment may use (what `NodeServices.layer` provides). */
 export type ExperimentEnv = FileSystem.FileSystem | Path.Path | Terminal.Terminal | ChildProcessSpawner.ChildProcessSpawner
 
+/** A profile as `arpo list` shows it: its seeds and what it changes, in words. */
+export interface ProfileInfo {
+  readonly seeds: ReadonlyArray<number>
+  /** e.g. "rl.steps=8 eval.questions=64" */
+  readonly changes: string
+}
+
 export interface Experiment {
   readonly name: string
   readonly description: string
+  /** what `--profile quick|full` mean for this experiment (listed by `arpo list`) */
+  readonly profiles?: { readonly quick: ProfileInfo; readonly full: ProfileInfo }
   /** run it; succeeds with the run directory */
   readonly run: (options: RunOptions) => Effect.Effect<string, unknown, ExperimentEnv>
   /** continue the run in `runDir` from its last checkpoint; succeeds with the run directory */

@@ -320,10 +320,22 @@ export const readStoredRun = (dir: string, config: unknown): Effect.Effect<{ sto
 
 const encodeArm = (arm: ResolvedArm) => ({ name: arm.name, sampler: arm.sampler, config: Schema.encodeSync(RunConfigSchema)(arm.config) })
 
+/** A profile in words: its seeds and its config changes as dotted key=value pairs. */
+export const profileInfo = (p: Profile): { readonly seeds: ReadonlyArray<number>; readonly changes: string } => {
+  const pairs: Array<string> = []
+  const walk = (v: unknown, path: string) => {
+    if (typeof v === "object" && v !== null && !Array.isArray(v)) for (const [k, x] of Object.entries(v)) walk(x, path === "" ? k : `${path}.${k}`)
+    else pairs.push(`${path}=${JSON.stringify(v)}`)
+  }
+  walk(p.set ?? {}, "")
+  return { seeds: p.seeds, changes: pairs.join(" ") }
+}
+
 /** The CLI Experiment of a spec. */
 export const define = (spec: ExperimentSpec): Experiment => ({
   name: spec.name,
   description: spec.description,
+  profiles: { quick: profileInfo(spec.profiles.quick), full: profileInfo(spec.profiles.full) },
   run: (options) =>
     Effect.gen(function*() {
       const arms = yield* resolveArms(spec, options)

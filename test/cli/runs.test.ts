@@ -91,3 +91,27 @@ describe("a directory that is not a run", () => {
       })
     ).pipe(Effect.provide(env)))
 })
+
+describe("arpo list and arpo run without an experiment", () => {
+  it.effect("list shows every registered experiment with its description and both profiles", () =>
+    Effect.gen(function*() {
+      yield* cliWith(["list"])
+      const out = (yield* TestConsole.logLines).map(String)
+      const i = out.indexOf("arpo-vs-grpo")
+      assert.isAtLeast(i, 0)
+      assert.match(out[i + 1]!, /^ {4}ARPO vs GRPO/)
+      assert.match(out[i + 2]!, /^ {4}--profile quick: seeds 1,2; .*rl\.steps=8/)
+      assert.match(out[i + 3]!, /^ {4}--profile full: seeds 1,2,3; /)
+      assert.match(out[out.length - 1]!, /^Run one: arpo run <name>/)
+    }).pipe(Effect.provide(env)))
+
+  it.effect("run with no experiment prints the same list and fails saying to name one", () =>
+    Effect.gen(function*() {
+      yield* cliWith(["list"])
+      const listed = (yield* TestConsole.logLines).map(String)
+      const e = yield* Effect.flip(cliWith(["run"]))
+      assert.match(userMessage(e)!, /^arpo run: name an experiment to run \(listed above\)/)
+      const out = (yield* TestConsole.logLines).map(String).slice(listed.length)
+      assert.deepStrictEqual(out, listed)
+    }).pipe(Effect.provide(env)))
+})
