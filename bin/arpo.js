@@ -14,15 +14,16 @@ const node24 = join(root, "scripts", "node24")
 const major = Number(process.versions.node.split(".")[0])
 
 /** Run a child with our stdio; Ctrl-C reaches it directly (same process group), so we only wait for it
- *  to finish its clean-up and exit with its status. */
+ *  to finish its clean-up and exit with its status; a SIGTERM sent to this process alone is passed on. */
 const delegate = (command, args, env = process.env) => {
-  for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => {})
+  process.on("SIGINT", () => {})
   const child = spawn(command, args, { stdio: "inherit", env })
+  process.on("SIGTERM", () => child.kill("SIGTERM"))
   child.on("error", (e) => {
     console.error(`arpo: could not start ${command} (${e.message}); run \`npm run build\` or install the dev dependencies`)
     process.exit(1)
   })
-  child.on("exit", (code, signal) => process.exit(code ?? (signal === "SIGINT" ? 130 : 1)))
+  child.on("exit", (code, signal) => process.exit(code ?? (signal === "SIGINT" ? 130 : signal === "SIGTERM" ? 143 : 1)))
 }
 
 if (major < 24 && existsSync(node24) && process.env.ARPO_REEXEC !== "1") {

@@ -285,15 +285,27 @@ const wallPerArm = (events: ReadonlyArray<{ readonly stamp: { readonly arm: stri
 }
 
 /** Run every (seed, arm) from its start step, then write the reports and print the conclusion. */
+/** A path as one shell word (quoted only when it needs to be). */
+const shellWord = (s: string): string => (/^[\w./:@%+=,-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`)
+
+/** What an interrupted run (Ctrl-C, SIGTERM) prints on stderr: where it is and how to continue it. */
+export const interruptedLines = (dir: string): ReadonlyArray<string> => [
+  `arpo: interrupted. The run directory is ${dir}`,
+  `Resume it from its last checkpoint with: arpo resume ${shellWord(dir)}`,
+  `(from a clone of the repository: npm run arpo -- resume ${shellWord(dir)})`
+]
+
 const execute = (spec: ExperimentSpec, arms: ReadonlyArray<ResolvedArm>, seeds: ReadonlyArray<number>, starts: ReadonlyMap<string, number>) =>
   Effect.gen(function*() {
     const store = yield* RunStore
     const run = NodePath.basename(store.paths.dir)
-    for (const { arm, seed } of order(arms, seeds)) {
-      const from = starts.get(`${arm.name}/${seed}`) ?? 0
-      if (from > arm.config.rl.steps) continue
-      yield* runOne(spec, run, arm, seed, from)
-    }
+    yield* Effect.gen(function*() {
+      for (const { arm, seed } of order(arms, seeds)) {
+        const from = starts.get(`${arm.name}/${seed}`) ?? 0
+        if (from > arm.config.rl.steps) continue
+        yield* runOne(spec, run, arm, seed, from)
+      }
+    }).pipe(Effect.onInterrupt(() => Effect.forEach(interruptedLines(store.paths.dir), (line) => Console.error(line), { discard: true })))
     const written = yield* writeReports
     const log = yield* store.readEvents
     const extra = spec.conclude === undefined ? [] : yield* spec.conclude(written.summary, store.paths.dir)
