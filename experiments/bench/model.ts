@@ -81,6 +81,8 @@ const load1 = () => Math.round(os.loadavg()[0]! * 100) / 100
 /** Repetition times (ms) of one variant, and the load average around them. */
 interface Timing {
   readonly ms: ReadonlyArray<number>
+  /** CPU time of the process (user + system, all its threads) per repetition */
+  readonly cpuMs: ReadonlyArray<number>
   readonly median: number
   readonly min: number
   readonly max: number
@@ -93,9 +95,12 @@ const median = (xs: ReadonlyArray<number>) => {
   return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
 }
 
-const timing = (ms: ReadonlyArray<number>, load: [number, number]): Timing => ({
-  ms, median: median(ms), min: Math.min(...ms), max: Math.max(...ms), load
+const timing = (ms: ReadonlyArray<number>, load: [number, number], cpuMs: ReadonlyArray<number> = []): Timing => ({
+  ms, cpuMs, median: median(ms), min: Math.min(...ms), max: Math.max(...ms), load
 })
+
+/** The same repetitions measured in CPU time instead of wall time (for single-threaded work on a loaded machine). */
+const cpuTiming = (t: Timing): Timing => timing(t.cpuMs, t.load, t.cpuMs)
 
 /**
  * Times variants interleaved (a, b, a, b, …) after one untimed warm-up of each, so a load swing on the
@@ -107,16 +112,20 @@ const interleave = async <K extends string>(variants: Record<K, () => unknown>, 
   sampleMem()
   const start = load1()
   const ms = Object.fromEntries(names.map((k) => [k, [] as Array<number>])) as Record<K, Array<number>>
+  const cpu = Object.fromEntries(names.map((k) => [k, [] as Array<number>])) as Record<K, Array<number>>
   for (let r = 0; r < reps; r++) {
     for (const k of names) {
+      const c0 = process.cpuUsage()
       const t0 = performance.now()
       await variants[k]()
       ms[k].push(performance.now() - t0)
+      const c = process.cpuUsage(c0)
+      cpu[k].push((c.user + c.system) / 1000)
       sampleMem()
     }
   }
   const load: [number, number] = [start, load1()]
-  return Object.fromEntries(names.map((k) => [k, timing(ms[k], load)])) as Record<K, Timing>
+  return Object.fromEntries(names.map((k) => [k, timing(ms[k], load, cpu[k])])) as Record<K, Timing>
 }
 
 const time = async (f: () => unknown, reps = REPS): Promise<Timing> => (await interleave({ f }, reps)).f
@@ -325,6 +334,11 @@ const benchLoss = async (): Promise<Array<Figure>> => {
     }),
     timed(`${label}: policyLossFast, value + clip fraction + gradient`, t.withGrad, "ms", ms, {
       baseline: "policyLoss (interleaved)", baselineValue: t.policyLoss.median, ratio: t.withGrad.median / t.policyLoss.median
+    }),
+    // CPU time: on a shared machine the wall time of a 10–100 ms computation mostly measures the wait for a core
+    timed(`${label}: policyLoss, CPU time`, cpuTiming(t.policyLoss), "ms", ms),
+    timed(`${label}: policyLossFast, value + clip fraction, CPU time`, cpuTiming(t.lean), "ms", ms, {
+      baseline: "policyLoss, CPU time (interleaved)", baselineValue: cpuTiming(t.policyLoss).median, ratio: cpuTiming(t.lean).median / cpuTiming(t.policyLoss).median
     })
   ]
   // numpy, same arrays, same run
@@ -341,12 +355,17 @@ const benchLoss = async (): Promise<Array<Figure>> => {
       console.log(`RL math: numpy comparison skipped (python3 with numpy did not run: ${(r.error?.message ?? r.stderr ?? "").trim().split("\n").pop()})`)
       figures.push({ figure: `${label}: numpy — skipped (python3 with numpy unavailable)`, value: Number.NaN, unit: "ms", baseline: null, baselineValue: null, ratio: null, goal: null })
     } else {
-      const out = JSON.parse(r.stdout.trim().split("\n").pop()!) as { ms: Array<number>; value: number; clipFraction: number; numpy: string }
+      const out = JSON.parse(r.stdout.trim().split("\n").pop()!) as { ms: Array<number>; cpuMs: Array<number>; value: number; clipFraction: number; numpy: string }
       const agree = Math.abs(out.value - lean.value) <= 1e-9 * Math.max(1, Math.abs(lean.value)) && Math.abs(out.clipFraction - lean.clipFraction) <= 1e-12
       if (!agree) throw new Error(`bench: numpy's loss ${out.value}/${out.clipFraction} differs from policyLossFast's ${lean.value}/${lean.clipFraction}`)
-      const np_ = timing(out.ms, [loadStart, load1()])
-      figures.push(timed(`${label}: numpy ${out.numpy}, value + clip fraction (verl's vectorized form)`, np_, "ms", ms))
+      const np_ = timing(out.ms, [loadStart, load1()], out.cpuMs)
+      const npCpu = cpuTiming(np_)
+      figures.push(
+        timed(`${label}: numpy ${out.numpy}, value + clip fraction (verl's vectorized form)`, np_, "ms", ms),
+        timed(`${label}: numpy ${out.numpy}, value + clip fraction, CPU time`, npCpu, "ms", ms)
+      )
       figures[1] = { ...figures[1]!, baseline: "numpy (same run)", baselineValue: np_.median, ratio: t.lean.median / np_.median, goal: "≤ numpy" }
+      figures[4] = { ...figures[4]!, baseline: "numpy, CPU time (same run)", baselineValue: npCpu.median, ratio: cpuTiming(t.lean).median / npCpu.median, goal: "≤ numpy" }
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })

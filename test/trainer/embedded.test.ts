@@ -157,17 +157,23 @@ describe("embedded Trainer", () => {
           }
         })
       }
-      const run = (treePacking: boolean) =>
+      const run = (treePacking: boolean | { rowTokens: number }, workers = 1, microBatchRows = 2) =>
         Effect.gen(function*() {
           const policy = Policy.init(config, root(7))
           // Adam's ε at 1e-4: with 1e-8 its first steps turn the float rounding of near-zero gradient
           // components into updates of ±lr, which would compare rounding rather than the step
-          const trainer = yield* EmbeddedTrainer.make(policy, { treePacking, adam: { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-4, weightDecay: 0.01, maxGradNorm: 1 } })
-          const report = yield* trainer.train(fixed, { microBatchRows: 2, epochs: 2, loss: { ...defaultPolicyLossConfig, aggregation: "seq-mean-token-mean" } })
+          const trainer = yield* EmbeddedTrainer.make(policy, { treePacking, workers, adam: { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-4, weightDecay: 0.01, maxGradNorm: 1 } })
+          const report = yield* trainer.train(fixed, { microBatchRows, epochs: 2, loss: { ...defaultPolicyLossConfig, aggregation: "seq-mean-token-mean" } })
           return { steps: report.steps, weights: policy.toHost().flatMap((t) => Array.from(t.data)) }
         }).pipe(Effect.scoped, Effect.provide(Events.layerMemory))
       const plain = yield* run(false)
       const packed = yield* run(true)
+      // packed rows split over a worker thread: rows of ≤ 16 tokens make two rows (sequences 0–2 and 3),
+      // one per micro-batch, so the main thread and the worker get one each
+      const split1 = yield* run({ rowTokens: 16 }, 1, 1)
+      const split2 = yield* run({ rowTokens: 16 }, 2, 1)
+      assert.isBelow(Math.max(...split2.weights.map((w, i) => Math.abs(w - split1.weights[i]!))), 1e-5)
+      assert.isBelow(Math.max(...split1.weights.map((w, i) => Math.abs(w - plain.weights[i]!))), 1e-5)
       packed.steps.forEach((s, i) => {
         const p = plain.steps[i]!
         assert.isBelow(Math.abs(s.loss - p.loss), 1e-5)

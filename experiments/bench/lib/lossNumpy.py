@@ -3,7 +3,7 @@
 Reads a [rows, cols] float64 batch written by the benchmark (advantages, old and new log-probs, mask)
 and times verl's vectorized PPO loss on it: ratio, clipped surrogate, clip fraction, dual clip and the
 token-mean aggregation (value and clip fraction, no gradient). Prints one JSON line: the repetition
-times in ms and the value and clip fraction (so the benchmark can check both sides agree).
+times in ms (wall and process CPU time) and the value and clip fraction (so the benchmark can check both sides agree).
 """
 import json
 import sys
@@ -30,8 +30,11 @@ def loss():
 
 loss()
 ms = []
+cpu_ms = []
 for _ in range(reps):
+    c0 = time.process_time()
     t0 = time.perf_counter()
     value, clipfrac = loss()
     ms.append((time.perf_counter() - t0) * 1000)
-print(json.dumps({"ms": ms, "value": float(value), "clipFraction": float(clipfrac), "numpy": np.__version__}))
+    cpu_ms.append((time.process_time() - c0) * 1000)
+print(json.dumps({"ms": ms, "cpuMs": cpu_ms, "value": float(value), "clipFraction": float(clipfrac), "numpy": np.__version__}))
