@@ -1,8 +1,9 @@
 /**
- * `arpo inspect <tree.json> [--prompt i] [--tokenizer module] [--window k] [--chars n]`: print rollout
- * trees (src/core/tree.ts) as indented trees with each node's kind, a decoded excerpt (with a
- * tokenizer module) or token count, mean log-prob, entropy window sum, tool call and branch record.
- * A file may hold one tree or an array of trees (as RunStore.writeTrees writes).
+ * `arpo inspect <run-dir|tree file> [--arm a --seed k --step n] [--prompt i] [--tokenizer embedded|dir|module]
+ * [--window k] [--chars n]`: print rollout trees (src/core/tree.ts) as indented trees with each node's
+ * kind, a decoded excerpt (with a tokenizer) or token count, mean log-prob, entropy window sum (the
+ * run's window by default), tool call and branch record. A run directory's trees/ holds one sampled
+ * prompt's tree per step (gzip JSON); a file may hold one tree or an array of trees.
  */
 import { Console, Effect, FileSystem, Option, Schema } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
@@ -10,7 +11,15 @@ import * as NodePath from "node:path"
 import { pathToFileURL } from "node:url"
 import type { TokenId } from "../core/tokens.ts"
 import * as Tree from "../core/tree.ts"
+import { gunzipSync } from "node:zlib"
+import * as HfTokenizer from "../engine/hfTokenizer.ts"
+import { byteTokenizer } from "../model/tokenizer.ts"
+import { parseTreeFileName } from "../report/trees.ts"
 import { badInput, presentErrors } from "./present.ts"
+import { requireRunDirectory } from "./runDir.ts"
+
+/** The entropy window when neither --window nor a run's config gives one. */
+export const defaultWindow = 20
 
 export interface RenderOptions {
   /** token ids → text; when absent, token counts are shown */
@@ -81,34 +90,135 @@ const loadDecoder = (file: string) =>
     return yield* badInput(`tokenizer module ${file} exports no decode function (export tokenizer, decode, or a default with decode)`)
   })
 
+/** The decoder of `--tokenizer`: "embedded" (the embedded model's byte tokenizer), a directory with a
+ *  tokenizer.json (a Hugging Face tokenizer), or a module exporting a tokenizer. */
+const decoderOf = (choice: string) =>
+  Effect.gen(function*() {
+    if (choice === "embedded") return byteTokenizer.decode
+    const fs = yield* FileSystem.FileSystem
+    const info = yield* fs.stat(choice).pipe(Effect.option)
+    if (info._tag === "Some" && info.value.type === "Directory") {
+      const tok = yield* HfTokenizer.load(choice).pipe(Effect.mapError((e) => badInput(`--tokenizer ${choice}: ${e.message}`)))
+      return (tokens: ReadonlyArray<TokenId>) => tok.decode(tokens)
+    }
+    return yield* loadDecoder(choice)
+  })
+
+/** The entropy window of a run's arm (its config.json), when the file belongs to a run. */
+const runWindow = (config: unknown, arm: string | undefined): number | undefined => {
+  const arms = typeof config === "object" && config !== null ? (config as { arms?: unknown }).arms : undefined
+  if (!Array.isArray(arms)) return undefined
+  const match = arms.find((a) => typeof a === "object" && a !== null && (arm === undefined || (a as { name?: unknown }).name === arm)) as
+    | { config?: { rollout?: { window?: unknown } } }
+    | undefined
+  const w = match?.config?.rollout?.window
+  return typeof w === "number" && Number.isInteger(w) && w > 0 ? w : undefined
+}
+
+const readConfig = (dir: string) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const text = yield* fs.readFileString(NodePath.join(dir, "config.json")).pipe(Effect.option)
+    if (text._tag === "None") return undefined
+    try {
+      return JSON.parse(text.value) as unknown
+    } catch {
+      return undefined
+    }
+  })
+
+/** The tree file of a run directory: --arm (default: the first with trees), --seed (default: the smallest), --step (default: the last). */
+const pickTreeFile = (dir: string, want: { arm: Option.Option<string>; seed: Option.Option<number>; step: Option.Option<number> }) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const treesDir = NodePath.join(dir, "trees")
+    const names = yield* fs.readDirectory(treesDir).pipe(Effect.orElseSucceed(() => [] as ReadonlyArray<string>))
+    const files = names.flatMap((name) => {
+      const f = parseTreeFileName(name)
+      return f === undefined ? [] : [{ ...f, name }]
+    })
+    if (files.length === 0) {
+      return yield* badInput(`${dir} has no rollout trees (${treesDir} is empty or missing: runs write one sampled prompt's tree per step there since this version)`)
+    }
+    const arms = [...new Set(files.map((f) => f.arm))]
+    const arm = Option.getOrElse(want.arm, () => arms[0]!)
+    const ofArm = files.filter((f) => f.arm === arm)
+    if (ofArm.length === 0) return yield* badInput(`--arm ${arm}: ${dir} has trees of arms ${arms.join(", ")}`)
+    const seeds = [...new Set(ofArm.map((f) => f.seed))].sort((a, b) => a - b)
+    const seed = Option.getOrElse(want.seed, () => seeds[0]!)
+    const ofSeed = ofArm.filter((f) => f.seed === seed)
+    if (ofSeed.length === 0) return yield* badInput(`--seed ${seed}: arm ${arm} has trees of seeds ${seeds.join(", ")}`)
+    const steps = ofSeed.map((f) => f.step).sort((a, b) => a - b)
+    const step = Option.getOrElse(want.step, () => steps[steps.length - 1]!)
+    const file = ofSeed.find((f) => f.step === step)
+    if (file === undefined) return yield* badInput(`--step ${step}: arm ${arm} seed ${seed} has trees of steps ${steps[0]}…${steps[steps.length - 1]}`)
+    return { path: NodePath.join(treesDir, file.name), arm }
+  })
+
 export const inspectCommand = Command.make(
   "inspect",
   {
-    file: Argument.String("tree.json").pipe(Argument.withDescription("a rollout tree (or an array of trees) as JSON")),
+    file: Argument.String("run-or-tree").pipe(
+      Argument.withDescription("a run directory (its trees/), or a rollout tree file (.json or .json.gz; one tree or an array)")
+    ),
+    arm: Flag.String("arm").pipe(Flag.optional, Flag.withDescription("run directories: the arm (default: the first with trees)")),
+    seed: Flag.Int("seed").pipe(Flag.optional, Flag.withDescription("run directories: the seed (default: the smallest)")),
+    step: Flag.Int("step").pipe(Flag.optional, Flag.withDescription("run directories: the step (default: the last)")),
     prompt: Flag.Int("prompt").pipe(Flag.optional, Flag.withDescription("only the tree of this prompt index")),
-    tokenizer: Flag.String("tokenizer").pipe(Flag.optional, Flag.withDescription("a module exporting a tokenizer (decode) to show text excerpts")),
-    window: Flag.Int("window").pipe(Flag.withDefault(20), Flag.withDescription("entropy window k (tokens)")),
+    tokenizer: Flag.String("tokenizer").pipe(
+      Flag.optional,
+      Flag.withDescription("show text: 'embedded' (the embedded model's tokenizer), a directory with tokenizer.json, or a module exporting a tokenizer")
+    ),
+    window: Flag.Int("window").pipe(Flag.optional, Flag.withDescription("entropy window k in tokens (default: the run's rollout.window, else 20)")),
     chars: Flag.Int("chars").pipe(Flag.withDefault(60), Flag.withDescription("excerpt length in characters"))
   },
   (input) =>
     Effect.gen(function*() {
       const fs = yield* FileSystem.FileSystem
-      const text = yield* fs.readFileString(input.file).pipe(Effect.mapError(() => badInput(`cannot read ${input.file}: no such file or not readable`)))
+      const info = yield* fs.stat(input.file).pipe(Effect.mapError(() => badInput(`cannot read ${input.file}: no such file or not readable`)))
+      let file = input.file
+      let runDir: string | undefined
+      let arm: string | undefined
+      if (info.type === "Directory") {
+        yield* requireRunDirectory(input.file)
+        const picked = yield* pickTreeFile(input.file, input)
+        file = picked.path
+        arm = picked.arm
+        runDir = input.file
+        yield* Console.log(`${file}:`)
+      } else {
+        const parsed = parseTreeFileName(NodePath.basename(file))
+        if (parsed !== undefined && NodePath.basename(NodePath.dirname(NodePath.resolve(file))) === "trees") {
+          runDir = NodePath.dirname(NodePath.dirname(NodePath.resolve(file)))
+          arm = parsed.arm
+        }
+      }
+      const bytes = yield* fs.readFile(file).pipe(Effect.mapError(() => badInput(`cannot read ${file}: no such file or not readable`)))
+      const gz = bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b
+      let text: string
+      try {
+        text = gz ? gunzipSync(bytes).toString("utf8") : new TextDecoder().decode(bytes)
+      } catch (e) {
+        return yield* badInput(`${file}: not valid gzip (${(e as Error).message})`)
+      }
       let json: unknown
       try {
         json = JSON.parse(text)
       } catch (e) {
-        return yield* badInput(`${input.file}: not valid JSON (${(e as Error).message})`)
+        return yield* badInput(`${file}: not valid JSON (${(e as Error).message})`)
       }
       const decoded = decodeTrees(json)
       if (decoded._tag === "Failure") {
-        return yield* badInput(`${input.file}: not a rollout tree or an array of trees: ${decoded.failure.message.split("\n").slice(0, 2).join(" ")}`)
+        return yield* badInput(`${file}: not a rollout tree or an array of trees: ${decoded.failure.message.split("\n").slice(0, 2).join(" ")}`)
       }
       const all: ReadonlyArray<Tree.RolloutTree> = Array.isArray(decoded.success) ? decoded.success : [decoded.success as Tree.RolloutTree]
       const trees = Option.match(input.prompt, { onNone: () => all, onSome: (p) => all.filter((t) => t.prompt === p) })
-      if (trees.length === 0) return yield* badInput(`${input.file}: no tree for prompt ${Option.getOrElse(input.prompt, () => -1)} (prompts: ${all.map((t) => t.prompt).join(", ")})`)
-      const decode = Option.isSome(input.tokenizer) ? yield* loadDecoder(input.tokenizer.value) : undefined
-      const options: RenderOptions = decode ? { decode, window: input.window, chars: input.chars } : { window: input.window, chars: input.chars }
+      if (trees.length === 0) return yield* badInput(`${file}: no tree for prompt ${Option.getOrElse(input.prompt, () => -1)} (prompts: ${all.map((t) => t.prompt).join(", ")})`)
+      const decode = Option.isSome(input.tokenizer) ? yield* decoderOf(input.tokenizer.value) : undefined
+      const window = Option.isSome(input.window)
+        ? input.window.value
+        : (runDir === undefined ? undefined : runWindow(yield* readConfig(runDir), arm)) ?? defaultWindow
+      const options: RenderOptions = decode ? { decode, window, chars: input.chars } : { window, chars: input.chars }
       yield* Console.log(trees.map((t) => renderTree(t, options)).join("\n\n"))
     }).pipe(presentErrors)
-).pipe(Command.withDescription("Print rollout trees with their branch decisions"))
+).pipe(Command.withDescription("Print rollout trees (of a run directory, or a tree file) with their branch decisions"))

@@ -17,9 +17,11 @@ import { Policy } from "../model/policy.ts"
 import { ensureBackend } from "../model/runtime.ts"
 import { makeProgress } from "../run/progress.ts"
 import { writeReports } from "../report/report.ts"
+import { encodeTrees, treeFileName } from "../report/trees.ts"
 import { formatCell, formatStat, type Summary } from "../report/summarize.ts"
 import { Trainer } from "../trainer/Trainer.ts"
-import { writeJsonAtomic } from "../run/atomic.ts"
+import { writeFileAtomic, writeJsonAtomic } from "../run/atomic.ts"
+import type { RolloutTree } from "../core/tree.ts"
 import {
   applySet,
   checkPatchKeys,
@@ -198,6 +200,12 @@ const runOne = (spec: ExperimentSpec, run: string, arm: ResolvedArm, seed: numbe
           // state.json is written last: a checkpoint directory without it is incomplete and ignored
           yield* writeJsonAtomic(NodePath.join(dir, stateFile), { arm: arm.name, seed, step, policyVersion: yield* trainer.policyVersion })
         }).pipe(Effect.provideService(FileSystem.FileSystem, fileSystem))
+      // one sampled prompt's tree per step, compressed (trees/<arm>-seed<k>-step<n>.json.gz): arpo inspect and the report read them
+      const saveTrees = (step: number, trees: ReadonlyArray<RolloutTree>) =>
+        Effect.gen(function*() {
+          yield* fileSystem.makeDirectory(store.paths.trees, { recursive: true })
+          yield* writeFileAtomic(NodePath.join(store.paths.trees, treeFileName(arm.name, seed, step)), encodeTrees(trees))
+        }).pipe(Effect.provideService(FileSystem.FileSystem, fileSystem))
       yield* runArm({
         run,
         arm: arm.name,
@@ -207,6 +215,7 @@ const runOne = (spec: ExperimentSpec, run: string, arm: ResolvedArm, seed: numbe
         from,
         coldStart: { finalLoss: cold.finalLoss, steps: cold.steps },
         checkpoint,
+        saveTrees,
         progress
       })
     }).pipe(Effect.provide(services), Effect.scoped)

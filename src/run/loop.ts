@@ -6,7 +6,7 @@
  * Every event of step s is emitted under the scope (run, arm, seed, s); step 0 is the cold-start policy.
  * It does not build services (experiment.ts composes Layers) nor write files (checkpoints are a callback).
  */
-import { Effect } from "effect"
+import { Cause, Effect } from "effect"
 import { compute } from "../core/advantage.ts"
 import { pack } from "../core/pack.ts"
 import { derive, root, uniform } from "../core/random.ts"
@@ -35,6 +35,8 @@ export interface ArmRun {
   readonly coldStart?: { readonly finalLoss: number; readonly steps: number }
   /** write checkpoint `step` (called after all of the step's events) */
   readonly checkpoint?: (step: number) => Effect.Effect<void, unknown>
+  /** keep the sampled trees of a step (the first prompt's by default: `trees/`); a failure becomes a warning note */
+  readonly saveTrees?: (step: number, trees: ReadonlyArray<RolloutTree>) => Effect.Effect<void, unknown>
   /** called after every step (tests use it to interrupt a run) */
   readonly afterStep?: (step: number) => Effect.Effect<void, unknown>
   readonly progress?: ProgressBar
@@ -174,6 +176,11 @@ export const rlStep = (arm: ArmRun, step: number): Effect.Effect<StepFigures, Tr
       })
       const trees = yield* sampler.sample(problems.map((p) => promptTokens(tok, p)), { step, key: derive(root(seed), "rollout", round) })
       const scored = trees.map((tree, i) => scoreTree(task, tok.decode, problems[i]!, tree))
+      if (round === 0 && arm.saveTrees !== undefined && trees.length > 0) {
+        yield* arm.saveTrees(step, trees.slice(0, 1)).pipe(
+          Effect.catchCause((cause) => emit({ _tag: "note", level: "warn", message: `step ${step}: the sampled tree was not saved (${String(Cause.squash(cause))})` }))
+        )
+      }
       if (round === 0) first = scored
       for (const g of scored) {
         if (kept.length < config.rl.promptsPerStep && (!config.rl.dynamicSampling || rewardsVary(g))) kept.push(g)
