@@ -5,9 +5,10 @@
  * stdout (trimmed) on exit 0 and stderr (trimmed) otherwise, and empty output is left to the Toolbox
  * to treat as a failure. It does not sandbox anything itself; `sandbox.ts` does.
  */
-import { Effect } from "effect"
-import { ProgramFailed, ToolCrashed, type ToolError, ToolTimeout } from "./errors.ts"
-import { Sandbox } from "./sandbox.ts"
+import { Effect, Schema } from "effect"
+import * as Calculator from "./calculator.ts"
+import { ProgramFailed, SandboxUnavailable, ToolCrashed, type ToolError, ToolTimeout } from "./errors.ts"
+import { make as makeSandbox, Sandbox, SandboxOverrides } from "./sandbox.ts"
 import type { Tool } from "./Tool.ts"
 
 /**
@@ -101,4 +102,35 @@ export const tool = (options: PythonOptions = {}): Effect.Effect<Tool, never, Sa
         )
     }
     return python
+  })
+
+/**
+ * What answers a task's `<python>` calls, as an experiment configures it: `sandbox` runs the model's code
+ * with python3 in the Sandbox (pre-started, single-use sandboxes; `sandbox` overrides its limits), and
+ * `calculator` answers arithmetic only, without a process (the synthetic tasks' default).
+ */
+export const PythonToolConfig = Schema.Struct({
+  /** default "sandbox" */
+  runner: Schema.optionalKey(Schema.Literals(["sandbox", "calculator"])),
+  /** the tool's name and tag (default "python") */
+  name: Schema.optionalKey(Schema.String),
+  /** the sandbox's limits and pool size, over `defaultSandboxConfig` */
+  sandbox: Schema.optionalKey(SandboxOverrides)
+})
+export type PythonToolConfig = typeof PythonToolConfig.Type
+
+/**
+ * The `<python>` tool a config names. With the sandbox, building it starts the sandbox's pool; inside a
+ * Scope (e.g. `Toolbox.layer`'s) closing the scope stops it, and without one the pool's sandboxes die with
+ * this process. Fails with `SandboxUnavailable` when the config is invalid or the machine cannot sandbox.
+ */
+export const fromConfig = (config: PythonToolConfig = {}): Effect.Effect<Tool, SandboxUnavailable> =>
+  Effect.gen(function*() {
+    const checked = yield* Schema.decodeUnknownEffect(PythonToolConfig)(config).pipe(
+      Effect.mapError((e) => new SandboxUnavailable({ reason: `invalid python tool config: ${e.message}` }))
+    )
+    const name = checked.name ?? "python"
+    if (checked.runner === "calculator") return Calculator.tool({ name })
+    const sandbox = yield* makeSandbox(checked.sandbox ?? {})
+    return yield* tool({ name }).pipe(Effect.provideService(Sandbox, sandbox))
   })

@@ -47,6 +47,24 @@ export const SandboxConfig = Schema.Struct({
 })
 export type SandboxConfig = typeof SandboxConfig.Type
 
+/** Any of the config's fields, for configs that override some (e.g. the python tool's `sandbox`). */
+export const SandboxOverrides = Schema.Struct({
+  python: Schema.optionalKey(SandboxConfig.fields.python),
+  uid: Schema.optionalKey(SandboxConfig.fields.uid),
+  gid: Schema.optionalKey(SandboxConfig.fields.gid),
+  timeoutMs: Schema.optionalKey(SandboxConfig.fields.timeoutMs),
+  cpuSeconds: Schema.optionalKey(SandboxConfig.fields.cpuSeconds),
+  memoryBytes: Schema.optionalKey(SandboxConfig.fields.memoryBytes),
+  processes: Schema.optionalKey(SandboxConfig.fields.processes),
+  fileBytes: Schema.optionalKey(SandboxConfig.fields.fileBytes),
+  scratchBytes: Schema.optionalKey(SandboxConfig.fields.scratchBytes),
+  stdoutBytes: Schema.optionalKey(SandboxConfig.fields.stdoutBytes),
+  stderrBytes: Schema.optionalKey(SandboxConfig.fields.stderrBytes),
+  cgroups: Schema.optionalKey(SandboxConfig.fields.cgroups),
+  prestart: Schema.optionalKey(SandboxConfig.fields.prestart)
+})
+export type SandboxOverrides = typeof SandboxOverrides.Type
+
 export const defaultSandboxConfig: SandboxConfig = {
   python: "/usr/bin/python3",
   uid: 65534,

@@ -67,6 +67,36 @@ describe.skipIf(skip !== undefined)("python tool (sandboxed): normal programs", 
   })
 })
 
+describe.skipIf(skip !== undefined)("python tool from its config", () => {
+  const run = (config: Python.PythonToolConfig, code: string) =>
+    Effect.runPromise(
+      Effect.scoped(
+        Effect.gen(function*() {
+          const tool = yield* Python.fromConfig(config)
+          return yield* Effect.result(tool.run(code))
+        })
+      )
+    )
+
+  it("runs python3 in the sandbox by default, and the calculator when the config says so", async () => {
+    const sandboxed = await run({ sandbox: { prestart: 1, timeoutMs: 15_000 } }, "import sys\nprint(sys.version_info[0], 6 * 7)")
+    expect(sandboxed).toMatchObject({ _tag: "Success", success: "3 42" })
+    // the calculator has no modules: the same program is an error, while arithmetic works, without a process
+    const calculator = await run({ runner: "calculator" }, "import sys\nprint(sys.version_info[0], 6 * 7)")
+    expect(calculator._tag).toBe("Failure")
+    expect(await run({ runner: "calculator", name: "python" }, "6 * 7")).toMatchObject({ _tag: "Success", success: "42" })
+  })
+
+  it("an invalid config is a SandboxUnavailable naming the field", async () => {
+    const bad = await Effect.runPromise(Effect.result(Python.fromConfig({ sandbox: { timeoutMs: -1 } })))
+    expect(bad._tag).toBe("Failure")
+    if (bad._tag === "Failure") {
+      expect(bad.failure._tag).toBe("SandboxUnavailable")
+      expect(bad.failure.message).toMatch(/timeoutMs/)
+    }
+  })
+})
+
 describe("python tool without a sandbox", () => {
   it("answers every call with the reason, and never runs the code unsandboxed", async () => {
     const layer = Toolbox.layer([Python.tool()]).pipe(
