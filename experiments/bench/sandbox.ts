@@ -8,6 +8,7 @@
  * Run: scripts/node24 node --import tsx experiments/bench/sandbox.ts [--quick]
  */
 import { Context, Effect, Exit, Layer, Scope } from "effect"
+import * as fs from "node:fs"
 import * as os from "node:os"
 import * as Python from "../../src/tools/python.ts"
 import { Sandbox } from "../../src/tools/sandbox.ts"
@@ -35,6 +36,13 @@ interface Arm {
   readonly sandbox: Sandbox["Service"]
   readonly call: () => Promise<number>
   readonly argv: ReadonlyArray<string>
+}
+
+/** CPU seconds of this process's waited-for descendants (every sandbox process, once its wrapper is reaped). */
+const childrenCpu = (): number => {
+  const stat = fs.readFileSync("/proc/self/stat", "utf8")
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  return (Number(f[13]) + Number(f[14])) / 100 // cutime + cstime, in USER_HZ (100 on Linux)
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -86,6 +94,8 @@ const main = async () => {
   }
   const refills: Array<number> = []
   const throughput: Record<Arm["name"], Array<number>> = { "pre-started": [], cold: [] }
+  // CPU of the cold arm's back-to-back calls (each a whole sandbox: start-up, program, teardown)
+  const coldCpu = { seconds: 0, calls: 0 }
   // warm-up: one call each, then a full pool
   for (const arm of arms) await arm.call()
   for (let round = 0; round < ROUNDS; round++) {
@@ -102,7 +112,11 @@ const main = async () => {
       }
       // back-to-back: 8 callers, each starting its next call when the last one answered
       await refilled(arm, CONCURRENCY)
+      // the other arm's pool must not be refilling while the cold arm's CPU is counted
+      for (const other of arms) await refilled(other, CONCURRENCY)
+      await sleep(200) // and the last wave's wrappers reaped
       let left = BACK_TO_BACK_PER_ROUND
+      const cpu0 = childrenCpu()
       const t0 = performance.now()
       await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
         while (left > 0) {
@@ -111,6 +125,11 @@ const main = async () => {
         }
       }))
       throughput[arm.name].push(BACK_TO_BACK_PER_ROUND / ((performance.now() - t0) / 1000))
+      if (arm.name === "cold") {
+        await sleep(500) // the wrappers close just after the answers
+        coldCpu.seconds += childrenCpu() - cpu0
+        coldCpu.calls += BACK_TO_BACK_PER_ROUND
+      }
     }
   }
   clearInterval(sampler)
@@ -130,6 +149,14 @@ const main = async () => {
       "calls/s",
       "cold start",
       quantile(throughput.cold, 0.5),
+      null
+    ),
+    fig(
+      "CPU per sandbox (start-up, print(6*7), teardown; all its processes)",
+      (1000 * coldCpu.seconds) / coldCpu.calls,
+      "ms",
+      "the wall of a cold call at concurrency 1 (p50)",
+      p("c1", "cold", 0.5),
       null
     ),
     fig("time to refill 8 pre-started sandboxes after a wave (median)", quantile(refills, 0.5), "ms", "p50 cold start, concurrency 8", p("c8", "cold", 0.5), null)

@@ -8,7 +8,7 @@
 import { Effect, Schema } from "effect"
 import * as Calculator from "./calculator.ts"
 import { ProgramFailed, SandboxUnavailable, ToolCrashed, type ToolError, ToolTimeout } from "./errors.ts"
-import { make as makeSandbox, Sandbox, SandboxOverrides } from "./sandbox.ts"
+import { defaultSandboxConfig, make as makeSandbox, Sandbox, SandboxConfig, SandboxOverrides } from "./sandbox.ts"
 import type { Tool } from "./Tool.ts"
 
 /**
@@ -134,3 +134,36 @@ export const fromConfig = (config: PythonToolConfig = {}): Effect.Effect<Tool, S
     const sandbox = yield* makeSandbox(checked.sandbox ?? {})
     return yield* tool({ name }).pipe(Effect.provideService(Sandbox, sandbox))
   })
+
+const withDefault = <S extends Schema.Top & { readonly DecodingServices: never }>(schema: S, value: S["Type"]) =>
+  schema.pipe(Schema.withDecodingDefaultKey(Effect.succeed(value)))
+
+/** The sandboxed `<python>` tool's settings as a tool registry entry takes them: every field has a default. */
+export const SandboxedPythonConfig = Schema.Struct({
+  /** wall-clock limit per call, enforced by the host and inside the sandbox */
+  timeoutMs: withDefault(SandboxConfig.fields.timeoutMs, defaultSandboxConfig.timeoutMs),
+  cpuSeconds: withDefault(SandboxConfig.fields.cpuSeconds, defaultSandboxConfig.cpuSeconds),
+  memoryBytes: withDefault(SandboxConfig.fields.memoryBytes, defaultSandboxConfig.memoryBytes),
+  processes: withDefault(SandboxConfig.fields.processes, defaultSandboxConfig.processes),
+  fileBytes: withDefault(SandboxConfig.fields.fileBytes, defaultSandboxConfig.fileBytes),
+  scratchBytes: withDefault(SandboxConfig.fields.scratchBytes, defaultSandboxConfig.scratchBytes),
+  stdoutBytes: withDefault(SandboxConfig.fields.stdoutBytes, defaultSandboxConfig.stdoutBytes),
+  /** pre-started sandboxes kept waiting (about the calls a rollout batch makes at once) */
+  prestart: withDefault(SandboxConfig.fields.prestart, 8)
+})
+export type SandboxedPythonConfig = typeof SandboxedPythonConfig.Type
+
+/**
+ * The sandboxed `<python>` tool as a plain `Tool`, for registries that build tools synchronously: the
+ * sandbox (its probe and pool) starts now in the background, and the first call waits for it. There is
+ * no Scope, so its pre-started sandboxes die with this process and the next start sweeps what they left.
+ * Where the machine cannot sandbox, every call fails with the reason (`SandboxUnavailable`).
+ */
+export const toolNow = (config: SandboxOverrides = {}, name = "python"): Tool => {
+  const built = Effect.runPromise(Effect.result(fromConfig({ runner: "sandbox", name, sandbox: config })))
+  return {
+    name,
+    run: (input) =>
+      Effect.flatMap(Effect.promise(() => built), (r) => r._tag === "Success" ? r.success.run(input) : Effect.fail(r.failure))
+  }
+}

@@ -382,7 +382,10 @@ describe.skipIf(skip !== undefined)("python sandbox when its parent is SIGKILLed
     try {
       await inflight
       expect(spawned).toHaveLength(4)
-      // each call's sandbox is running (its wrapper, supervisor and program at least)
+      // each call's sandbox is running (its wrapper, supervisor and program at least; a loaded machine may take a while)
+      const running = () => spawned.every((run) => processesOfRuns([run.runId]).length >= 3)
+      const until = Date.now() + 30_000
+      while (!running() && Date.now() < until) await new Promise((r) => setTimeout(r, 100))
       for (const run of spawned) expect(processesOfRuns([run.runId]).length, run.runId).toBeGreaterThanOrEqual(3)
     } finally {
       child.kill("SIGKILL")

@@ -1,4 +1,4 @@
-import { Effect, Layer } from "effect"
+import { Effect, Layer, Schema } from "effect"
 import { afterAll, describe, expect, it } from "vitest"
 import * as Events from "../../src/events/Events.ts"
 import * as Python from "../../src/tools/python.ts"
@@ -85,6 +85,17 @@ describe.skipIf(skip !== undefined)("python tool from its config", () => {
     const calculator = await run({ runner: "calculator" }, "import sys\nprint(sys.version_info[0], 6 * 7)")
     expect(calculator._tag).toBe("Failure")
     expect(await run({ runner: "calculator", name: "python" }, "6 * 7")).toMatchObject({ _tag: "Success", success: "42" })
+  })
+
+  it("as a plain Tool for the tool registry: settings default to the sandbox's, and the tool works at once", async () => {
+    const decoded = Schema.decodeUnknownSync(Python.SandboxedPythonConfig)({ timeoutMs: 15_000, prestart: 1 })
+    expect(decoded).toMatchObject({ timeoutMs: 15_000, prestart: 1, cpuSeconds: 11, memoryBytes: 512 * 1024 * 1024 })
+    expect(Schema.decodeUnknownSync(Python.SandboxedPythonConfig)({}).prestart).toBe(8)
+    const tool = Python.toolNow(decoded, "python")
+    expect(await Effect.runPromise(tool.run("sum(range(10))"))).toBe("45")
+    const failing = Python.toolNow({ python: "/nonexistent/python3" })
+    const r = await Effect.runPromise(Effect.result(failing.run("1")))
+    expect(r._tag === "Failure" && r.failure._tag).toBe("SandboxUnavailable")
   })
 
   it("an invalid config is a SandboxUnavailable naming the field", async () => {
