@@ -4,7 +4,7 @@
  * Prints the run directory as the last line.
  */
 import { Console, Effect } from "effect"
-import { Argument, Command } from "effect/cli"
+import { Argument, Command, Flag } from "effect/cli"
 import * as NodePath from "node:path"
 import { RunStore } from "../run/RunStore.ts"
 import { ExperimentUnsupported, lookup } from "./experiments.ts"
@@ -18,8 +18,11 @@ export const experimentOf = (dir: string, config: unknown): string => {
 
 export const resumeCommand = Command.make(
   "resume",
-  { dir: Argument.String("dir").pipe(Argument.withDescription("the run directory, runs/<experiment>/<run-id>")) },
-  ({ dir }) =>
+  {
+    dir: Argument.String("dir").pipe(Argument.withDescription("the run directory, runs/<experiment>/<run-id>")),
+    force: Flag.Boolean("force").pipe(Flag.withDefault(false), Flag.withDescription("resume although config.json changed since the run started (warns)"))
+  },
+  ({ dir, force }) =>
     Effect.gen(function*() {
       const config = yield* RunStore.use((s) => s.readConfig).pipe(Effect.provide(RunStore.layerOpen(dir)))
       const name = experimentOf(dir, config)
@@ -27,7 +30,7 @@ export const resumeCommand = Command.make(
       if (experiment.resume === undefined) {
         return yield* new ExperimentUnsupported({ experiment: name, message: `experiment ${name} cannot resume runs (it has no resume)` })
       }
-      const out = yield* experiment.resume(dir)
+      const out = yield* experiment.resume(dir, { force })
       yield* Console.log(out)
     }).pipe(presentErrors)
 ).pipe(Command.withDescription("Resume a run from its last checkpoint; prints the run directory as the last line"))

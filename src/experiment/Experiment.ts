@@ -20,6 +20,10 @@ export interface RunOptions {
   readonly out: string
 }
 
+export interface ResumeOptions {
+  readonly force?: boolean
+}
+
 export interface EvalOptions {
   readonly task: string
   readonly split: string | undefined
@@ -43,8 +47,9 @@ export interface Experiment {
   readonly profiles?: { readonly quick: ProfileInfo; readonly full: ProfileInfo }
   /** run it; succeeds with the run directory */
   readonly run: (options: RunOptions) => Effect.Effect<string, unknown, ExperimentEnv>
-  /** continue the run in `runDir` from its last checkpoint; succeeds with the run directory */
-  readonly resume?: (runDir: string) => Effect.Effect<string, unknown, ExperimentEnv>
+  /** continue the run in `runDir` from its last checkpoint; succeeds with the run directory. `force`:
+   *  continue although config.json changed since the run started (a warning instead of a refusal) */
+  readonly resume?: (runDir: string, options?: ResumeOptions) => Effect.Effect<string, unknown, ExperimentEnv>
   /** evaluate a checkpoint of this experiment on a task; succeeds with lines to print */
   readonly evaluate?: (checkpoint: string, options: EvalOptions) => Effect.Effect<ReadonlyArray<string>, unknown, ExperimentEnv>
 }

@@ -12,7 +12,8 @@ import * as NodePath from "node:path"
 import type { Experiment, RunOptions } from "./Experiment.ts"
 import type { StampedEvent } from "../events/Event.ts"
 import { emit, withScope } from "../events/Events.ts"
-import { readCheckpoint } from "../model/checkpoint.ts"
+import { decodeSafetensors, readCheckpoint } from "../model/checkpoint.ts"
+import { createHash } from "node:crypto"
 import { Policy } from "../model/policy.ts"
 import { ensureBackend } from "../model/runtime.ts"
 import { makeProgress } from "../run/progress.ts"
@@ -164,6 +165,38 @@ const lastCheckpoint = (store: RunStore["Service"], arm: string, seed: number) =
 
 const emitWall = (run: string, arm: string, seed: number, step: number, name: string, ms: number) =>
   emit({ _tag: "metric", name, value: ms }).pipe(withScope({ run, arm, seed, step }))
+
+/** config.json's SHA-256 as the run started, kept next to it (resume compares it). */
+export const configHashFile = "config.json.sha256"
+
+const sha256 = (bytes: Uint8Array): string => createHash("sha256").update(bytes).digest("hex")
+
+/** Record config.json's hash at the start of a run. */
+const recordConfigHash = (dir: string) =>
+  Effect.sync(() => fs.writeFileSync(NodePath.join(dir, configHashFile), `${sha256(fs.readFileSync(NodePath.join(dir, "config.json")))}\n`))
+
+/** Why config.json is not the one the run started with (undefined: unchanged, or a run from before hashes were kept). */
+export const configChanged = (dir: string): string | undefined => {
+  const hashPath = NodePath.join(dir, configHashFile)
+  if (!fs.existsSync(hashPath)) return undefined
+  const recorded = fs.readFileSync(hashPath, "utf8").trim()
+  const now = sha256(fs.readFileSync(NodePath.join(dir, "config.json")))
+  return recorded === now ? undefined : `${NodePath.join(dir, "config.json")} changed since the run started (SHA-256 ${now.slice(0, 12)}…, recorded ${recorded.slice(0, 12)}… in ${configHashFile})`
+}
+
+/** A checkpoint to resume from must be whole: state.json for this arm, seed and step, and readable weights. */
+const checkCheckpoint = (dir: string, path: string, arm: string, seed: number, step: number) =>
+  Effect.gen(function*() {
+    const bad = (why: string) =>
+      new RunNotResumable({ dir, message: `checkpoint ${path} is damaged (${why}); nothing was changed. Delete it to resume from the checkpoint before it` })
+    const state = yield* Effect.try({ try: () => JSON.parse(fs.readFileSync(NodePath.join(path, stateFile), "utf8")) as unknown, catch: (e) => bad(`${stateFile}: ${(e as Error).message}`) })
+    const s = state as { arm?: unknown; seed?: unknown; step?: unknown }
+    if (s.arm !== arm || s.seed !== seed || s.step !== step) return yield* bad(`${stateFile} says arm ${String(s.arm)} seed ${String(s.seed)} step ${String(s.step)}`)
+    const weights = NodePath.join(path, weightsFile)
+    if (fs.existsSync(weights) && fs.statSync(weights).isFile()) {
+      yield* Effect.try({ try: () => decodeSafetensors(new Uint8Array(fs.readFileSync(weights))), catch: (e) => bad(`${weightsFile}: ${(e as Error).message}`) })
+    }
+  })
 
 /** Run (or continue, from step `from`) one arm and seed, with the events going to the run's Events. */
 const runOne = (spec: ExperimentSpec, run: string, arm: ResolvedArm, seed: number, from: number) =>
@@ -362,21 +395,34 @@ export const define = (spec: ExperimentSpec): Experiment => ({
       const arms = yield* resolveArms(spec, options)
       const seeds = options.seeds ?? spec.profiles[options.profile].seeds
       const stored: StoredRun = { experiment: spec.name, profile: options.profile, seeds, set: options.set, sweep: options.sweep, arms: arms.map(encodeArm) }
-      return yield* execute(spec, arms, seeds, new Map()).pipe(
+      return yield* Effect.andThen(RunStore.use((store) => recordConfigHash(store.paths.dir)), execute(spec, arms, seeds, new Map())).pipe(
         Effect.provide(RunStore.layerCreate({ root: options.out, experiment: spec.name, config: stored }))
       )
     }),
-  resume: (dir) =>
+  resume: (dir, resumeOptions = {}) =>
     Effect.gen(function*() {
       const store = yield* RunStore
       const { stored, arms } = yield* readStoredRun(dir, yield* store.readConfig)
       if (stored.experiment !== spec.name) {
         return yield* new RunNotResumable({ dir, message: `${dir} is a run of ${stored.experiment}, not ${spec.name}` })
       }
+      // before anything is changed: config.json as the run started, and every checkpoint to resume from readable
+      const changed = configChanged(dir)
+      if (changed !== undefined) {
+        if (resumeOptions.force !== true) {
+          return yield* new RunNotResumable({ dir, message: `${changed}; the run would continue under a configuration it did not start with. Restore config.json, or resume with --force to continue anyway` })
+        }
+        yield* Console.error(`arpo: warning: ${changed}; continuing with the edited configuration (--force)`)
+        yield* recordConfigHash(dir)
+      }
       const starts = new Map<string, number>()
       for (const { arm, seed } of order(arms, stored.seeds)) {
         const last = yield* lastCheckpoint(store, arm.name, seed)
+        if (last >= 0) yield* checkCheckpoint(dir, store.checkpointPath(checkpointName(arm.name, seed, last)), arm.name, seed, last)
         starts.set(`${arm.name}/${seed}`, last + 1)
+      }
+      for (const { arm, seed } of order(arms, stored.seeds)) {
+        const last = starts.get(`${arm.name}/${seed}`)! - 1
         // events after the checkpoint are recomputed: drop them so nothing is recorded twice
         if (last < arm.config.rl.steps) yield* store.truncateAfterStep(last, { arm: arm.name, seed })
       }
