@@ -20,6 +20,7 @@ import { type BenchmarkName, benchmarkNames, load as loadBenchmark } from "../ta
 import type { PromptFormat } from "../tasks/systemPrompt.ts"
 import { Toolbox } from "../tools/Toolbox.ts"
 import { ExperimentUnsupported, lookup } from "./experiments.ts"
+import { runOfCheckpoint } from "./runDir.ts"
 import { badInput, presentErrors } from "./present.ts"
 import { experimentOf } from "./resume.ts"
 
@@ -324,7 +325,7 @@ const experimentEval = (input: Input, checkpoint: string, task: string) =>
     if (!(yield* fs.exists(checkpoint).pipe(Effect.orElseSucceed(() => false)))) {
       return yield* badInput(`checkpoint ${checkpoint} does not exist`)
     }
-    const runDir = NodePath.dirname(NodePath.dirname(NodePath.resolve(checkpoint)))
+    const runDir = Option.isSome(input.experiment) ? NodePath.dirname(NodePath.dirname(NodePath.resolve(checkpoint))) : yield* runOfCheckpoint(checkpoint)
     const name = Option.isSome(input.experiment)
       ? input.experiment.value
       : experimentOf(

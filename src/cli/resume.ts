@@ -9,6 +9,7 @@ import * as NodePath from "node:path"
 import { RunStore } from "../run/RunStore.ts"
 import { ExperimentUnsupported, lookup } from "./experiments.ts"
 import { presentErrors } from "./present.ts"
+import { requireRunDirectory } from "./runDir.ts"
 
 /** Which experiment a run directory belongs to. */
 export const experimentOf = (dir: string, config: unknown): string => {
@@ -24,6 +25,7 @@ export const resumeCommand = Command.make(
   },
   ({ dir, force }) =>
     Effect.gen(function*() {
+      yield* requireRunDirectory(dir)
       const config = yield* RunStore.use((s) => s.readConfig).pipe(Effect.provide(RunStore.layerOpen(dir)))
       const name = experimentOf(dir, config)
       const experiment = yield* lookup(name)

@@ -8,6 +8,7 @@ import { Argument, Command, Flag } from "effect/cli"
 import { resolve, type RunOptions } from "./experiments.ts"
 import { printList } from "./list.ts"
 import { badInput, presentErrors } from "./present.ts"
+import { checkOutDirectory } from "./runDir.ts"
 
 /** "1,2,3" → [1, 2, 3]; rejects anything but comma-separated integers. */
 export const parseSeeds = (text: string): Result.Result<ReadonlyArray<number>, string> => {
@@ -72,6 +73,7 @@ export const runCommand = Command.make(
         yield* printList
         return yield* badInput("arpo run: name an experiment to run (listed above), e.g. arpo run arpo-vs-grpo --profile quick")
       }
+      yield* checkOutDirectory(input.out)
       const experiment = yield* resolve(input.experiment.value)
       const dir = yield* experiment.run(options)
       yield* Console.log(dir)

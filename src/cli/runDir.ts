@@ -6,6 +6,7 @@
  */
 import { Effect, FileSystem, Schema } from "effect"
 import { CliError } from "effect/cli"
+import * as nodeFs from "node:fs"
 import * as NodePath from "node:path"
 
 export class NotARunDirectory extends Schema.TaggedError<NotARunDirectory>()("NotARunDirectory", {
@@ -28,4 +29,52 @@ export const requireRunDirectory = (dir: string): Effect.Effect<void, NotARunDir
     if (info.type !== "Directory") return yield* refuse(`it is a ${info.type === "File" ? "file" : info.type.toLowerCase()}, not a directory`)
     const has = (name: string) => fs.exists(NodePath.join(dir, name)).pipe(Effect.orElseSucceed(() => false))
     if (!(yield* has("events.jsonl")) && !(yield* has("config.json"))) return yield* refuse("it holds neither events.jsonl nor config.json")
+  })
+
+/** The run directory a checkpoint directory belongs to (`<run>/checkpoints/<name>`), or NotARunDirectory saying why not. */
+export const runOfCheckpoint = (checkpoint: string): Effect.Effect<string, NotARunDirectory, FileSystem.FileSystem> =>
+  Effect.gen(function*() {
+    const abs = NodePath.resolve(checkpoint)
+    const runDir = NodePath.dirname(NodePath.dirname(abs))
+    if (NodePath.basename(NodePath.dirname(abs)) !== "checkpoints") {
+      return yield* new NotARunDirectory({
+        dir: runDir,
+        reason: "the checkpoint is not in a checkpoints/ folder",
+        message: `${checkpoint} is not a checkpoint of a run: a run's checkpoints are runs/<experiment>/<run-id>/checkpoints/<name> (give --experiment to evaluate it anyway)`
+      })
+    }
+    yield* requireRunDirectory(runDir)
+    return runDir
+  })
+
+/**
+ * A folder that runs are written into (`--out`): it is a directory or can be created (its nearest
+ * existing ancestor is a writable directory). Fails with a message naming the path and the reason.
+ */
+export const checkOutDirectory = (out: string, flag = "--out"): Effect.Effect<void, CliError.UserError, FileSystem.FileSystem> =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const fail = (why: string) => new CliError.UserError({ cause: new Error(why), userMessage: `${flag} ${out}: ${why}` })
+    let at = NodePath.resolve(out)
+    for (;;) {
+      const info = yield* fs.stat(at).pipe(Effect.option)
+      if (info._tag === "Some") {
+        if (info.value.type !== "Directory") {
+          return yield* fail(at === NodePath.resolve(out) ? "it is a file, not a directory (give the folder runs are written into, e.g. runs)" : `${at} is a file, so the directory cannot be created`)
+        }
+        const writable = yield* Effect.sync(() => {
+          try {
+            nodeFs.accessSync(at, nodeFs.constants.W_OK)
+            return true
+          } catch {
+            return false
+          }
+        })
+        if (!writable) return yield* fail(`${at} is not writable (permission denied)`)
+        return
+      }
+      const parent = NodePath.dirname(at)
+      if (parent === at) return
+      at = parent
+    }
   })

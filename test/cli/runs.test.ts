@@ -70,7 +70,7 @@ describe("arpo compare", () => {
 })
 
 describe("a directory that is not a run", () => {
-  it.effect("report, replay and compare refuse it with NotARunDirectory and write nothing there", () =>
+  it.effect("report, replay, compare, eval and resume refuse it with NotARunDirectory and write nothing there", () =>
     withRuns((root, dirs) =>
       Effect.gen(function*() {
         const fs = yield* FileSystem.FileSystem
@@ -82,6 +82,16 @@ describe("a directory that is not a run", () => {
           assert.match(userMessage(e)!, /plain is not a run directory: it holds neither events\.jsonl nor config\.json/)
         }
         assert.deepStrictEqual(yield* fs.readDirectory(plain), [])
+        const ck = NodePath.join(plain, "checkpoints", "step-1")
+        yield* fs.makeDirectory(ck, { recursive: true })
+        for (const args of [["eval", ck, "--task", "arithmetic"], ["resume", plain]]) {
+          const e = yield* Effect.flip(cliWith(args))
+          assert.strictEqual((e as { _tag?: string })._tag, "NotARunDirectory", args.join(" "))
+          assert.match(userMessage(e)!, /plain is not a run directory: it holds neither events\.jsonl nor config\.json/)
+        }
+        const loose = yield* Effect.flip(cliWith(["eval", root, "--task", "arithmetic"]))
+        assert.strictEqual((loose as { _tag?: string })._tag, "NotARunDirectory")
+        assert.match(userMessage(loose)!, /is not a checkpoint of a run: a run's checkpoints are runs\/<experiment>\/<run-id>\/checkpoints\/<name>/)
         const missing = yield* Effect.flip(cliWith(["report", NodePath.join(root, "nope")]))
         assert.match(userMessage(missing)!, /nope is not a run directory: it does not exist/)
         const file = NodePath.join(root, "f.txt")
@@ -114,4 +124,26 @@ describe("arpo list and arpo run without an experiment", () => {
       const out = (yield* TestConsole.logLines).map(String).slice(listed.length)
       assert.deepStrictEqual(out, listed)
     }).pipe(Effect.provide(env)))
+})
+
+describe("--out", () => {
+  it.effect("arpo run --out names the path and the reason in words: a file, a file on the way, a read-only folder", () =>
+    withRuns((root) =>
+      Effect.gen(function*() {
+        const fs = yield* FileSystem.FileSystem
+        const file = NodePath.join(root, "afile")
+        yield* fs.writeFileString(file, "x")
+        const e1 = yield* Effect.flip(cliWith(["run", "arpo-vs-grpo", "--out", file]))
+        assert.strictEqual(userMessage(e1), `--out ${file}: it is a file, not a directory (give the folder runs are written into, e.g. runs)`)
+        const e2 = yield* Effect.flip(cliWith(["run", "arpo-vs-grpo", "--out", NodePath.join(file, "sub")]))
+        assert.strictEqual(userMessage(e2), `--out ${NodePath.join(file, "sub")}: ${file} is a file, so the directory cannot be created`)
+        if (process.getuid?.() !== 0) {
+          const ro = NodePath.join(root, "ro")
+          yield* fs.makeDirectory(ro)
+          yield* fs.chmod(ro, 0o500)
+          const e3 = yield* Effect.flip(cliWith(["run", "arpo-vs-grpo", "--out", NodePath.join(ro, "runs")]))
+          assert.strictEqual(userMessage(e3), `--out ${NodePath.join(ro, "runs")}: ${ro} is not writable (permission denied)`)
+        }
+      })
+    ).pipe(Effect.provide(env)))
 })
