@@ -21,6 +21,13 @@ DEBUG = os.environ.get("ARPO_WORKER_DEBUG") == "1"
 
 torch = None  # imported by need_torch()
 F = None
+# Under torchrun (workers/distributed.py, issue 18) the process group's view: which micro-batches this rank computes
+# (DIST.starts) and the all-reduce of gradients and sums (DIST.reduce). None in a single process.
+DIST = None
+
+
+def micro_batch_starts(n, rows):
+    return range(0, n, rows) if DIST is None else DIST.starts(n, rows)
 
 
 class WorkerError(Exception):
@@ -447,7 +454,7 @@ def loss_and_grad(st, seqs, cfg, norm, rows, want_token_grads):
         p.grad = None
     total, tokens, clipped, ent_sum, mismatch, kl_sum, kl_tokens = 0.0, 0, 0, 0.0, 0.0, 0.0, 0
     token_grads = []
-    for i0 in range(0, len(seqs), rows):
+    for i0 in micro_batch_starts(len(seqs), rows):
         group = seqs[i0:i0 + rows]
         tok, f = pack(group, st.device, st.pad, model.config["context"])
         scale = torch.tensor([aggregation_scale(cfg["aggregation"], norm, sum(s["lossMask"])) * float(s.get("weight", 1))
@@ -480,6 +487,9 @@ def loss_and_grad(st, seqs, cfg, norm, rows, want_token_grads):
             g = logp.grad
             for b, s in enumerate(group):
                 token_grads.append(g[b, :len(s["tokens"])].tolist())
+    if DIST is not None:
+        total, tokens, clipped, ent_sum, mismatch, kl_sum, kl_tokens = DIST.reduce(
+            st, [total, tokens, clipped, ent_sum, mismatch, kl_sum, kl_tokens])
     d = (lambda x, n: x / n if n > 0 else 0.0)
     stats = {"loss": total, "clipFraction": d(clipped, tokens), "kl": d(kl_sum, kl_tokens), "entropy": d(ent_sum, tokens),
              "tokens": tokens, "logprobMismatch": d(mismatch, tokens)}
@@ -644,12 +654,14 @@ def op_sft_step(st, req):
     for p in model.params:
         p.grad = None
     total = 0.0
-    for i0 in range(0, len(seqs), rows):
+    for i0 in micro_batch_starts(len(seqs), rows):
         tok, f = pack(seqs[i0:i0 + rows], st.device, st.pad, model.config["context"])
         logp, _ = model.token_logprobs(tok)
         value = -(logp * f["mask"]).sum() * (1.0 / total_tokens if total_tokens > 0 else 0.0)
         value.backward()
         total += value.item()
+    if DIST is not None:
+        (total,) = DIST.reduce(st, [total])
     gnorm = grad_norm_and_clip(st)
     adam_step(st, gnorm)
     if req.get("policyVersion") is not None:
@@ -868,4 +880,8 @@ def main():
 
 
 if __name__ == "__main__":
+    if os.environ.get("ARPO_TORCHRUN") == "1":  # one rank of a torchrun group (src/trainer/torchrun.ts)
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import distributed
+        sys.exit(distributed.main(sys.modules[__name__]))
     sys.exit(main())

@@ -7,6 +7,7 @@
  */
 import { type Cause, Deferred, Duration, Effect, Queue, Schema, type Scope, Stream } from "effect"
 import { ChildProcess, ChildProcessSpawner } from "effect/process"
+import { checkTorchrun, freePort, rankFailureOf, type TorchrunConfig, torchrunArgs, torchrunEnv } from "./torchrun.ts"
 
 /** The protocol version this client speaks (the worker's `PROTOCOL`). */
 export const protocolVersion = 1
@@ -28,6 +29,8 @@ export class WorkerCrashed extends Schema.TaggedError<WorkerCrashed>()("WorkerCr
   exitCode: Schema.optionalKey(Schema.Int),
   /** the signal that killed it (SIGKILL, SIGTERM, …) */
   signal: Schema.optionalKey(Schema.String),
+  /** under torchrun: the rank whose failure ended the group (its exit code / signal are in the message) */
+  rank: Schema.optionalKey(Schema.Int),
   /** the last bytes the worker wrote to stderr */
   stderrTail: Schema.String,
   message: Schema.String
@@ -96,6 +99,13 @@ export interface WorkerOptions {
   readonly stderrTailBytes?: number
   /** SIGTERM, then SIGKILL after this long when the scope closes (default 2 s) */
   readonly forceKillAfter?: Duration.Input
+  /**
+   * Launch the worker as one torchrun group of this many processes (data-parallel training; see torchrun.ts and
+   * workers/distributed.py). 1 or absent: a single process. Shorthand for `torchrun: { processes }`.
+   */
+  readonly processes?: number
+  /** torchrun settings (several nodes, rendezvous address and port, sharding); overrides `processes` */
+  readonly torchrun?: TorchrunConfig
 }
 
 export interface WorkerSession {
@@ -150,13 +160,20 @@ export const spawnWorker = (
 ): Effect.Effect<WorkerSession, WorkerError, Scope.Scope | ChildProcessSpawner.ChildProcessSpawner> =>
   Effect.gen(function*() {
     const python = options.python ?? "python3"
-    const commandText = `${python} ${options.script}`
+    const group = options.torchrun ?? (options.processes !== undefined && options.processes > 1 ? { processes: options.processes } : undefined)
+    const torchrun = group === undefined ? undefined : yield* checkTorchrun(group).pipe(
+      Effect.mapError((e) => new WorkerUnavailable({ command: `${python} ${options.script}`, message: e.message }))
+    )
+    const args = torchrun === undefined
+      ? ["-u", options.script]
+      : torchrunArgs(torchrun, options.script, torchrun.masterPort ?? (yield* freePort))
+    const commandText = torchrun === undefined ? `${python} ${options.script}` : `torchrun (${python} ${args.slice(1).join(" ")})`
     const spawner = yield* ChildProcessSpawner.ChildProcessSpawner
     const input = yield* Queue.unbounded<Uint8Array, Cause.Done>()
     const handle = yield* spawner.spawn(
-      ChildProcess.make(python, ["-u", options.script], {
+      ChildProcess.make(python, args, {
         stdin: { stream: Stream.fromQueue(input), endOnDone: true },
-        env: { PYTHONUNBUFFERED: "1", ...options.env },
+        env: { PYTHONUNBUFFERED: "1", ...(torchrun !== undefined ? torchrunEnv(torchrun) : {}), ...options.env },
         extendEnv: true,
         killSignal: "SIGTERM",
         forceKillAfter: options.forceKillAfter ?? "2 seconds"
@@ -248,12 +265,20 @@ export const spawnWorker = (
             : status.exitCode !== undefined
             ? `exited with code ${status.exitCode}`
             : "closed its stdout"
+          // under torchrun: the rank its summary names as the root cause
+          const failed = torchrun !== undefined ? rankFailureOf(tail.value) : undefined
+          const rankText = failed === undefined
+            ? ""
+            : `; rank ${failed.rank} ${
+              failed.signal !== undefined ? `was killed by ${failed.signal}` : `exited with code ${failed.exitCode ?? "?"}`
+            }`
           yield* breakWith((op) =>
             new WorkerCrashed({
               op,
               ...status,
+              ...(failed !== undefined ? { rank: failed.rank } : {}),
               stderrTail: tail.value,
-              message: `worker ${commandText} (pid ${handle.pid}) ${how}${op ? ` during ${op}` : ""}${
+              message: `worker ${commandText} (pid ${handle.pid}) ${how}${op ? ` during ${op}` : ""}${rankText}${
                 tail.value ? `; stderr ends: ${tail.value.trim().split("\n").slice(-3).join(" | ")}` : ""
               }`
             })
