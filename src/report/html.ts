@@ -9,7 +9,7 @@
 import { seriesTable } from "./markdown.ts"
 import { formatCell, formatNumber as fmt, formatStat, lower, type Series, type Summary, upper } from "./summarize.ts"
 import { barChart, escapeXml, histogramPlot, type LineSeries, linePlot, palette, treePlot } from "./svg.ts"
-import { type SampledTree, treeView } from "./trees.ts"
+import { type EntropyProfile, type SampledTree, treeView } from "./trees.ts"
 
 const css = `
 body{font-family:system-ui,-apple-system,sans-serif;margin:24px auto;max-width:1200px;color:#222;line-height:1.45;padding:0 16px}
@@ -65,6 +65,8 @@ export interface HtmlOptions {
   readonly title?: string
   /** one sampled rollout tree per arm (reports of a run directory with trees/) */
   readonly trees?: ReadonlyArray<SampledTree>
+  /** entropy by token position around tool calls, per arm, from the run's trees */
+  readonly entropyProfiles?: ReadonlyArray<EntropyProfile>
 }
 
 export const renderHtml = (s: Summary, options: HtmlOptions = {}): string => {
@@ -136,7 +138,21 @@ export const renderHtml = (s: Summary, options: HtmlOptions = {}): string => {
             { name: "after tool result", values: s.entropyInitial.map((x) => meanOfPoints(s.entropyAfterTool.find((y) => y.arm === x.arm))) }
           ]
         })
-      ) + `<p class="why">Events carry the entropy of two windows per trajectory (its first tokens, and the tokens right after each tool result); finer per-position entropies are in the rollout trees (arpo inspect).</p>`
+        ,
+        ...((options.entropyProfiles ?? []).length > 0
+          ? [linePlot({
+            title: "Entropy by token position around tool calls (−k: before the call, +k: after the result)",
+            xLabel: "token position relative to the tool call",
+            yLabel: "mean entropy (nats)",
+            range: { lo: 0, hi: null },
+            series: options.entropyProfiles!.map((p) => {
+              const i = s.arms.indexOf(p.arm)
+              return { name: p.arm, color: palette[(i < 0 ? 0 : i) % palette.length]!, points: p.points.map((q) => ({ x: q.position, y: q.mean })) }
+            })
+          })]
+          : [])
+      ) + `<p class="why">The first two plots are from events (the window entropy at the response start and right after each tool result); the position profile is from the sampled rollout trees of trees/ (one prompt per step), ` +
+        `${(options.entropyProfiles ?? []).map((p) => `${escapeXml(p.arm)}: ${p.points.reduce((a, q) => Math.max(a, q.count), 0)} tool results`).join(", ") || "none in this run"}.</p>`
       : undefined
   )
   body += section(

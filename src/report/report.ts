@@ -13,7 +13,7 @@ import { renderMarkdown } from "./markdown.ts"
 import { metricRows, metricsCsv } from "./metrics.ts"
 import { type Summary, summarize, summaryJson } from "./summarize.ts"
 import { tensorboardFiles } from "./tensorboard.ts"
-import { sampleTrees } from "./trees.ts"
+import { entropyProfiles, sampleTrees } from "./trees.ts"
 
 export interface Written {
   readonly summary: Summary
@@ -64,7 +64,8 @@ export const writeReports: Effect.Effect<Written, RunStoreError, RunStore | File
   const title = `Run report: ${runTitle(store.paths.dir)}`
   yield* store.writeSummary(summaryJson(summary))
   const trees = yield* sampleTrees(store.paths.dir)
-  yield* store.writeReport({ html: renderHtml(summary, { title, trees }), markdown: renderMarkdown(summary, { title }) })
+  const profiles = yield* entropyProfiles(store.paths.dir)
+  yield* store.writeReport({ html: renderHtml(summary, { title, trees, entropyProfiles: profiles }), markdown: renderMarkdown(summary, { title }) })
   const exports = yield* writeExports(store.paths.dir, log.events)
   return { summary, files: [store.paths.summary, store.paths.reportHtml, store.paths.reportMd, ...exports] }
 })

@@ -82,3 +82,61 @@ export const sampleTrees = (dir: string): Effect.Effect<ReadonlyArray<SampledTre
     }
     return out
   })
+
+/** Mean entropy by token position around tool calls: −k…−1 the last tokens before a call, +1…+k the first after its result. */
+export interface EntropyProfile {
+  readonly arm: string
+  readonly points: ReadonlyArray<{ readonly position: number; readonly mean: number; readonly count: number }>
+}
+
+/**
+ * The entropy profile of `trees` around every tool result: for each tool node, the last `k` per-token
+ * entropies of the model segment that made the call (positions −k…−1) and the first `k` of every model
+ * segment continuing after the result (+1…+k), averaged per position.
+ */
+export const entropyAroundTools = (trees: ReadonlyArray<Tree.RolloutTree>, k: number): EntropyProfile["points"] => {
+  const sum = new Map<number, { s: number; n: number }>()
+  const add = (position: number, h: number) => {
+    if (!Number.isFinite(h)) return
+    const c = sum.get(position) ?? { s: 0, n: 0 }
+    c.s += h
+    c.n += 1
+    sum.set(position, c)
+  }
+  for (const tree of trees) {
+    const kids = Tree.children(tree)
+    tree.nodes.forEach((node, id) => {
+      if (node.kind !== "tool") return
+      const before = tree.nodes[node.parent]
+      if (before?.kind === "model") {
+        const hs = before.entropies.slice(-k)
+        hs.forEach((h, i) => add(i - hs.length, h))
+      }
+      for (const c of kids[id]!) {
+        const after = tree.nodes[c]!
+        if (after.kind === "model") after.entropies.slice(0, k).forEach((h, i) => add(i + 1, h))
+      }
+    })
+  }
+  return [...sum.entries()].sort(([a], [b]) => a - b).map(([position, c]) => ({ position, mean: c.s / c.n, count: c.n }))
+}
+
+/** Every tree file of `dir/trees/`, per arm (unreadable files skipped), as entropy profiles over ±k tokens. */
+export const entropyProfiles = (dir: string, k = 16): Effect.Effect<ReadonlyArray<EntropyProfile>, never, FileSystem.FileSystem> =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const treesDir = NodePath.join(dir, "trees")
+    const names = yield* fs.readDirectory(treesDir).pipe(Effect.orElseSucceed(() => [] as ReadonlyArray<string>))
+    const byArm = new Map<string, Array<Tree.RolloutTree>>()
+    for (const name of [...names].sort()) {
+      const f = parseTreeFileName(name)
+      if (f === undefined) continue
+      const bytes = yield* fs.readFile(NodePath.join(treesDir, name)).pipe(Effect.orElseSucceed(() => undefined))
+      if (bytes === undefined) continue
+      const trees = yield* Effect.try(() => decodeTreeBytes(bytes)).pipe(Effect.orElseSucceed(() => [] as ReadonlyArray<Tree.RolloutTree>))
+      const list = byArm.get(f.arm) ?? []
+      list.push(...trees)
+      byArm.set(f.arm, list)
+    }
+    return [...byArm.entries()].map(([arm, trees]) => ({ arm, points: entropyAroundTools(trees, k) })).filter((p) => p.points.length > 0)
+  })

@@ -31,7 +31,9 @@ describe("arpo inspect <run-dir>", () => {
       const trees = decodeTreeBytes(fs.readFileSync(NodePath.join(dir, "trees", names[0]!)))
       assert.strictEqual(trees.length, 1)
       // the report draws them
-      assert.include(fs.readFileSync(NodePath.join(dir, "report.html"), "utf8"), "Rollout trees (one sampled prompt per arm)")
+      const html = fs.readFileSync(NodePath.join(dir, "report.html"), "utf8")
+      assert.include(html, "Rollout trees (one sampled prompt per arm)")
+      assert.include(html, "Entropy by token position around tool calls")
 
       const before = (yield* TestConsole.logLines).length
       yield* cliWith(["inspect", dir, "--tokenizer", "embedded"])

@@ -7,7 +7,7 @@ import * as NodePath from "node:path"
 import { gunzipSync } from "node:zlib"
 import * as Tree from "../../src/core/tree.ts"
 import type { TokenId } from "../../src/core/tokens.ts"
-import { decodeTreeBytes, encodeTrees, parseTreeFileName, sampleTrees, treeFileName, treeView } from "../../src/report/trees.ts"
+import { decodeTreeBytes, encodeTrees, entropyAroundTools, parseTreeFileName, sampleTrees, treeFileName, treeView } from "../../src/report/trees.ts"
 
 const tok = (xs: ReadonlyArray<number>) => xs as ReadonlyArray<TokenId>
 const model = (n: number) => ({ kind: "model" as const, tokens: tok(Array.from({ length: n }, (_, i) => i + 1)), logprobs: Array(n).fill(-0.5), entropies: Array(n).fill(0.7) })
@@ -56,4 +56,25 @@ describe("tree files", () => {
       assert.strictEqual(byArm["grpo"]!.tree.prompt, 5)
       assert.isUndefined(byArm["broken"])
     }).pipe(Effect.scoped, Effect.provide(NodeServices.layer)))
+})
+
+describe("entropy around tool calls", () => {
+  it("averages the last k entropies before each call (−k…−1) and the first k after its result (+1…+k)", () => {
+    let t = Tree.make(0, tok([1]))
+    let m: number
+    let tool: number
+    const seg = (hs: ReadonlyArray<number>) => ({ kind: "model" as const, tokens: tok(hs.map((_, i) => i + 1)), logprobs: hs.map(() => -1), entropies: [...hs] })
+    ;[t, m] = Tree.append(t, 0, { ...seg([9, 1, 2, 3]), toolCall: { tool: "python", content: "1" } })
+    ;[t, tool] = Tree.append(t, m, { kind: "tool", tokens: tok([5]), logprobs: [], entropies: [] })
+    ;[t] = Tree.append(t, tool, seg([4, 6, 8]))
+    ;[t] = Tree.append(t, tool, seg([2, 2]))
+    assert.deepStrictEqual(entropyAroundTools([t], 3), [
+      { position: -3, mean: 1, count: 1 },
+      { position: -2, mean: 2, count: 1 },
+      { position: -1, mean: 3, count: 1 },
+      { position: 1, mean: 3, count: 2 },
+      { position: 2, mean: 4, count: 2 },
+      { position: 3, mean: 8, count: 1 }
+    ])
+  })
 })
