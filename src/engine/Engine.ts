@@ -1,12 +1,14 @@
 /**
  * The Engine service: token-in, token-out generation and scoring, stateless to the caller.
  * A request carries the whole context of one sequence; forking is sending several requests that share
- * a prefix (adapters reuse shared prefixes internally). Adapters: embedded (jax-js), llama.cpp, HTTP.
- * This module is the contract only; it does not sample or hold weights.
+ * a prefix (adapters reuse shared prefixes internally). An engine serves the weights it was last told to
+ * `load` (a PolicyWeights value, src/core/weights.ts) and nothing else: no engine watches a trainer.
+ * Adapters: embedded (jax-js), llama.cpp, HTTP. This module is the contract only; it does not sample or hold weights.
  */
 import { Context, type Effect, Schema } from "effect"
 import type { Key } from "../core/random.ts"
 import type { TokenId } from "../core/tokens.ts"
+import type { PolicyWeights, WeightsFormat, WeightsFormatUnsupported } from "../core/weights.ts"
 import type { Message } from "../tasks/Task.ts"
 
 /** One sequence to continue. */
@@ -106,8 +108,16 @@ export class Engine extends Context.Service<Engine, {
   readonly name: string
   readonly capabilities: Capabilities
   readonly tokenizer: Tokenizer
-  /** the policy version these weights are (bumped by WeightSync) */
+  /** the version of the weights last loaded (the rollouts it samples are tagged with it) */
   readonly policyVersion: Effect.Effect<number>
+  /** the weight formats `load` accepts, cheapest first (empty: this engine cannot change its weights) */
+  readonly accepts: ReadonlyArray<WeightsFormat>
+  /**
+   * Serve these weights from the next call on (calls in flight finish on the old ones). Fails with
+   * WeightsFormatUnsupported for a format not in `accepts`, EngineFailure when the load itself fails
+   * (the engine keeps serving the weights it had).
+   */
+  readonly load: (weights: PolicyWeights) => Effect.Effect<void, EngineFailure | WeightsFormatUnsupported>
   /** continue many sequences at once; replies are in request order */
   readonly generate: (requests: ReadonlyArray<GenerateRequest>) => Effect.Effect<ReadonlyArray<Generation>, EngineError>
   /** per-token log-probs and entropies of the given sequences (temperature 1) */

@@ -4,12 +4,16 @@
  * URLs balanced round-robin or least-busy, bounded concurrency, retries with backoff on transient
  * failures (connection refused, timeouts, 429, 5xx) and typed errors otherwise. Randomness: each request
  * sends an integer `seed` derived from its Key, so results repeat only as far as the server honours seeds.
+ * Weights: `load` uses the server's own reload API on every replica (vLLM: `/v1/load_lora_adapter`, then
+ * requests name the adapter; SGLang: `/update_weights_from_disk`); llama-server has none (llamaServer.ts
+ * restarts a server it launched instead).
  */
 import { Duration, Effect, Layer, Ref, Semaphore } from "effect"
 import { HttpClient, HttpClientRequest } from "effect/http"
 import { topKEntropy } from "../core/entropy.ts"
 import { derive, type Key, word } from "../core/random.ts"
 import { tokenIds } from "../core/tokens.ts"
+import { type PolicyWeights, type WeightsFormat, WeightsFormatUnsupported } from "../core/weights.ts"
 import { Events } from "../events/Events.ts"
 import {
   ContextOverflow,
@@ -131,6 +135,9 @@ export const make = (options: HttpEngineOptions): Effect.Effect<HttpEngine, Engi
     let rotation = 0
     const permits = yield* Semaphore.make(maxConcurrency)
     const version = yield* Ref.make(0)
+    // the model name requests carry: a loaded vLLM LoRA adapter's name replaces the configured one
+    let model = options.model
+    let loads = 0
 
     type Outcome = { readonly _tag: "ok"; readonly json: unknown } | { readonly _tag: "fail"; readonly error: EngineFailure | ContextOverflow }
 
@@ -250,7 +257,7 @@ export const make = (options: HttpEngineOptions): Effect.Effect<HttpEngine, Engi
           stopStrings: [...q.stopStrings, ...stopTexts],
           topK,
           seed: seedOf(q.key),
-          model: options.model
+          model
         }
         const json = yield* send(withExtra(dialect.generate(wire)), q.tokens.length)
         const parsed = yield* parse(() => dialect.parseGenerate(json, wire, tokenizer.eos), "generate")
@@ -295,11 +302,53 @@ export const make = (options: HttpEngineOptions): Effect.Effect<HttpEngine, Engi
       }
     }
 
+    const name = options.name ?? `${adapter}(${servers.map((s) => s.url).join(",")})`
+    const accepts: ReadonlyArray<WeightsFormat> = dialect.load === undefined ? [] : [dialect.load.format]
+    /** One POST of a weight request to one server; the reply's text judged by the dialect. */
+    const postLoad = (server: Server, wire: WireRequest, judge: (status: number, text: string) => string | undefined) =>
+      Effect.gen(function*() {
+        const response = yield* client.execute(
+          HttpClientRequest.post(server.url + wire.path).pipe(HttpClientRequest.bodyJsonUnsafe(wire.body))
+        )
+        const text = yield* response.text
+        const why = judge(response.status, text)
+        if (why !== undefined) return yield* new EngineFailure({ adapter, message: `${adapter} ${server.url}${wire.path}: ${why}`, transient: false })
+      }).pipe(
+        Effect.timeout(timeout),
+        Effect.catch((e: unknown) =>
+          Effect.fail(
+            e instanceof EngineFailure
+              ? e
+              : new EngineFailure({ adapter, message: `${adapter} ${server.url}${wire.path}: ${e instanceof Error ? e.message : String(e)}`, transient: true })
+          )
+        )
+      )
+    const load = (w: PolicyWeights): Effect.Effect<void, EngineFailure | WeightsFormatUnsupported> =>
+      Effect.gen(function*() {
+        const how = dialect.load
+        if (how === undefined || w.format !== how.format || w.location._tag !== "path") {
+          return yield* new WeightsFormatUnsupported({ engine: name, accepts: [...accepts], trainer: "the weights given", produces: [`${w.format} (${w.location._tag})`] })
+        }
+        const path = w.location.path
+        const loadedName = `arpo-v${w.version}-${loads++}`
+        // every replica loads the same weights; a failure on one fails the load (the version is not bumped)
+        yield* Effect.forEach(servers, (server) => postLoad(server, how.request(path, loadedName), how.failed), { concurrency: "unbounded", discard: true })
+        const previous = model
+        if (how.rename) model = loadedName
+        yield* Ref.set(version, w.version)
+        const release = how.release
+        if (release !== undefined && how.rename && previous !== undefined && previous.startsWith("arpo-v")) {
+          yield* Effect.forEach(servers, (server) => Effect.ignore(postLoad(server, release(previous), () => undefined)), { discard: true })
+        }
+      })
+
     const service = Engine.of({
-      name: options.name ?? `${adapter}(${servers.map((s) => s.url).join(",")})`,
+      name,
       capabilities: { entropy: { topK, point }, prefixReuse: true, maxConcurrency, deterministic: false },
       tokenizer,
       policyVersion: Ref.get(version),
+      accepts,
+      load,
       generate: (requests) =>
         Effect.gen(function*() {
           const t0 = performance.now()
@@ -329,7 +378,7 @@ export const make = (options: HttpEngineOptions): Effect.Effect<HttpEngine, Engi
           }
           const out = yield* Effect.forEach(sequences, (seq) =>
             Effect.gen(function*() {
-              const json = yield* send(score(seq, topK, options.model), seq.length)
+              const json = yield* send(score(seq, topK, model), seq.length)
               const s = yield* parse(() => parseScore(json, seq, topK), "score")
               const entropies = yield* parse(() => s.tops.map((row, t) => (t === 0 ? 0 : positionEntropy(row, vocab, point).point)), "entropy")
               return { logprobs: [...s.logprobs], entropies } satisfies Scored
@@ -350,7 +399,7 @@ export const make = (options: HttpEngineOptions): Effect.Effect<HttpEngine, Engi
     return { service, health, setPolicyVersion: (v: number) => Ref.set(version, v) }
   }).pipe(Effect.map((x): HttpEngine => ({ ...x.service, health: x.health, setPolicyVersion: x.setPolicyVersion })))
 
-/** The HTTP Engine with its health check and a setter for the policy version (WeightSync sets it). */
+/** The HTTP Engine with its health check and a setter for the policy version (a restarted llama-server's). */
 export type HttpEngine = Engine["Service"] & {
   readonly health: Effect.Effect<ReadonlyArray<ServerHealth>>
   readonly setPolicyVersion: (v: number) => Effect.Effect<void>

@@ -58,6 +58,21 @@ export interface Dialect {
   /** the next-token distribution after `tokens` (one position, top `topK`), to fill positions a reply left out */
   readonly probe?: (tokens: ReadonlyArray<number>, topK: number) => WireRequest
   readonly parseProbe?: (json: unknown) => ReadonlyArray<{ readonly id: number; readonly logprob: number }>
+  /**
+   * How the server loads new weights from a path (absent: it cannot; llama-server needs a restart, see
+   * llamaServer.ts): the format it takes, the request, and whether the reply says it worked (a message
+   * when not). `name` is the name the weights are served under afterwards (vLLM: the LoRA adapter's).
+   */
+  readonly load?: {
+    readonly format: "hf" | "hf-lora"
+    readonly request: (path: string, name: string) => WireRequest
+    /** undefined when the reply (text) reports success, else why not */
+    readonly failed: (status: number, text: string) => string | undefined
+    /** served under `name` afterwards (the request's `model`) */
+    readonly rename: boolean
+    /** a request that frees the previous weights' name (vLLM: unload the previous adapter), best effort */
+    readonly release?: (name: string) => WireRequest
+  }
 }
 
 // ---- small readers that throw MalformedReply with the path of what was missing ----
@@ -115,6 +130,15 @@ const vllmFinish = (choice: Obj, eos: number): ParsedGeneration["finish"] => {
 
 export const vllm: Dialect = {
   name: "vllm",
+  // vLLM with --enable-lora (and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True): a peft adapter directory; the
+  // reply is plain text on success
+  load: {
+    format: "hf-lora",
+    request: (path, name) => ({ path: "/v1/load_lora_adapter", body: { lora_name: name, lora_path: path } }),
+    failed: (status, text) => (status >= 200 && status < 300 ? undefined : `HTTP ${status}: ${text.slice(0, 300)}`),
+    rename: true,
+    release: (name) => ({ path: "/v1/unload_lora_adapter", body: { lora_name: name } })
+  },
   healthPath: "/health",
   generate: (r) => ({
     path: "/v1/completions",
@@ -187,6 +211,21 @@ const sglangTriples = (x: unknown, where: string): Array<{ id: number; logprob: 
 
 export const sglang: Dialect = {
   name: "sglang",
+  // SGLang reloads full Hugging Face weights in place from a directory; the reply is { success, message }
+  load: {
+    format: "hf",
+    request: (path) => ({ path: "/update_weights_from_disk", body: { model_path: path } }),
+    failed: (status, text) => {
+      if (status < 200 || status >= 300) return `HTTP ${status}: ${text.slice(0, 300)}`
+      try {
+        const json = JSON.parse(text) as { success?: unknown; message?: unknown }
+        return json.success === true ? undefined : `the server answered ${text.slice(0, 300)}`
+      } catch {
+        return `a reply that is not JSON: ${text.slice(0, 300)}`
+      }
+    },
+    rename: false
+  },
   healthPath: "/health",
   generate: (r) => ({
     path: "/generate",

@@ -9,14 +9,16 @@
  * rest (at least its last token). KV is never copied between sequences (node-llama-cpp 3.21.1 has no
  * seq_cp), so branches served by different sequences each evaluate the shared prefix once; `score`
  * needs the distribution at every position and recomputes whole sequences.
- * Weight sync (`layerSynced`): the policy's GGUF mirror is reloaded when `policy.generation` changed.
+ * Weights: `load` takes `gguf` PolicyWeights (a file) and reopens the model on it once calls in flight
+ * have finished (`layerLoadable` starts with no model and serves from the first load). It does not export
+ * weights: a trainer that can produce GGUF does that.
  */
 import { Effect, Layer, Ref, type Scope, Semaphore } from "effect"
 import { uniform } from "../core/random.ts"
 import { type TokenId, tokenIds } from "../core/tokens.ts"
 import { Events } from "../events/Events.ts"
 import type { GenRequest } from "../model/generate.ts"
-import type { Policy } from "../model/policy.ts"
+import { type PolicyWeights, type WeightsFormat, WeightsFormatUnsupported } from "../core/weights.ts"
 import { draw } from "../model/sample.ts"
 import { byteTokenizer } from "../model/tokenizer.ts"
 import {
@@ -29,7 +31,6 @@ import {
   type Scored,
   type Tokenizer
 } from "./Engine.ts"
-import * as GgufMirror from "./ggufMirror.ts"
 import {
   type GgmlTypeName,
   type Llama,
@@ -48,7 +49,7 @@ export { LlamaCppUnavailable } from "./nodeLlamaCpp.ts"
 
 export const adapter = "llama.cpp"
 
-/** Settings shared by `make` (one GGUF file) and `makeSynced` (the policy's GGUF mirror). */
+/** Settings shared by `make` (one GGUF file to start with) and `makeLoadable` (no model until the first load). */
 export interface LlamaCppSettings {
   readonly name?: string
   /** tokens per sequence (default: the GGUF's training context length) */
@@ -81,10 +82,13 @@ export interface LlamaCppOptions extends LlamaCppSettings {
   readonly policyVersion?: number
 }
 
-export interface LlamaCppSyncedOptions extends LlamaCppSettings {
-  /** the mirror's directory (default: a private temporary one, removed on scope close) */
-  readonly directory?: string
+/** `makeLoadable`'s options: the settings; the tokenizer is the embedded byte tokenizer unless given. */
+export interface LlamaCppLoadableOptions extends LlamaCppSettings {
+  readonly tokenizer?: Tokenizer
 }
+
+/** The formats llama.cpp loads. */
+export const accepts: ReadonlyArray<WeightsFormat> = ["gguf"]
 
 /** The engine plus what tests and benchmarks look at. */
 export type LlamaCppEngine = Engine["Service"] & {
@@ -241,7 +245,7 @@ interface Loaded {
   readonly vocab: number
   /** tokens per sequence */
   readonly contextSize: number
-  /** the mirror's generation (0 for a plain file) */
+  /** which load of the engine this is (0 for the first) */
   readonly generation: number
 }
 
@@ -471,25 +475,23 @@ const checkTokens = (
     }
   })
 
-/** The Engine over a `current` loaded GGUF (reloaded by `sync` when the weights changed). */
+/** The Engine's calls over the `current` loaded GGUF (`loadable` swaps it). */
 const engineOver = (
-  current: Effect.Effect<Loaded, EngineFailure | GgufMirror.GgufExportFailed>,
+  current: Effect.Effect<Loaded, EngineFailure>,
   tokenizer: Tokenizer,
   settings: LlamaCppSettings,
   version: Effect.Effect<number>,
   counters: { readonly loads: Effect.Effect<number>; readonly path: Effect.Effect<string> }
-): Effect.Effect<LlamaCppEngine, never, Events> =>
+): Effect.Effect<Omit<LlamaCppEngine, "accepts" | "load">, never, Events> =>
   Effect.gen(function*() {
     const events = yield* Events
-    const asEngineError = (e: EngineFailure | GgufMirror.GgufExportFailed): EngineFailure =>
-      e._tag === "EngineFailure" ? e : failure(`weight sync: cannot export the policy to ${e.path}: ${e.message}`)
     const run = <A>(
       op: "generate" | "score",
       seqs: ReadonlyArray<ReadonlyArray<number>>,
       f: (loaded: Loaded, tally: Tally) => Promise<A>
     ) =>
       Effect.gen(function*() {
-        const loaded = yield* Effect.mapError(current, asEngineError)
+        const loaded = yield* current
         yield* checkTokens(op, seqs, loaded)
         const tally: Tally = { computed: 0, reused: 0, newTokens: 0 }
         const t0 = performance.now()
@@ -525,106 +527,108 @@ const engineOver = (
     }
   })
 
-/** A loaded GGUF as a scoped resource (model and context disposed on scope close). */
-const acquireGguf = (llama: Llama, path: string, generation: number, settings: LlamaCppSettings): Effect.Effect<Loaded, EngineFailure, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.tryPromise({ try: () => openGguf(llama, path, generation, settings), catch: (e) => failure(`cannot load ${path}: ${message(e)}`) }),
-    (loaded) => Effect.promise(() => closeGguf(loaded).catch(() => undefined))
-  )
+/** Most calls in flight at once on one engine (a reload takes them all). */
+const gatePermits = 1 << 20
 
 /**
- * The engine over one GGUF file. Tokenizer: the embedded byte tokenizer unless `tokenizer` says
- * otherwise ("model": the GGUF's own). Model and context are disposed when the scope closes.
+ * The engine over a llama.cpp library, serving `first` when given: `load(gguf weights)` waits for calls
+ * in flight, opens the new file, then disposes the old model and context (a failed open keeps the old
+ * one). Prefix reuse starts afresh after a load. Everything loaded is disposed when the scope closes.
+ */
+const loadable = (
+  llama: Llama,
+  settings: LlamaCppSettings,
+  tokenizer: Tokenizer,
+  first: { readonly loaded: Loaded; readonly version: number } | undefined
+): Effect.Effect<LlamaCppEngine, never, Events | Scope.Scope> =>
+  Effect.gen(function*() {
+    const name = settings.name ?? "llama.cpp"
+    const state = yield* Ref.make<{ readonly loaded: Loaded | undefined; readonly version: number; readonly loads: number }>(
+      first === undefined ? { loaded: undefined, version: 0, loads: 0 } : { loaded: first.loaded, version: first.version, loads: 1 }
+    )
+    yield* Effect.addFinalizer(() =>
+      Effect.flatMap(Ref.get(state), (s) => s.loaded === undefined ? Effect.void : Effect.promise(() => closeGguf(s.loaded!).catch(() => undefined)))
+    )
+    const gate = yield* Semaphore.make(gatePermits)
+    const load = (w: PolicyWeights): Effect.Effect<void, EngineFailure | WeightsFormatUnsupported> =>
+      Effect.gen(function*() {
+        if (!accepts.includes(w.format) || w.location._tag !== "path") {
+          return yield* new WeightsFormatUnsupported({ engine: name, accepts: [...accepts], trainer: "the weights given", produces: [`${w.format} (${w.location._tag})`] })
+        }
+        const path = w.location.path
+        yield* gate.withPermits(gatePermits)(Effect.gen(function*() {
+          const before = yield* Ref.get(state)
+          const loaded = yield* Effect.tryPromise({
+            try: () => openGguf(llama, path, before.loads, settings),
+            catch: (e) => failure(`cannot load ${path}: ${message(e)}`)
+          })
+          if (loaded.vocab > 0 && tokenizer.vocabSize > loaded.vocab) {
+            yield* Effect.promise(() => closeGguf(loaded).catch(() => undefined))
+            return yield* failure(`the tokenizer has ${tokenizer.vocabSize} ids but ${path} has ${loaded.vocab}`)
+          }
+          if (before.loaded !== undefined) yield* Effect.promise(() => closeGguf(before.loaded!).catch(() => undefined))
+          yield* Ref.set(state, { loaded, version: w.version, loads: before.loads + 1 })
+        }))
+      })
+    const current = Effect.flatMap(Ref.get(state), (s) => s.loaded === undefined ? Effect.fail(failure("no GGUF loaded yet (call load first)")) : Effect.succeed(s.loaded))
+    const engine = yield* engineOver(
+      current,
+      tokenizer,
+      settings,
+      Effect.map(Ref.get(state), (s) => s.version),
+      { loads: Effect.map(Ref.get(state), (s) => s.loads), path: Effect.map(Ref.get(state), (s) => s.loaded?.path ?? "") }
+    )
+    // calls hold one permit of the gate so that a load never disposes a model in use
+    const held = <A, E>(e: Effect.Effect<A, E>) => gate.withPermits(1)(e)
+    return {
+      ...engine,
+      name,
+      accepts,
+      load,
+      generate: (requests) => held(engine.generate(requests)),
+      score: (seqs) => held(engine.score(seqs)),
+      nextDistribution: (tokens) => held(engine.nextDistribution(tokens))
+    }
+  })
+
+/**
+ * The engine over one GGUF file (then whatever `load` gives it). Tokenizer: the embedded byte tokenizer
+ * unless `tokenizer` says otherwise ("model": the GGUF's own). Models and contexts are disposed when the
+ * scope closes.
  */
 export const make = (options: LlamaCppOptions): Effect.Effect<LlamaCppEngine, LlamaCppUnavailable | EngineFailure, Events | Scope.Scope> =>
   Effect.gen(function*() {
     const lib = yield* load(options.packageDirectory)
     const llama = yield* llamaOf(lib, options.logLevel ?? "error")
-    const loaded = yield* acquireGguf(llama, options.model, 0, options)
+    const loaded = yield* Effect.tryPromise({
+      try: () => openGguf(llama, options.model, 0, options),
+      catch: (e) => failure(`cannot load ${options.model}: ${message(e)}`)
+    })
     const tokenizer = options.tokenizer === "model" ? modelTokenizer(loaded.model) : options.tokenizer ?? byteTokenizer
     if (loaded.vocab > 0 && tokenizer.vocabSize > loaded.vocab) {
+      yield* Effect.promise(() => closeGguf(loaded).catch(() => undefined))
       return yield* failure(`the tokenizer has ${tokenizer.vocabSize} ids but ${options.model} has ${loaded.vocab}`)
     }
-    return yield* engineOver(
-      Effect.succeed(loaded),
-      tokenizer,
-      options,
-      Effect.succeed(options.policyVersion ?? 0),
-      { loads: Effect.succeed(1), path: Effect.succeed(options.model) }
-    )
+    return yield* loadable(llama, options, tokenizer, { loaded, version: options.policyVersion ?? 0 })
   })
 
 /** `make` as a layer. */
 export const layer = (options: LlamaCppOptions): Layer.Layer<Engine, LlamaCppUnavailable | EngineFailure, Events> =>
   Layer.effect(Engine, make(options))
 
-/** Most calls in flight at once on one synced engine (a reload takes them all). */
-const gatePermits = 1 << 20
-
 /**
- * The engine serving `policy` (the embedded model) through its GGUF mirror: before each generate /
- * score / policyVersion, when `policy.generation` changed since the loaded file, it waits for calls in
- * flight, exports the new weights, disposes the old model and context and loads the new GGUF. Prefix
- * reuse starts afresh after a reload. `policyVersion` is the loaded snapshot's version. Tokenizer: the
- * embedded byte tokenizer (the mirror writes the embedded vocabulary).
+ * An engine with no model until its first `load` (a run loads its trainer's first GGUF export before any
+ * call): the engine of a run whose trainer produces GGUF. Tokenizer: the embedded byte tokenizer unless given.
  */
-export const makeSynced = (
-  policy: Policy,
-  options: LlamaCppSyncedOptions = {}
+export const makeLoadable = (
+  options: LlamaCppLoadableOptions = {}
 ): Effect.Effect<LlamaCppEngine, LlamaCppUnavailable | EngineFailure, Events | Scope.Scope> =>
   Effect.gen(function*() {
     const lib = yield* load(options.packageDirectory)
     const llama = yield* llamaOf(lib, options.logLevel ?? "error")
-    const mirror = yield* GgufMirror.make(policy, options.directory !== undefined ? { directory: options.directory } : {}).pipe(
-      Effect.mapError((e) => failure(`weight sync: cannot export the policy to ${e.path}: ${e.message}`))
-    )
-    const open = (path: string, generation: number) =>
-      Effect.tryPromise({ try: () => openGguf(llama, path, generation, options), catch: (e) => failure(`cannot load ${path}: ${message(e)}`) })
-    const first = yield* mirror.current.pipe(Effect.mapError((e) => failure(`weight sync: cannot export the policy to ${e.path}: ${e.message}`)))
-    const state = yield* Ref.make({ loaded: yield* open(first.path, first.generation), version: first.version, loads: 1 })
-    yield* Effect.addFinalizer(() => Effect.flatMap(Ref.get(state), (s) => Effect.promise(() => closeGguf(s.loaded).catch(() => undefined))))
-    const gate = yield* Semaphore.make(gatePermits)
-
-    /** Reloads when the policy's weights changed; exclusive with calls in flight. */
-    const sync = Effect.gen(function*() {
-      const s = yield* Ref.get(state)
-      if (s.loaded.generation === policy.generation) {
-        if (s.version !== policy.version) yield* Ref.set(state, { ...s, version: policy.version })
-        return
-      }
-      yield* gate.withPermits(gatePermits)(Effect.gen(function*() {
-        const now = yield* Ref.get(state)
-        if (now.loaded.generation === policy.generation) return
-        const snapshot = yield* mirror.current
-        yield* Effect.promise(() => closeGguf(now.loaded).catch(() => undefined))
-        const loaded = yield* open(snapshot.path, snapshot.generation)
-        yield* Ref.set(state, { loaded, version: snapshot.version, loads: now.loads + 1 })
-      }))
-    })
-    // no sync here: calls sync before taking their permit (a reload inside a held permit would deadlock)
-    const engine = yield* engineOver(
-      Effect.map(Ref.get(state), (s) => s.loaded),
-      byteTokenizer,
-      options,
-      Effect.flatMap(Effect.ignore(sync), () => Effect.map(Ref.get(state), (s) => s.version)),
-      { loads: Effect.map(Ref.get(state), (s) => s.loads), path: Effect.map(Ref.get(state), (s) => s.loaded.path) }
-    )
-    // calls hold one permit of the gate so that a reload never disposes a model in use
-    const held = <A, E>(e: Effect.Effect<A, E>) => gate.withPermits(1)(e)
-    return {
-      ...engine,
-      name: options.name ?? "llama.cpp(synced)",
-      generate: (requests) => Effect.flatMap(sync.pipe(Effect.mapError(syncError)), () => held(engine.generate(requests))),
-      score: (seqs) => Effect.flatMap(sync.pipe(Effect.mapError(syncError)), () => held(engine.score(seqs))),
-      nextDistribution: (tokens) => Effect.flatMap(sync.pipe(Effect.mapError(syncError)), () => held(engine.nextDistribution(tokens)))
-    }
+    return yield* loadable(llama, options, options.tokenizer ?? byteTokenizer, undefined)
   })
 
-const syncError = (e: EngineFailure | GgufMirror.GgufExportFailed): EngineFailure =>
-  e._tag === "EngineFailure" ? e : failure(`weight sync: cannot export the policy to ${e.path}: ${e.message}`)
-
-/** `makeSynced` as a layer: `components: { engine: (config, policy) => LlamaCpp.layerSynced(policy, {...}) }`. */
-export const layerSynced = (
-  policy: Policy,
-  options: LlamaCppSyncedOptions = {}
-): Layer.Layer<Engine, LlamaCppUnavailable | EngineFailure, Events> => Layer.effect(Engine, makeSynced(policy, options))
+/** `makeLoadable` as a layer: `components: { engine: (config) => LlamaCpp.layerLoadable({ sequences: 8 }) }`. */
+export const layerLoadable = (options: LlamaCppLoadableOptions = {}): Layer.Layer<Engine, LlamaCppUnavailable | EngineFailure, Events> =>
+  Layer.effect(Engine, makeLoadable(options))

@@ -2,7 +2,8 @@
  * llama-server (llama.cpp's HTTP server) launched by arpo as a scoped resource: started on 127.0.0.1, awaited
  * on GET /health, stopped when the scope closes (SIGTERM, SIGKILL after a grace period, on success, failure or
  * interruption), and restarted on the same port on a new GGUF (weight sync: llama-server cannot reload weights).
- * `layerManaged` serves the shared embedded Policy this way through the HTTP Engine (dialect "llama-server").
+ * `layerManaged` is the HTTP Engine (dialect "llama-server") over such a server: its `load(gguf weights)`
+ * starts the server on the first file and restarts it on each later one.
  * It does not build llama-server (scripts/llama-server does) and does not talk to a server it did not start.
  */
 import { NodeHttpClient, NodeServices } from "@effect/platform-node"
@@ -14,10 +15,10 @@ import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { Events } from "../events/Events.ts"
-import type { Policy } from "../model/policy.ts"
+import { type PolicyWeights, type WeightsFormat, WeightsFormatUnsupported } from "../core/weights.ts"
+import type { ModelConfig } from "../model/config.ts"
 import { byteTokenizer } from "../model/tokenizer.ts"
 import { Engine, EngineFailure, type Tokenizer } from "./Engine.ts"
-import * as GgufMirror from "./ggufMirror.ts"
 import { type HttpEngine, type HttpEngineOptions, make as makeHttp, type ServerHealth } from "./http.ts"
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -341,12 +342,12 @@ export const launch = (
   })
 
 // ---------------------------------------------------------------------------------------------------------------------
-// Managed: the HTTP Engine over a launched server that follows the shared Policy
+// Managed: the HTTP Engine over a launched server that restarts on each GGUF it is told to load
 
 export interface ManagedOptions {
   /** the llama-server executable (default: `findBinary()`) */
   readonly binary?: string
-  /** launch settings; the model is the policy's GGUF. Defaults: threads 1, parallel 4, ctxSize context × parallel */
+  /** launch settings; the model is the loaded GGUF. Defaults: threads 1, parallel 4, ctxSize context × parallel */
   readonly server?: Omit<LaunchOptions, "binary" | "model">
   /** HTTP Engine settings (dialect, URL and health check are the launcher's) */
   readonly http?: Omit<HttpEngineOptions, "dialect" | "baseUrls" | "tokenizer" | "checkHealthOnStart"> & {
@@ -359,8 +360,8 @@ export interface ManagedOptions {
    * (n_probs is taken before the sampler chain), so the ban shows up as off-policy sampling on those bytes only.
    */
   readonly asciiOnly?: boolean
-  /** where the policy's GGUF files are written (default: a private temporary directory) */
-  readonly ggufDirectory?: string
+  /** the served model's context per slot (the default ctxSize is this × parallel; default: the GGUF's own) */
+  readonly context?: number
 }
 
 /**
@@ -374,113 +375,143 @@ export const nonAsciiBan: ReadonlyArray<readonly [number, boolean]> = Array.from
 
 /** The managed engine: the Engine service plus the server it runs on. */
 export type ManagedEngine = Engine["Service"] & {
-  readonly server: RunningServer
+  /** the launched server (after the first load) */
+  readonly server: Effect.Effect<RunningServer>
   readonly health: Effect.Effect<ReadonlyArray<ServerHealth>>
   /** how many weight syncs restarted the server so far */
   readonly restarts: Effect.Effect<number>
 }
 
-export type ManagedError = LlamaServerNotFound | ServerLaunchFailed | GgufMirror.GgufExportFailed | EngineFailure
+export type ManagedError = LlamaServerNotFound | EngineFailure
+
+/** The formats a managed llama-server loads. */
+export const accepts: ReadonlyArray<WeightsFormat> = ["gguf"]
 
 /** How many calls may hold the served weights at once; a restart takes them all. */
 const gateSize = 1 << 20
 
 /**
- * The HTTP Engine on a llama-server launched on a GGUF of `policy`. Before each generate/score it compares
- * the mirror's generation with the served one and, when the trainer changed the weights, restarts the server
- * on the new GGUF (after calls in flight have finished); `policyVersion` is the served snapshot's version.
+ * The HTTP Engine on a llama-server arpo launches: the first `load` starts the server on that GGUF, every
+ * later one restarts it on the new file once calls in flight have finished; a server found dead before a
+ * call is restarted on the file it served. `policyVersion` is the served weights' version. Until the first
+ * load, calls fail. The server stops when the scope closes.
  */
 export const makeManaged = (
-  policy: Policy,
   options: ManagedOptions = {}
 ): Effect.Effect<ManagedEngine, ManagedError, Scope.Scope | Events | ChildProcessSpawner.ChildProcessSpawner | HttpClient.HttpClient> =>
   Effect.gen(function*() {
     const events = yield* Events
+    const scope = yield* Scope.Scope
+    const services = yield* Effect.context<Events | ChildProcessSpawner.ChildProcessSpawner | HttpClient.HttpClient>()
     const binary = options.binary ?? (yield* findBinary())
-    const mirror = yield* GgufMirror.make(policy, options.ggufDirectory !== undefined ? { directory: options.ggufDirectory } : {})
-    const first = yield* mirror.current
     const s = options.server ?? {}
     const parallel = s.parallel ?? 4
-    const server = yield* launch({
-      ...s,
-      binary,
-      model: first.path,
-      parallel,
-      ctxSize: s.ctxSize ?? policy.config.context * parallel,
-      extraArgs: [...parityArgs, ...(s.extraArgs ?? [])]
-    })
-    const { tokenizer, extraBody, ...httpRest } = options.http ?? {}
-    const http: HttpEngine = yield* makeHttp({
-      maxConcurrency: parallel,
-      ...httpRest,
-      dialect: "llama-server",
-      baseUrls: [server.url],
-      tokenizer: tokenizer ?? byteTokenizer,
-      checkHealthOnStart: false,
-      name: httpRest.name ?? `llama-server(${server.url})`,
-      ...((options.asciiOnly ?? true) || extraBody !== undefined
-        ? { extraBody: { ...((options.asciiOnly ?? true) ? { logit_bias: nonAsciiBan } : {}), ...extraBody } }
-        : {})
-    })
-    yield* http.setPolicyVersion(first.version)
-    const served = yield* Ref.make(first)
+    const { tokenizer: givenTokenizer, extraBody, ...httpRest } = options.http ?? {}
+    const tokenizer = givenTokenizer ?? byteTokenizer
+    const name = httpRest.name ?? "llama-server(managed)"
+    const adapter = "http/llama-server"
+    let serving: { readonly server: RunningServer; readonly http: HttpEngine; readonly path: string } | undefined
     const restarts = yield* Ref.make(0)
-    const syncLock = yield* Semaphore.make(1)
+    const lock = yield* Semaphore.make(1)
     const gate = yield* Semaphore.make(gateSize)
+    const fail = (message: string, transient: boolean) => new EngineFailure({ adapter, message, transient })
 
-    /**
-     * Brings the server to the policy's current weights: export + restart when the generation changed, and a
-     * restart when the server is no longer running (it crashed or was killed). Failures are transient: the
-     * served snapshot is unchanged, so the next call tries again.
-     */
-    const sync = syncLock.withPermits(1)(
+    const start = (path: string) =>
       Effect.gen(function*() {
-        const snap = yield* mirror.current
-        const have = yield* Ref.get(served)
-        const running = yield* server.isRunning
-        if (snap.generation !== have.generation || !running) {
-          const t0 = performance.now()
-          yield* gate.withPermits(gateSize)(server.restart(snap.path))
-          yield* Ref.update(restarts, (n) => n + 1)
-          yield* events.emit({ _tag: "metric", name: "llama-server.restart_ms", value: snap.exportMs + performance.now() - t0 })
+        const server = yield* launch({
+          ...s,
+          binary,
+          model: path,
+          parallel,
+          ...(s.ctxSize !== undefined ? { ctxSize: s.ctxSize } : options.context !== undefined ? { ctxSize: options.context * parallel } : {}),
+          extraArgs: [...parityArgs, ...(s.extraArgs ?? [])]
+        }).pipe(Scope.provide(scope))
+        const http: HttpEngine = yield* makeHttp({
+          maxConcurrency: parallel,
+          ...httpRest,
+          dialect: "llama-server",
+          baseUrls: [server.url],
+          tokenizer,
+          checkHealthOnStart: false,
+          name,
+          ...((options.asciiOnly ?? true) || extraBody !== undefined
+            ? { extraBody: { ...((options.asciiOnly ?? true) ? { logit_bias: nonAsciiBan } : {}), ...extraBody } }
+            : {})
+        })
+        serving = { server, http, path }
+      })
+
+    const restartOn = (path: string) =>
+      Effect.gen(function*() {
+        const t0 = performance.now()
+        yield* gate.withPermits(gateSize)(serving!.server.restart(path))
+        serving = { ...serving!, path }
+        yield* Ref.update(restarts, (n) => n + 1)
+        yield* events.emit({ _tag: "metric", name: "llama-server.restart_ms", value: performance.now() - t0 })
+      })
+
+    const load = (w: PolicyWeights): Effect.Effect<void, EngineFailure | WeightsFormatUnsupported> =>
+      Effect.gen(function*() {
+        if (!accepts.includes(w.format) || w.location._tag !== "path") {
+          return yield* new WeightsFormatUnsupported({ engine: name, accepts: [...accepts], trainer: "the weights given", produces: [`${w.format} (${w.location._tag})`] })
         }
-        yield* Ref.set(served, snap)
-        yield* http.setPolicyVersion(snap.version)
-      }).pipe(
-        Effect.mapError((e) =>
-          new EngineFailure({ adapter: "http/llama-server", message: `weight sync of ${server.url}: ${e.message}`, transient: true })
+        const path = w.location.path
+        yield* lock.withPermits(1)(
+          Effect.gen(function*() {
+            if (serving === undefined) yield* start(path)
+            else yield* restartOn(path)
+            yield* serving!.http.setPolicyVersion(w.version)
+          }).pipe(
+            Effect.provideContext(services),
+            Effect.mapError((e) => e._tag === "EngineFailure" ? e : fail(`loading ${path}: ${e.message}`, true))
+          )
         )
+      })
+
+    /** Restarts a server that is no longer running (it crashed or was killed) on the file it served. */
+    const revive = lock.withPermits(1)(
+      Effect.gen(function*() {
+        if (serving === undefined) return yield* fail("no GGUF loaded yet (call load first)", false)
+        if (yield* serving.server.isRunning) return serving.http
+        yield* restartOn(serving.path)
+        return serving.http
+      }).pipe(
+        Effect.mapError((e) => e._tag === "EngineFailure" ? e : fail(`restarting ${serving?.server.url ?? "llama-server"}: ${e.message}`, true))
       )
     )
-    const serve = <A, E>(call: Effect.Effect<A, E>) => Effect.andThen(sync, gate.withPermits(1)(call))
+    const serve = <A, E>(call: (http: HttpEngine) => Effect.Effect<A, E>) => Effect.flatMap(revive, (http) => gate.withPermits(1)(call(http)))
+    const notStarted = Effect.die(new Error("llama-server: not started (load weights first)"))
 
     return {
-      name: http.name,
-      capabilities: http.capabilities,
-      tokenizer: http.tokenizer,
-      policyVersion: Effect.map(Ref.get(served), (s) => s.version),
-      generate: (requests) => serve(http.generate(requests)),
-      score: (sequences) => serve(http.score(sequences)),
-      server,
-      health: http.health,
+      name,
+      capabilities: { entropy: { topK: httpRest.topK ?? 20, point: httpRest.entropyPoint ?? "mid" }, prefixReuse: true, maxConcurrency: parallel, deterministic: false },
+      tokenizer,
+      policyVersion: Effect.suspend(() => serving === undefined ? Effect.succeed(0) : serving.http.policyVersion),
+      accepts,
+      load,
+      generate: (requests) => serve((http) => http.generate(requests)),
+      score: (sequences) => serve((http) => http.score(sequences)),
+      server: Effect.suspend(() => serving === undefined ? notStarted : Effect.succeed(serving.server)),
+      health: Effect.suspend(() => serving === undefined ? Effect.succeed([]) : serving.http.health),
       restarts: Ref.get(restarts)
     } satisfies ManagedEngine
   })
 
 /**
  * The managed llama-server Engine as a Layer needing only Events (it brings Node's process spawner and HTTP
- * client): a drop-in for `Components.engine`, e.g. `engine: (config, policy) => LlamaServer.layerManaged(policy)`.
+ * client): a drop-in for a run's engine, e.g. `engine: (config) => LlamaServer.layerManaged({ context: config.model.context })`.
  * The server stops when the layer's scope closes.
  */
-export const layerManaged = (policy: Policy, options: ManagedOptions = {}): Layer.Layer<Engine, ManagedError, Events> =>
-  Layer.effect(Engine, Effect.map(makeManaged(policy, options), (m): Engine["Service"] => m)).pipe(
+export const layerManaged = (options: ManagedOptions = {}): Layer.Layer<Engine, ManagedError, Events> =>
+  Layer.effect(Engine, Effect.map(makeManaged(options), (m): Engine["Service"] => m)).pipe(
     Layer.provide(Layer.merge(NodeServices.layer, NodeHttpClient.layerNodeHttp))
   )
 
-/** `Components.engine` for a run: `components: { engine: LlamaServer.engineOf({ server: { parallel: 8 } }) }`. */
+/** A run's engine: `components: { engine: LlamaServer.engineOf({ server: { threads: 1 } }) }` (one slot per engine slot). */
 export const engineOf = (options: ManagedOptions = {}) =>
-  (config: { readonly engine: { readonly maxSlots: number } }, policy: Policy): Layer.Layer<Engine, ManagedError, Events> =>
-    layerManaged(policy, {
+  (config: { readonly engine: { readonly maxSlots: number }; readonly model: ModelConfig }): Layer.Layer<Engine, ManagedError, Events> =>
+    layerManaged({
+      context: config.model.context,
       ...options,
       server: { parallel: config.engine.maxSlots, ...options.server }
     })

@@ -155,6 +155,15 @@ export const Checkpoint = Schema.TaggedStruct("checkpoint", {
   policyVersion: Count
 })
 
+/** The trainer's new weights were loaded by the engine (src/run/weightSync.ts): which, how big, how long (export + load). */
+export const WeightsSync = Schema.TaggedStruct("weights.sync", {
+  version: Count,
+  format: Schema.Literals(["embedded", "hf", "hf-lora", "gguf"]),
+  /** the size of the loaded weights (tensor bytes of an in-process handle, file size of a path; 0 when unknown) */
+  bytes: Count,
+  syncMs: Ms
+})
+
 /** A named scalar that has no dedicated event yet. */
 export const Metric = Schema.TaggedStruct("metric", {
   name: Schema.String,
@@ -178,6 +187,7 @@ export const EventBody = Schema.Union([
   SftStep,
   Evaluation,
   Checkpoint,
+  WeightsSync,
   Metric,
   Note
 ])

@@ -11,10 +11,10 @@ import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import type { Experiment, RunOptions } from "./Experiment.ts"
 import type { StampedEvent } from "../events/Event.ts"
-import { emit, withScope } from "../events/Events.ts"
+import { emit, Events, withScope } from "../events/Events.ts"
 import { decodeSafetensors, readCheckpoint } from "../model/checkpoint.ts"
 import { createHash } from "node:crypto"
-import { Policy } from "../model/policy.ts"
+import { Engine } from "../engine/Engine.ts"
 import { ensureBackend } from "../model/runtime.ts"
 import { makeProgress } from "../run/progress.ts"
 import { writeReports } from "../report/report.ts"
@@ -37,6 +37,7 @@ import {
 import { Evaluator } from "../run/evaluate.ts"
 import { type Components, embeddedComponents, type SamplerKind } from "../run/layers.ts"
 import { runArm } from "../run/loop.ts"
+import { WeightSync } from "../run/weightSync.ts"
 import { RunStore } from "../run/RunStore.ts"
 import { coldStart } from "../run/sft.ts"
 
@@ -211,18 +212,21 @@ const runOne = (spec: ExperimentSpec, run: string, arm: ResolvedArm, seed: numbe
     const cold = yield* coldStart({ config, seed, task, toolbox, label: `cold-start SFT (seed ${seed})` })
     // the arm's wall time is its RL part: the cold start is shared (cached) and reported on its own
     const rlStarted = performance.now()
-    yield* Effect.promise(ensureBackend)
-    const policy = Policy.fromHost(config.model, cold.params)
-    const engine = components.engine(config, policy)
-    const services = Layer.mergeAll(
-      components.sampler(config, arm.sampler).pipe(Layer.provideMerge(Layer.mergeAll(engine, toolbox))),
-      components.trainer(config, policy),
-      Evaluator.layer({ task, settings: config.eval, rollout: config.rollout, engine: components.engine(config, policy), toolbox })
-    )
+    // the trainer starts from the cold start; the engines serve what WeightSync loads (the format is
+    // negotiated, and an engine that cannot load the trainer's weights fails here, when the layers are built)
+    const services = WeightSync.layer.pipe(Layer.provideMerge(Layer.mergeAll(
+      components.sampler(config, arm.sampler).pipe(Layer.provideMerge(Layer.mergeAll(components.engine(config), toolbox))),
+      components.trainer(config, { config: config.model, params: cold.params }),
+      Evaluator.layer({ task, settings: config.eval, rollout: config.rollout, engine: components.engine(config), toolbox })
+    )))
     const progress = yield* makeProgress({ label: `${arm.name} seed ${seed}`, total: config.rl.steps })
     yield* Effect.gen(function*() {
       const trainer = yield* Trainer
-      if (from > 0) yield* trainer.load(NodePath.join(store.checkpointPath(checkpointName(arm.name, seed, from - 1)), weightsFile))
+      if (from > 0) {
+        yield* trainer.load(NodePath.join(store.checkpointPath(checkpointName(arm.name, seed, from - 1)), weightsFile))
+        // the checkpoint's weights to the engines; no event (a run continued equals one run straight through)
+        yield* (yield* WeightSync).sync(yield* trainer.weights(), { emit: false })
+      }
       const checkpoint = (step: number) =>
         Effect.gen(function*() {
           const dir = store.checkpointPath(checkpointName(arm.name, seed, step))
@@ -451,15 +455,28 @@ export const define = (spec: ExperimentSpec): Experiment => ({
         try: () => readCheckpoint(NodePath.join(checkpoint, weightsFile)),
         catch: (e) => new RunNotResumable({ dir: runDir, message: `checkpoint ${checkpoint}: ${e instanceof Error ? e.message : String(e)}` })
       })
-      const policy = Policy.fromHost(arm.config.model, ck.params, ck.policyVersion)
-      const e = yield* Evaluator.use((ev) => ev.evaluate({ split, seed: options.seed, step: state.step })).pipe(
-        Effect.provide(Evaluator.layer({
-          task,
-          settings: arm.config.eval,
-          rollout: arm.config.rollout,
-          engine: components.engine(arm.config, policy),
-          toolbox: components.toolbox(arm.config, task)
-        }))
+      // the arm's trainer holds the checkpoint's weights and WeightSync loads them into the arm's engine in
+      // a format it takes (the arm's engine may be llama.cpp, which loads GGUF only); the evaluator uses that engine
+      const e = yield* Effect.gen(function*() {
+        const engine = yield* Engine
+        return yield* Evaluator.use((ev) => ev.evaluate({ split, seed: options.seed, step: state.step })).pipe(
+          Effect.provide(Evaluator.layer({
+            task,
+            settings: arm.config.eval,
+            rollout: arm.config.rollout,
+            engine: Layer.succeed(Engine, engine),
+            toolbox: components.toolbox(arm.config, task)
+          }))
+        )
+      }).pipe(
+        Effect.provide(WeightSync.layer.pipe(
+          Layer.provideMerge(Layer.mergeAll(
+            components.engine(arm.config),
+            components.trainer(arm.config, { config: arm.config.model, params: ck.params, version: ck.policyVersion })
+          )),
+          Layer.provide(Events.layerDiscard)
+        )),
+        Effect.scoped
       )
       return [
         `${spec.name} ${arm.name} seed ${state.seed} step ${state.step} on ${task.name}/${split} (${e.questions} questions):`,

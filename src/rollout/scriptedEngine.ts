@@ -143,6 +143,8 @@ export const scriptedReply = (
 export const makeScriptedEngine = (options: ScriptedEngineOptions = {}): Engine["Service"] => {
   const tokenizer = scriptedTokenizer(options.vocabSize ?? 64)
   const attempts = new Map<string, number>()
+  // its outputs are scripted, not computed from weights: a load only sets the version it reports
+  let version = 0
   const capabilities: Capabilities = {
     entropy: "exact",
     prefixReuse: true,
@@ -154,7 +156,12 @@ export const makeScriptedEngine = (options: ScriptedEngineOptions = {}): Engine[
     name: options.name ?? "scripted",
     capabilities,
     tokenizer,
-    policyVersion: Effect.succeed(0),
+    policyVersion: Effect.sync(() => version),
+    accepts: ["embedded", "hf", "hf-lora", "gguf"],
+    load: (weights) =>
+      Effect.sync(() => {
+        version = weights.version
+      }),
     generate: (requests) =>
       Effect.suspend(() => {
         for (const r of requests) {

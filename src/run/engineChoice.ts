@@ -7,6 +7,7 @@
  * It does not evaluate or train anything.
  */
 import { NodeHttpClient, NodeServices } from "@effect/platform-node"
+import type { WeightsFormatUnsupported } from "../core/weights.ts"
 import { Effect, Layer, Schema } from "effect"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
@@ -150,6 +151,7 @@ export type EngineChoiceError =
   | LlamaCppUnavailable
   | LlamaServer.LlamaServerNotFound
   | LlamaServer.ServerLaunchFailed
+  | WeightsFormatUnsupported
 
 const ggufExists = (gguf: string): Effect.Effect<void, CheckpointUnreadable> =>
   fs.existsSync(gguf) ? Effect.void : Effect.fail(new CheckpointUnreadable({ path: gguf, reason: "the GGUF file does not exist" }))

@@ -1,8 +1,8 @@
 /**
  * Held-out evaluation: greedy accuracy (temperature 0) and, from n sampled responses per question, the
  * unbiased pass@k for several k (src/core/passAtK.ts), with tool calls per question, using the task's
- * evaluation metric (`task.accuracy`). The Evaluator builds its own engine and toolbox over the same
- * policy with events discarded, so evaluation rollouts do not mix with the training figures; the loop
+ * evaluation metric (`task.accuracy`). The Evaluator builds its own engine and toolbox (the run's weight
+ * sync loads the same weights into its engine) with events discarded, so evaluation rollouts do not mix with the training figures; the loop
  * emits one `eval` event instead. Also the tools a benchmark evaluation offers. It does not train or checkpoint.
  */
 import { Context, Effect, Layer, Schema } from "effect"
@@ -11,7 +11,8 @@ import { meanPassAtK, passAtKs, type SampleCount } from "../core/passAtK.ts"
 import { derive, root } from "../core/random.ts"
 import type { TokenId } from "../core/tokens.ts"
 import { trajectories } from "../core/tree.ts"
-import { Engine, promptTokens } from "../engine/Engine.ts"
+import type { PolicyWeights, WeightsFormatUnsupported } from "../core/weights.ts"
+import { Engine, type EngineFailure, promptTokens } from "../engine/Engine.ts"
 import { Events } from "../events/Events.ts"
 import { globalPolicy } from "../rollout/global.ts"
 import { runRollout, type RunnerEnv } from "../rollout/runner.ts"
@@ -88,6 +89,8 @@ export class EvalOptionsInvalid extends Schema.TaggedError<EvalOptionsInvalid>()
 
 export class Evaluator extends Context.Service<Evaluator, {
   readonly evaluate: (options: { readonly split: Split; readonly seed: number; readonly step: number }) => Effect.Effect<EvalFigures>
+  /** make the evaluator's own engine serve these weights (the run's weight sync calls it with the sampler's) */
+  readonly load: (weights: PolicyWeights) => Effect.Effect<void, EngineFailure | WeightsFormatUnsupported>
 }>()("arpo/run/Evaluator") {
   /**
    * An evaluator over its own engine and toolbox (built here with events discarded). `rollout` gives
@@ -104,7 +107,7 @@ export class Evaluator extends Context.Service<Evaluator, {
       Evaluator,
       Effect.gen(function*() {
         const env: RunnerEnv = { engine: yield* Engine, toolbox: yield* Toolbox, events: yield* Events }
-        return Evaluator.of({ evaluate: (o) => evaluateWith(env, options.task, options.settings, options.rollout, o) })
+        return Evaluator.of({ evaluate: (o) => evaluateWith(env, options.task, options.settings, options.rollout, o), load: env.engine.load })
       })
     ).pipe(Layer.provide(Layer.mergeAll(Layer.fresh(options.engine), Layer.fresh(options.toolbox)).pipe(Layer.provideMerge(Events.layerDiscard))))
 }

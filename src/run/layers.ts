@@ -1,9 +1,9 @@
 /**
  * The Layers an experiment is composed of, built from a resolved RunConfig: the task, its Toolbox
  * (calculator standing in for `<python>`, BM25 search over the task corpus), the sampler of an arm
- * (global / ARPO / AEPO / random-branch, or a custom Layer), and the embedded engine + trainer over one
- * shared Policy (in-process weight sync). An experiment may replace any of these (`Components`).
- * It does not run anything (see `loop.ts`, `experiment.ts`).
+ * (global / ARPO / AEPO / random-branch, or a custom Layer), the embedded trainer (from the run's initial
+ * weights) and the embedded engine (serving whatever the run's WeightSync loads into it). An experiment
+ * may replace any of these (`Components`). It does not run anything (see `loop.ts`, `experiment.ts`).
  */
 import { Effect, Layer } from "effect"
 import type { Engine } from "../engine/Engine.ts"
@@ -26,7 +26,7 @@ import * as Calculator from "../tools/calculator.ts"
 import { callFormatOf } from "../tools/callFormat.ts"
 import * as Search from "../tools/search.ts"
 import { Toolbox } from "../tools/Toolbox.ts"
-import type { PolicyTrainOptions, Trainer } from "../trainer/Trainer.ts"
+import type { InitialWeights, PolicyTrainOptions, Trainer } from "../trainer/Trainer.ts"
 import * as EmbeddedTrainer from "../trainer/embedded.ts"
 import { lossConfig, type RunConfig, tisOf } from "./config.ts"
 
@@ -39,12 +39,12 @@ export interface Components {
   readonly toolbox: (config: RunConfig, task: TaskDefinition) => Layer.Layer<Toolbox, unknown, Events>
   readonly sampler: (config: RunConfig, kind: SamplerKind) => Layer.Layer<Sampler, unknown, Engine | Toolbox | Events>
   /**
-   * the engine the sampler uses and the trainer that updates it, sharing `policy`: an engine that does
-   * not hold `policy` itself (llama.cpp, a llama-server it launches) syncs its weights from it when
-   * `policy.generation` changes; it may fail to build (a missing library, a server that never got healthy)
+   * the engine the sampler uses: it serves what the run's WeightSync loads (the trainer's weights before
+   * the first step and after every step); it may fail to build (a missing library, a server that never got healthy)
    */
-  readonly engine: (config: RunConfig, policy: Policy) => Layer.Layer<Engine, unknown, Events>
-  readonly trainer: (config: RunConfig, policy: Policy) => Layer.Layer<Trainer, unknown, Events>
+  readonly engine: (config: RunConfig) => Layer.Layer<Engine, unknown, Events>
+  /** the trainer, starting from `initial` (the cold start's weights, or a checkpoint's) */
+  readonly trainer: (config: RunConfig, initial: InitialWeights) => Layer.Layer<Trainer, unknown, Events>
 }
 
 /** The synthetic task named by the config. */
@@ -109,8 +109,9 @@ export const samplerOf = (config: RunConfig, kind: SamplerKind): Layer.Layer<Sam
   }
 }
 
-export const embeddedEngineOf = (config: RunConfig, policy: Policy): Layer.Layer<Engine, never, Events> =>
-  EmbeddedEngine.layerEmbedded(policy, { maxSlots: config.engine.maxSlots })
+/** The embedded engine, empty until the run's WeightSync loads the trainer's weights. */
+export const embeddedEngineOf = (config: RunConfig): Layer.Layer<Engine, unknown, Events> =>
+  EmbeddedEngine.layerEmbedded(undefined, { maxSlots: config.engine.maxSlots })
 
 /** How every trainer of a run turns a batch into optimizer steps (the same for each trainer adapter). */
 export const trainOptionsOf = (config: RunConfig): PolicyTrainOptions => ({
@@ -118,13 +119,16 @@ export const trainOptionsOf = (config: RunConfig): PolicyTrainOptions => ({
   epochs: config.rl.epochs,
   miniBatches: config.rl.miniBatches,
   microBatchRows: config.rl.microBatchRows,
-  // every mini-batch after the first trains on samples one version old
-  maxPolicyLag: config.rl.epochs * config.rl.miniBatches,
+  // the loop loads every step's weights before the next rollouts, so a batch is always sampled by the
+  // trainer's current version (its mini-batches and epochs are one `train` call, one version): any lag
+  // means a weight sync did not happen
+  maxPolicyLag: 0,
   tis: tisOf(config.loss)
 })
 
-export const embeddedTrainerOf = (config: RunConfig, policy: Policy): Layer.Layer<Trainer, never, Events> =>
-  EmbeddedTrainer.layerEmbedded(policy, { adam: { ...defaultAdamW, lr: config.rl.lr, weightDecay: 0 }, train: trainOptionsOf(config) })
+/** The embedded trainer from initial weights (or a model Policy its caller hands over, as the cold start does). */
+export const embeddedTrainerOf = (config: RunConfig, initial: InitialWeights | Policy): Layer.Layer<Trainer, never, Events> =>
+  EmbeddedTrainer.layerEmbedded(initial, { adam: { ...defaultAdamW, lr: config.rl.lr, weightDecay: 0 }, train: trainOptionsOf(config) })
 
 /** The embedded defaults. */
 export const embeddedComponents: Components = {

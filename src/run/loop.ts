@@ -1,7 +1,8 @@
 /**
  * The RL loop of one arm and seed: per step, sample prompts (keyed by seed, step and refill round) →
  * Sampler → rewards (each trajectory's response tokens decoded with tags as text → task.reward) →
- * advantages (the configured estimator, then soft/hard attribution) → TrainBatch → Trainer.train, with
+ * advantages (the configured estimator, then soft/hard attribution) → TrainBatch → Trainer.train → the
+ * new weights loaded into the engine (WeightSync, one `weights.sync` event), with
  * `reward.batch` figures, optional DAPO dynamic sampling, periodic held-out evaluation and checkpoints.
  * Every event of step s is emitted under the scope (run, arm, seed, s); step 0 is the cold-start policy.
  * It does not build services (experiment.ts composes Layers) nor write files (checkpoints are a callback).
@@ -21,6 +22,7 @@ import type { Problem, TaskDefinition } from "../tasks/Task.ts"
 import { Trainer, type TrainerError } from "../trainer/Trainer.ts"
 import type { RunConfig } from "./config.ts"
 import { Evaluator, isCorrect } from "./evaluate.ts"
+import { WeightSync, type WeightSyncError } from "./weightSync.ts"
 
 export interface ArmRun {
   /** the run id stamped into events */
@@ -159,11 +161,15 @@ export const groupAdvantages = (config: RunConfig, groups: ReadonlyArray<ScoredG
 }
 
 /** One RL step: sample (with refills under dynamic sampling), score, advantages, pack, train. */
-export const rlStep = (arm: ArmRun, step: number): Effect.Effect<StepFigures, TrainerError, Sampler | Trainer | Engine | Events> =>
+export const rlStep = (
+  arm: ArmRun,
+  step: number
+): Effect.Effect<StepFigures, TrainerError | WeightSyncError, Sampler | Trainer | Engine | WeightSync | Events> =>
   Effect.gen(function*() {
     const { config, task, seed } = arm
     const sampler = yield* Sampler
     const trainer = yield* Trainer
+    const weights = yield* WeightSync
     const tok = (yield* Engine).tokenizer
     const pool = Math.min(config.rl.promptPool, task.sizes.train ?? Number.MAX_SAFE_INTEGER)
     const kept: Array<ScoredGroup> = []
@@ -201,7 +207,8 @@ export const rlStep = (arm: ArmRun, step: number): Effect.Effect<StepFigures, Tr
     if (batch.sequences.length === 0) {
       yield* emit({ _tag: "note", level: "warn", message: `step ${step}: no trajectory to train on (every group was dropped)` })
     } else {
-      yield* trainer.train(batch)
+      const report = yield* trainer.train(batch)
+      yield* weights.sync(report.weights)
     }
     return { ...figures, groupsTrained: kept.length, refills: round }
   })
@@ -216,7 +223,9 @@ const checkpointDue = (config: RunConfig, step: number): boolean =>
  * Run steps `from … rl.steps` of one arm and seed. Step 0 records the cold start and evaluates it;
  * each later step is `rlStep`, then evaluation and checkpoint when due. Returns the last step's figures.
  */
-export const runArm = (arm: ArmRun): Effect.Effect<ReadonlyArray<StepFigures>, unknown, Sampler | Trainer | Engine | Evaluator | Events> =>
+export const runArm = (
+  arm: ArmRun
+): Effect.Effect<ReadonlyArray<StepFigures>, unknown, Sampler | Trainer | Engine | Evaluator | WeightSync | Events> =>
   Effect.gen(function*() {
     const evaluator = yield* Evaluator
     const out: Array<StepFigures> = []

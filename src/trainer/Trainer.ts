@@ -1,14 +1,18 @@
 /**
  * The Trainer service contract: takes packed TrainBatches (src/core/batch.ts) and takes optimizer
  * steps on the policy loss (PPO epochs over mini-batches, micro-batches with gradient accumulation),
- * supervised steps for cold start, and saves/loads checkpoints. Adapters: embedded (jax-js), PyTorch
- * worker. This module is the contract only; it computes nothing.
+ * supervised steps for cold start, and saves/loads checkpoints. Every step returns the new PolicyWeights
+ * (src/core/weights.ts): the trainer hands its weights over as a value, it shares no object with an engine.
+ * Adapters: embedded (jax-js), PyTorch worker. This module is the contract only; it computes nothing.
  */
 import { Context, type Effect, Schema } from "effect"
 import { type InvalidTrainBatch, type OptimizerStepFigures, type TrainBatch, type TrainSequence, validateBatch } from "../core/batch.ts"
 import type { PolicyLossConfig } from "../core/loss.ts"
 import { addTallies, applyTisBatch, emptyTally, type TisTally, tisEnabled, tisFigures } from "../core/tis.ts"
 import type { TokenId } from "../core/tokens.ts"
+import type { PolicyWeights, WeightsFormat, WeightsFormatUnsupported } from "../core/weights.ts"
+import type { ModelConfig } from "../model/config.ts"
+import type { HostTensor } from "../model/params.ts"
 
 /**
  * Truncated importance sampling against the engine/trainer log-prob mismatch (src/core/tis.ts,
@@ -53,8 +57,8 @@ export interface TrainStepReport extends OptimizerStepFigures {
 
 export interface TrainReport {
   readonly steps: ReadonlyArray<TrainStepReport>
-  /** the version of the weights after this call */
-  readonly policyVersion: number
+  /** the weights after this call, in the trainer's native format (`formats[0]`) */
+  readonly weights: PolicyWeights
 }
 
 /** Supervised data: next-token cross-entropy on tokens where the mask is 1 (token-mean). */
@@ -67,7 +71,15 @@ export interface SftReport {
   readonly tokens: number
   readonly gradNorm: number
   readonly trainMs: number
-  readonly policyVersion: number
+  /** the weights after this step, in the trainer's native format */
+  readonly weights: PolicyWeights
+}
+
+/** The weights a trainer starts from (the cold start's output, a checkpoint's tensors): embedded layout on the host. */
+export interface InitialWeights {
+  readonly config: ModelConfig
+  readonly params: ReadonlyArray<HostTensor>
+  readonly version?: number
 }
 
 export class TrainerFailure extends Schema.TaggedError<TrainerFailure>()("TrainerFailure", {
@@ -99,6 +111,10 @@ export class Trainer extends Context.Service<Trainer, {
   readonly train: (batch: TrainBatch, options?: Partial<PolicyTrainOptions>) => Effect.Effect<TrainReport, TrainerError>
   /** one supervised optimizer step over the batch */
   readonly sft: (batch: SftBatch) => Effect.Effect<SftReport, TrainerError>
+  /** the formats `weights` can hand over, the native one (what `train` / `sft` return) first */
+  readonly formats: ReadonlyArray<WeightsFormat>
+  /** the current weights in a format (default: native); an export when the format is not native */
+  readonly weights: (format?: WeightsFormat) => Effect.Effect<PolicyWeights, TrainerFailure | WeightsFormatUnsupported>
   /** weights + optimizer state, atomically */
   readonly save: (path: string) => Effect.Effect<void, CheckpointFailure>
   readonly load: (path: string) => Effect.Effect<void, CheckpointFailure>

@@ -1,24 +1,32 @@
 /**
  * The embedded Trainer adapter: PPO-family and SFT steps on the in-process jax-js policy (see
  * src/model/train.ts), checkpoints in safetensors layout, and `train.step` / `sft.step` / `checkpoint`
- * events. It trains the same `Policy` object the embedded engine samples from, so weight sync is
- * implicit. With `workers: n > 1`, policy steps compute gradients data-parallel on the main thread and
+ * events. It owns its weights (a model `Policy` nobody else holds) and hands them over as PolicyWeights:
+ * natively an in-process `embedded` handle (the embedded engine takes its own references: a load is a
+ * version bump), or a GGUF file it exports for llama.cpp engines. With `workers: n > 1`, policy steps compute gradients data-parallel on the main thread and
  * n − 1 worker threads (scoped: closing the layer terminates them); SFT steps stay on the main thread.
  */
 import { Effect, Layer, type Scope } from "effect"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as NodePath from "node:path"
 import type { TrainBatch } from "../core/batch.ts"
+import { type PolicyWeights, pathWeights, type WeightsFormat, WeightsFormatUnsupported } from "../core/weights.ts"
 import { defaultPolicyLossConfig, normalizer } from "../core/loss.ts"
 import { tisEnabled } from "../core/tis.ts"
 import { Events } from "../events/Events.ts"
 import { readCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
 import { GradPool } from "../model/parallel.ts"
 import { specs, toDevice } from "../model/params.ts"
-import type { Policy } from "../model/policy.ts"
+import { writeGguf } from "../model/gguf.ts"
+import { Policy } from "../model/policy.ts"
 import { ensureBackend } from "../model/runtime.ts"
 import { padId } from "../model/tokenizer.ts"
 import { type AdamWConfig, defaultAdamW, Learner, type TreePackingOptions } from "../model/train.ts"
+import { embeddedWeights } from "../model/weightsHandle.ts"
 import {
   CheckpointFailure,
+  type InitialWeights,
   type PolicyTrainOptions,
   admitBatch,
   planMiniBatches,
@@ -44,6 +52,8 @@ export interface EmbeddedTrainerOptions {
    * backward. Same loss and gradient as unpacked up to float rounding. Default off.
    */
   readonly treePacking?: boolean | TreePackingOptions
+  /** where GGUF exports are written (default: a private temporary directory removed with the scope) */
+  readonly exportDir?: string
 }
 
 export const defaultTrainOptions: PolicyTrainOptions = {
@@ -57,9 +67,17 @@ export const defaultTrainOptions: PolicyTrainOptions = {
 const adapter = "embedded"
 const fail = (e: unknown) => new TrainerFailure({ adapter, message: `embedded trainer: ${e instanceof Error ? e.message : String(e)}` })
 
-export const make = (policy: Policy, options: EmbeddedTrainerOptions = {}): Effect.Effect<Trainer["Service"], never, Events | Scope.Scope> =>
+/** The formats the embedded trainer hands over: its in-process handle, or a GGUF export. */
+export const formats: ReadonlyArray<WeightsFormat> = ["embedded", "gguf"]
+
+/**
+ * The trainer over `initial` weights: host tensors (copied to the device here), or a model `Policy` that
+ * the caller gives up (the trainer updates it in place; nothing else may sample from it).
+ */
+export const make = (initial: Policy | InitialWeights, options: EmbeddedTrainerOptions = {}): Effect.Effect<Trainer["Service"], never, Events | Scope.Scope> =>
   Effect.gen(function*() {
     yield* Effect.promise(ensureBackend)
+    const policy = initial instanceof Policy ? initial : Policy.fromHost(initial.config, initial.params, initial.version ?? 0)
     const events = yield* Events
     const learner = new Learner(policy, options.adam ?? defaultAdamW)
     yield* Effect.addFinalizer(() => Effect.sync(() => learner.dispose()))
@@ -73,6 +91,37 @@ export const make = (policy: Policy, options: EmbeddedTrainerOptions = {}): Effe
     const defaults: PolicyTrainOptions = { ...defaultTrainOptions, ...options.train }
     const pad = options.pad ?? padId
     const trees = options.treePacking === true ? {} : options.treePacking || undefined
+    const name = `embedded(${policy.config.layers}x${policy.config.dModel})`
+    const native = () => embeddedWeights(policy.version, { config: policy.config, dtype: policy.dtype, params: policy.params })
+
+    // GGUF exports: one file per version in a private directory; a file is kept until the next-but-one
+    // export, so an engine still loading the previous version finds it
+    let exportDir = options.exportDir
+    const exported: Array<string> = []
+    let exports = 0
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        if (options.exportDir === undefined && exportDir !== undefined) fs.rmSync(exportDir, { recursive: true, force: true })
+      })
+    )
+    const exportGguf = Effect.try({
+      try: (): PolicyWeights => {
+        if (exportDir === undefined) exportDir = fs.mkdtempSync(NodePath.join(os.tmpdir(), "arpo-weights-"))
+        else fs.mkdirSync(exportDir, { recursive: true })
+        const file = NodePath.join(exportDir, `policy-v${policy.version}-${exports++}.gguf`)
+        writeGguf(file, policy.config, policy.toHost())
+        exported.push(file)
+        while (exported.length > 2) fs.rmSync(exported.shift()!, { force: true })
+        return pathWeights(policy.version, "gguf", file, fs.statSync(file).size)
+      },
+      catch: (e) => new TrainerFailure({ adapter, message: `embedded trainer: exporting GGUF weights: ${e instanceof Error ? e.message : String(e)}` })
+    })
+    const weights = (format: WeightsFormat = "embedded"): Effect.Effect<PolicyWeights, TrainerFailure | WeightsFormatUnsupported> =>
+      format === "embedded"
+        ? Effect.sync(native)
+        : format === "gguf"
+        ? exportGguf
+        : Effect.fail(new WeightsFormatUnsupported({ engine: "(asked)", accepts: [format], trainer: name, produces: [...formats] }))
 
     const train = (batch: TrainBatch, overrides: Partial<PolicyTrainOptions> = {}) =>
       Effect.gen(function*() {
@@ -98,19 +147,21 @@ export const make = (policy: Policy, options: EmbeddedTrainerOptions = {}): Effe
           }
         }
         policy.setVersion(current + 1)
-        return { steps, policyVersion: policy.version }
+        return { steps, weights: native() }
       })
 
     return Trainer.of({
-      name: `embedded(${policy.config.layers}x${policy.config.dModel})`,
+      name,
       policyVersion: Effect.sync(() => policy.version),
+      formats,
+      weights,
       train,
       sft: (batch) =>
         Effect.gen(function*() {
           const r = yield* Effect.try({ try: () => learner.sftStep(batch.sequences, defaults.microBatchRows, pad), catch: fail })
           policy.setVersion(policy.version + 1)
           yield* events.emit({ _tag: "sft.step", loss: r.loss, tokens: r.tokens, trainMs: r.trainMs })
-          return { ...r, policyVersion: policy.version }
+          return { ...r, weights: native() }
         }),
       save: (file) =>
         Effect.gen(function*() {
@@ -142,6 +193,6 @@ export const make = (policy: Policy, options: EmbeddedTrainerOptions = {}): Effe
     })
   })
 
-/** The embedded Trainer as a layer over a shared policy (requires Events). */
-export const layerEmbedded = (policy: Policy, options: EmbeddedTrainerOptions = {}): Layer.Layer<Trainer, never, Events> =>
-  Layer.effect(Trainer, make(policy, options))
+/** The embedded Trainer as a layer (requires Events). */
+export const layerEmbedded = (initial: Policy | InitialWeights, options: EmbeddedTrainerOptions = {}): Layer.Layer<Trainer, never, Events> =>
+  Layer.effect(Trainer, make(initial, options))

@@ -3,8 +3,9 @@
  * policyVersion), computed by a Python worker process (workers/trainer.py, see docs/pytorch-worker.md)
  * that reproduces the embedded model and the core's loss in torch. Mini-batch splitting, stale-batch
  * checks, normalizers and events stay here in TypeScript; the worker takes one optimizer step per request.
- * With a shared `Policy` the new weights are copied back into it after every call (weight sync for the
- * embedded engine). It does not sample, tokenize, or talk to an inference server.
+ * Every step hands the new weights over as a file the worker exports (`embedded` safetensors layout, or a
+ * GGUF converted from it), so an engine loads them by path. It does not sample, tokenize, or talk to an
+ * inference server.
  */
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -14,18 +15,18 @@ import { NodeServices } from "@effect/platform-node"
 import { type Duration, Effect, Layer, Ref, Schema, type Scope, Semaphore } from "effect"
 import type { ChildProcessSpawner } from "effect/process"
 import type { TrainBatch, TrainSequence } from "../core/batch.ts"
+import { type PolicyWeights, pathWeights, type WeightsFormat, WeightsFormatUnsupported } from "../core/weights.ts"
 import { type Normalizer, normalizer, type PolicyLossConfig } from "../core/loss.ts"
 import { tisEnabled } from "../core/tis.ts"
 import { Events } from "../events/Events.ts"
 import { readCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
-import { toDevice } from "../model/params.ts"
-import type { Policy } from "../model/policy.ts"
-import { ensureBackend } from "../model/runtime.ts"
+import { writeGguf } from "../model/gguf.ts"
 import { padId } from "../model/tokenizer.ts"
 import { type AdamWConfig, defaultAdamW } from "../model/train.ts"
 import { defaultTrainOptions } from "./embedded.ts"
 import {
   CheckpointFailure,
+  type InitialWeights,
   type PolicyTrainOptions,
   type SftBatch,
   admitBatch,
@@ -179,19 +180,19 @@ export const openWorker = (
 // The Trainer
 
 export interface PytorchTrainerOptions extends PytorchWorkerOptions {
-  /** initial weights: an embedded checkpoint (safetensors, src/model/checkpoint.ts); or give `policy` */
+  /** initial weights: an embedded checkpoint (safetensors, src/model/checkpoint.ts); or give `initial` */
   readonly checkpoint?: string
-  /**
-   * A live policy: its weights are the initial ones, and after every train/sft/load the worker's weights
-   * are copied back into it (and its version set), so an embedded engine sampling from it stays in sync.
-   */
-  readonly policy?: Policy
+  /** initial weights on the host (a run's cold start) */
+  readonly initial?: InitialWeights
   readonly train?: Partial<PolicyTrainOptions>
   /** directory for weight-sync files (default: a fresh temporary directory, removed with the scope) */
   readonly scratchDir?: string
 }
 
 const adapter = "pytorch"
+
+/** The formats the PyTorch trainer hands over (files the worker exports): embedded safetensors, or GGUF. */
+export const formats: ReadonlyArray<WeightsFormat> = ["embedded", "gguf"]
 const trainerFailure = (e: WorkerError) => new TrainerFailure({ adapter, message: `pytorch trainer: ${e._tag}: ${e.message}` })
 const checkpointFailure = (file: string, operation: "save" | "load") => (e: WorkerError | Error) =>
   new CheckpointFailure({
@@ -206,38 +207,66 @@ export const make = (
 ): Effect.Effect<Trainer["Service"], WorkerError, Events | Scope.Scope | ChildProcessSpawner.ChildProcessSpawner> =>
   Effect.gen(function*() {
     const events = yield* Events
-    const policy = options.policy
+    const given = options.initial
     const scratch = options.scratchDir ?? (yield* Effect.acquireRelease(
       Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "arpo-pytorch-"))),
       (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
     ))
     let initial = options.checkpoint
     if (initial === undefined) {
-      if (policy === undefined) {
-        return yield* Effect.die(new RangeError("layerPytorch: give a checkpoint path or a policy"))
+      if (given === undefined) {
+        return yield* Effect.die(new RangeError("layerPytorch: give a checkpoint path or initial weights"))
       }
       initial = path.join(scratch, "initial.safetensors")
       const file = initial
-      yield* Effect.sync(() => writeCheckpoint(file, { config: policy.config, policyVersion: policy.version, step: 0, params: policy.toHost() }))
+      yield* Effect.sync(() => writeCheckpoint(file, { config: given.config, policyVersion: given.version ?? 0, step: 0, params: given.params }))
     }
     const worker = yield* openWorker(initial, options)
-    const version = yield* Ref.make(policy?.version ?? worker.info.policyVersion)
+    const version = yield* Ref.make(given?.version ?? worker.info.policyVersion)
     const lock = yield* Semaphore.make(1)
     const defaults: PolicyTrainOptions = { ...defaultTrainOptions, ...options.train }
 
-    /** Copies the worker's weights into the shared policy (no-op without one). */
-    const syncPolicy = (v: number) =>
-      Effect.gen(function*() {
-        if (policy === undefined) return
-        const file = path.join(scratch, "sync.safetensors")
-        yield* worker.exportWeights(file, v)
-        yield* Effect.promise(ensureBackend)
-        yield* Effect.sync(() => {
-          const ck = readCheckpoint(file)
-          policy.replace(toDevice(policy.config, ck.params, policy.dtype))
-          policy.setVersion(v)
-        })
+    const name = `pytorch(${worker.info.device}, ${worker.info.params} params, torch ${worker.info.torch})`
+    // exported weights: one file per export; the two newest are kept (an engine may still be loading the previous)
+    const exported: Array<string> = []
+    let exports = 0
+    const keep = (file: string) =>
+      Effect.sync(() => {
+        exported.push(file)
+        while (exported.length > 4) fs.rmSync(exported.shift()!, { force: true })
       })
+    const bytesOf = (file: string) => fs.statSync(file).size
+    /** The worker's current weights as a file of `format` (embedded safetensors, or GGUF converted from it). */
+    const exportAs = (v: number, format: WeightsFormat): Effect.Effect<PolicyWeights, WorkerError | WeightsFormatUnsupported | Error> =>
+      Effect.gen(function*() {
+        if (format !== "embedded" && format !== "gguf") {
+          return yield* new WeightsFormatUnsupported({ engine: "(asked)", accepts: [format], trainer: name, produces: [...formats] })
+        }
+        const n = exports++
+        const file = path.join(scratch, `weights-v${v}-${n}.safetensors`)
+        yield* worker.exportWeights(file, v)
+        yield* keep(file)
+        if (format === "embedded") return pathWeights(v, "embedded", file, bytesOf(file))
+        const gguf = path.join(scratch, `weights-v${v}-${n}.gguf`)
+        yield* Effect.try({
+          try: () => {
+            const ck = readCheckpoint(file)
+            writeGguf(gguf, ck.config, ck.params)
+          },
+          catch: (e) => (e instanceof Error ? e : new Error(String(e)))
+        })
+        yield* keep(gguf)
+        return pathWeights(v, "gguf", gguf, bytesOf(gguf))
+      })
+    const asTrainerFailure = (e: WorkerError | WeightsFormatUnsupported | Error): TrainerFailure | WeightsFormatUnsupported =>
+      e instanceof WeightsFormatUnsupported
+        ? e
+        : new TrainerFailure({ adapter, message: `pytorch trainer: exporting weights: ${"_tag" in e ? `${String(e._tag)}: ` : ""}${e.message}` })
+    const native = (v: number) =>
+      exportAs(v, "embedded").pipe(Effect.mapError((e) => {
+        const f = asTrainerFailure(e)
+        return f instanceof WeightsFormatUnsupported ? new TrainerFailure({ adapter, message: f.message }) : f
+      }))
 
     const train = (batch: TrainBatch, overrides: Partial<PolicyTrainOptions> = {}) =>
       Effect.gen(function*() {
@@ -275,22 +304,23 @@ export const make = (
           }
         }
         yield* Ref.set(version, current + 1)
-        yield* syncPolicy(current + 1).pipe(Effect.mapError(trainerFailure))
-        return { steps, policyVersion: current + 1 }
+        return { steps, weights: yield* native(current + 1) }
       }).pipe(Semaphore.withPermit(lock))
 
     return Trainer.of({
-      name: `pytorch(${worker.info.device}, ${worker.info.params} params, torch ${worker.info.torch})`,
+      name,
       policyVersion: Ref.get(version),
+      formats,
+      weights: (format = "embedded") =>
+        Effect.flatMap(Ref.get(version), (v) => exportAs(v, format).pipe(Effect.mapError(asTrainerFailure))).pipe(Semaphore.withPermit(lock)),
       train,
       sft: (batch) =>
         Effect.gen(function*() {
           const r = yield* worker.sftStep(batch, defaults.microBatchRows).pipe(Effect.mapError(trainerFailure))
           const v = (yield* Ref.get(version)) + 1
           yield* Ref.set(version, v)
-          yield* syncPolicy(v).pipe(Effect.mapError(trainerFailure))
           yield* events.emit({ _tag: "sft.step", loss: r.loss, tokens: r.tokens, trainMs: r.trainMs })
-          return { loss: r.loss, tokens: r.tokens, gradNorm: r.gradNorm, trainMs: r.trainMs, policyVersion: v }
+          return { loss: r.loss, tokens: r.tokens, gradNorm: r.gradNorm, trainMs: r.trainMs, weights: yield* native(v) }
         }).pipe(Semaphore.withPermit(lock)),
       save: (file) =>
         Effect.gen(function*() {
@@ -302,7 +332,6 @@ export const make = (
         Effect.gen(function*() {
           const r = yield* worker.load(file).pipe(Effect.mapError(checkpointFailure(file, "load")))
           yield* Ref.set(version, r.policyVersion)
-          yield* syncPolicy(r.policyVersion).pipe(Effect.mapError(checkpointFailure(file, "load")))
         }).pipe(Semaphore.withPermit(lock))
     })
   })
@@ -313,11 +342,11 @@ export const layerPytorch = (
 ): Layer.Layer<Trainer, WorkerError, Events | ChildProcessSpawner.ChildProcessSpawner> => Layer.effect(Trainer, make(options))
 
 /**
- * A drop-in for a run's `Components.trainer` (src/run/layers.ts): the worker trains the run's shared
- * policy, with Node's process spawner; a worker that cannot start fails the run with its typed error.
+ * A drop-in for a run's `Components.trainer` (src/run/layers.ts): the worker starts from the run's initial
+ * weights, with Node's process spawner; a worker that cannot start fails the run with its typed error.
  */
-export const trainerOf = (options: Omit<PytorchTrainerOptions, "policy" | "checkpoint"> = {}) =>
-  (policy: Policy, train?: Partial<PolicyTrainOptions>): Layer.Layer<Trainer, WorkerError, Events> =>
-    layerPytorch({ ...options, policy, ...(train !== undefined ? { train: { ...options.train, ...train } } : {}) }).pipe(
+export const trainerOf = (options: Omit<PytorchTrainerOptions, "initial" | "checkpoint"> = {}) =>
+  (initial: InitialWeights, train?: Partial<PolicyTrainOptions>): Layer.Layer<Trainer, WorkerError, Events> =>
+    layerPytorch({ ...options, initial, ...(train !== undefined ? { train: { ...options.train, ...train } } : {}) }).pipe(
       Layer.provide(NodeServices.layer)
     )

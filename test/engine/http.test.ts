@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url"
 import { topKEntropy } from "../../src/core/entropy.ts"
 import { derive, root } from "../../src/core/random.ts"
 import { tokenIds } from "../../src/core/tokens.ts"
+import { pathWeights } from "../../src/core/weights.ts"
 import type { GenerateRequest } from "../../src/engine/Engine.ts"
 import { type HttpEngineOptions, make, seedOf } from "../../src/engine/http.ts"
 import { Events } from "../../src/events/Events.ts"
@@ -79,6 +80,71 @@ const request = (extra: Partial<GenerateRequest> = {}): GenerateRequest => ({
 const V = byteTokenizer.vocabSize
 
 describe("HTTP Engine", () => {
+  it.live("vLLM load: every replica gets POST /v1/load_lora_adapter, later requests name the adapter, the previous one is unloaded", () =>
+    Effect.gen(function*() {
+      const a = yield* serve(healthOr(fixture("vllm-completion.json")))
+      const b = yield* serve(healthOr(fixture("vllm-completion.json")))
+      const e = yield* engine({ dialect: "vllm", baseUrls: [a.url, b.url], model: "base" })
+      assert.deepStrictEqual(e.accepts, ["hf-lora"])
+      yield* e.load(pathWeights(1, "hf-lora", "/ckpt/adapter-v1"))
+      assert.strictEqual(yield* e.policyVersion, 1)
+      for (const server of [a, b]) {
+        const load = server.seen.filter((x) => x.path === "/v1/load_lora_adapter")
+        assert.deepStrictEqual(load.map((x) => x.body), [{ lora_name: "arpo-v1-0", lora_path: "/ckpt/adapter-v1" }])
+      }
+      yield* e.generate([request()])
+      const completion = [...a.seen, ...b.seen].find((x) => x.path === "/v1/completions")!
+      assert.strictEqual(completion.body.model, "arpo-v1-0")
+      yield* e.load(pathWeights(2, "hf-lora", "/ckpt/adapter-v2"))
+      for (const server of [a, b]) {
+        assert.deepStrictEqual(server.seen.filter((x) => x.path === "/v1/unload_lora_adapter").map((x) => x.body), [{ lora_name: "arpo-v1-0" }])
+      }
+      // full weights are not what vLLM loads at run time: a typed error naming both, nothing sent
+      const before = a.seen.length
+      const refused = yield* Effect.flip(e.load(pathWeights(3, "hf", "/ckpt/full")))
+      assert.strictEqual(refused._tag, "WeightsFormatUnsupported")
+      assert.strictEqual(a.seen.length, before)
+      assert.strictEqual(yield* e.policyVersion, 2)
+    }).pipe(Effect.scoped, Effect.provide(Events.layerMemory)))
+
+  it.live("vLLM load: a replica that refuses the adapter fails the load with EngineFailure and the version stays", () =>
+    Effect.gen(function*() {
+      const server = yield* serve((x) => x.method === "GET" ? { status: 200 } : { status: 400, json: { error: "LoRA is not enabled" } })
+      const e = yield* engine({ dialect: "vllm", baseUrls: [server.url] })
+      const failed = yield* Effect.flip(e.load(pathWeights(1, "hf-lora", "/ckpt/a")))
+      assert.strictEqual(failed._tag, "EngineFailure")
+      assert.include(failed.message, "/v1/load_lora_adapter")
+      assert.include(failed.message, "LoRA is not enabled")
+      assert.strictEqual(yield* e.policyVersion, 0)
+    }).pipe(Effect.scoped, Effect.provide(Events.layerMemory)))
+
+  it.live("SGLang load: POST /update_weights_from_disk with the model path; success: false fails with the server's answer", () =>
+    Effect.gen(function*() {
+      let ok = true
+      const server = yield* serve((x) =>
+        x.method === "GET" ? { status: 200 } : x.path === "/update_weights_from_disk" ? { status: 200, json: { success: ok, message: ok ? "ok" : "shape mismatch" } } : { status: 404 }
+      )
+      const e = yield* engine({ dialect: "sglang", baseUrls: [server.url] })
+      assert.deepStrictEqual(e.accepts, ["hf"])
+      yield* e.load(pathWeights(4, "hf", "/ckpt/hf-v4"))
+      assert.deepStrictEqual(server.seen.filter((x) => x.path === "/update_weights_from_disk").map((x) => x.body), [{ model_path: "/ckpt/hf-v4" }])
+      assert.strictEqual(yield* e.policyVersion, 4)
+      ok = false
+      const failed = yield* Effect.flip(e.load(pathWeights(5, "hf", "/ckpt/hf-v5")))
+      assert.strictEqual(failed._tag, "EngineFailure")
+      assert.include(failed.message, "shape mismatch")
+      assert.strictEqual(yield* e.policyVersion, 4)
+    }).pipe(Effect.scoped, Effect.provide(Events.layerMemory)))
+
+  it.live("llama-server (not launched by arpo) cannot load weights: accepts nothing, load is a typed error", () =>
+    Effect.gen(function*() {
+      const server = yield* serve(healthOr({}))
+      const e = yield* engine({ dialect: "llama-server", baseUrls: [server.url] })
+      assert.deepStrictEqual(e.accepts, [])
+      const refused = yield* Effect.flip(e.load(pathWeights(1, "gguf", "/x.gguf")))
+      assert.strictEqual(refused._tag, "WeightsFormatUnsupported")
+    }).pipe(Effect.scoped, Effect.provide(Events.layerMemory)))
+
   it.live("vLLM: sends token ids, seed, top-k logprobs and kept stop strings; returns tokens, log-probs and the entropy interval", () =>
     Effect.gen(function*() {
       const server = yield* serve(healthOr(fixture("vllm-completion.json")))

@@ -2,7 +2,7 @@
  * Tier "llama.cpp": the llama.cpp in-process Engine (node-llama-cpp) on the embedded policy exported to
  * GGUF, cross-checked against the embedded engine on the same weights: per-token log-probs and exact
  * entropies, generated tokens for the same keys, stop/EOS/length, prefix reuse across a branch, and
- * weight sync by GGUF reload. Skips, saying why, unless node-llama-cpp is installed (scripts/llama-cpp);
+ * loading new weights by GGUF reload. Skips, saying why, unless node-llama-cpp is installed (scripts/llama-cpp);
  * the LlamaCppUnavailable check runs always.
  */
 import { assert, describe, it } from "@effect/vitest"
@@ -13,6 +13,7 @@ import * as path from "node:path"
 import { afterAll, beforeAll } from "vitest"
 import { derive, root, uniform } from "../../src/core/random.ts"
 import { type TokenId, tokenIds } from "../../src/core/tokens.ts"
+import { pathWeights } from "../../src/core/weights.ts"
 import * as Embedded from "../../src/engine/embedded.ts"
 import { Engine, type GenerateRequest, type Generation } from "../../src/engine/Engine.ts"
 import * as LlamaCpp from "../../src/engine/llamaCpp.ts"
@@ -20,7 +21,6 @@ import { LlamaCppUnavailable, loadNodeLlamaCpp, unavailableReason } from "../../
 import { Events } from "../../src/events/Events.ts"
 import { tinyConfig } from "../../src/model/config.ts"
 import { writeGguf } from "../../src/model/gguf.ts"
-import { initHost, toDevice } from "../../src/model/params.ts"
 import { Policy } from "../../src/model/policy.ts"
 import { ensureBackend } from "../../src/model/runtime.ts"
 import { byteTokenizer, encode, eosId } from "../../src/model/tokenizer.ts"
@@ -350,34 +350,36 @@ describe.skipIf(unavailable !== undefined)("llama.cpp engine (node-llama-cpp)", 
       assert.isBelow(d, REPEAT_TOL)
     }).pipe(Effect.scoped, Effect.provide(Events.layerMemory)))
 
-  it.live("layerSynced follows policy.replace by reloading the GGUF only when the weights changed", () =>
+  it.live("load(gguf weights) reopens the model on the new file: what it serves changes only on a load", () =>
     Effect.gen(function*() {
-      const own = Policy.init(config, root(9))
+      const other = Policy.init(config, root(10))
+      const otherFile = path.join(dir, "other.gguf")
+      writeGguf(otherFile, config, other.toHost())
       const seqs = texts.slice(0, 3).map(encode)
-      const reference = yield* Embedded.make(own, { maxSlots: 8 })
-      const engine = yield* LlamaCpp.makeSynced(own, { sequences: 2 })
+      const engine = yield* LlamaCpp.makeLoadable({ sequences: 2 })
+      assert.deepStrictEqual(engine.accepts, ["gguf"])
+      // nothing loaded yet: calls fail with a typed error
+      const early = yield* Effect.exit(engine.score(seqs))
+      assert.isTrue(Exit.isFailure(early))
+      yield* engine.load(pathWeights(0, "gguf", file))
       assert.strictEqual(yield* engine.loads, 1)
       const before = yield* engine.score(seqs)
-      assert.isBelow(maxAbs(before.map((s) => s.logprobs), (yield* reference.score(seqs)).map((s) => s.logprobs)), TOL)
-      yield* engine.generate([request(seqs[0]!, 1)])
-      assert.strictEqual(yield* engine.loads, 1)
-      const oldPath = yield* engine.modelPath
+      assert.isBelow(maxAbs(before.map((s) => s.logprobs), (yield* (yield* embedded()).score(seqs)).map((s) => s.logprobs)), TOL)
 
-      own.replace(toDevice(config, initHost(config, root(10)), "float32"))
-      own.setVersion(1)
+      yield* engine.load(pathWeights(1, "gguf", otherFile))
       assert.strictEqual(yield* engine.policyVersion, 1)
-      const after = yield* engine.score(seqs)
       assert.strictEqual(yield* engine.loads, 2)
-      assert.notStrictEqual(yield* engine.modelPath, oldPath)
-      const expected = yield* reference.score(seqs)
+      assert.strictEqual(yield* engine.modelPath, otherFile)
+      const after = yield* engine.score(seqs)
+      const expected = yield* (yield* Embedded.make(other, { maxSlots: 8 })).score(seqs)
       assert.isBelow(maxAbs(after.map((s) => s.logprobs), expected.map((s) => s.logprobs)), TOL)
       assert.isBelow(maxAbs(after.map((s) => s.entropies), expected.map((s) => s.entropies)), TOL)
       assert.isAbove(maxAbs(after.map((s) => s.logprobs), before.map((s) => s.logprobs)), 1e-3)
 
-      // a version bump without new weights re-tags, no reload
-      own.setVersion(2)
-      assert.strictEqual(yield* engine.policyVersion, 2)
-      yield* engine.score(seqs)
+      // a format it cannot load is refused with a typed error naming the engine; the served weights stay
+      const refused = yield* Effect.flip(engine.load(pathWeights(2, "hf", dir)))
+      assert.strictEqual(refused._tag, "WeightsFormatUnsupported")
+      assert.strictEqual(yield* engine.policyVersion, 1)
       assert.strictEqual(yield* engine.loads, 2)
     }).pipe(Effect.scoped, Effect.provide(Events.layerMemory)))
 
@@ -411,13 +413,14 @@ describe.skipIf(unavailable !== undefined)("llama.cpp engine (node-llama-cpp)", 
 
   it.live("swaps into a program as the Engine layer", () =>
     Effect.gen(function*() {
-      const layer = LlamaCpp.layerSynced(policy, { sequences: 2 }).pipe(Layer.provideMerge(Events.layerMemory))
+      const layer = LlamaCpp.layerLoadable({ sequences: 2, name: "llama.cpp(loadable)" }).pipe(Layer.provideMerge(Events.layerMemory))
       const name = yield* Effect.gen(function*() {
         const engine = yield* Engine
+        yield* engine.load(pathWeights(0, "gguf", file))
         const g = yield* engine.generate([request(encode("hi"), 0, { maxTokens: 3 })])
         assert.strictEqual(g[0]!.tokens.length, 3)
         return engine.name
       }).pipe(Effect.provide(layer))
-      assert.strictEqual(name, "llama.cpp(synced)")
+      assert.strictEqual(name, "llama.cpp(loadable)")
     }))
 })

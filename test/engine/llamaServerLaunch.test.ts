@@ -4,7 +4,7 @@
 // closes or is interrupted (SIGKILL when SIGTERM is ignored), restart on the same port, managed weight sync.
 import { NodeHttpClient, NodeServices } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Layer } from "effect"
+import { Deferred, Effect, Exit, Fiber, Layer } from "effect"
 import type { ChildProcessSpawner } from "effect/process"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -12,10 +12,11 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { derive, root } from "../../src/core/random.ts"
 import { tokenIds } from "../../src/core/tokens.ts"
+import { pathWeights } from "../../src/core/weights.ts"
 import * as LlamaServer from "../../src/engine/llamaServer.ts"
 import { Events } from "../../src/events/Events.ts"
 import { tinyConfig } from "../../src/model/config.ts"
-import { initHost, toDevice } from "../../src/model/params.ts"
+import { writeGguf } from "../../src/model/gguf.ts"
 import { Policy } from "../../src/model/policy.ts"
 import { ensureBackend } from "../../src/model/runtime.ts"
 
@@ -153,37 +154,43 @@ describe("llama-server launcher", () => {
       }
     }))
 
-  it.live("the managed engine restarts its server on the policy's new GGUF when the weights change, on the same port", () =>
+  it.live("the managed engine starts its server on the first GGUF it loads and restarts it on each later one, on the same port", () =>
     Effect.gen(function*() {
       yield* Effect.promise(ensureBackend)
-      const policy = Policy.init(tinyConfig, root(5))
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "arpo-managed-"))
+      const files = [5, 6].map((seed, i) => {
+        const file = path.join(dir, `policy-v${i}.gguf`)
+        writeGguf(file, tinyConfig, Policy.init(tinyConfig, root(seed)).toHost())
+        return file
+      })
       const request = { tokens: tokenIds([1, 2, 3]), maxTokens: 2, temperature: 1, topP: 1, stopTokens: tokenIds([]), stopStrings: [], key: derive(root(1), 0) }
       let pids: Array<number> = []
       yield* Effect.scoped(Effect.gen(function*() {
-        const engine = yield* LlamaServer.makeManaged(policy, { binary: process.execPath, server: { binaryArgs: [fixture], healthPollInterval: "20 millis" } })
+        const engine = yield* LlamaServer.makeManaged({ binary: process.execPath, server: { binaryArgs: [fixture], healthPollInterval: "20 millis" } })
+        assert.deepStrictEqual(engine.accepts, ["gguf"])
+        // nothing served before the first load
+        assert.isTrue(Exit.isFailure(yield* Effect.exit(engine.generate([request]))))
+        yield* engine.load(pathWeights(0, "gguf", files[0]!))
+        const server = yield* engine.server
         const [g] = yield* engine.generate([request])
         assert.deepStrictEqual(g!.tokens, tokenIds([257]))
-        const first = String((yield* getJson(`${engine.server.url}/props`))["model_path"])
-        assert.match(first, /policy-g0\.gguf$/)
-        assert.isTrue(fs.existsSync(first))
-        pids.push(yield* engine.server.pid)
-
-        policy.setVersion(1) // a version bump without new weights keeps the server
-        yield* engine.generate([request])
+        assert.strictEqual(String((yield* getJson(`${server.url}/props`))["model_path"]), files[0])
+        pids.push(yield* server.pid)
         assert.strictEqual(yield* engine.restarts, 0)
-        assert.strictEqual(yield* engine.policyVersion, 1)
+        assert.strictEqual(yield* engine.policyVersion, 0)
 
-        policy.replace(toDevice(tinyConfig, initHost(tinyConfig, root(6)), "float32"))
-        policy.setVersion(2)
-        assert.strictEqual(yield* engine.policyVersion, 1) // still serving the old snapshot
-        yield* engine.generate([request])
+        yield* engine.load(pathWeights(1, "gguf", files[1]!))
         assert.strictEqual(yield* engine.restarts, 1)
-        assert.strictEqual(yield* engine.policyVersion, 2)
-        const second = String((yield* getJson(`${engine.server.url}/props`))["model_path"])
-        assert.match(second, /policy-g1\.gguf$/)
-        pids.push(yield* engine.server.pid)
+        assert.strictEqual(yield* engine.policyVersion, 1)
+        yield* engine.generate([request])
+        assert.strictEqual((yield* engine.server).url, server.url)
+        assert.strictEqual(String((yield* getJson(`${server.url}/props`))["model_path"]), files[1])
+        pids.push(yield* server.pid)
         assert.isFalse(alive(pids[0]!))
+        const refused = yield* Effect.flip(engine.load(pathWeights(2, "embedded", files[1]!)))
+        assert.strictEqual(refused._tag, "WeightsFormatUnsupported")
       })).pipe(Effect.provide(Layer.mergeAll(NodeServices.layer, NodeHttpClient.layerNodeHttp, Events.layerMemory)))
+      fs.rmSync(dir, { recursive: true, force: true })
       for (const pid of pids) assert.isFalse(alive(pid))
       pids = []
     }))

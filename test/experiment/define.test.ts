@@ -115,5 +115,5 @@ describe("the flagship experiment", () => {
     const config = JSON.parse(fs.readFileSync(NodePath.join(dir, "config.json"), "utf8")) as { experiment: string; arms: ReadonlyArray<{ sampler: string }> }
     expect(config.experiment).toBe("arpo-vs-grpo")
     expect(config.arms.map((a) => a.sampler)).toEqual(["global", "arpo"])
-  }, 60_000)
+  }, 180_000)
 })

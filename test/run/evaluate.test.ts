@@ -35,6 +35,8 @@ const oracle = (correct: (q: number, r: GenerateRequest) => boolean, seen: Array
     capabilities: { entropy: "exact", prefixReuse: false, maxConcurrency: 64, deterministic: true },
     tokenizer: byteTokenizer,
     policyVersion: Effect.succeed(0),
+    accepts: [],
+    load: () => Effect.void,
     generate: (requests) =>
       Effect.sync(() =>
         requests.map((r): Generation => {

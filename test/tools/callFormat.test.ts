@@ -214,6 +214,8 @@ const scriptedQwen = (tok: HfTokenizer, seen: Array<GenerateRequest>): Engine["S
     capabilities: { entropy: "exact", prefixReuse: true, maxConcurrency: 8, deterministic: true },
     tokenizer: tok,
     policyVersion: Effect.succeed(0),
+    accepts: [],
+    load: () => Effect.void,
     generate: (requests) => Effect.sync(() => requests.map(reply)),
     score: (sequences) => Effect.succeed(sequences.map((s) => ({ logprobs: s.map(() => 0), entropies: s.map(() => 0) })))
   })

@@ -55,10 +55,17 @@ describe("embedded Trainer", () => {
       const trainer = yield* Trainer
       const engine = yield* Engine
       const batch = yield* rollouts
+      const [untrained] = yield* engine.score([batch.sequences[0]!.tokens])
       const report = yield* trainer.train(batch, { epochs: 2, miniBatches: 2, microBatchRows: 2 })
       assert.strictEqual(report.steps.length, 4)
-      assert.strictEqual(report.policyVersion, 1)
+      assert.strictEqual(report.weights.version, 1)
+      assert.strictEqual(report.weights.format, "embedded")
       assert.isBelow(report.steps[0]!.logprobMismatch, 1e-4)
+      // the engine holds its own references: until it loads the new weights it serves the old ones
+      assert.strictEqual(yield* engine.policyVersion, 0)
+      const [stillOld] = yield* engine.score([batch.sequences[0]!.tokens])
+      assert.deepStrictEqual(stillOld!.logprobs, untrained!.logprobs)
+      yield* engine.load(report.weights)
       assert.strictEqual(yield* engine.policyVersion, 1)
       const steps = (yield* (yield* Events).recorded).filter((e) => e.event._tag === "train.step")
       assert.strictEqual(steps.length, 4)
@@ -90,20 +97,40 @@ describe("embedded Trainer", () => {
       yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true })))
       const file = path.join(dir, "ckpt.safetensors")
       const batch = yield* rollouts
-      yield* trainer.sft({ sequences: batch.sequences.map((s) => ({ tokens: s.tokens, lossMask: s.lossMask })) })
+      const sft = yield* trainer.sft({ sequences: batch.sequences.map((s) => ({ tokens: s.tokens, lossMask: s.lossMask })) })
+      yield* engine.load(sft.weights)
       yield* trainer.save(file)
       const probe = batch.sequences[1]!.tokens
       const [saved] = yield* engine.score([probe])
-      yield* trainer.train(batch)
+      yield* engine.load((yield* trainer.train(batch)).weights)
       const [moved] = yield* engine.score([probe])
       assert.notDeepEqual(moved!.logprobs, saved!.logprobs)
       yield* trainer.load(file)
+      yield* engine.load(yield* trainer.weights())
       const [restored] = yield* engine.score([probe])
       assert.deepStrictEqual(restored!.logprobs, saved!.logprobs)
       assert.strictEqual(yield* trainer.policyVersion, 1)
       const missing = yield* Effect.flip(trainer.load(path.join(dir, "nope.safetensors")))
       assert.strictEqual(missing._tag, "CheckpointFailure")
     }).pipe(Effect.provide(layers(Policy.init(config, root(6))))))
+
+  it.effect("hands its weights over as a GGUF file on request, and refuses a format it cannot produce", () =>
+    Effect.gen(function*() {
+      const trainer = yield* Trainer
+      assert.deepStrictEqual(trainer.formats, ["embedded", "gguf"])
+      const native = yield* trainer.weights()
+      assert.strictEqual(native.location._tag, "handle")
+      // tensor bytes of the float32 weights
+      assert.strictEqual(native.bytes! % 4, 0)
+      const gguf = yield* trainer.weights("gguf")
+      assert.strictEqual(gguf.format, "gguf")
+      assert.strictEqual(gguf.location._tag, "path")
+      const file = gguf.location._tag === "path" ? gguf.location.path : ""
+      assert.strictEqual(fs.statSync(file).size, gguf.bytes)
+      assert.isAbove(gguf.bytes!, native.bytes!)
+      const refused = yield* Effect.flip(trainer.weights("hf-lora"))
+      assert.strictEqual(refused._tag, "WeightsFormatUnsupported")
+    }).pipe(Effect.provide(layers(Policy.init(config, root(8)))), Effect.scoped))
 
   it.live("with workers: 2 a policy step equals the single-thread step (1e-5) and repeats bit-identically", () =>
     Effect.gen(function*() {

@@ -391,14 +391,17 @@ describe.skipIf(!torchOk)("pytorch tier: the worker reproduces the embedded mode
       assert.isTrue(yield* gone(pid, 3000))
     }))
 
-  it.live("layerPytorch trains a shared policy (weights synced back), saves and loads embedded checkpoints", () =>
+  it.live("layerPytorch trains from initial weights, hands them over as files (embedded safetensors, GGUF), saves and loads embedded checkpoints", () =>
     Effect.gen(function*() {
-      const shared = Policy.fromHost(small, policy.toHost())
-      yield* Effect.provide(trainerChecks(shared, path.join(dir, "trainer.safetensors")), Pytorch.trainerOf(workerOptions)(shared))
+      const start = Policy.fromHost(small, policy.toHost())
+      yield* Effect.provide(
+        trainerChecks(start, path.join(dir, "trainer.safetensors")),
+        Pytorch.trainerOf(workerOptions)({ config: small, params: start.toHost() })
+      )
     }).pipe(Effect.provide(Events.layerMemory)))
 })
 
-/** What layerPytorch must do over a shared policy (run with the layer provided). */
+/** What layerPytorch must do from `shared`'s weights (run with the layer provided; `shared` itself is never changed). */
 const trainerChecks = (shared: Policy, file: string) =>
     Effect.gen(function*() {
       const before = shared.toHost()
@@ -408,11 +411,18 @@ const trainerChecks = (shared: Policy, file: string) =>
       const batch = batchOf(seqs, embeddedLogprobs(shared, seqs).map((x) => x.logp), 11, false)
       const report = yield* trainer.train(batch, { epochs: 1, miniBatches: 2, microBatchRows: 1 })
       assert.strictEqual(report.steps.length, 2)
-      assert.strictEqual(report.policyVersion, 1)
+      assert.strictEqual(report.weights.version, 1)
       assert.isBelow(report.steps[0]!.logprobMismatch, 0.5 + 1e-5) // old log-probs were perturbed by ≤ 0.5
       assert.strictEqual(yield* trainer.policyVersion, 1)
-      assert.strictEqual(shared.version, 1)
-      assert.isAbove(maxAbsDiff(shared.toHost()[1]!.data, before[1]!.data), 0, "the shared policy got the new weights")
+      // the new weights come back as a file in the embedded layout; the caller's policy is untouched
+      assert.strictEqual(report.weights.format, "embedded")
+      assert.strictEqual(report.weights.location._tag, "path")
+      const exported = readCheckpoint(report.weights.location._tag === "path" ? report.weights.location.path : "")
+      assert.isAbove(maxAbsDiff(exported.params[1]!.data, before[1]!.data), 0, "the exported weights are the trained ones")
+      assert.strictEqual(maxAbsDiff(shared.toHost()[1]!.data, before[1]!.data), 0)
+      const gguf = yield* trainer.weights("gguf")
+      assert.strictEqual(gguf.format, "gguf")
+      assert.isAbove(gguf.bytes!, 0)
       yield* trainer.save(file)
       const ck = readCheckpoint(file)
       assert.deepStrictEqual(ck.config, small)
@@ -420,10 +430,12 @@ const trainerChecks = (shared: Policy, file: string) =>
       assert.strictEqual(ck.step, 2)
       assert.isDefined(ck.optimizer)
       const sft = yield* trainer.sft({ sequences: seqs.map((tokens) => ({ tokens: tokenIds(tokens), lossMask: tokens.map((_, t) => (t > 0 ? 1 as const : 0 as const)) })) })
-      assert.strictEqual(sft.policyVersion, 2)
+      assert.strictEqual(sft.weights.version, 2)
       yield* trainer.load(file)
       assert.strictEqual(yield* trainer.policyVersion, 1)
-      assert.strictEqual(maxAbsDiff(shared.toHost()[1]!.data, ck.params[1]!.data), 0)
+      const reloaded = yield* trainer.weights()
+      assert.strictEqual(reloaded.version, 1)
+      assert.strictEqual(maxAbsDiff(readCheckpoint(reloaded.location._tag === "path" ? reloaded.location.path : "").params[1]!.data, ck.params[1]!.data), 0)
       const stale = yield* Effect.flip(trainer.train({ sequences: batch.sequences.map((s) => ({ ...s, policyVersion: -5 })) }))
       assert.strictEqual(stale._tag, "StaleBatch")
     })

@@ -184,7 +184,7 @@ describe.skipIf(!torchOk)("pytorch tier: TIS in the PyTorch trainer equals the e
       const p = yield* Effect.gen(function*() {
         return yield* (yield* Trainer).train(batch, options)
       }).pipe(
-        Effect.provide(Pytorch.trainerOf({ python, script, device: "cpu", adam, threads: 1 })(torch)),
+        Effect.provide(Pytorch.trainerOf({ python, script, device: "cpu", adam, threads: 1 })({ config: small, params: torch.toHost() })),
         Effect.provide(Events.layerMemory)
       )
       let dLoss = 0

@@ -1,8 +1,9 @@
 /**
  * The experiment `engines`: the same ARPO run with its rollouts sampled by the embedded (jax-js) engine,
  * by llama.cpp in process (node-llama-cpp) and by a llama-server arpo launches, all on the embedded
- * trainer's weights. The arms differ only in their `engine` Layer: the llama.cpp engines get the weights
- * as a GGUF re-exported after every optimizer step (reload / restart as weight sync). llama.cpp samples the
+ * trainer's weights. The arms differ only in their `engine` Layer: the llama.cpp engines load GGUF, so the
+ * run syncs in that format (the trainer exports a GGUF after every step; llama.cpp reloads it, llama-server
+ * restarts on it). llama.cpp samples the
  * full distribution with the embedded rule and the same keys, so its arm should follow the embedded one
  * closely; llama-server samples with its own seeded sampler, so its arm agrees within noise. An arm whose
  * engine is not installed fails at start with the engine's typed error (scripts/llama-cpp,
@@ -10,17 +11,16 @@
  */
 import * as LlamaCpp from "../../engine/llamaCpp.ts"
 import * as LlamaServer from "../../engine/llamaServer.ts"
-import type { Policy } from "../../model/policy.ts"
 import type { RunConfig } from "../../run/config.ts"
 import { define, type ExperimentSpec } from "../define.ts"
 import { flagshipProfiles } from "./arpoVsGrpo.ts"
 import { baseConfig } from "./defaults.ts"
 
-/** llama.cpp in process over the run's policy, one sequence per engine slot. */
-export const llamaCppEngineOf = (config: RunConfig, policy: Policy) =>
-  LlamaCpp.layerSynced(policy, { sequences: config.engine.maxSlots, contextSize: config.model.context })
+/** llama.cpp in process, serving the GGUF the run loads, one sequence per engine slot. */
+export const llamaCppEngineOf = (config: RunConfig) =>
+  LlamaCpp.layerLoadable({ sequences: config.engine.maxSlots, contextSize: config.model.context })
 
-/** A llama-server launched on the run's policy, one slot per engine slot. */
+/** A llama-server launched on the GGUF the run loads (restarted on each new one), one slot per engine slot. */
 export const llamaServerEngineOf = LlamaServer.engineOf()
 
 export const enginesSpec: ExperimentSpec = {

@@ -7,18 +7,17 @@
  * report show the mismatch and the mean TIS weight per step. Needs scripts/llama-cpp.
  */
 import * as LlamaCpp from "../../engine/llamaCpp.ts"
-import type { Policy } from "../../model/policy.ts"
 import type { RunConfig } from "../../run/config.ts"
 import { define, type ExperimentSpec } from "../define.ts"
 import { flagshipProfiles } from "./arpoVsGrpo.ts"
 import { baseConfig } from "./defaults.ts"
 
 /**
- * llama.cpp in process over the run's policy with the given KV-cache precision. (Quantized caches need a head
+ * llama.cpp in process (serving the GGUF the run loads) with the given KV-cache precision. (Quantized caches need a head
  * size divisible by 32; the embedded default has 16, so F16 is the lowest precision it can take.)
  */
-export const llamaCppWithKv = (kvCache: "F32" | "F16") => (config: RunConfig, policy: Policy) =>
-  LlamaCpp.layerSynced(policy, { sequences: config.engine.maxSlots, kvCache })
+export const llamaCppWithKv = (kvCache: "F32" | "F16") => (config: RunConfig) =>
+  LlamaCpp.layerLoadable({ sequences: config.engine.maxSlots, kvCache })
 
 export const mismatchSpec: ExperimentSpec = {
   name: "mismatch",

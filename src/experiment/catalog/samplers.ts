@@ -12,8 +12,7 @@ import { derive, root } from "../../core/random.ts"
 import { Engine, promptTokens } from "../../engine/Engine.ts"
 import type { StampedEvent } from "../../events/Event.ts"
 import { emit, Events, withScope } from "../../events/Events.ts"
-import { Policy } from "../../model/policy.ts"
-import { ensureBackend } from "../../model/runtime.ts"
+import { WeightSync } from "../../run/weightSync.ts"
 import { writeReports } from "../../report/report.ts"
 import { Sampler } from "../../rollout/Sampler.ts"
 import type { Experiment, RunOptions } from "../Experiment.ts"
@@ -314,10 +313,10 @@ const sampleArm = (spec: ExperimentSpec, run: string, arm: ResolvedArm, seed: nu
     const task = yield* components.task(config)
     const toolbox = components.toolbox(config, task)
     const cold = yield* coldStart({ config, seed, task, toolbox, label: `cold-start SFT (seed ${seed})` })
-    yield* Effect.promise(ensureBackend)
-    const policy = Policy.fromHost(config.model, cold.params)
+    // the engine serves the cold start: the run's trainer holds it and WeightSync loads it (no training here)
+    const engine = WeightSync.layer.pipe(Layer.provideMerge(Layer.mergeAll(components.engine(config), components.trainer(config, { config: config.model, params: cold.params }))))
     const services = components.sampler(config, arm.sampler).pipe(
-      Layer.provideMerge(Layer.mergeAll(components.engine(config, policy), toolbox)),
+      Layer.provideMerge(Layer.mergeAll(engine, toolbox)),
       (layer) => (warmUp ? layer.pipe(Layer.provideMerge(Events.layerDiscard)) : layer)
     )
     const steps = warmUp ? Math.min(1, config.rl.steps) : config.rl.steps

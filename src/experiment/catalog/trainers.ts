@@ -6,12 +6,12 @@
  * with the worker's error naming the missing torch. It does not install or probe anything itself.
  */
 import * as fs from "node:fs"
-import type { Policy } from "../../model/policy.ts"
 import { defaultAdamW } from "../../model/train.ts"
 import * as Pytorch from "../../trainer/pytorch.ts"
 import type { RunConfig } from "../../run/config.ts"
 import { define, type ExperimentSpec } from "../define.ts"
 import { trainOptionsOf } from "../../run/layers.ts"
+import type { InitialWeights } from "../../trainer/Trainer.ts"
 import { flagshipProfiles } from "./arpoVsGrpo.ts"
 import { baseConfig } from "./defaults.ts"
 
@@ -20,8 +20,8 @@ export const workerPython = (): string =>
   process.env["ARPO_PYTHON"] ?? (fs.existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3")
 
 /** The PyTorch worker as a run's trainer, with exactly the embedded trainer's settings (src/run/layers.ts). */
-export const pytorchTrainerOf = (config: RunConfig, policy: Policy) =>
-  Pytorch.trainerOf({ python: workerPython(), adam: { ...defaultAdamW, lr: config.rl.lr, weightDecay: 0 } })(policy, trainOptionsOf(config))
+export const pytorchTrainerOf = (config: RunConfig, initial: InitialWeights) =>
+  Pytorch.trainerOf({ python: workerPython(), adam: { ...defaultAdamW, lr: config.rl.lr, weightDecay: 0 } })(initial, trainOptionsOf(config))
 
 export const trainersSpec: ExperimentSpec = {
   name: "trainers",
