@@ -8,6 +8,7 @@
  * loads a Hugging Face checkpoint directory or an embedded checkpoint. It does not tokenize (the tokenizer is
  * the caller's) and does not train.
  */
+import { WeightsFormatUnsupported } from "../core/weights.ts"
 import { NodeServices } from "@effect/platform-node"
 import { type Duration, Effect, Layer, Ref, Schema, type Scope } from "effect"
 import type { ChildProcessSpawner } from "effect/process"
@@ -159,6 +160,10 @@ export const makeWithControl = (
       capabilities: { entropy: "exact", prefixReuse: true, maxConcurrency: Number.POSITIVE_INFINITY, deterministic: info.device === "cpu" },
       tokenizer: tok,
       policyVersion: Ref.get(version),
+      // loading new weights into the worker is not wired yet (realtask): it accepts none, so a run pairing
+      // it with a trainer fails at layer build with WeightsFormatUnsupported instead of serving stale weights
+      accepts: [],
+      load: (w) => Effect.fail(new WeightsFormatUnsupported({ engine: "torch", accepts: [], trainer: "the weights given", produces: [w.format] })),
       generate: (requests) =>
         Effect.gen(function*() {
           if (requests.length === 0) return []

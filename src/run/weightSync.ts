@@ -51,3 +51,13 @@ export class WeightSync extends Context.Service<WeightSync, {
     })
   )
 }
+
+/**
+ * An engine serving a trainer's current weights, for sampling or evaluating fixed weights (nothing trains):
+ * the trainer holds `initial`, WeightSync loads them into the engine in a format both take.
+ */
+export const serving = <E1, E2>(
+  engine: Layer.Layer<Engine, E1, Events>,
+  trainer: Layer.Layer<Trainer, E2, Events>
+): Layer.Layer<Engine | Trainer | WeightSync, E1 | E2 | WeightSyncError, Events> =>
+  WeightSync.layer.pipe(Layer.provideMerge(Layer.mergeAll(engine, trainer)))

@@ -6,6 +6,7 @@
  * (`sync`: a HF directory, a peft adapter, or a GGUF file) for an engine to load. Large batches travel as a
  * safetensors file, not inline JSON. It does not sample or tokenize (see docs/hf-models.md).
  */
+import { handleWeights, type PolicyWeights, pathWeights, type WeightsFormat, WeightsFormatUnsupported } from "../core/weights.ts"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -283,15 +284,20 @@ export const makeHf = (
     const sync = options.sync
     const describe = { device: info.device, dtype: info.dtype, params: info.params, trainableParams: info.trainableParams }
 
+    // without `sync` the weights stay in the worker: they are handed over as an in-process handle (the
+    // worker session), for an engine colocated in the same worker
+    const native: WeightsFormat = sync?.format ?? (info.lora !== null ? "hf-lora" : "hf")
+    const inWorker = (v: number): PolicyWeights => handleWeights(v, native, worker)
     const exportFor = (v: number) =>
       Effect.gen(function*() {
-        if (sync === undefined) return
+        if (sync === undefined) return inWorker(v)
         const target = path.join(sync.dir, sync.format === "gguf" ? `v${v}.gguf` : `v${v}`)
         yield* worker.exportWeights(target, sync.format, v, sync.dtype)
         yield* Ref.set(latest, { path: target, format: sync.format, policyVersion: v })
         const keep = sync.keep ?? 2
         const old = path.join(sync.dir, sync.format === "gguf" ? `v${v - keep}.gguf` : `v${v - keep}`)
         if (keep > 0 && v - keep >= 0) yield* Effect.sync(() => fs.rmSync(old, { recursive: true, force: true }))
+        return pathWeights(v, sync.format, target)
       })
     yield* exportFor(info.policyVersion)
 
@@ -329,8 +335,8 @@ export const makeHf = (
           }
         }
         yield* Ref.set(version, current + 1)
-        yield* exportFor(current + 1).pipe(Effect.mapError(trainerFailure))
-        return { steps, policyVersion: current + 1 }
+        const weights = yield* exportFor(current + 1).pipe(Effect.mapError(trainerFailure))
+        return { steps, weights }
       }).pipe(Semaphore.withPermit(lock))
 
     const trainer: HfTrainer = {
@@ -340,15 +346,22 @@ export const makeHf = (
       worker,
       latestWeights: Ref.get(latest),
       policyVersion: Ref.get(version),
+      formats: [native],
+      weights: (format = native) =>
+        format !== native
+          ? Effect.fail(new WeightsFormatUnsupported({ engine: "(asked)", accepts: [format], trainer: "pytorch-hf", produces: [native] }))
+          : Effect.flatMap(Ref.get(version), (v) =>
+            Effect.flatMap(Ref.get(latest), (l) => Effect.succeed(sync !== undefined && l !== undefined ? pathWeights(l.policyVersion, l.format, l.path) : inWorker(v)))
+          ),
       train,
       sft: (batch) =>
         Effect.gen(function*() {
           const r = yield* worker.sftStep(batch, defaults.microBatchRows).pipe(Effect.mapError(trainerFailure))
           const v = (yield* Ref.get(version)) + 1
           yield* Ref.set(version, v)
-          yield* exportFor(v).pipe(Effect.mapError(trainerFailure))
+          const weights = yield* exportFor(v).pipe(Effect.mapError(trainerFailure))
           yield* events.emit({ _tag: "sft.step", loss: r.loss, tokens: r.tokens, trainMs: r.trainMs })
-          return { loss: r.loss, tokens: r.tokens, gradNorm: r.gradNorm, trainMs: r.trainMs, policyVersion: v }
+          return { loss: r.loss, tokens: r.tokens, gradNorm: r.gradNorm, trainMs: r.trainMs, weights }
         }).pipe(Semaphore.withPermit(lock)),
       save: (dir) =>
         Effect.gen(function*() {

@@ -153,7 +153,7 @@ for n in ${JSON.stringify(names)}:
       for (let v = 0; v < 2; v++) {
         const lp = (yield* trainer.worker.logprobs(seqs)).logprobs
         const report = yield* trainer.train(batchOf(seqs, lp, false, v))
-        assert.strictEqual(report.policyVersion, v + 1)
+        assert.strictEqual(report.weights.version, v + 1)
         assert.strictEqual(report.steps.length, 2)
       }
       const after = (yield* trainer.worker.logprobs(seqs)).logprobs

@@ -11,6 +11,7 @@
  *   paired comparisons over seeds × held-out questions (see `premiseComparisons`).
  * It does not change the samplers: the ΔH the samplers decide on is still the runner's paper form.
  */
+import { serving } from "../../run/weightSync.ts"
 import { Console, Effect, Layer, Schema } from "effect"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
@@ -28,8 +29,6 @@ import { byteTokenizer } from "../../model/tokenizer.ts"
 import type { Summary } from "../../report/summarize.ts"
 import { evaluateDetailed } from "../../run/evaluate.ts"
 import { Toolbox } from "../../tools/Toolbox.ts"
-import { Policy } from "../../model/policy.ts"
-import { ensureBackend } from "../../model/runtime.ts"
 import { Sampler } from "../../rollout/Sampler.ts"
 import { writeFileAtomic, writeJsonAtomic } from "../../run/atomic.ts"
 import { mergePatch, RunConfig as RunConfigSchema, type RunConfigJson } from "../../run/config.ts"
@@ -296,9 +295,8 @@ const sampleVariant = (spec: ExperimentSpec, run: string, arm: ResolvedArm, seed
     const premise = task as PremiseTask
     const toolbox = components.toolbox(config, task)
     const cold = yield* coldStart({ config, seed, task, toolbox, label: `cold-start SFT ${arm.name} (seed ${seed})` })
-    yield* Effect.promise(ensureBackend)
-    const policy = Policy.fromHost(config.model, cold.params)
-    const services = components.sampler(config, arm.sampler).pipe(Layer.provideMerge(Layer.mergeAll(components.engine(config, policy), toolbox)))
+    const engine = serving(components.engine(config), components.trainer(config, { config: config.model, params: cold.params }))
+    const services = components.sampler(config, arm.sampler).pipe(Layer.provideMerge(Layer.mergeAll(engine, toolbox)))
     const pool = Math.min(config.rl.promptPool, task.sizes.train ?? Number.MAX_SAFE_INTEGER)
     const records: Array<ResultRecord> = []
     const started = performance.now()
@@ -427,9 +425,8 @@ const evaluateWeights = (arm: ResolvedArm, seed: number, params: ReadonlyArray<H
   Effect.gen(function*() {
     const components: Components = embeddedComponents
     const task = yield* components.task(arm.config)
-    yield* Effect.promise(ensureBackend)
-    const policy = Policy.fromHost(arm.config.model, params)
-    const services = Layer.mergeAll(components.engine(arm.config, policy), components.toolbox(arm.config, task)).pipe(
+    const engine = serving(components.engine(arm.config), components.trainer(arm.config, { config: arm.config.model, params }))
+    const services = Layer.mergeAll(engine, components.toolbox(arm.config, task)).pipe(
       Layer.provideMerge(Events.layerDiscard)
     )
     const detail = yield* Effect.gen(function*() {
