@@ -4,7 +4,8 @@
  * compare.html in the current directory); prints the page's path last. Runs are read from their
  * events.jsonl alone. It does not test differences across runs (see src/report/compare.ts).
  */
-import { Console, Effect, FileSystem } from "effect"
+import { Console, Effect } from "effect"
+import * as nodeFs from "node:fs"
 import { Argument, Command, Flag } from "effect/cli"
 import * as NodePath from "node:path"
 import { renderComparison } from "../report/compare.ts"
@@ -13,7 +14,7 @@ import { summarize } from "../report/summarize.ts"
 import { RunStore } from "../run/RunStore.ts"
 import { writeFileAtomic } from "../run/atomic.ts"
 import { badInput, presentErrors } from "./present.ts"
-import { requireRunDirectory } from "./runDir.ts"
+import { checkOutFile, requireRunDirectory } from "./runDir.ts"
 
 export const compareCommand = Command.make(
   "compare",
@@ -23,7 +24,7 @@ export const compareCommand = Command.make(
   },
   ({ runs, out }) =>
     Effect.gen(function*() {
-      const fs = yield* FileSystem.FileSystem
+      yield* checkOutFile(out)
       const compared = []
       for (const dir of runs) {
         yield* requireRunDirectory(dir)
@@ -31,11 +32,7 @@ export const compareCommand = Command.make(
         compared.push({ title: runTitle(dir), summary: summarize(log.events, log.notes) })
       }
       const target = NodePath.resolve(out)
-      const parent = NodePath.dirname(target)
-      const parentInfo = yield* fs.stat(parent).pipe(Effect.mapError(() => badInput(`--out ${out}: its directory ${parent} does not exist`)))
-      if (parentInfo.type !== "Directory") return yield* badInput(`--out ${out}: ${parent} is not a directory`)
-      const existing = yield* fs.stat(target).pipe(Effect.option)
-      if (existing._tag === "Some" && existing.value.type === "Directory") return yield* badInput(`--out ${out}: it is a directory; give a file name such as ${NodePath.join(out, "compare.html")}`)
+      yield* Effect.sync(() => nodeFs.mkdirSync(NodePath.dirname(target), { recursive: true }))
       yield* writeFileAtomic(target, renderComparison(compared)).pipe(Effect.mapError((e) => badInput(`--out ${out}: could not write it (${e.message})`)))
       for (const r of compared) yield* Console.log(`${r.title}: ${r.summary.headline.text.split("\n")[0]}`)
       yield* Console.log(target)

@@ -20,7 +20,7 @@ import { type BenchmarkName, benchmarkNames, load as loadBenchmark } from "../ta
 import type { PromptFormat } from "../tasks/systemPrompt.ts"
 import { Toolbox } from "../tools/Toolbox.ts"
 import { ExperimentUnsupported, lookup } from "./experiments.ts"
-import { runOfCheckpoint } from "./runDir.ts"
+import { checkOutFile, runOfCheckpoint } from "./runDir.ts"
 import { badInput, presentErrors } from "./present.ts"
 import { experimentOf } from "./resume.ts"
 
@@ -352,14 +352,21 @@ export const evalCommand = Command.make(
         return yield* experimentEval(input, input.checkpoint.value, input.task.value)
       }
       if (Option.isSome(input.task)) return yield* badInput("give --task or --benchmark, not both")
+      if (Option.isSome(input.out)) yield* checkOutFile(input.out.value)
       const request = yield* benchmarkRequest(input, input.benchmark.value)
       const result = yield* benchmarkEval(request)
       for (const line of formatResult(result)) yield* Console.log(line)
       if (Option.isSome(input.out)) {
         const fs = yield* FileSystem.FileSystem
         const file = input.out.value
-        yield* fs.makeDirectory(NodePath.dirname(NodePath.resolve(file)), { recursive: true })
-        yield* fs.writeFileString(file, JSON.stringify(resultJson(result), null, 2) + "\n")
+        const json = JSON.stringify(resultJson(result), null, 2) + "\n"
+        yield* Effect.gen(function*() {
+          yield* fs.makeDirectory(NodePath.dirname(NodePath.resolve(file)), { recursive: true })
+          yield* fs.writeFileString(file, json)
+        }).pipe(Effect.catch((e) =>
+          // the figures are printed above; keep the JSON too rather than lose it
+          Effect.andThen(Console.log(json), badInput(`--out ${file}: could not write it (${e.message}); the JSON is printed above`))
+        ))
         yield* Console.log(`wrote ${file}`)
       }
     }).pipe(presentErrors)

@@ -47,20 +47,18 @@ export const runOfCheckpoint = (checkpoint: string): Effect.Effect<string, NotAR
     return runDir
   })
 
-/**
- * A folder that runs are written into (`--out`): it is a directory or can be created (its nearest
- * existing ancestor is a writable directory). Fails with a message naming the path and the reason.
- */
-export const checkOutDirectory = (out: string, flag = "--out"): Effect.Effect<void, CliError.UserError, FileSystem.FileSystem> =>
+/** The nearest existing ancestor of `dir` (itself included) must be a writable directory; `why` says otherwise. */
+const creatable = (dir: string, isTarget: boolean): Effect.Effect<string | undefined, never, FileSystem.FileSystem> =>
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
-    const fail = (why: string) => new CliError.UserError({ cause: new Error(why), userMessage: `${flag} ${out}: ${why}` })
-    let at = NodePath.resolve(out)
+    let at = NodePath.resolve(dir)
     for (;;) {
       const info = yield* fs.stat(at).pipe(Effect.option)
       if (info._tag === "Some") {
         if (info.value.type !== "Directory") {
-          return yield* fail(at === NodePath.resolve(out) ? "it is a file, not a directory (give the folder runs are written into, e.g. runs)" : `${at} is a file, so the directory cannot be created`)
+          return isTarget && at === NodePath.resolve(dir)
+            ? "it is a file, not a directory (give the folder runs are written into, e.g. runs)"
+            : `${at} is a file, so the directory cannot be created`
         }
         const writable = yield* Effect.sync(() => {
           try {
@@ -70,11 +68,34 @@ export const checkOutDirectory = (out: string, flag = "--out"): Effect.Effect<vo
             return false
           }
         })
-        if (!writable) return yield* fail(`${at} is not writable (permission denied)`)
-        return
+        return writable ? undefined : `${at} is not writable (permission denied)`
       }
       const parent = NodePath.dirname(at)
-      if (parent === at) return
+      if (parent === at) return undefined
       at = parent
     }
+  })
+
+const outError = (flag: string, out: string, why: string) => new CliError.UserError({ cause: new Error(why), userMessage: `${flag} ${out}: ${why}` })
+
+/**
+ * A folder that runs are written into (`--out`): it is a directory or can be created (its nearest
+ * existing ancestor is a writable directory). Fails with a message naming the path and the reason.
+ */
+export const checkOutDirectory = (out: string, flag = "--out"): Effect.Effect<void, CliError.UserError, FileSystem.FileSystem> =>
+  Effect.flatMap(creatable(out, true), (why) => (why === undefined ? Effect.void : Effect.fail(outError(flag, out, why))))
+
+/**
+ * A file a command will write (`--out page.html`): not a directory, and its folder exists or can be
+ * created and written. Checked before the work starts, so a bad path loses nothing computed.
+ */
+export const checkOutFile = (out: string, flag = "--out"): Effect.Effect<void, CliError.UserError, FileSystem.FileSystem> =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const info = yield* fs.stat(out).pipe(Effect.option)
+    if (info._tag === "Some" && info.value.type === "Directory") {
+      return yield* outError(flag, out, `it is a directory; give a file name such as ${NodePath.join(out, "out.json")}`)
+    }
+    const why = yield* creatable(NodePath.dirname(NodePath.resolve(out)), false)
+    if (why !== undefined) return yield* outError(flag, out, why)
   })

@@ -62,9 +62,15 @@ describe("arpo compare", () => {
         const one = yield* Effect.flip(cliWith(["compare", dirs[0]!]))
         assert.isDefined(one)
         const intoDir = yield* Effect.flip(cliWith(["compare", ...dirs, "--out", root]))
-        assert.match(userMessage(intoDir)!, new RegExp(`--out ${root}: it is a directory`))
-        const noParent = yield* Effect.flip(cliWith(["compare", ...dirs, "--out", NodePath.join(root, "missing", "x.html")]))
-        assert.match(userMessage(noParent)!, /--out .*x\.html: its directory .*missing does not exist/)
+        assert.strictEqual(userMessage(intoDir), `--out ${root}: it is a directory; give a file name such as ${NodePath.join(root, "out.json")}`)
+        const fs = yield* FileSystem.FileSystem
+        const file = NodePath.join(root, "afile")
+        yield* fs.writeFileString(file, "x")
+        const underFile = yield* Effect.flip(cliWith(["compare", ...dirs, "--out", NodePath.join(file, "x.html")]))
+        assert.strictEqual(userMessage(underFile), `--out ${NodePath.join(file, "x.html")}: ${file} is a file, so the directory cannot be created`)
+        // a folder that does not exist yet is created
+        yield* cliWith(["compare", ...dirs, "--out", NodePath.join(root, "new", "x.html")])
+        assert.isTrue(yield* fs.exists(NodePath.join(root, "new", "x.html")))
       })
     ).pipe(Effect.provide(env)))
 })
@@ -137,6 +143,9 @@ describe("--out", () => {
         assert.strictEqual(userMessage(e1), `--out ${file}: it is a file, not a directory (give the folder runs are written into, e.g. runs)`)
         const e2 = yield* Effect.flip(cliWith(["run", "arpo-vs-grpo", "--out", NodePath.join(file, "sub")]))
         assert.strictEqual(userMessage(e2), `--out ${NodePath.join(file, "sub")}: ${file} is a file, so the directory cannot be created`)
+        // eval --benchmark checks its --out file before evaluating anything
+        const e4 = yield* Effect.flip(cliWith(["eval", "--benchmark", "aime24", "--out", root]))
+        assert.strictEqual(userMessage(e4), `--out ${root}: it is a directory; give a file name such as ${NodePath.join(root, "out.json")}`)
         if (process.getuid?.() !== 0) {
           const ro = NodePath.join(root, "ro")
           yield* fs.makeDirectory(ro)
