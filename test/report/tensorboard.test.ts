@@ -1,5 +1,5 @@
 // TensorBoard export: the TFRecord framing and Event protos checked against a file written by
-// TensorBoard's own writer (../shared/data/tfevents/golden.tfevents, its scalars listed in its README),
+// TensorBoard's own writer (test/report/fixtures/golden.tfevents, a copy of ../shared/data/tfevents/golden.tfevents),
 // and our files read back through an independent protobuf decoder (@bufbuild/protobuf's wire reader).
 import { BinaryReader, WireType } from "@bufbuild/protobuf/wire"
 import { assert, describe, it } from "@effect/vitest"
@@ -9,7 +9,7 @@ import { metricRows, metricsCsv } from "../../src/report/metrics.ts"
 import { crc32c, frameRecord, readRecords, scalarEvent, tensorboardFiles, TfRecordCorrupt } from "../../src/report/tensorboard.ts"
 import { synthetic } from "./synthetic.ts"
 
-const golden = NodePath.join(import.meta.dirname, "../../../shared/data/tfevents/golden.tfevents")
+const golden = NodePath.join(import.meta.dirname, "fixtures/golden.tfevents")
 
 interface Decoded {
   wallTime?: number
