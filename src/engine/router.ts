@@ -10,12 +10,23 @@
  *
  * The index is a token trie of what each engine was sent and produced (a bit per engine on each node), cleared
  * when the engines' policy version changes (their caches are dropped with new weights) or when it outgrows
- * `maxIndexTokens`. It does not look inside the engines (an engine that evicted a prefix still attracts its
- * branches: it recomputes them, as one engine would), retry a failed engine's requests elsewhere, or load weights.
+ * `maxIndexTokens`. `load` hands the same weights to every engine (at once) and accepts the formats all of them
+ * accept. It does not look inside the engines (an engine that evicted a prefix still attracts its branches: it
+ * recomputes them, as one engine would), retry a failed engine's requests elsewhere, or undo a load that succeeded
+ * on some engines when another failed (the router's policyVersion is then the lowest any engine serves).
  */
 import { Effect, Layer, Ref, Schema, type Scope } from "effect"
 import type { TokenId } from "../core/tokens.ts"
-import { type Capabilities, Engine, type EngineError, type GenerateRequest, type Generation, type Scored } from "./Engine.ts"
+import { type PolicyWeights, WeightsFormatUnsupported } from "../core/weights.ts"
+import {
+  type Capabilities,
+  Engine,
+  type EngineError,
+  type EngineFailure,
+  type GenerateRequest,
+  type Generation,
+  type Scored
+} from "./Engine.ts"
 
 export interface RouterOptions {
   readonly name?: string
@@ -216,8 +227,17 @@ export const make = (
         return replies.flat()
       })
 
+    const name = options.name ?? `router(${engines.map((e) => e.name).join(", ")})`
+    const accepts = first.accepts.filter((f) => engines.every((e) => e.accepts.includes(f)))
+    const load = (weights: PolicyWeights): Effect.Effect<void, EngineFailure | WeightsFormatUnsupported> =>
+      accepts.includes(weights.format)
+        ? Effect.forEach(engines, (e) => e.load(weights), { concurrency: "unbounded", discard: true })
+        : Effect.fail(new WeightsFormatUnsupported({ engine: name, accepts: [...accepts], trainer: "the weights given", produces: [weights.format] }))
+
     return {
-      name: options.name ?? `router(${engines.map((e) => e.name).join(", ")})`,
+      name,
+      accepts,
+      load,
       capabilities: {
         entropy: first.capabilities.entropy,
         prefixReuse: engines.some((e) => e.capabilities.prefixReuse),

@@ -12,6 +12,8 @@ import * as Router from "../../src/engine/router.ts"
 import { Events } from "../../src/events/Events.ts"
 import { tinyConfig } from "../../src/model/config.ts"
 import { Policy } from "../../src/model/policy.ts"
+import { embeddedWeights } from "../../src/model/weightsHandle.ts"
+import { pathWeights } from "../../src/core/weights.ts"
 import { ensureBackend } from "../../src/model/runtime.ts"
 import { encode } from "../../src/model/tokenizer.ts"
 
@@ -108,6 +110,25 @@ describe("engine router", () => {
       const affine = yield* reusedIn({})
       const blind = yield* reusedIn({ affinity: false })
       assert.isAbove(affine, blind)
+    }), 120_000)
+
+  it.live("load hands new weights to every engine: the router then serves them as one engine does", () =>
+    Effect.gen(function*() {
+      const next = Policy.init(config, root(99))
+      const weights = embeddedWeights(1, { config: next.config, dtype: next.dtype, params: next.params })
+      const reqs = prompts.map((p, i) => request(p, i))
+      const routed = yield* Effect.gen(function*() {
+        const engine = yield* Engine
+        yield* engine.load(weights)
+        assert.strictEqual(yield* engine.policyVersion, 1)
+        const wrong = yield* Effect.flip(engine.load(pathWeights(2, "gguf", "/nonexistent.gguf")))
+        assert.strictEqual(wrong._tag, "WeightsFormatUnsupported")
+        return yield* engine.generate(reqs)
+      }).pipe(Effect.provide(routerOf({}).pipe(Layer.provideMerge(Events.layerMemory))))
+      const direct = yield* Effect.gen(function*() {
+        return yield* (yield* Engine).generate(reqs)
+      }).pipe(Effect.provide(Layer.effect(Engine, Embedded.make(next, engineOptions)).pipe(Layer.provideMerge(Events.layerMemory))))
+      assert.deepStrictEqual(routed.map((g) => g.tokens), direct.map((g) => g.tokens))
     }), 120_000)
 
   it.effect("engines with different tokenizers are refused, named", () =>
