@@ -420,7 +420,7 @@ export const make = (
           `${process.getuid?.()})`
       })
     }
-    for (const bin of ["/usr/bin/unshare", "/usr/bin/setpriv", config.python]) {
+    for (const bin of ["/usr/bin/unshare", "/usr/bin/setpriv", "/usr/bin/nice", config.python]) {
       if (!Fs.existsSync(bin)) return yield* new SandboxUnavailable({ reason: `${bin} is missing` })
     }
     if (!config.python.startsWith("/usr/") && !config.python.startsWith("/bin/")) {
