@@ -2,9 +2,12 @@
  * The PyTorch worker on a Hugging Face checkpoint (Llama / Qwen2 / Qwen3; workers/hf_model.py): `openHfWorker`
  * starts the worker with `init {hfModel, lora?, loraAdapter?, dtype?, device?}` and exposes its ops as typed
  * effects, and `makeHf` / `layerHf` are the Trainer service over it (the same loss, mini-batch and stale-batch
- * semantics as the embedded-layout adapter in pytorch.ts). After every train/sft call it can export the weights
- * (`sync`: a HF directory, a peft adapter, or a GGUF file) for an engine to load. Large batches travel as a
- * safetensors file, not inline JSON. It does not sample or tokenize (see docs/hf-models.md).
+ * semantics as the embedded-layout adapter in pytorch.ts). Weights (src/core/weights.ts): each train/sft returns
+ * the native format — with `sync`, that export (a HF directory, a peft adapter or a GGUF file) written after every
+ * call; without it, an in-worker `hf` / `hf-lora` handle for an engine colocated in the same worker — and
+ * `weights(format)` exports any of `formats` on request (a run's WeightSync converts this way, e.g. to `gguf` for
+ * llama.cpp). Large batches travel as a safetensors file, not inline JSON. It does not sample or tokenize
+ * (see docs/hf-models.md).
  */
 import { handleWeights, type PolicyWeights, pathWeights, type WeightsFormat, WeightsFormatUnsupported } from "../core/weights.ts"
 import * as fs from "node:fs"
@@ -269,6 +272,17 @@ const trainerFailure = (e: WorkerError) => new TrainerFailure({ adapter, message
 const checkpointFailure = (file: string, operation: "save" | "load") => (e: WorkerError) =>
   new CheckpointFailure({ path: file, operation, message: `${operation} ${file} (pytorch worker, hf): ${e._tag}: ${e.message}` })
 
+/** Bytes of a file, or of the files in a directory (0 when it cannot be read). */
+const sizeOf = (p: string): number => {
+  try {
+    const st = fs.statSync(p)
+    if (!st.isDirectory()) return st.size
+    return fs.readdirSync(p).reduce((a, f) => a + sizeOf(path.join(p, f)), 0)
+  } catch {
+    return 0
+  }
+}
+
 /** The Trainer as an effect (scoped: the worker lives until the scope closes). */
 export const makeHf = (
   options: HfTrainerOptions
@@ -285,9 +299,36 @@ export const makeHf = (
     const describe = { device: info.device, dtype: info.dtype, params: info.params, trainableParams: info.trainableParams }
 
     // without `sync` the weights stay in the worker: they are handed over as an in-process handle (the
-    // worker session), for an engine colocated in the same worker
+    // worker session), for an engine colocated in the same worker; other formats are exported on request
     const native: WeightsFormat = sync?.format ?? (info.lora !== null ? "hf-lora" : "hf")
+    const formats: ReadonlyArray<WeightsFormat> = [native, ...(["hf", "gguf", ...(info.lora !== null ? ["hf-lora" as const] : [])] as const)]
+      .filter((f, i, all) => all.indexOf(f) === i)
     const inWorker = (v: number): PolicyWeights => handleWeights(v, native, worker)
+    const exportsDir = yield* Effect.acquireRelease(
+      Effect.sync(() => fs.mkdtempSync(path.join(options.scratchDir ?? os.tmpdir(), "arpo-hf-weights-"))),
+      (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+    )
+    /** on-demand exports of the current version, one per format (older versions' removed) */
+    const exported = new Map<string, PolicyWeights>()
+    const exportAs = (format: WeightsFormat) =>
+      Effect.gen(function*() {
+        const v = yield* Ref.get(version)
+        const key = `${v}:${format}`
+        const hit = exported.get(key)
+        if (hit !== undefined) return hit
+        const target = path.join(exportsDir, format === "gguf" ? `v${v}.gguf` : `v${v}-${format}`)
+        yield* worker.exportWeights(target, format as HfExportFormat, v, format === "gguf" ? undefined : sync?.dtype)
+        const w = pathWeights(v, format, target, sizeOf(target))
+        for (const [k, old] of exported) {
+          if (Number(k.split(":")[0]) < v - 1 && old.location._tag === "path") {
+            const p = old.location.path
+            yield* Effect.sync(() => fs.rmSync(p, { recursive: true, force: true }))
+            exported.delete(k)
+          }
+        }
+        exported.set(key, w)
+        return w
+      })
     const exportFor = (v: number) =>
       Effect.gen(function*() {
         if (sync === undefined) return inWorker(v)
@@ -297,7 +338,7 @@ export const makeHf = (
         const keep = sync.keep ?? 2
         const old = path.join(sync.dir, sync.format === "gguf" ? `v${v - keep}.gguf` : `v${v - keep}`)
         if (keep > 0 && v - keep >= 0) yield* Effect.sync(() => fs.rmSync(old, { recursive: true, force: true }))
-        return pathWeights(v, sync.format, target)
+        return pathWeights(v, sync.format, target, sizeOf(target))
       })
     yield* exportFor(info.policyVersion)
 
@@ -346,12 +387,16 @@ export const makeHf = (
       worker,
       latestWeights: Ref.get(latest),
       policyVersion: Ref.get(version),
-      formats: [native],
+      formats,
       weights: (format = native) =>
-        format !== native
-          ? Effect.fail(new WeightsFormatUnsupported({ engine: "(asked)", accepts: [format], trainer: "pytorch-hf", produces: [native] }))
+        !formats.includes(format)
+          ? Effect.fail(new WeightsFormatUnsupported({ engine: "(asked)", accepts: [format], trainer: "pytorch-hf", produces: [...formats] }))
+          : format !== native
+          ? exportAs(format).pipe(Effect.mapError(trainerFailure), Semaphore.withPermit(lock))
           : Effect.flatMap(Ref.get(version), (v) =>
-            Effect.flatMap(Ref.get(latest), (l) => Effect.succeed(sync !== undefined && l !== undefined ? pathWeights(l.policyVersion, l.format, l.path) : inWorker(v)))
+            Effect.flatMap(Ref.get(latest), (l) =>
+              Effect.succeed(sync !== undefined && l !== undefined ? pathWeights(l.policyVersion, l.format, l.path, sizeOf(l.path)) : inWorker(v))
+            )
           ),
       train,
       sft: (batch) =>
