@@ -360,6 +360,13 @@ export const runPremiseEntropy = (spec: ExperimentSpec, options: RunOptions) =>
           const r = yield* sampleVariant(spec, run, arm, seed)
           for (const x of r.records) records.push(x)
           timing.push({ arm: arm.name, seed, coldStartMs: r.coldStartMs, samplingMs: r.samplingMs })
+          // a partial table after every variant, so an interrupted run still answers for what it measured
+          const outcomes = [...new Set(r.records.map((x) => x.outcome))]
+          yield* Console.error(
+            `${arm.name} seed ${seed}: mean ΔH (mean form) ` +
+              outcomes.map((o) => `${o} ${meanOf(r.records.filter((x) => x.outcome === o).map((x) => x.deltaH.mean)).toFixed(4)} (n ${r.records.filter((x) => x.outcome === o).length})`).join(", ")
+          )
+          yield* writeJsonAtomic(NodePath.join(dir, "premise-entropy.partial.json"), { seeds, timing, records })
         }
       }
       const c = arms[0]!.config
@@ -382,6 +389,14 @@ export const premiseEntropy: Experiment = {
   name: premiseEntropySpec.name,
   description: premiseEntropySpec.description,
   run: (options) => runPremiseEntropy(premiseEntropySpec, options)
+}
+
+/** The entropy study over some variants only (names from `premiseVariants`), e.g. one task and its control. */
+export const premiseEntropyOf = (variants: ReadonlyArray<string>): Experiment => {
+  const unknown = variants.filter((v) => !premiseVariants.some((p) => p.name === v))
+  if (unknown.length > 0) throw new Error(`premise-entropy: unknown variants ${unknown.join(", ")} (known: ${premiseVariants.map((p) => p.name).join(", ")})`)
+  const spec: ExperimentSpec = { ...premiseEntropySpec, arms: entropyArms.filter((a) => variants.includes(a.name)) }
+  return { ...premiseEntropy, run: (options) => runPremiseEntropy(spec, options) }
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -607,4 +622,12 @@ export const premise: Experiment = {
   run: (options) => define(options.profile === "quick" ? premiseQuickSpec : premiseFullSpec).run(options),
   resume: (dir) => define(premiseFullSpec).resume!(dir),
   evaluate: (checkpoint, options) => define(premiseFullSpec).evaluate!(checkpoint, options)
+}
+
+/** `premise` over some variants only (names from `premiseVariants`), with the profile's arms. */
+export const premiseOf = (variants: ReadonlyArray<string>): Experiment => {
+  const unknown = variants.filter((v) => !premiseVariants.some((p) => p.name === v))
+  if (unknown.length > 0) throw new Error(`premise: unknown variants ${unknown.join(", ")} (known: ${premiseVariants.map((p) => p.name).join(", ")})`)
+  const only = (spec: ExperimentSpec): ExperimentSpec => ({ ...spec, arms: spec.arms.filter((a) => variants.includes(variantOf(a.name))) })
+  return { ...premise, run: (options) => define(only(options.profile === "quick" ? premiseQuickSpec : premiseFullSpec)).run(options) }
 }
