@@ -4,9 +4,11 @@
  * Every arm of a variant starts from that variant's cached cold start (shared with `premise-entropy`) and
  * sees the same prompts; held-out greedy accuracy is compared per question, paired over seeds × questions,
  * with bootstrap intervals clustered by question (src/experiment/catalog/premise.ts, `premise.md` in the
- * run directory). Quick profile: GRPO and ARPO per variant, 1 seed, 3 RL steps, 64 questions (a smoke run:
- * it cannot show a 2–4 point effect). Full profile: GRPO, ARPO, random-branch, AEPO (balanced clip), a
- * compute-matched GRPO (M = 6) and ARPO with β ∈ {2, 8, 32}, 10 seeds, 40 RL steps, 256 questions.
+ * run directory). Quick profile: GRPO, ARPO (β = 0.2), ARPO β = 8 and random-branch per variant, 1 seed,
+ * 3 RL steps, 64 questions — a smoke run that cannot show a 2–4 point effect but shows the branching
+ * mechanism (branch rate and P_t against random-branch). Full profile: GRPO, ARPO, random-branch, AEPO
+ * (balanced clip), a compute-matched GRPO (M = 6) and ARPO with β ∈ {2, 8, 32}, 10 seeds, 40 RL steps,
+ * 256 questions.
  *
  * Reproduce: `npm run arpo -- run premise --profile quick|full`, or some variants only:
  * `PREMISE_VARIANTS=flaky,flaky-control npm run arpo -- run experiments/premise.ts --profile quick`.

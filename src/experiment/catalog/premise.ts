@@ -572,7 +572,18 @@ export const premiseConclusion = (_summary: Summary, dir: string) =>
     const armLabels = labels.filter((l) => !l.endsWith(".cold-start"))
     for (const v of [...new Set(armLabels.map(variantOf))]) {
       const has = (s: string) => armLabels.includes(`${v}.${s}`)
-      const pairs: Array<readonly [string, string]> = [["arpo", "grpo"], ["random", "grpo"], ["arpo", "random"], ["aepo", "grpo"], ["aepo", "arpo"], ["arpo", "grpo-m6"], ["grpo", "cold-start"], ["arpo", "cold-start"]]
+      const pairs: Array<readonly [string, string]> = [
+        ["arpo", "grpo"],
+        ["random", "grpo"],
+        ["arpo", "random"],
+        ["arpo-b8", "random"],
+        ["arpo-b8", "grpo"],
+        ["aepo", "grpo"],
+        ["aepo", "arpo"],
+        ["arpo", "grpo-m6"],
+        ["grpo", "cold-start"],
+        ["arpo", "cold-start"]
+      ]
       for (const [a, b] of pairs) {
         if (!has(a) || !(has(b) || b === "cold-start")) continue
         const d = pairedDifference(evaluated, `${v}.${a}`, `${v}.${b}`)
@@ -612,10 +623,14 @@ const rlSpec = (arms: ReadonlyArray<ArmSpec>): ExperimentSpec => ({
   conclude: premiseConclusion
 })
 
-export const premiseQuickSpec = rlSpec(premiseVariants.flatMap((v) => coreArms(v).filter((a) => a.sampler === "global" || a.sampler === "arpo")))
+/** Quick: GRPO, ARPO (β = 0.2), ARPO with β = 8 (where the entropy term can move P_t) and random-branch, per variant. */
+export const premiseQuickSpec = rlSpec(premiseVariants.flatMap((v) => [
+  ...coreArms(v).filter((a) => a.sampler !== "aepo"),
+  { name: `${v.name}.arpo-b8`, sampler: "arpo", set: { task: v.task, rollout: { beta: 8 } } } satisfies ArmSpec
+]))
 export const premiseFullSpec = rlSpec(premiseVariants.flatMap((v) => [...coreArms(v), ...fullExtraArms(v)]))
 
-/** `premise`: the quick profile runs GRPO and ARPO per variant; the full profile every arm (its config.json lists them). */
+/** `premise`: the quick profile runs GRPO, ARPO, ARPO β = 8 and random-branch per variant; the full profile every arm (config.json lists them). */
 export const premise: Experiment = {
   name: "premise",
   description: premiseFullSpec.description,
