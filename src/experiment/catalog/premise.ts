@@ -257,12 +257,14 @@ export const entropyTables = (records: ReadonlyArray<ResultRecord>, k: number): 
   const vals = (rs: ReadonlyArray<ResultRecord>) => rs.map((r) => ({ cluster: cluster(r), value: r.deltaH.mean }))
   for (const arm of arms.filter((a) => !a.endsWith("-control"))) {
     const mine = records.filter((r) => r.arm === arm)
-    const ok = mine.filter((r) => r.outcome === "ok")
+    const control = records.filter((r) => r.arm === `${arm}-control`)
+    // the baseline: this variant's certain results, or (a variant without any, e.g. noisy search) its control's
+    const ownOk = mine.filter((r) => r.outcome === "ok")
+    const [ok, okLabel] = ownOk.length > 0 ? [ownOk, "after ok"] : [control.filter((r) => r.outcome === "ok"), `${arm}-control after ok`]
     for (const o of [...new Set(mine.map((r) => r.outcome))].filter((x) => x !== "ok")) {
       const d = differenceBootstrap(vals(mine.filter((r) => r.outcome === o)), vals(ok))
-      lines.push(`| ${arm}: after ${o} − after ok | ${iv(d)} | ${verdict(d)} |`)
+      lines.push(`| ${arm}: after ${o} − ${okLabel} | ${iv(d)} | ${verdict(d)} |`)
     }
-    const control = records.filter((r) => r.arm === `${arm}-control`)
     if (control.length > 0) {
       const d = differenceBootstrap(vals(mine), vals(control))
       lines.push(`| ${arm} (all results) − ${arm}-control | ${iv(d)} | ${verdict(d)} |`)
@@ -333,6 +335,16 @@ export const premiseEntropySpec: ExperimentSpec = {
     full: { seeds: [1, 2, 3], set: { rl: { steps: 8, promptsPerStep: 16 } } }
   },
   arms: entropyArms
+}
+
+/** The tables of a finished (or partial) entropy run, recomputed from its premise-entropy.json records. */
+export const entropyTablesOfRun = (dir: string): ReadonlyArray<string> => {
+  const file = fs.existsSync(NodePath.join(dir, "premise-entropy.json")) ? "premise-entropy.json" : "premise-entropy.partial.json"
+  const data = JSON.parse(fs.readFileSync(NodePath.join(dir, file), "utf8")) as { records: ReadonlyArray<ResultRecord> }
+  // NaN profile entries are stored as null
+  const records = data.records.map((r) => ({ ...r, profile: r.profile.map((x) => (x === null ? Number.NaN : x)) }))
+  const config = JSON.parse(fs.readFileSync(NodePath.join(dir, "config.json"), "utf8")) as { arms: ReadonlyArray<{ config: RunConfigJson }> }
+  return entropyTables(records, config.arms[0]?.config.rollout.window ?? 8)
 }
 
 /** Run the entropy study: every seed × variant, then the tables (stdout, premise-entropy.md/json). */
