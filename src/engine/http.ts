@@ -27,6 +27,7 @@ import {
   type Tokenizer
 } from "./Engine.ts"
 import { type Dialect, type DialectName, dialects, type ParsedGeneration, topOf, type WireRequest } from "./httpDialect.ts"
+import { PrefixIndex } from "./router.ts"
 
 export interface HttpEngineOptions {
   readonly dialect: DialectName
@@ -43,6 +44,13 @@ export interface HttpEngineOptions {
   /** which point of the interval `entropies` reports (default "mid") */
   readonly entropyPoint?: "lower" | "mid" | "upper"
   readonly balance?: "round-robin" | "least-busy"
+  /**
+   * Prefix affinity over several servers (router.ts's rule): a request goes to the server that was sent the longest
+   * prefix of it (≥ half its tokens: a branch's parent, a prompt's group-mates), so its KV/prefix cache serves it,
+   * unless that server has more requests in flight than the least busy one plus maxConcurrency / (2 · servers).
+   * Default: on with "least-busy" balance.
+   */
+  readonly affinity?: boolean
   /** requests in flight at once over all servers */
   readonly maxConcurrency?: number
   /** attempts after the first on a transient failure */
@@ -133,6 +141,22 @@ export const make = (options: HttpEngineOptions): Effect.Effect<HttpEngine, Engi
     }
     const servers: Array<Server> = options.baseUrls.map((u) => ({ url: u.replace(/\/+$/, ""), inFlight: 0, coolUntil: 0 }))
     let rotation = 0
+    const affinity = (options.affinity ?? balance === "least-busy") && servers.length > 1 && servers.length <= 30
+    const prefixes = new PrefixIndex(2_000_000)
+    const affinitySlack = Math.max(1, Math.floor(maxConcurrency / (2 * servers.length)))
+    /** The server holding the longest prefix of `tokens`, unless it is too busy; undefined: balance as usual. */
+    const affine = (tokens: ReadonlyArray<number>, now: number): Server | undefined => {
+      const depths = prefixes.depths(tokens, servers.length)
+      const best = Math.max(...depths)
+      if (best <= Math.min(...depths) || best < 0.5 * tokens.length) return undefined
+      const ready = servers.filter((s) => s.coolUntil <= now)
+      const least = Math.min(...ready.map((s) => s.inFlight))
+      let chosen: Server | undefined
+      for (const [i, s] of servers.entries()) {
+        if (depths[i] === best && s.coolUntil <= now && s.inFlight <= least + affinitySlack && (chosen === undefined || s.inFlight < chosen.inFlight)) chosen = s
+      }
+      return chosen
+    }
     const permits = yield* Semaphore.make(maxConcurrency)
     const version = yield* Ref.make(0)
     // the model name requests carry: a loaded vLLM LoRA adapter's name replaces the configured one
@@ -181,17 +205,28 @@ export const make = (options: HttpEngineOptions): Effect.Effect<HttpEngine, Engi
         )
       )
 
-    /** Sends with a permit, a balanced server, and retries with exponential backoff on transient failures. */
-    const send = (wire: WireRequest, promptLength: number): Effect.Effect<unknown, EngineFailure | ContextOverflow> =>
+    /**
+     * Sends with a permit, a balanced server (the affine one for `tokens`, see `affinity`), and retries with
+     * exponential backoff on transient failures; `served` learns the server that answered.
+     */
+    const send = (
+      wire: WireRequest,
+      promptLength: number,
+      tokens?: ReadonlyArray<number>,
+      served?: (server: number) => void
+    ): Effect.Effect<unknown, EngineFailure | ContextOverflow> =>
       Effect.gen(function*() {
         for (let n = 0;; n++) {
           const outcome = yield* permits.withPermits(1)(Effect.suspend(() => {
-            const server = pick(servers, rotation, balance, Date.now())
+            const now = Date.now()
+            const server = (affinity && tokens !== undefined ? affine(tokens, now) : undefined) ?? pick(servers, rotation, balance, now)
             rotation = (servers.indexOf(server) + 1) % servers.length
+            if (affinity && tokens !== undefined) prefixes.insert(tokens, servers.indexOf(server))
             server.inFlight += 1
             return attempt(server, wire, promptLength).pipe(
               Effect.tap((o) =>
                 Effect.sync(() => {
+                  if (o._tag === "ok") served?.(servers.indexOf(server))
                   if (o._tag === "fail" && o.error._tag === "EngineFailure" && o.error.transient) {
                     server.coolUntil = Date.now() + backoff * 2 ** n
                   }
@@ -259,8 +294,11 @@ export const make = (options: HttpEngineOptions): Effect.Effect<HttpEngine, Engi
           seed: seedOf(q.key),
           model
         }
-        const json = yield* send(withExtra(dialect.generate(wire)), q.tokens.length)
+        let server = -1
+        const json = yield* send(withExtra(dialect.generate(wire)), q.tokens.length, q.tokens, (i) => (server = i))
         const parsed = yield* parse(() => dialect.parseGenerate(json, wire, tokenizer.eos), "generate")
+        // the server that answered holds the whole sequence now: a branch of it follows there
+        if (affinity && server >= 0) prefixes.insert([...q.tokens, ...parsed.tokens], server)
         if (parsed.finish._tag === "aborted") {
           return yield* new EngineFailure({ adapter, message: `${adapter} generate: ${parsed.finish.detail}`, transient: true })
         }
@@ -336,6 +374,7 @@ export const make = (options: HttpEngineOptions): Effect.Effect<HttpEngine, Engi
         const previous = model
         if (how.rename) model = loadedName
         yield* Ref.set(version, w.version)
+        prefixes.clear() // the servers' caches hold the old weights' KV
         const release = how.release
         if (release !== undefined && how.rename && previous !== undefined && previous.startsWith("arpo-v")) {
           yield* Effect.forEach(servers, (server) => Effect.ignore(postLoad(server, release(previous), () => undefined)), { discard: true })

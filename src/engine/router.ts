@@ -69,7 +69,8 @@ interface Node {
 }
 const node = (): Node => ({ holders: 0, next: new Map() })
 
-class PrefixIndex {
+/** What each of several engines / servers holds: a token trie with a bit per engine (also used by http.ts). */
+export class PrefixIndex {
   root = node()
   size = 0
   readonly maxTokens: number

@@ -355,6 +355,33 @@ describe("HTTP Engine", () => {
       assert.strictEqual(count(a) + count(b), 16)
     }).pipe(Effect.scoped))
 
+  it.live("prefix affinity: a branch goes to the server that generated its parent; without affinity it may not", () =>
+    Effect.gen(function*() {
+      const ok = fixture("vllm-completion.json") // every reply: tokens 111, 107, 259
+      const a = yield* serve(healthOr(ok))
+      const b = yield* serve(healthOr(ok))
+      const prompts = ["<search>capital of France", "<think>how many legs has a spider"].map((t) => encode(t))
+      const parents = prompts.map((p, i) => request({ tokens: p, key: derive(root(3), i) }))
+      // branches: parent prompt + its first two generated tokens, three per parent, interleaved
+      const branches = [0, 1, 0, 1, 1, 0].map((i, j) => request({ tokens: tokenIds([...prompts[i]!, 111, 107]), key: derive(root(4), j) }))
+      const serverOf = (seen: ReadonlyArray<Seen>, prompt: ReadonlyArray<number>) =>
+        seen.filter((x) => x.method === "POST" && JSON.stringify(x.body.prompt.slice(0, prompt.length)) === JSON.stringify(prompt)).length
+      const run = (affinity: boolean) =>
+        Effect.gen(function*() {
+          const e = yield* engine({ dialect: "vllm", baseUrls: [a.url, b.url], maxConcurrency: 2, affinity })
+          a.seen.length = 0
+          b.seen.length = 0
+          yield* e.generate(parents)
+          const home = prompts.map((p) => (serverOf(a.seen, p) > 0 ? "a" : "b"))
+          yield* e.generate(branches)
+          // how many of each parent's branches reached the parent's server
+          return prompts.map((p, i) => serverOf(home[i] === "a" ? a.seen : b.seen, p) - 1)
+        })
+      assert.deepStrictEqual(yield* run(true), [3, 3])
+      const blind = yield* run(false)
+      assert.isBelow(blind[0]! + blind[1]!, 6)
+    }).pipe(Effect.scoped))
+
   it.live("health: reports each server; the layer refuses to start when none is healthy", () =>
     Effect.gen(function*() {
       const up = yield* serve(() => ({ status: 200, json: { status: "ok" } }))
