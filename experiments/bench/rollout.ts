@@ -9,7 +9,8 @@ import { Effect, Layer } from "effect"
 import * as os from "node:os"
 import { root } from "../../src/core/random.ts"
 import { Engine, type GenerateRequest } from "../../src/engine/Engine.ts"
-import { layerEmbedded } from "../../src/engine/embedded.ts"
+import { layerEmbedded, make as makeEmbedded } from "../../src/engine/embedded.ts"
+import * as Router from "../../src/engine/router.ts"
 import type { EventBody } from "../../src/events/Event.ts"
 import { Events } from "../../src/events/Events.ts"
 import { tinyConfig } from "../../src/model/config.ts"
@@ -87,6 +88,33 @@ const runSampler = (policy: Policy, sampler: ReturnType<typeof layerArpo>, seed:
   )
 }
 
+/**
+ * ARPO over 2 embedded engines behind the router (src/engine/router.ts): engine tokens computed per unique tree
+ * token, with prefix affinity and with load balancing only. Token counts are deterministic: one run each.
+ */
+const routedReuse = (policy: Policy, sampler: ReturnType<typeof layerArpo>, affinity: boolean): Promise<{ computed: number; unique: number }> => {
+  const engine = Layer.effect(
+    Engine,
+    Effect.gen(function*() {
+      const engines = [yield* makeEmbedded(policy, engineOptions), yield* makeEmbedded(policy, engineOptions)]
+      return yield* Router.make(engines, { affinity })
+    })
+  )
+  const layer = sampler.pipe(
+    Layer.provideMerge(Layer.mergeAll(engine, Toolbox.layer([Calculator.tool({ name: "python" })]))),
+    Layer.provideMerge(Events.layerMemory)
+  )
+  return Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+    yield* (yield* Sampler).sample(prompts(PROMPTS), { step: 0, key: root(1) })
+    const events = (yield* (yield* Events).recorded).map((e) => e.event)
+    const batch = events.find((e) => e._tag === "rollout.batch")
+    if (batch?._tag !== "rollout.batch") throw new Error("no rollout.batch event")
+    let computed = 0
+    for (const e of events) if (e._tag === "engine.call" && e.op === "generate") computed += e.computedTokens
+    return { computed, unique: batch.uniqueTreeTokens }
+  }).pipe(Effect.provide(layer))))
+}
+
 /** The same generate batches sent straight to a fresh engine, timed (the no-framework baseline). */
 const replay = (policy: Policy, calls: ReadonlyArray<ReadonlyArray<GenerateRequest>>): Promise<number> =>
   Effect.runPromise(
@@ -139,6 +167,8 @@ const main = async () => {
   }
   const g = results.global!
   const a = results.arpo!
+  const routed = await routedReuse(policy, samplers.arpo, true)
+  const blind = await routedReuse(policy, samplers.arpo, false)
   const perSec = (n: number, ms: number) => (1000 * n) / ms
   const figures = [
     fig("arpo trajectories/s", perSec(a.m.trajectories, a.wall), "traj/s", "global trajectories/s", perSec(g.m.trajectories, g.wall), null),
@@ -148,7 +178,9 @@ const main = async () => {
     { ...fig("global framework overhead vs direct engine replay", 100 * g.overhead, "%", "direct engine replay (ms)", g.replayMs, "< 5"), ratio: 1 + g.overhead },
     fig("arpo runner time outside engine and tool calls", 100 * (a.m.wallMs - a.m.engineMs - a.m.toolMs) / a.m.wallMs, "% of wall", "global", 100 * (g.m.wallMs - g.m.engineMs - g.m.toolMs) / g.m.wallMs, "< 5"),
     fig("arpo tool time", 100 * a.m.toolMs / a.m.wallMs, "% of wall", "global", 100 * g.m.toolMs / g.m.wallMs, null),
-    fig("arpo branches taken per batch", a.m.branchTaken, "count", "global", g.m.branchTaken, null)
+    fig("arpo branches taken per batch", a.m.branchTaken, "count", "global", g.m.branchTaken, null),
+    fig("arpo on 2 engines (router, prefix-affine): engine tokens computed per unique tree token", routed.computed / routed.unique, "ratio", "2 engines, load balancing only", blind.computed / blind.unique, "<= 1.05"),
+    fig("arpo on 2 engines (router, prefix-affine) vs 1 engine: engine tokens computed per unique tree token", routed.computed / routed.unique, "ratio", "1 engine", a.m.engineComputed / a.m.uniqueTreeTokens, null)
   ]
   writeResults("rollout", {
     machine: machine(loadBefore),

@@ -109,6 +109,7 @@ describe("engine router", () => {
         )
       const affine = yield* reusedIn({})
       const blind = yield* reusedIn({ affinity: false })
+      console.log(`router check: cached tokens the engines reused for 8 branches: ${affine} with affinity, ${blind} balancing only`)
       assert.isAbove(affine, blind)
     }), 120_000)
 

@@ -201,6 +201,13 @@ describe.skipIf(!torchOk)("pytorch tier: the trainer worker as a torchrun group 
       for (const t of one.params) worst = Math.max(worst, maxAbsDiff(t.data, byName.get(t.name)!))
       assert.strictEqual(byName.size, one.params.length)
       assert.isBelow(worst, 1e-5, "weights after 3 steps: 2 processes vs 1")
+      console.log(
+        `torchrun check: 2 gloo processes vs 1 after 3 AdamW steps: max |Δ loss| ${
+          Math.max(...multi.map((b, k) => Math.abs(b.loss - single.steps[k]!.loss))).toExponential(2)
+        }, max relative |Δ grad norm| ${
+          Math.max(...multi.map((b, k) => Math.abs(b.gradNorm - single.steps[k]!.gradNorm) / single.steps[k]!.gradNorm)).toExponential(2)
+        }, max |Δ weight| ${worst.toExponential(2)}`
+      )
       assert.strictEqual(two2.step, 3)
 
       // saved by 2 processes after step 1, resumed by 1 process: steps 2 and 3 land where the 2-process run did
@@ -238,7 +245,9 @@ describe.skipIf(!torchOk)("pytorch tier: the trainer worker as a torchrun group 
         )
         yield* Effect.sleep("1500 millis") // both ranks are inside the step, before its all-reduce
         process.kill(ranks.ranks[1]!.pid, "SIGKILL")
+        const killedAt = Date.now()
         const err = yield* Effect.flip(Fiber.join(step))
+        console.log(`torchrun check: SIGKILL of rank 1 → ${err._tag} after ${Date.now() - killedAt} ms: ${err.message.slice(0, 300)}`)
         // the session stays broken with the same cause
         const later = yield* Effect.flip(w.session.request("ranks", {}, Ranks))
         assert.strictEqual(later._tag, "WorkerCrashed")
