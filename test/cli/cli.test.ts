@@ -134,7 +134,7 @@ describe("arpo (in-process)", () => {
         assert.deepStrictEqual(calls, [{ op: "resume", arg: dir }])
         assert.strictEqual(lastLine(yield* TestConsole.logLines), dir)
         const missing = yield* Effect.flip(cliWith(["resume", NodePath.join(dir, "nope")]))
-        assert.match(userMessage(missing)!, /run directory .*nope does not exist/)
+        assert.match(userMessage(missing)!, /nope is not a run directory: it does not exist/)
       })
     ).pipe(withFake, Effect.provide(env)))
 
