@@ -7,7 +7,7 @@
  * run directory). Quick profile: GRPO, ARPO (β = 0.2), ARPO β = 8 and random-branch per variant, 1 seed,
  * 3 RL steps, 64 questions — a smoke run that cannot show a 2–4 point effect but shows the branching
  * mechanism (branch rate and P_t against random-branch). Full profile: GRPO, ARPO, random-branch, AEPO
- * (balanced clip), a compute-matched GRPO (M = 6) and ARPO with β ∈ {2, 8, 32}, 10 seeds, 40 RL steps,
+ * (balanced clip), a compute-matched GRPO (M = 6), ARPO with β ∈ {2, 8, 32} and with the standardised ΔH, 10 seeds, 40 RL steps,
  * 256 questions.
  *
  * Reproduce: `npm run arpo -- run premise --profile quick|full`, or some variants only:

@@ -7,6 +7,7 @@
  */
 import { Effect, Layer } from "effect"
 import { arpoBranchProbability, arpoReferenceBranches, branches } from "../core/branching.ts"
+import { emptyMoments, type Moments, pushMoment, standardize } from "../core/deltaH.ts"
 import { derive, uniform } from "../core/random.ts"
 import { ArpoConfig, type ArpoConfigInput, decodeConfig } from "./config.ts"
 import {
@@ -30,12 +31,33 @@ interface ArpoParams {
   readonly branchFactor: number
 }
 
-/** Paper mode: decide at every post-tool probe, top up exhausted prompts all at once. */
-export const arpoPaperPolicy = (c: ArpoParams): Policy => ({
+/** The running moments of the ΔH values a sampler has seen, kept across batches (standardised ΔH). */
+export interface DeltaHScale {
+  readonly get: () => Moments
+  readonly set: (m: Moments) => void
+}
+
+/** A fresh running scale (one per sampler layer). */
+export const makeDeltaHScale = (): DeltaHScale => {
+  let m = emptyMoments
+  return { get: () => m, set: (next) => void (m = next) }
+}
+
+/**
+ * Paper mode: decide at every post-tool probe, top up exhausted prompts all at once. With `scale`, β
+ * weighs the standardised ΔH (ΔH ÷ the running std of the values seen before it, probes in order).
+ */
+export const arpoPaperPolicy = (c: ArpoParams, scale?: DeltaHScale): Policy => ({
   initial: () => c.initial,
   afterRound: (view) => {
     const { actions, created, decisions } = branchAtProbes(view, c.branchFactor, (probe, u) => {
-      const probability = arpoBranchProbability(probe.deltaH, c)
+      let d = probe.deltaH
+      if (scale !== undefined) {
+        const before = scale.get()
+        d = standardize(probe.deltaH, before)
+        scale.set(pushMoment(before, probe.deltaH))
+      }
+      const probability = arpoBranchProbability(d, c)
       return { probability, branched: branches(probability, u) }
     })
     return { actions: [...actions, ...topUp(view, created)], decisions }
@@ -102,7 +124,9 @@ export const layerArpo = (input: ArpoConfigInput = {}) =>
       const config = yield* decodeConfig("arpo", ArpoConfig, input)
       const env = yield* runnerEnv
       const name = config.mode === "paper" ? "arpo-paper" : "arpo-reference"
-      const make = config.mode === "paper" ? arpoPaperPolicy : arpoReferencePolicy
-      return Sampler.of(fromPolicy(env, settingsOf(name, config), () => make(config)))
+      // the standardised scale lives as long as the sampler: its std covers every batch seen so far
+      const scale = config.deltaHScale === "standardized" ? makeDeltaHScale() : undefined
+      const make = config.mode === "paper" ? () => arpoPaperPolicy(config, scale) : () => arpoReferencePolicy(config)
+      return Sampler.of(fromPolicy(env, settingsOf(name, config), make))
     })
   )

@@ -61,7 +61,13 @@ export const ArpoConfig = Schema.Struct({
   /** β: weight of ΔH */
   beta: finite(0.2),
   /** Z: new continuations per branch taken */
-  branchFactor: int(1, 1)
+  branchFactor: int(1, 1),
+  /**
+   * paper mode: the ΔH that β weighs — "raw" (ΔH = (H_t − H_initial)/ln V, the paper's) or "standardized"
+   * (ΔH ÷ the running std of the ΔH values this sampler has seen before, over all batches: core/deltaH.ts
+   * `standardize`), so β has a usable scale; recorded decisions keep the raw ΔH
+   */
+  deltaHScale: Schema.Literals(["raw", "standardized"]).pipe(Schema.withDecodingDefaultKey(Effect.succeed("raw" as const)))
 })
 export type ArpoConfig = typeof ArpoConfig.Type
 export type ArpoConfigInput = typeof ArpoConfig.Encoded

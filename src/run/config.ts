@@ -116,7 +116,9 @@ export const RolloutSettings = Schema.Struct({
   /** random-branch: the constant branch probability */
   randomProbability: Unit,
   /** how the model calls tools: ARPO's tags (`<python>…</python>`) or Qwen's `<tool_call>{json}</tool_call>` */
-  callFormat: CallFormatName
+  callFormat: CallFormatName,
+  /** arpo paper mode: β weighs the raw ΔH (default) or ΔH ÷ its running std ("standardized") */
+  deltaHScale: Schema.optional(Schema.Literals(["raw", "standardized"]))
 })
 export type RolloutSettings = typeof RolloutSettings.Type
 

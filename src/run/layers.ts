@@ -101,7 +101,15 @@ export const samplerOf = (config: RunConfig, kind: SamplerKind): Layer.Layer<Sam
     case "global":
       return layerGlobal(runner)
     case "arpo":
-      return layerArpo({ ...runner, mode: r.mode, initial: r.initial, alpha: r.alpha, beta: r.beta, branchFactor: r.branchFactor })
+      return layerArpo({
+        ...runner,
+        mode: r.mode,
+        initial: r.initial,
+        alpha: r.alpha,
+        beta: r.beta,
+        branchFactor: r.branchFactor,
+        ...(r.deltaHScale !== undefined ? { deltaHScale: r.deltaHScale } : {})
+      })
     case "aepo":
       return layerAepo({ ...runner, initial: r.initial, branchFactor: r.branchFactor })
     case "random-branch":

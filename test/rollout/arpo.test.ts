@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
+import { emptyMoments, pushMoment, standardize } from "../../src/core/deltaH.ts"
 import { root } from "../../src/core/random.ts"
 import { tokenIds } from "../../src/core/tokens.ts"
 import { type RolloutTree, trajectories } from "../../src/core/tree.ts"
@@ -29,6 +30,24 @@ const decisions = (trees: ReadonlyArray<RolloutTree>) =>
 const hotAfterTools: ScriptedEngineOptions = { entropy: (i) => 0.5 + 0.8 * i.toolResultsSeen }
 
 describe("arpo paper mode", () => {
+  it.effect("standardized ΔH: β weighs ΔH ÷ the running std of the ΔH values decided before (replayed from the events, across two batches)", () =>
+    Effect.gen(function*() {
+      const sampler = yield* Sampler
+      yield* sampler.sample(prompts, { step: 1, key: root(1) })
+      yield* sampler.sample(prompts, { step: 2, key: root(1) })
+      const branchEvents = (yield* (yield* Events).recorded).flatMap((e) => (e.event._tag === "rollout.branch" ? [e.event] : []))
+      assert.isAbove(branchEvents.length, 12)
+      let m = emptyMoments
+      let standardizedSeen = 0
+      for (const b of branchEvents) {
+        const d = standardize(b.deltaH, m)
+        if (m.n >= 8) standardizedSeen++
+        assert.closeTo(b.probability, Math.min(1, Math.max(0, 0.5 + 1 * d)), 1e-12)
+        m = pushMoment(m, b.deltaH)
+      }
+      assert.isAbove(standardizedSeen, 4)
+    }).pipe(Effect.provide(stack(layerArpo({ budget: 8, initial: 3, beta: 1, window: 5, deltaHScale: "standardized" }), hotAfterTools) as Layer.Layer<Sampler | Events>)))
+
   it.effect("records every decision at the tool node: H_t from the continuation, H_initial from the root, p, u, children", () =>
     Effect.gen(function*() {
       const { trees, events } = yield* run({ budget: 8, initial: 3, beta: 0.5, window: 5 }, hotAfterTools)

@@ -63,7 +63,7 @@ export const premiseConfig: RunConfigJson = mergePatch(baseConfig, {
   task: { failureRate: 0.3, lookalikes: 2, missingRate: 0.25, maxCandidates: 3 },
   model: { context: 192 },
   sft: { steps: 600 },
-  rollout: { callLimit: 3, maxResponseTokens: 150 },
+  rollout: { callLimit: 3, maxResponseTokens: 150, deltaHScale: "raw" },
   eval: { maxResponseTokens: 150, every: 0, questions: 256, k: 1 }
 })
 
@@ -427,7 +427,9 @@ const coreArms = (v: typeof premiseVariants[number]): ReadonlyArray<ArmSpec> => 
 /** Full profile only: a compute-matched GRPO (fewer trajectories, about ARPO's computed tokens) and β on the raw scale. */
 const fullExtraArms = (v: typeof premiseVariants[number]): ReadonlyArray<ArmSpec> => [
   { name: `${v.name}.grpo-m6`, sampler: "global", set: { task: v.task, rollout: { budget: 6 } } },
-  ...[2, 8, 32].map((beta): ArmSpec => ({ name: `${v.name}.arpo-b${beta}`, sampler: "arpo", set: { task: v.task, rollout: { beta } } }))
+  ...[2, 8, 32].map((beta): ArmSpec => ({ name: `${v.name}.arpo-b${beta}`, sampler: "arpo", set: { task: v.task, rollout: { beta } } })),
+  // β on the standardised scale (ΔH ÷ its running std): 0.2 there moves P_t by ±0.2 per std
+  { name: `${v.name}.arpo-std`, sampler: "arpo", set: { task: v.task, rollout: { deltaHScale: "standardized" } } }
 ]
 
 const rlProfiles: ExperimentSpec["profiles"] = {
@@ -593,6 +595,7 @@ export const premiseConclusion = (_summary: Summary, dir: string) =>
         ["aepo", "grpo"],
         ["aepo", "arpo"],
         ["arpo", "grpo-m6"],
+        ["arpo-std", "random"],
         ["grpo", "cold-start"],
         ["arpo", "cold-start"]
       ]
