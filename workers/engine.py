@@ -287,6 +287,10 @@ class Engine:
         self.view_key = None
         self.generation = 0  # bumped whenever the weights may have changed (training ops, loads)
         self.context = None
+        self.cast = None  # the policy's autocast when decoding with a LoRA policy's own module
+
+    def ctx(self):
+        return self.cast() if self.cast is not None else _NoCast()
 
     # -- the model -------------------------------------------------------------------------------------------
 
@@ -309,12 +313,17 @@ class Engine:
         if self.view is not None and self.view_key == key:
             return self.view
         self.store.clear()
-        inner = src if isinstance(src, hf.HfCausalLM) else getattr(src, "hf_model", None)
-        if isinstance(inner, hf.HfCausalLM):
+        inner = _hf_module(src)
+        self.cast = None
+        if inner is not None:
             dev = inner.head_weight().device
             dt = self.dtype_for(dev)
-            # the trainer's own module (loading is a version bump), or a copy in the rollout dtype (CUDA)
-            view = inner if dt == inner.head_weight().dtype else _cast_copy(inner, dt)
+            if dt == inner.head_weight().dtype or getattr(src, "lora", None) is not None:
+                # the trainer's own module (loading is a version bump); a LoRA policy runs under its autocast
+                view = inner
+                self.cast = getattr(src, "autocast", None)
+            else:
+                view = _cast_copy(inner, dt)  # a copy in the rollout dtype (float32 masters on CUDA)
         elif hasattr(src, "by_name") and hasattr(src, "config"):  # trainer.py's embedded-layout Model
             view = embedded_view(src, self.dtype_for(src.by_name["embed"].device))
         else:
@@ -341,7 +350,7 @@ class Engine:
             src = self.source()
         except EngineError:
             return None
-        return src if isinstance(src, hf.HfCausalLM) else getattr(src, "hf_model", None)
+        return _hf_module(src)
 
     # -- generation --------------------------------------------------------------------------------------------
 
@@ -398,8 +407,9 @@ class Engine:
                 stats["computed"] += len(s)
                 stats["reused"] += hits[idx[j]][1]
             key_mask = torch.cat([mask, smask.to(dev)], 1)
-            hidden = model(ids.to(dev), positions=pos.to(dev), cache=cache, key_mask=key_mask, return_hidden=True)
-            logits = torch.nn.functional.linear(hidden[:, -1], model.head_weight()).float()
+            with self.ctx():
+                hidden = model(ids.to(dev), positions=pos.to(dev), cache=cache, key_mask=key_mask, return_hidden=True)
+                logits = torch.nn.functional.linear(hidden[:, -1], model.head_weight()).float()
             for j, i in enumerate(idx):
                 m = key_mask[j]
                 kv[i] = ([lc.k[j][:, m] for lc in cache.layers], [lc.v[j][:, m] for lc in cache.layers])
@@ -522,8 +532,9 @@ class Engine:
             ids = torch.tensor([[out[b]["tokens"][-1]] for b in rows], dtype=torch.long, device=dev)
             pos = torch.tensor([[lens[b] + len(out[b]["tokens"]) - 1] for b in rows], dtype=torch.long, device=dev)
             mask = torch.cat([mask, torch.ones((len(rows), 1), dtype=torch.bool, device=dev)], 1)
-            hidden = model(ids, positions=pos, cache=cache, key_mask=mask, return_hidden=True)
-            logits = torch.nn.functional.linear(hidden[:, -1], model.head_weight()).float()
+            with self.ctx():
+                hidden = model(ids, positions=pos, cache=cache, key_mask=mask, return_hidden=True)
+                logits = torch.nn.functional.linear(hidden[:, -1], model.head_weight()).float()
             stats["computed"] += len(rows)
         return out
 
@@ -552,11 +563,28 @@ class Engine:
                 ids = torch.full((len(group), T), self.pad, dtype=torch.long)
                 for j, s in enumerate(group):
                     ids[j, :len(s)] = torch.tensor(s, dtype=torch.long)
-                lp, en = hf.token_logprobs(model, ids.to(dev))
+                with self.ctx():
+                    lp, en = hf.token_logprobs(model, ids.to(dev))
                 for j, s in enumerate(group):
                     lps.append(lp[j, :len(s)].double().tolist() if len(s) > 1 else [0.0] * len(s))
                     ents.append(en[j, :len(s)].double().tolist() if len(s) > 1 else [0.0] * len(s))
         return lps, ents
+
+
+def _hf_module(src):
+    """The HfCausalLM of a model source: itself, or the `model` of hf_worker's HfPolicy (full or LoRA)."""
+    if isinstance(src, hf.HfCausalLM):
+        return src
+    inner = getattr(src, "model", None)
+    return inner if isinstance(inner, hf.HfCausalLM) else None
+
+
+class _NoCast:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
 
 
 def _cast_copy(src, dtype):

@@ -78,6 +78,8 @@ export interface TorchEngineOptions {
   readonly load?: EngineWeights
   /** the version of the weights served at start (default 0) */
   readonly policyVersion?: number
+  /** colocated: the version is the trainer's (every step bumps it; the worker decodes its weights in place) */
+  readonly version?: Effect.Effect<number>
   /** time limit of `engine_init` (imports torch, may load a checkpoint; default 5 minutes) */
   readonly initTimeout?: Duration.Input
 }
@@ -159,7 +161,7 @@ export const makeWithControl = (
       name: options.name ?? `torch(${info.device}, ${info.dtype}, ${info.params} params)`,
       capabilities: { entropy: "exact", prefixReuse: true, maxConcurrency: Number.POSITIVE_INFINITY, deterministic: info.device === "cpu" },
       tokenizer: tok,
-      policyVersion: Ref.get(version),
+      policyVersion: options.version ?? Ref.get(version),
       // loading new weights into the worker is not wired yet (realtask): it accepts none, so a run pairing
       // it with a trainer fails at layer build with WeightsFormatUnsupported instead of serving stale weights
       accepts: [],

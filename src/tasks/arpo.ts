@@ -32,7 +32,16 @@ import { defaultDataDir } from "./data.ts"
 import { fromRows, loadParquetRows, ParquetName } from "./parquet.ts"
 import type { ArpoDataTask } from "./parquet.ts"
 import { arpoSystemPrompt } from "./systemPrompt.ts"
-import { type DatasetRowInvalid, type DatasetUnreadable, type Problem, Task, type TaskDefinition } from "./Task.ts"
+import { fromSegments } from "./demonstration.ts"
+import {
+  type DatasetRowInvalid,
+  type DatasetUnreadable,
+  type DemoSegment,
+  type Demonstration,
+  type Problem,
+  Task,
+  type TaskDefinition
+} from "./Task.ts"
 
 const Int = (min: number) => Schema.Int.pipe(Schema.check(Schema.isGreaterThanOrEqualTo(min)))
 
@@ -55,7 +64,13 @@ export const ArpoTaskConfig = Schema.Struct({
   /** the shared data folder ("" = `../shared/data` beside the repository) */
   dataDir: Schema.String,
   /** keep the rows whose ground truth is cut off inside a LaTeX group (default false: dropped, see parquet.ts) */
-  keepTruncatedGolds: Schema.Boolean
+  keepTruncatedGolds: Schema.Boolean,
+  /** `arpo`: ARPO's training prompt (its example in the call format's syntax); `short`: three lines of protocol, for models with a tiny context (the CPU fixtures) */
+  systemPrompt: Schema.Literals(["arpo", "short"]),
+  /** keep only questions of at most this many characters (0 = all; the reference filters prompts over `max_prompt_length` tokens) */
+  maxQuestionChars: Int(0),
+  /** tool output characters the model sees (0 = no cap, as the reference) */
+  outputCapChars: Int(0)
 })
 export type ArpoTaskConfig = typeof ArpoTaskConfig.Type
 
@@ -68,7 +83,10 @@ export const defaultArpoTaskConfig: ArpoTaskConfig = {
   searchCache: "",
   maxResults: 10,
   dataDir: "",
-  keepTruncatedGolds: false
+  keepTruncatedGolds: false,
+  systemPrompt: "arpo",
+  maxQuestionChars: 0,
+  outputCapChars: 0
 }
 
 /** Decodes a partial config over the defaults; a bad field fails with Schema's message naming it. */
@@ -88,9 +106,15 @@ export const decodeConfig = (partial: unknown): Effect.Effect<ArpoTaskConfig, Sc
 export const qwenToolCallSystemPrompt =
   "You are a helpful assistant that can solve the given question step by step with the help of the wikipedia search tool and python interpreter tool. Given a question, you need to first think about the reasoning process in the mind and then provide the answer. During thinking, you can call the search tool to search wikipedia and the python tool to calculate the math problem for fact information about specific topics if needed. The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> tags respectively, and a tool call is written as <tool_call>{\"name\": <tool>, \"arguments\": {<argument>: <value>}}</tool_call>; its result is returned to you in <tool_response> </tool_response>. For example, <think> This is the reasoning process. </think> <tool_call>{\"name\": \"search\", \"arguments\": {\"query\": \"search query here\"}}</tool_call> <tool_response> search result here </tool_response> <think> This is the reasoning process. </think> <tool_call>{\"name\": \"python\", \"arguments\": {\"code\": \"python code here\"}}</tool_call> <tool_response> python interpreter result here </tool_response> <think> This is the reasoning process. </think> <answer> The final answer is \\[ \\boxed{answer here} \\] </answer>. In the last part of the answer, the final exact answer is enclosed within \\boxed{} with latex format."
 
+/** The protocol in three lines, for tiny-context models (the CPU fixtures have 512 positions; ARPO's prompt is ~1,400 characters). */
+export const shortSystemPrompt = (format: CallFormatName): string =>
+  format === "arpo-tags"
+    ? "Think in <think> </think>. Call tools as <search> query </search> or <python> code </python>; results come in <result> </result>. Answer in <answer> \\boxed{answer} </answer>."
+    : "Think in <think> </think>. Call tools as <tool_call>{\"name\": \"search\", \"arguments\": {\"query\": query}}</tool_call> (or python with \"code\"). Answer in <answer> \\boxed{answer} </answer>."
+
 /** The system prompt for a call format: ARPO's own (repaired) for its tags. */
-export const systemPromptFor = (format: CallFormatName): string =>
-  format === "arpo-tags" ? arpoSystemPrompt : qwenToolCallSystemPrompt
+export const systemPromptFor = (format: CallFormatName, kind: "arpo" | "short" = "arpo"): string =>
+  kind === "short" ? shortSystemPrompt(format) : format === "arpo-tags" ? arpoSystemPrompt : qwenToolCallSystemPrompt
 
 /**
  * The tool signatures a chat template should list (its `tools` variable) for a call format: Qwen's
@@ -142,6 +166,32 @@ export const canonicalResponse = (response: string, format: CallFormat): string 
   return out + response.slice(at)
 }
 
+// ---- demonstrations -----------------------------------------------------------------------------------------------
+
+/**
+ * A protocol demonstration for cold-start SFT (the paper cold-starts every RL run; its SFT set is not
+ * released): think, run a (fixed) Python program, search the question's first words, answer the gold in
+ * `\boxed{}` — the same shape for every row, so a small model learns the call protocol, not the answers' reasoning. Tool
+ * results are left to the Toolbox (`renderWithToolbox` runs the real sandbox and search on them).
+ */
+export const protocolDemonstration = (problem: Problem, config: ArpoTaskConfig): Demonstration => {
+  const format = config.callFormat === "arpo-tags" ? undefined : callFormatOf(config.callFormat)
+  const call = (tool: string, content: string) => (format === undefined ? `${Protocol.openTag(tool)}${content}${Protocol.closeTag(tool)}` : format.formatCall(tool, content))
+  const gold = problem.golds[0] ?? ""
+  // one program for every row: the demonstration teaches the call, not a computation
+  const code = "print(6 * 7)"
+  // a short query (the question's first words): the demonstration teaches the call, not query writing
+  const query = problem.question.split(/\s+/).filter((w) => w !== "").slice(0, 4).join(" ")
+  const segments: Array<DemoSegment> = [
+    { role: "model", text: `<think> compute </think>${call("python", code)}` },
+    { role: "tool", tool: "python", content: code, text: "" },
+    { role: "model", text: `<think> search </think>${call("search", query)}` },
+    { role: "tool", tool: "search", content: query, text: "" },
+    { role: "model", text: `<think> done </think><answer> \\boxed{${gold}} </answer>` }
+  ]
+  return fromSegments(problem, "perfect", segments)
+}
+
 // ---- the task -----------------------------------------------------------------------------------------------------
 
 export interface ArpoTask extends ArpoDataTask {
@@ -166,8 +216,12 @@ export const fromArpoRows = (
   config: ArpoTaskConfig,
   rows: Parameters<typeof fromRows>[0]
 ): ArpoTask => {
-  const system = systemPromptFor(config.callFormat)
-  const withSystem = { train: rows.train.map((r) => ({ ...r, system })), test: rows.test.map((r) => ({ ...r, system })) }
+  const system = systemPromptFor(config.callFormat, config.systemPrompt)
+  const fits = (r: { readonly question: string }) => config.maxQuestionChars === 0 || r.question.length <= config.maxQuestionChars
+  const withSystem = {
+    train: rows.train.filter(fits).map((r) => ({ ...r, system })),
+    test: rows.test.filter(fits).map((r) => ({ ...r, system }))
+  }
   const data = fromRows(withSystem, { train: config.train, test: config.test }, "chatml", config.keepTruncatedGolds)
   const problem = (split: "train" | "test", index: number) => {
     const p = data.problem(split, index)
@@ -178,6 +232,7 @@ export const fromArpoRows = (
     name: "arpo",
     problem,
     problems: (split, range) => data.problems(split, range).map((p) => ({ ...p, task: "arpo" })),
+    demonstrations: (split, range) => data.problems(split, range).map((p) => protocolDemonstration({ ...p, task: "arpo" }, config)),
     config
   }
   return withFormat(task, config)
@@ -205,7 +260,7 @@ export const benchmark = (
   config: ArpoTaskConfig = defaultArpoTaskConfig
 ): Effect.Effect<Benchmarks.BenchmarkTask, DatasetRowInvalid | DatasetUnreadable> =>
   Effect.map(
-    Benchmarks.load(name, { dataDir: dataDirOf(config), format: "chatml", system: systemPromptFor(config.callFormat) }),
+    Benchmarks.load(name, { dataDir: dataDirOf(config), format: "chatml", system: systemPromptFor(config.callFormat, config.systemPrompt) }),
     (t) => withFormat(t, config)
   )
 
@@ -228,6 +283,7 @@ export const toolbox = (
         // the sandbox enforces the program's own limit; this one bounds the whole attempt (spawn included)
         timeoutMs: config.pythonTimeoutMs + 10_000,
         maxAttempts: 3,
+        outputCapChars: config.outputCapChars,
         ...(config.callFormat === "arpo-tags" ? {} : { callFormat: callFormatOf(config.callFormat) })
       })
     })
