@@ -10,5 +10,6 @@ import { engines } from "./catalog/engines.ts"
 import { mismatch } from "./catalog/mismatch.ts"
 import { premise, premiseEntropy } from "./catalog/premise.ts"
 import { trainers } from "./catalog/trainers.ts"
+import { realModel } from "./catalog/realModel.ts"
 
-export const builtin: ReadonlyArray<Experiment> = [arpoVsGrpo, entropyAfterTools, attribution, betaSweep, samplers, trainers, engines, mismatch, premise, premiseEntropy]
+export const builtin: ReadonlyArray<Experiment> = [arpoVsGrpo, entropyAfterTools, attribution, betaSweep, samplers, trainers, engines, mismatch, premise, premiseEntropy, realModel]
