@@ -42,9 +42,10 @@ export const runCommand = Command.make(
       Argument.withDescription("a registered experiment name (arpo list shows them), or a module file whose default export is an Experiment"),
       Argument.optional
     ),
-    profile: Flag.Literals("profile", ["quick", "full"]).pipe(
+    // smoke / gpu are the names real-model's docs use for quick / full
+    profile: Flag.Literals("profile", ["quick", "full", "smoke", "gpu"]).pipe(
       Flag.withDefault("quick" as const),
-      Flag.withDescription("quick: minutes on a laptop CPU; full: the complete experiment")
+      Flag.withDescription("quick (or smoke): minutes on a laptop CPU; full (or gpu): the complete experiment")
     ),
     seeds: Flag.String("seeds").pipe(Flag.optional, Flag.withDescription("comma-separated seeds, e.g. 1,2,3 (default: the experiment's)")),
     set: Flag.KeyValuePair("set").pipe(Flag.optional, Flag.withDescription("override a config value: --set rollout.beta=0.5 (repeatable)")),
@@ -63,7 +64,7 @@ export const runCommand = Command.make(
       const sweep = parseSweep(Option.getOrElse(input.sweep, () => ({})))
       if (Result.isFailure(sweep)) return yield* badInput(sweep.failure)
       const options: RunOptions = {
-        profile: input.profile,
+        profile: input.profile === "smoke" ? "quick" : input.profile === "gpu" ? "full" : input.profile,
         seeds: seeds.success,
         set: Option.getOrElse(input.set, () => ({})),
         sweep: sweep.success,

@@ -455,6 +455,10 @@ const runOne = (run: string, arm: ResolvedRealArm, seed: number, tasks: Map<stri
 export const realModel: Experiment = {
   name: "real-model",
   description: "GRPO vs ARPO vs AEPO on a Hugging Face checkpoint (model.path) and ARPO's own data, torch engine colocated with the PyTorch trainer (profiles smoke, gpu)",
+  profiles: {
+    quick: { seeds: [1], changes: "smoke: CPU float32 on model.path (default the qwen2-tiny fixture), short prompt, 80 SFT steps of protocol demonstrations, rl.steps=2 rl.promptsPerStep=2 rollout.budget=4 rollout.initial=2" },
+    full: { seeds: [1], changes: "gpu: CUDA bfloat16 on model.path, rl.steps=300 rl.promptsPerStep=16 rollout.budget=16 rollout.initial=8 rollout.maxResponseTokens=4096 (ARPO_SPEC §5.3 on one GPU)" }
+  },
   run: (options) =>
     Effect.gen(function*() {
       const resolved = yield* resolve(options)
