@@ -8,7 +8,7 @@
  * loads a Hugging Face checkpoint directory or an embedded checkpoint. It does not tokenize (the tokenizer is
  * the caller's) and does not train.
  */
-import { WeightsFormatUnsupported } from "../core/weights.ts"
+import { describeWeights, type PolicyWeights, type WeightsFormat, WeightsFormatUnsupported } from "../core/weights.ts"
 import { NodeServices } from "@effect/platform-node"
 import { type Duration, Effect, Layer, Ref, Schema, type Scope } from "effect"
 import type { ChildProcessSpawner } from "effect/process"
@@ -78,8 +78,6 @@ export interface TorchEngineOptions {
   readonly load?: EngineWeights
   /** the version of the weights served at start (default 0) */
   readonly policyVersion?: number
-  /** colocated: the version is the trainer's (every step bumps it; the worker decodes its weights in place) */
-  readonly version?: Effect.Effect<number>
   /** time limit of `engine_init` (imports torch, may load a checkpoint; default 5 minutes) */
   readonly initTimeout?: Duration.Input
 }
@@ -87,10 +85,6 @@ export interface TorchEngineOptions {
 /** What the engine tells the worker to do besides the Engine contract. */
 export interface TorchEngineControl {
   readonly info: typeof EngineInitReply.Type
-  /** serve weights from a path (an HF directory or an embedded file) as `version` */
-  readonly loadPath: (weights: EngineWeights, version: number) => Effect.Effect<void, EngineFailure>
-  /** the colocated trainer took a step: serve its weights as `version` (the worker rebuilt its view already) */
-  readonly bump: (version: number) => Effect.Effect<void>
   /** drop the kept KV now (tokens freed) */
   readonly release: Effect.Effect<number, EngineFailure>
 }
@@ -149,6 +143,8 @@ export const makeWithControl = (
       return yield* new EngineFailure({ adapter, transient: false, message: `torch engine: the model's vocabulary (${info.vocab}) does not hold the tokenizer's EOS id ${tok.eos}` })
     }
     const version = yield* Ref.make(options.policyVersion ?? 0)
+    /** colocated handles (hf, hf-lora, embedded) first: a version bump; then paths the worker reads */
+    const accepts: ReadonlyArray<WeightsFormat> = ["hf", "hf-lora", "embedded"]
 
     const overflow = (sequences: ReadonlyArray<ReadonlyArray<number>>, extra: number) => {
       for (const s of sequences) {
@@ -157,15 +153,38 @@ export const makeWithControl = (
       return undefined
     }
 
+    /**
+     * A handle of this very worker (a colocated trainer's weights, already in place): a version bump. A path:
+     * the worker loads it (an HF checkpoint directory, or an embedded checkpoint file). A LoRA adapter
+     * travels as a handle only (the worker holds the base); a handle of another worker is refused.
+     */
+    const load = (w: PolicyWeights): Effect.Effect<void, EngineFailure | WeightsFormatUnsupported> => {
+      if (!accepts.includes(w.format)) {
+        return Effect.fail(new WeightsFormatUnsupported({ engine: "torch", accepts: [...accepts], trainer: describeWeights(w), produces: [w.format] }))
+      }
+      if (w.location._tag === "handle") {
+        const handle = w.location.handle as { readonly session?: unknown } | null
+        if (handle === null || typeof handle !== "object" || (handle !== session && handle.session !== session)) {
+          return Effect.fail(new EngineFailure({ adapter, transient: false, message: `torch engine: ${describeWeights(w)} is held by another process; export it to a path to load it here` }))
+        }
+        return Ref.set(version, w.version)
+      }
+      if (w.format === "hf-lora") {
+        return Effect.fail(new EngineFailure({ adapter, transient: false, message: `torch engine: ${describeWeights(w)}: a LoRA adapter directory loads only colocated (as a handle of this worker)` }))
+      }
+      return session.request("engine_load", { device: "auto", format: w.format, path: w.location.path }, LoadReply, { timeout: "10 minutes" }).pipe(
+        Effect.mapError(failure),
+        Effect.andThen(Ref.set(version, w.version))
+      )
+    }
+
     const engine = Engine.of({
       name: options.name ?? `torch(${info.device}, ${info.dtype}, ${info.params} params)`,
       capabilities: { entropy: "exact", prefixReuse: true, maxConcurrency: Number.POSITIVE_INFINITY, deterministic: info.device === "cpu" },
       tokenizer: tok,
-      policyVersion: options.version ?? Ref.get(version),
-      // loading new weights into the worker is not wired yet (realtask): it accepts none, so a run pairing
-      // it with a trainer fails at layer build with WeightsFormatUnsupported instead of serving stale weights
-      accepts: [],
-      load: (w) => Effect.fail(new WeightsFormatUnsupported({ engine: "torch", accepts: [], trainer: "the weights given", produces: [w.format] })),
+      policyVersion: Ref.get(version),
+      accepts,
+      load: (w) => load(w),
       generate: (requests) =>
         Effect.gen(function*() {
           if (requests.length === 0) return []
@@ -217,12 +236,6 @@ export const makeWithControl = (
 
     const control: TorchEngineControl = {
       info,
-      loadPath: (weights, v) =>
-        session.request("engine_load", { device: "auto", ...weights }, LoadReply, { timeout: "10 minutes" }).pipe(
-          Effect.mapError(failure),
-          Effect.andThen(Ref.set(version, v))
-        ),
-      bump: (v) => Ref.set(version, v),
       release: session.request("engine_release", {}, ReleaseReply).pipe(Effect.map((r) => r.freedTokens), Effect.mapError(failure))
     }
     return { engine, control }

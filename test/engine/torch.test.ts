@@ -10,6 +10,7 @@ import * as path from "node:path"
 import { Effect, Exit, Layer, Scope } from "effect"
 import { beforeAll } from "vitest"
 import { derive, type Key, root, uniform } from "../../src/core/random.ts"
+import { handleWeights, pathWeights } from "../../src/core/weights.ts"
 import { type TokenId, tokenIds } from "../../src/core/tokens.ts"
 import { layerEmbedded } from "../../src/engine/embedded.ts"
 import { Engine, type GenerateRequest, type Generation } from "../../src/engine/Engine.ts"
@@ -219,13 +220,22 @@ describe.skipIf(!torchOk)("torch engine on embedded weights (pytorch tier)", () 
         })
         // one SFT step on the worker changes the weights: the engine serves them at once (a version bump)
         yield* worker.sftStep({ sequences: [{ tokens: [...reqs[0]!.tokens, ...before[0]!.tokens], lossMask: [...reqs[0]!.tokens.map(() => 0 as const), ...before[0]!.tokens.map(() => 1 as const)] }] }, 16)
-        yield* control.bump(1)
+        yield* engine.load(handleWeights(1, "embedded", worker))
         assert.strictEqual(yield* engine.policyVersion, 1)
+        // a handle of another worker is refused, a LoRA adapter directory is not a path it loads
+        assert.strictEqual((yield* Effect.flip(engine.load(handleWeights(2, "hf", { session: {} })))).message.includes("another process"), true)
+        assert.strictEqual((yield* Effect.flip(engine.load(pathWeights(2, "gguf", "/tmp/x.gguf"))))._tag, "WeightsFormatUnsupported")
         const after = yield* engine.generate([reqs[0]!])
         const tf2 = yield* worker.logprobs([[...reqs[0]!.tokens, ...after[0]!.tokens]])
         assert.isBelow(maxAbs(after[0]!.logprobs, tf2.logprobs[0]!.slice(reqs[0]!.tokens.length)), 1e-4)
         assert.isAbove(maxAbs(after[0]!.logprobs.slice(0, 3), before[0]!.logprobs.slice(0, 3)), 1e-6)
         assert.strictEqual(yield* control.release, reqs[0]!.tokens.length + after[0]!.tokens.length - 1)
+        // weights by path: the worker's export, loaded by the engine itself, decodes exactly as the trainer's module
+        const file = path.join(dir, "exported.safetensors")
+        yield* worker.exportWeights(file, 1)
+        yield* engine.load(pathWeights(1, "embedded", file))
+        const again = yield* engine.generate([reqs[0]!])
+        assert.deepStrictEqual(again[0]!.tokens, after[0]!.tokens)
       }).pipe(Scope.provide(scope), Effect.provide(Layer.mergeAll(NodeServices.layer, Events.layerDiscard))))
     } finally {
       await Effect.runPromise(Scope.close(scope, Exit.void))

@@ -39,6 +39,7 @@ import {
 import { Evaluator } from "../../run/evaluate.ts"
 import { type SamplerKind, samplerOf } from "../../run/layers.ts"
 import { runArm } from "../../run/loop.ts"
+import { WeightSync } from "../../run/weightSync.ts"
 import { makeProgress } from "../../run/progress.ts"
 import { RunStore } from "../../run/RunStore.ts"
 import * as Arpo from "../../tasks/arpo.ts"
@@ -276,7 +277,8 @@ const workerOptions = (c: RealModelConfig, hfModel: string, seed: number): HfPyt
 
 /**
  * One worker holding the weights for both services: the PyTorch trainer on the checkpoint and the torch
- * engine decoding with the very same module (its version follows the trainer's: a weight sync is a bump).
+ * engine decoding with the very same module (the trainer hands its weights over as a handle of this worker:
+ * the run's WeightSync loading them is a version bump).
  */
 export const colocated = (c: RealModelConfig, hfModel: string, tokenizer: Tokenizer, seed: number): Layer.Layer<Trainer | Engine, unknown, Events> =>
   Layer.effectContext(
@@ -288,7 +290,6 @@ export const colocated = (c: RealModelConfig, hfModel: string, tokenizer: Tokeni
       })
       const engine = yield* Torch.make(trainer.worker.session, {
         tokenizer,
-        version: trainer.policyVersion,
         maxBatch: c.engine.maxBatch,
         cacheTokens: c.engine.cacheTokens,
         prefillTokens: c.engine.prefillTokens,
@@ -415,11 +416,12 @@ const runOne = (run: string, arm: ResolvedRealArm, seed: number, tasks: Map<stri
     const services = Layer.unwrap(Effect.gen(function*() {
       const both = yield* Layer.build(colocated(c, cold.dir, tokenizer, seed))
       const engine = Layer.succeed(Engine, Context.get(both, Engine))
-      return Layer.mergeAll(
+      // WeightSync negotiates the format (the trainer's in-worker handle) and loads it after every step
+      return WeightSync.layer.pipe(Layer.provideMerge(Layer.mergeAll(
         samplerOf(loopConfig(c), arm.sampler).pipe(Layer.provideMerge(Layer.mergeAll(engine, toolbox))),
         Layer.succeed(Trainer, Context.get(both, Trainer)),
         Evaluator.layer({ task, settings: c.eval, rollout: c.rollout, engine, toolbox })
-      )
+      )))
     }))
     const progress = yield* makeProgress({ label: `${arm.name} seed ${seed}`, total: c.rl.steps })
     yield* Effect.gen(function*() {
