@@ -3,7 +3,8 @@
  * engine with the real calculator tool; engine tokens computed per unique tree token (prefix reuse;
  * goal ≤ 1.05 for ARPO); framework overhead against replaying the very same engine requests directly
  * (goal < 5%). Prints a table and writes experiments/results/rollout.json (CONVENTIONS.md "Benchmarks").
- * Run: scripts/node24 node --import tsx experiments/bench/rollout.ts [--quick]
+ * Run: scripts/node24 node --import tsx experiments/bench/rollout.ts [--quick] [--engine=torch]
+ * (`--engine=torch`: the same policy's weights served by the torch engine, workers/engine.py; writes rollout-torch.json)
  */
 import { Effect, Layer } from "effect"
 import * as os from "node:os"
@@ -22,8 +23,20 @@ import * as Calculator from "../../src/tools/calculator.ts"
 import { Toolbox } from "../../src/tools/Toolbox.ts"
 import { prompts, trainTinyPolicy } from "../../test/rollout/embeddedFixture.ts"
 import { fig, machine, writeResults } from "./lib/output.ts"
+import * as fs from "node:fs"
+import * as NodePath from "node:path"
+import * as Torch from "../../src/engine/torch.ts"
+import { writeCheckpoint } from "../../src/model/checkpoint.ts"
+import { byteTokenizer } from "../../src/model/tokenizer.ts"
 
 const quick = process.argv.includes("--quick")
+/** the torch engine (a PyTorch worker decoding the same weights) instead of the embedded one */
+const torch = process.argv.includes("--engine=torch")
+let torchCheckpoint = ""
+const engineLayer = (policy: Policy) =>
+  torch
+    ? Torch.layerStandalone({ tokenizer: byteTokenizer, load: { format: "embedded", path: torchCheckpoint, device: "cpu" }, maxBatch: engineOptions.maxSlots })
+    : layerEmbedded(policy, engineOptions)
 const PROMPTS = quick ? 4 : 16
 const M = 16
 const N = 8
@@ -52,7 +65,7 @@ const recordingEngine = (policy: Policy, log: Array<ReadonlyArray<GenerateReques
       const inner = yield* Engine
       return Engine.of({ ...inner, generate: (requests) => Effect.suspend(() => (log.push(requests), inner.generate(requests))) })
     })
-  ).pipe(Layer.provide(layerEmbedded(policy, engineOptions)))
+  ).pipe(Layer.provide(engineLayer(policy)))
 
 const runSampler = (policy: Policy, sampler: ReturnType<typeof layerArpo>, seed: number): Promise<Measured> => {
   const calls: Array<ReadonlyArray<GenerateRequest>> = []
@@ -124,7 +137,7 @@ const replay = (policy: Policy, calls: ReadonlyArray<ReadonlyArray<GenerateReque
         const t0 = performance.now()
         for (const c of calls) yield* engine.generate(c)
         return performance.now() - t0
-      }).pipe(Effect.provide(layerEmbedded(policy, engineOptions).pipe(Layer.provide(Events.layerDiscard))))
+      }).pipe(Effect.provide(engineLayer(policy).pipe(Layer.provide(Events.layerDiscard))))
     )
   )
 
@@ -138,6 +151,10 @@ const main = async () => {
   const tTrain = performance.now()
   const policy = await trainTinyPolicy(quick ? 20 : 40, tinyConfig)
   console.log(`trained the benchmark policy (${tinyConfig.layers}x${tinyConfig.dModel}) in ${(performance.now() - tTrain).toFixed(0)} ms`)
+  if (torch) {
+    torchCheckpoint = NodePath.join(fs.mkdtempSync(NodePath.join(os.tmpdir(), "arpo-bench-torch-")), "policy.safetensors")
+    writeCheckpoint(torchCheckpoint, { config: tinyConfig, policyVersion: 0, step: 0, params: policy.toHost() })
+  }
   const samplers = {
     global: layerGlobal({ budget: M, maxResponseTokens: 64 }),
     arpo: layerArpo({ budget: M, initial: N, maxResponseTokens: 64, window: 6 })
@@ -182,9 +199,9 @@ const main = async () => {
     fig("arpo on 2 engines (router, prefix-affine): engine tokens computed per unique tree token", routed.computed / routed.unique, "ratio", "2 engines, load balancing only", blind.computed / blind.unique, "<= 1.05"),
     fig("arpo on 2 engines (router, prefix-affine) vs 1 engine: engine tokens computed per unique tree token", routed.computed / routed.unique, "ratio", "1 engine", a.m.engineComputed / a.m.uniqueTreeTokens, null)
   ]
-  writeResults("rollout", {
+  writeResults(torch ? "rollout-torch" : "rollout", {
     machine: machine(loadBefore),
-    setup: { model: tinyConfig, prompts: PROMPTS, M, N, reps: REPS, maxResponseTokens: 64, tool: "calculator as <python>", engine: engineOptions },
+    setup: { model: tinyConfig, prompts: PROMPTS, M, N, reps: REPS, maxResponseTokens: 64, tool: "calculator as <python>", engine: torch ? { torch: "workers/engine.py, CPU float32", maxBatch: engineOptions.maxSlots } : engineOptions },
     figures
   })
 }
