@@ -386,14 +386,20 @@ class Engine:
         # 1. prefill: each row's uncomputed suffix on top of its kept prefix, in groups of bounded size
         kv = [None] * n
         last_logits = [None] * n
-        hits = [self.store.lookup(r["tokens"]) for r in reqs]
+        # rows with the same context (the N initial samples of a prompt, the branches forked at one point) are
+        # prefilled once: the others take the leader's keys, values and last logits
+        leaders, lead_of = {}, [None] * n
+        for i, r in enumerate(reqs):
+            lead_of[i] = leaders.setdefault(tuple(r["tokens"]), i)
+        todo = [i for i in range(n) if lead_of[i] == i]
+        hits = [self.store.lookup(r["tokens"]) if lead_of[i] == i else None for i, r in enumerate(reqs)]
         g0 = 0
-        while g0 < n:
+        while g0 < len(todo):
             g1, total = g0, 0
-            while g1 < n and (g1 == g0 or total + len(reqs[g1]["tokens"]) <= self.prefill_tokens):
-                total += len(reqs[g1]["tokens"])
+            while g1 < len(todo) and (g1 == g0 or total + len(reqs[todo[g1]]["tokens"]) <= self.prefill_tokens):
+                total += len(reqs[todo[g1]]["tokens"])
                 g1 += 1
-            idx = list(range(g0, g1))
+            idx = todo[g0:g1]
             cache, mask, lens = self.assemble(model, [hits[i][0] for i in idx], [hits[i][1] for i in idx], dev)
             suffix = [reqs[i]["tokens"][hits[i][1]:] for i in idx]
             S = max(len(s) for s in suffix)
@@ -416,6 +422,10 @@ class Engine:
                 last_logits[i] = logits[j]
             del cache, hidden
             g0 = g1
+        for i in range(n):
+            if lead_of[i] != i:
+                kv[i], last_logits[i] = kv[lead_of[i]], last_logits[lead_of[i]]
+                stats["reused"] += len(reqs[i]["tokens"])
         t1 = time.time()
         stats["prefillMs"] += (t1 - t0) * 1000
         # 2. decode all rows together, one token per step
