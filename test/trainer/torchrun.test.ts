@@ -7,7 +7,7 @@
 // - sharding "fsdp" is refused with an error naming why (Debian's torch 1.13 cannot import FSDP on Python 3.11).
 import { NodeServices } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -21,7 +21,7 @@ import type { ModelConfig } from "../../src/model/config.ts"
 import { Policy } from "../../src/model/policy.ts"
 import { ensureBackend } from "../../src/model/runtime.ts"
 import { openWorker, type PytorchWorkerOptions } from "../../src/trainer/pytorch.ts"
-import { rankFailureOf } from "../../src/trainer/torchrun.ts"
+import { freePort, otherNodeCommand, rankFailureOf, type TorchrunConfig } from "../../src/trainer/torchrun.ts"
 
 const python = fs.existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3"
 const script = path.resolve(import.meta.dirname, "../../workers/trainer.py")
@@ -260,6 +260,47 @@ describe.skipIf(!torchOk)("pytorch tier: the trainer worker as a torchrun group 
         assert.include(e.message, "rank 1 was killed by SIGKILL")
       }
       assert.deepStrictEqual(yield* allGone(pids), [], "no rank (nor torchrun) survives")
+    }).pipe(Effect.provide(NodeServices.layer)), 300_000)
+
+  it.live("two nodes (here: two torchrun launchers on one machine, static rendezvous): node 1 joins with otherNodeCommand, the step equals 1 process's", () =>
+    Effect.gen(function*() {
+      const port = yield* freePort
+      const cfg: TorchrunConfig = { processes: 1, nodes: 2, masterPort: port }
+      const seqs = batch(5)
+      const loss = defaultPolicyLossConfig
+      const single = yield* Effect.scoped(Effect.gen(function*() {
+        const w = yield* openWorker(ckpt, base)
+        return yield* w.trainStep(seqs, loss, normalizer({ sequences: seqs }), { microBatchRows: 2 })
+      }))
+      // node 1: what a second machine would run (stdin from /dev/null: only rank 0 reads requests)
+      const node1 = spawn("bash", ["-c", otherNodeCommand(cfg, python, script, port, 1)], {
+        env: { ...process.env, ...base.env },
+        stdio: ["ignore", "ignore", "pipe"],
+        detached: true
+      })
+      let node1Err = ""
+      node1.stderr!.on("data", (d) => (node1Err = (node1Err + String(d)).slice(-2000)))
+      const exited = new Promise<number | null>((resolve) => node1.on("exit", (code) => resolve(code)))
+      const two = yield* Effect.scoped(Effect.gen(function*() {
+        const w = yield* openWorker(ckpt, { ...base, torchrun: cfg })
+        const ranks = yield* w.session.request("ranks", {}, Ranks)
+        assert.deepStrictEqual(ranks.ranks.map((r) => r.rank), [0, 1])
+        assert.notStrictEqual(ranks.ranks[1]!.pid, ranks.ranks[0]!.pid)
+        return yield* w.trainStep(seqs, loss, normalizer({ sequences: seqs }), { microBatchRows: 2 })
+      })).pipe(Effect.ensuring(Effect.sync(() => {
+        if (node1.exitCode === null) {
+          setTimeout(() => {
+            try {
+              process.kill(-node1.pid!, "SIGKILL")
+            } catch { /* already gone */ }
+          }, 20_000)
+        }
+      })))
+      assert.closeTo(two.loss, single.loss, 1e-6)
+      assert.closeTo(two.gradNorm, single.gradNorm, 1e-5 * Math.max(1, single.gradNorm))
+      // closing node 0's scope ended the whole group: node 1's launcher exits by itself, successfully
+      const code = yield* Effect.promise(() => exited)
+      assert.strictEqual(code, 0, node1Err)
     }).pipe(Effect.provide(NodeServices.layer)), 300_000)
 
   it.live("sharding fsdp is refused with an error naming why; bad torchrun settings are a typed error", () =>
