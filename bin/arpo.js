@@ -38,5 +38,6 @@ if (major < 24 && existsSync(node24) && process.env.ARPO_REEXEC !== "1") {
   } catch {
     // left as "tsx": node then reports that it cannot find it
   }
-  delegate(process.execPath, ["--import", tsx, join(root, "src", "cli", "main.ts"), ...process.argv.slice(2)])
+  // "development": `import … from "arpo"` in an experiment file resolves to this checkout's sources
+  delegate(process.execPath, ["--conditions=development", "--import", tsx, join(root, "src", "cli", "main.ts"), ...process.argv.slice(2)])
 }

@@ -63,7 +63,7 @@ export * as Sampler from "./rollout/index.ts"
 
 // ── the run ─────────────────────────────────────────────────────────────────
 export * as RunConfig from "./run/config.ts"
-export * as Components from "./run/layers.ts"
+export * as AdvantageEstimator from "./run/estimator.ts"
 export * as Loop from "./run/loop.ts"
 export * as Sft from "./run/sft.ts"
 export * as Evaluate from "./run/evaluate.ts"
@@ -74,5 +74,7 @@ export * as Summary from "./report/summarize.ts"
 
 // ── experiments (compose everything above; write reports) ──────────────────
 export * as Experiment from "./experiment/define.ts"
+export * as Registry from "./experiment/registries.ts"
+export * as Components from "./experiment/resolve.ts"
 export * as Experiments from "./experiment/registry.ts"
 export * as Defaults from "./experiment/catalog/defaults.ts"

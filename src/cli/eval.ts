@@ -19,7 +19,7 @@ import { RunStore } from "../run/RunStore.ts"
 import { type BenchmarkName, benchmarkNames, load as loadBenchmark } from "../tasks/benchmarks.ts"
 import type { PromptFormat } from "../tasks/systemPrompt.ts"
 import { Toolbox } from "../tools/Toolbox.ts"
-import { ExperimentUnsupported, lookup } from "./experiments.ts"
+import { experimentOfRun, ExperimentUnsupported } from "./experiments.ts"
 import { checkOutFile, runOfCheckpoint } from "./runDir.ts"
 import { badInput, presentErrors } from "./present.ts"
 import { experimentOf } from "./resume.ts"
@@ -155,7 +155,7 @@ const flags = {
   task: Flag.String("task").pipe(Flag.optional, Flag.withDescription("experiment form: the task to evaluate on (a task name the experiment knows)")),
   split: Flag.String("split").pipe(Flag.optional, Flag.withDescription("experiment form: the split (default: the task's test split)")),
   seed: Flag.Int("seed").pipe(Flag.withDefault(0), Flag.withDescription("seed for sampled responses (pass@k)")),
-  experiment: Flag.String("experiment").pipe(Flag.optional, Flag.withDescription("experiment form: the experiment (default: inferred from the run directory)")),
+  experiment: Flag.String("experiment").pipe(Flag.optional, Flag.withDescription("experiment form: the experiment, a name or a module file (default: the file or name recorded in the run's config.json)")),
   benchmark: Flag.Literals("benchmark", benchmarkNames).pipe(
     Flag.optional,
     Flag.withDescription("benchmark form: a paper benchmark from ../shared/data/benchmarks (test split)")
@@ -326,13 +326,9 @@ const experimentEval = (input: Input, checkpoint: string, task: string) =>
       return yield* badInput(`checkpoint ${checkpoint} does not exist`)
     }
     const runDir = Option.isSome(input.experiment) ? NodePath.dirname(NodePath.dirname(NodePath.resolve(checkpoint))) : yield* runOfCheckpoint(checkpoint)
-    const name = Option.isSome(input.experiment)
-      ? input.experiment.value
-      : experimentOf(
-        runDir,
-        yield* RunStore.use((s) => s.readConfig).pipe(Effect.provide(RunStore.layerOpen(runDir)), Effect.orElseSucceed(() => undefined))
-      )
-    const experiment = yield* lookup(name)
+    const config = yield* RunStore.use((s) => s.readConfig).pipe(Effect.provide(RunStore.layerOpen(runDir)), Effect.orElseSucceed(() => undefined))
+    const name = Option.isSome(input.experiment) ? input.experiment.value : experimentOf(runDir, config)
+    const experiment = yield* experimentOfRun(Option.getOrUndefined(input.experiment), name, config)
     if (experiment.evaluate === undefined) {
       return yield* new ExperimentUnsupported({ experiment: name, message: `experiment ${name} cannot evaluate checkpoints (it has no evaluate)` })
     }

@@ -100,3 +100,23 @@ export const loadFile = (file: string): Effect.Effect<Experiment, ExperimentFile
 /** A name from the registry, or a module file. */
 export const resolve = (nameOrFile: string): Effect.Effect<Experiment, ExperimentNotFound | ExperimentFileInvalid> =>
   looksLikeFile(nameOrFile) ? loadFile(nameOrFile) : lookup(nameOrFile)
+
+/** The experiment module file a run came from (config.json `source`), when it was run from a file. */
+export const sourceOf = (config: unknown): string | undefined => {
+  const source = typeof config === "object" && config !== null ? (config as { source?: unknown }).source : undefined
+  return typeof source === "string" && source !== "" ? source : undefined
+}
+
+/**
+ * The experiment of a run directory: the one given (a name or a file), else the file the run came from
+ * (config.json `source`), else the experiment named in config.json (or by the directory's parent).
+ */
+export const experimentOfRun = (
+  given: string | undefined,
+  name: string,
+  config: unknown
+): Effect.Effect<Experiment, ExperimentNotFound | ExperimentFileInvalid> => {
+  if (given !== undefined) return resolve(given)
+  const source = sourceOf(config)
+  return source !== undefined ? loadFile(source) : lookup(name)
+}

@@ -1,13 +1,14 @@
 /**
- * `arpo resume <dir>`: continue a run from its last checkpoint. The experiment is the `experiment`
- * field of the run's config.json, else the directory's parent name (`runs/<experiment>/<run-id>`).
+ * `arpo resume <dir> [--experiment name|file]`: continue a run from its last checkpoint. The experiment
+ * is the one given, else the experiment file the run came from (config.json `source`), else the
+ * `experiment` named in config.json, else the directory's parent name (`runs/<experiment>/<run-id>`).
  * Prints the run directory as the last line.
  */
-import { Console, Effect } from "effect"
+import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as NodePath from "node:path"
 import { RunStore } from "../run/RunStore.ts"
-import { ExperimentUnsupported, lookup } from "./experiments.ts"
+import { experimentOfRun, ExperimentUnsupported } from "./experiments.ts"
 import { presentErrors } from "./present.ts"
 import { requireRunDirectory } from "./runDir.ts"
 
@@ -21,14 +22,18 @@ export const resumeCommand = Command.make(
   "resume",
   {
     dir: Argument.String("dir").pipe(Argument.withDescription("the run directory, runs/<experiment>/<run-id>")),
-    force: Flag.Boolean("force").pipe(Flag.withDefault(false), Flag.withDescription("resume although config.json changed since the run started (warns)"))
+    force: Flag.Boolean("force").pipe(Flag.withDefault(false), Flag.withDescription("resume although config.json changed since the run started (warns)")),
+    experiment: Flag.String("experiment").pipe(
+      Flag.optional,
+      Flag.withDescription("the experiment (a name or a module file; default: the file the run came from, else its name)")
+    )
   },
-  ({ dir, force }) =>
+  ({ dir, force, experiment: given }) =>
     Effect.gen(function*() {
       yield* requireRunDirectory(dir)
       const config = yield* RunStore.use((s) => s.readConfig).pipe(Effect.provide(RunStore.layerOpen(dir)))
       const name = experimentOf(dir, config)
-      const experiment = yield* lookup(name)
+      const experiment = yield* experimentOfRun(Option.getOrUndefined(given), name, config)
       if (experiment.resume === undefined) {
         return yield* new ExperimentUnsupported({ experiment: name, message: `experiment ${name} cannot resume runs (it has no resume)` })
       }

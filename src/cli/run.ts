@@ -5,7 +5,8 @@
  */
 import { Console, Effect, Option, Result } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { resolve, type RunOptions } from "./experiments.ts"
+import * as NodePath from "node:path"
+import { looksLikeFile, resolve, type RunOptions } from "./experiments.ts"
 import { printList } from "./list.ts"
 import { badInput, presentErrors } from "./present.ts"
 import { checkOutDirectory } from "./runDir.ts"
@@ -68,7 +69,9 @@ export const runCommand = Command.make(
         seeds: seeds.success,
         set: Option.getOrElse(input.set, () => ({})),
         sweep: sweep.success,
-        out: input.out
+        out: input.out,
+        // a run of an experiment file records the file, so `arpo resume` / `eval` / `report` find it again
+        ...(Option.isSome(input.experiment) && looksLikeFile(input.experiment.value) ? { source: NodePath.resolve(input.experiment.value) } : {})
       }
       if (Option.isNone(input.experiment)) {
         yield* printList

@@ -5,6 +5,7 @@
  */
 import { type AttributionMode, attributeForest } from "./attribution.ts"
 import type { TrainBatch, TrainSequence } from "./batch.ts"
+import { entropyAware } from "./advantage.ts"
 import type { RolloutTree, Trajectory } from "./tree.ts"
 
 /** One tree and its per-trajectory advantages (in `trajectories(tree)` order). */
@@ -19,6 +20,11 @@ export interface PackOptions {
   readonly attribution: AttributionMode
   /** policy version of a sequence with no model node that records one (default 0) */
   readonly defaultPolicyVersion?: number
+  /**
+   * AEPO's entropy-aware advantage (`entropyAware` in advantage.ts): scale every model token's advantage by
+   * 1 + α·z, z its entropy z-scored over all model tokens of the batch (absent or 0: off)
+   */
+  readonly entropyAlpha?: number
 }
 
 /**
@@ -44,11 +50,13 @@ export const trajectoryPolicyVersion = (tree: RolloutTree, t: Trajectory, fallba
  */
 export const pack = (items: ReadonlyArray<PackItem>, options: PackOptions): TrainBatch => {
   const sequences: Array<TrainSequence> = []
+  const entropies: Array<ReadonlyArray<number>> = []
   const attributed = attributeForest(options.attribution, items)
   for (let j = 0; j < items.length; j++) {
     const item = items[j]!
     for (const a of attributed[j]!) {
       const t = a.trajectory
+      entropies.push(t.entropies)
       sequences.push({
         tokens: t.tokens,
         responseStart: t.responseStart,
@@ -61,5 +69,21 @@ export const pack = (items: ReadonlyArray<PackItem>, options: PackOptions): Trai
       })
     }
   }
-  return { sequences }
+  const alpha = options.entropyAlpha ?? 0
+  if (alpha === 0 || sequences.length === 0) return { sequences }
+  // the z-score is over the batch's model tokens (AEPO's response mask), so scale the concatenation
+  const scaled = entropyAware(
+    sequences.flatMap((s) => s.advantages),
+    entropies.flatMap((e) => e),
+    sequences.flatMap((s) => s.lossMask),
+    alpha
+  )
+  let at = 0
+  return {
+    sequences: sequences.map((s) => {
+      const advantages = Array.from(scaled.subarray(at, at + s.advantages.length))
+      at += s.advantages.length
+      return { ...s, advantages }
+    })
+  }
 }

@@ -18,6 +18,8 @@ export interface RunOptions {
   readonly sweep: Readonly<Record<string, ReadonlyArray<string>>>
   /** the runs root: run directories go to `<out>/<experiment>/<run-id>/` */
   readonly out: string
+  /** the experiment module file this experiment was loaded from (recorded in config.json for resume / eval / report) */
+  readonly source?: string
 }
 
 export interface ResumeOptions {
@@ -52,5 +54,7 @@ export interface Experiment {
   readonly resume?: (runDir: string, options?: ResumeOptions) => Effect.Effect<string, unknown, ExperimentEnv>
   /** evaluate a checkpoint of this experiment on a task; succeeds with lines to print */
   readonly evaluate?: (checkpoint: string, options: EvalOptions) => Effect.Effect<ReadonlyArray<string>, unknown, ExperimentEnv>
+  /** the experiment's own report lines for a finished run (printed by `arpo report` after the headline) */
+  readonly report?: (runDir: string) => Effect.Effect<ReadonlyArray<string>, unknown, ExperimentEnv>
 }
 

@@ -24,18 +24,16 @@ import { Trainer } from "../trainer/Trainer.ts"
 import { writeFileAtomic, writeJsonAtomic } from "../run/atomic.ts"
 import type { RolloutTree } from "../core/tree.ts"
 import {
-  applySet,
-  checkPatchKeys,
   ConfigInvalid,
   type ConfigPatch,
-  decodeConfig,
   mergePatch,
   type RunConfig,
   RunConfig as RunConfigSchema,
   type RunConfigJson
 } from "../run/config.ts"
 import { Evaluator } from "../run/evaluate.ts"
-import { type Components, embeddedComponents, type SamplerKind } from "../run/layers.ts"
+import { builtinRegistries, type Registrations, type Registries, withRegistrations } from "./registries.ts"
+import { type Components, registryComponents, resolveArm, type Resolved, unknownEverywhere } from "./resolve.ts"
 import { runArm } from "../run/loop.ts"
 import { WeightSync } from "../run/weightSync.ts"
 import { RunStore } from "../run/RunStore.ts"
@@ -44,7 +42,8 @@ import { coldStart } from "../run/sft.ts"
 export interface ArmSpec {
   /** letters, digits and . _ = + - (it names checkpoints) */
   readonly name: string
-  readonly sampler: SamplerKind
+  /** the registered sampler this arm uses (sets `rollout.name`) */
+  readonly sampler: string
   /** this arm's changes to the profile's config */
   readonly set?: ConfigPatch
   /** Layers replacing the experiment's `components` for this arm only (e.g. another trainer) */
@@ -63,7 +62,9 @@ export interface ExperimentSpec {
   readonly config: RunConfigJson
   readonly profiles: { readonly quick: Profile; readonly full: Profile }
   readonly arms: ReadonlyArray<ArmSpec>
-  /** Layers that replace the embedded defaults (engine, trainer, sampler, task, toolbox) */
+  /** components this experiment adds to the registries (by value); its arms and config name them */
+  readonly register?: Registrations
+  /** Layers that replace what the registries build (engine, trainer, sampler, estimator, task, toolbox) */
   readonly components?: Partial<Components>
   /** extra report lines computed from the run (printed before the run directory) */
   readonly conclude?: (summary: Summary, dir: string) => Effect.Effect<ReadonlyArray<string>, unknown, FileSystem.FileSystem>
@@ -72,7 +73,8 @@ export interface ExperimentSpec {
 /** One arm as resolved and stored in config.json. */
 export interface ResolvedArm {
   readonly name: string
-  readonly sampler: SamplerKind
+  /** the sampler's registered name (`config.rollout.name`) */
+  readonly sampler: string
   readonly config: RunConfig
 }
 
@@ -83,7 +85,11 @@ export interface StoredRun {
   readonly seeds: ReadonlyArray<number>
   readonly set: Readonly<Record<string, string>>
   readonly sweep: Readonly<Record<string, ReadonlyArray<string>>>
-  readonly arms: ReadonlyArray<{ readonly name: string; readonly sampler: SamplerKind; readonly config: RunConfigJson }>
+  readonly arms: ReadonlyArray<{ readonly name: string; readonly sampler: string; readonly config: RunConfigJson }>
+  /** the experiment module a run of an experiment file came from (absolute path): `arpo resume` / `eval` load it */
+  readonly source?: string
+  /** the components the experiment registered, by kind (names only; the file holds them) */
+  readonly registered?: Readonly<Record<string, ReadonlyArray<string>>>
 }
 
 /** The run directory does not hold a run this experiment can continue. */
@@ -92,19 +98,21 @@ export class RunNotResumable extends Schema.TaggedError<RunNotResumable>()("RunN
   message: Schema.String
 }) {}
 
-const samplerKinds: ReadonlyArray<SamplerKind> = ["global", "arpo", "aepo", "random-branch"]
+/** The registries of an experiment: the built-ins with what it registers. */
+export const registriesOf = (spec: ExperimentSpec): Registries => withRegistrations(builtinRegistries, spec.register)
 
 /**
  * Resolve the arms of a run: defaults → profile → arm → `--set` (in order) → one arm per `--sweep`
- * combination. A sweep key `arm:key` (`arpo:rollout.beta`) sweeps that arm only; a plain key sweeps every arm.
+ * combination (a sweep key `arm:key`, e.g. `arpo:rollout.beta`, sweeps that arm only; a plain key every arm);
+ * every component section decoded by the registered component it names (src/experiment/resolve.ts).
  */
 export const resolveArms = (
   spec: ExperimentSpec,
   options: Pick<RunOptions, "profile" | "set" | "sweep">
 ): Effect.Effect<ReadonlyArray<ResolvedArm>, ConfigInvalid> =>
   Effect.gen(function*() {
+    const registries = registriesOf(spec)
     const profile = spec.profiles[options.profile]
-    yield* checkPatchKeys(spec.config, profile.set, `experiment ${spec.name} profile ${options.profile}`)
     const base = mergePatch(spec.config, profile.set)
     const sweeps = Object.entries(options.sweep).map(([raw, values]) => {
       const colon = raw.indexOf(":")
@@ -118,11 +126,9 @@ export const resolveArms = (
         })
       }
     }
-    const out: Array<ResolvedArm> = []
+    const out: Array<Resolved> = []
+    const applied = new Map<string, number>()
     for (const arm of spec.arms) {
-      yield* checkPatchKeys(spec.config, arm.set, `experiment ${spec.name} arm ${arm.name}`)
-      let json = mergePatch(base, arm.set)
-      for (const [key, value] of Object.entries(options.set)) json = yield* applySet(json, key, value)
       const combos: Array<ReadonlyArray<readonly [string, string]>> = [[]]
       for (const s of sweeps) {
         if (s.arm !== undefined && s.arm !== arm.name) continue
@@ -131,13 +137,20 @@ export const resolveArms = (
         combos.splice(0, combos.length, ...next)
       }
       for (const combo of combos) {
-        let swept = json
-        for (const [key, value] of combo) swept = yield* applySet(swept, key, value, "--sweep")
         const name = combo.length === 0 ? arm.name : `${arm.name}+${combo.map(([k, v]) => `${k}=${v}`).join("+")}`
-        out.push({ name, sampler: arm.sampler, config: yield* decodeConfig(swept, `arm ${name}`) })
+        const sets = [
+          ...Object.entries(options.set).map(([k, v]) => [k, v, "--set"] as const),
+          ...combo.map(([k, v]) => [k, v, "--sweep"] as const)
+        ]
+        const { resolved, skipped } = yield* resolveArm(registries, base, { ...arm, name }, sets, `experiment ${spec.name} arm ${name}`)
+        for (const [key] of sets) if (!skipped.includes(key)) applied.set(key, (applied.get(key) ?? 0) + 1)
+        out.push(resolved)
       }
     }
-    return out
+    for (const key of [...Object.keys(options.set), ...sweeps.map((s) => s.key)]) {
+      if ((applied.get(key) ?? 0) === 0) return yield* unknownEverywhere(registries, key, out)
+    }
+    return out.map((r) => ({ name: r.name, sampler: r.sampler, config: r.config }))
   })
 
 /**
@@ -147,7 +160,7 @@ export const resolveArms = (
 export const componentsOf = (spec: ExperimentSpec, arm: string): Components => {
   const base = spec.arms.find((a) => a.name === arm) ??
     spec.arms.filter((a) => arm.startsWith(`${a.name}+`)).sort((a, b) => b.name.length - a.name.length)[0]
-  return { ...embeddedComponents, ...spec.components, ...base?.components }
+  return { ...registryComponents(registriesOf(spec)), ...spec.components, ...base?.components }
 }
 
 const pad = (n: number) => String(n).padStart(6, "0")
@@ -215,9 +228,10 @@ const runOne = (spec: ExperimentSpec, run: string, arm: ResolvedArm, seed: numbe
     // the trainer starts from the cold start; the engines serve what WeightSync loads (the format is
     // negotiated, and an engine that cannot load the trainer's weights fails here, when the layers are built)
     const services = WeightSync.layer.pipe(Layer.provideMerge(Layer.mergeAll(
-      components.sampler(config, arm.sampler).pipe(Layer.provideMerge(Layer.mergeAll(components.engine(config), toolbox))),
+      components.sampler(config).pipe(Layer.provideMerge(Layer.mergeAll(components.engine(config), toolbox))),
       components.trainer(config, { config: config.model, params: cold.params }),
-      Evaluator.layer({ task, settings: config.eval, rollout: config.rollout, engine: components.engine(config), toolbox })
+      Evaluator.layer({ task, settings: config.eval, rollout: config.rollout, engine: components.engine(config), toolbox }),
+      components.estimator(config)
     )))
     const progress = yield* makeProgress({ label: `${arm.name} seed ${seed}`, total: config.rl.steps })
     yield* Effect.gen(function*() {
@@ -359,8 +373,12 @@ const execute = (spec: ExperimentSpec, arms: ReadonlyArray<ResolvedArm>, seeds: 
     return store.paths.dir
   }).pipe(Effect.provide(RunStore.eventsLayer))
 
-/** Decode the stored arms of a run directory's config.json. */
-export const readStoredRun = (dir: string, config: unknown): Effect.Effect<{ stored: StoredRun; arms: ReadonlyArray<ResolvedArm> }, RunNotResumable | ConfigInvalid> =>
+/** Decode the stored arms of a run directory's config.json (component sections by the experiment's registries). */
+export const readStoredRun = (
+  dir: string,
+  config: unknown,
+  registries: Registries = builtinRegistries
+): Effect.Effect<{ stored: StoredRun; arms: ReadonlyArray<ResolvedArm> }, RunNotResumable | ConfigInvalid> =>
   Effect.gen(function*() {
     const stored = config as StoredRun
     if (typeof stored !== "object" || stored === null || !Array.isArray(stored.arms) || !Array.isArray(stored.seeds)) {
@@ -368,13 +386,16 @@ export const readStoredRun = (dir: string, config: unknown): Effect.Effect<{ sto
     }
     const arms: Array<ResolvedArm> = []
     for (const a of stored.arms) {
-      if (!samplerKinds.includes(a.sampler)) {
-        return yield* new RunNotResumable({ dir, message: `${dir}/config.json: arm ${a.name} has an unknown sampler "${String(a.sampler)}"` })
-      }
-      arms.push({ name: a.name, sampler: a.sampler, config: yield* decodeConfig(a.config, `${dir}/config.json arm ${a.name}`) })
+      // the stored config is complete: resolving it again checks every section against its component
+      const { resolved } = yield* resolveArm(registries, a.config, { name: a.name }, [], `${dir}/config.json arm ${a.name}`)
+      arms.push({ name: a.name, sampler: resolved.sampler, config: resolved.config })
     }
     return { stored, arms }
   })
+
+/** The names an experiment registered, by kind (what config.json records). */
+const registeredNames = (r: Registrations): Record<string, ReadonlyArray<string>> =>
+  Object.fromEntries(Object.entries(r).map(([kind, entries]) => [kind, (entries ?? []).map((e: { readonly name: string }) => e.name)]))
 
 const encodeArm = (arm: ResolvedArm) => ({ name: arm.name, sampler: arm.sampler, config: Schema.encodeSync(RunConfigSchema)(arm.config) })
 
@@ -398,7 +419,16 @@ export const define = (spec: ExperimentSpec): Experiment => ({
     Effect.gen(function*() {
       const arms = yield* resolveArms(spec, options)
       const seeds = options.seeds ?? spec.profiles[options.profile].seeds
-      const stored: StoredRun = { experiment: spec.name, profile: options.profile, seeds, set: options.set, sweep: options.sweep, arms: arms.map(encodeArm) }
+      const stored: StoredRun = {
+        experiment: spec.name,
+        profile: options.profile,
+        seeds,
+        set: options.set,
+        sweep: options.sweep,
+        arms: arms.map(encodeArm),
+        ...(options.source !== undefined ? { source: options.source } : {}),
+        ...(spec.register !== undefined ? { registered: registeredNames(spec.register) } : {})
+      }
       return yield* Effect.andThen(RunStore.use((store) => recordConfigHash(store.paths.dir)), execute(spec, arms, seeds, new Map())).pipe(
         Effect.provide(RunStore.layerCreate({ root: options.out, experiment: spec.name, config: stored }))
       )
@@ -406,7 +436,7 @@ export const define = (spec: ExperimentSpec): Experiment => ({
   resume: (dir, resumeOptions = {}) =>
     Effect.gen(function*() {
       const store = yield* RunStore
-      const { stored, arms } = yield* readStoredRun(dir, yield* store.readConfig)
+      const { stored, arms } = yield* readStoredRun(dir, yield* store.readConfig, registriesOf(spec))
       if (stored.experiment !== spec.name) {
         return yield* new RunNotResumable({ dir, message: `${dir} is a run of ${stored.experiment}, not ${spec.name}` })
       }
@@ -432,11 +462,19 @@ export const define = (spec: ExperimentSpec): Experiment => ({
       }
       return yield* execute(spec, arms, stored.seeds, starts)
     }).pipe(Effect.provide(RunStore.layerOpen(dir))),
+  ...(spec.conclude === undefined ? {} : {
+    report: (dir: string) =>
+      Effect.gen(function*() {
+        const fileSystem = yield* FileSystem.FileSystem
+        const summary = JSON.parse(yield* fileSystem.readFileString(NodePath.join(dir, "summary.json"))) as Summary
+        return yield* spec.conclude!(summary, dir)
+      })
+  }),
   evaluate: (checkpoint, options) =>
     Effect.gen(function*() {
       const runDir = NodePath.dirname(NodePath.dirname(NodePath.resolve(checkpoint)))
       const config = yield* RunStore.use((s) => s.readConfig).pipe(Effect.provide(RunStore.layerOpen(runDir)))
-      const { arms } = yield* readStoredRun(runDir, config)
+      const { arms } = yield* readStoredRun(runDir, config, registriesOf(spec))
       const state = yield* Effect.try({
         try: () => JSON.parse(fs.readFileSync(NodePath.join(checkpoint, stateFile), "utf8")) as { arm: string; seed: number; step: number },
         catch: () => new RunNotResumable({ dir: runDir, message: `checkpoint ${checkpoint} is incomplete or not a checkpoint of an experiment run (no readable ${stateFile})` })

@@ -24,6 +24,8 @@ export interface Probe {
   readonly node: number
   /** 1-based index of this tool call in the trajectory */
   readonly call: number
+  /** the tool that answered this call (its call tag: "python", "search", …) */
+  readonly tool: string
   /** window entropy sum (nats) of the first k tokens after the result */
   readonly hAfterTool: number
   /** window entropy sum (nats) of the first k tokens of the trajectory's root response */

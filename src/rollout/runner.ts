@@ -84,6 +84,8 @@ interface Traj {
   firstBounds: WindowBounds | undefined
   /** the tool node whose post-result window the next segment measures */
   probeOf: number | undefined
+  /** the tool that answered at `probeOf` */
+  probeTool: string
   done: boolean
   failed: boolean
 }
@@ -223,6 +225,7 @@ export const runRollout = (
         firstWindow: undefined,
         firstBounds: undefined,
         probeOf: undefined,
+        probeTool: "",
         done: false,
         failed: false
       })
@@ -399,6 +402,7 @@ export const runRollout = (
               trajectory: t.id,
               node: t.probeOf,
               call: t.calls,
+              tool: t.probeTool,
               hAfterTool: window,
               hInitial: t.rootWindow,
               deltaH: d,
@@ -481,6 +485,7 @@ export const runRollout = (
             return
           }
           t.probeOf = id
+          t.probeTool = q.call.tool
           const firstBounds = t.firstWindow !== undefined ? t.firstBounds : q.segmentBounds
           toolSteps.push({
             prompt: t.prompt,

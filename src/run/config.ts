@@ -1,49 +1,30 @@
 /**
  * The configuration of one arm of an experiment (task, model, cold-start SFT, RL, advantage, loss,
- * rollout, evaluation, checkpoints) as one Schema, and `--set key=value` overrides on it: a dotted key
- * must name a field that exists, and its value must decode to that field's type, else a typed
- * `ConfigInvalid` naming the key. Every field is required in a resolved config, so the defaults of an
- * experiment are a complete value and every key a user can set is visible in config.json.
- * It does not build anything from the config (see `layers.ts`) nor run it (`loop.ts`).
+ * rollout, tools, evaluation, engine, trainer, checkpoints) as one Schema, and `--set key=value` overrides
+ * on it: a dotted key must name a field that exists, and its value must decode to that field's type, else
+ * a typed `ConfigInvalid` naming the key. The sections that choose a component (`task`, `rollout` = the
+ * sampler, `advantage.estimator`, `tools.tags.<tag>`, `engine`, `trainer`) are `{ name, …settings }`: here
+ * they are open records; the registered component's own Schema checks them (src/experiment/registries.ts).
+ * Every field is required in a resolved config, so every key a user can set is visible in config.json.
+ * It does not build anything from the config nor run it (`loop.ts`).
  */
 import { Effect, Schema } from "effect"
-import { EstimatorName } from "../core/advantage.ts"
 import { AttributionMode } from "../core/attribution.ts"
 import { Aggregation, KlEstimator, type PolicyLossConfig } from "../core/loss.ts"
 import { ModelConfig, validateConfig } from "../model/config.ts"
-import { ArpoMode } from "../rollout/config.ts"
 import { CallFormatName } from "../tools/callFormat.ts"
 import type { TisOptions } from "../trainer/Trainer.ts"
 
 const Int = (min: number) => Schema.Int.pipe(Schema.check(Schema.isGreaterThanOrEqualTo(min)))
 const Positive = Schema.Finite.pipe(Schema.check(Schema.isGreaterThan(0)))
 const NonNegative = Schema.Finite.pipe(Schema.check(Schema.isGreaterThanOrEqualTo(0)))
-const Unit = Schema.Finite.pipe(Schema.check(Schema.isBetween({ minimum: 0, maximum: 1 })))
 
-/** Which task, with the options of the synthetic tasks (fields a task does not use are ignored by it). */
-export const TaskSettings = Schema.Struct({
-  name: Schema.Literals(["arithmetic", "multihop", "flaky-arithmetic", "noisy-search", "pointer-chase"]),
-  /** the task's own seed (its problems and demonstrations); independent of the run seed */
-  seed: Schema.Int,
-  /** arithmetic: operand digits, inclusive */
-  minDigits: Int(1),
-  maxDigits: Int(1),
-  operators: Schema.Array(Schema.Literals(["*", "+", "-"])),
-  /** multihop: companies in the generated world */
-  companies: Int(4),
-  /** share of deliberately imperfect SFT demonstrations (leaves room for RL) */
-  imperfectShare: Unit,
-  reward: Schema.Literals(["arpo", "exact", "math"]),
-  /** flaky-arithmetic: probability a calculator call fails (0 = the deterministic control; default 0.3) */
-  failureRate: Schema.optional(Unit),
-  /** noisy-search: look-alike pages per search (0 = the control's exact page; default 2) */
-  lookalikes: Schema.optional(Int(0)),
-  /** noisy-search: probability a search leaves the target out (default 0.25) */
-  missingRate: Schema.optional(Unit),
-  /** pointer-chase: links per name, 1..maxCandidates (1 = the control; default 3) */
-  maxCandidates: Schema.optional(Int(1))
-})
-export type TaskSettings = typeof TaskSettings.Type
+/** A component section: the registered component's `name` and its settings (checked by the component's own Schema). */
+export const Section = Schema.StructWithRest(Schema.Struct({ name: Schema.String }), [Schema.Record(Schema.String, Schema.Unknown)])
+export type Section = typeof Section.Type
+
+/** The task section: which registered task and its settings (`seed`: the task's own, independent of the run seed). */
+export type TaskSettings = Section
 
 export const SftSettings = Schema.Struct({
   /** optimizer steps of cold-start SFT (0: start RL from random weights) */
@@ -73,10 +54,14 @@ export const RlSettings = Schema.Struct({
 export type RlSettings = typeof RlSettings.Type
 
 export const AdvantageSettings = Schema.Struct({
-  estimator: EstimatorName,
+  /** the registered advantage estimator and its settings (`{ name: "grpo", eps }`) */
+  estimator: Section,
   attribution: AttributionMode,
-  /** GRPO's epsilon added to the group std */
-  eps: Positive
+  /**
+   * AEPO's entropy-aware advantage (src/core/advantage.ts `entropyAware`): each model token's advantage is
+   * scaled by 1 + α·z, z the token entropy z-scored over the batch's model tokens; 0 turns it off (AEPO: 0.2)
+   */
+  entropyAlpha: NonNegative
 })
 export type AdvantageSettings = typeof AdvantageSettings.Type
 
@@ -98,29 +83,31 @@ export const LossSettings = Schema.Struct({
 })
 export type LossSettings = typeof LossSettings.Type
 
-/** Sampler settings: the runner's (all samplers) and the branching ones (arpo, random-branch). */
-export const RolloutSettings = Schema.Struct({
+/**
+ * The rollout section: the registered sampler (`name`) and its settings. Every sampler's config holds the
+ * runner's settings (src/rollout/config.ts `runnerFields`), typed here; the rest is the sampler's own.
+ */
+export interface RolloutSettings {
+  readonly name: string
   /** M: trajectories per prompt, equal for every arm (the equal rollout budget) */
-  budget: Int(1),
-  callLimit: Int(0),
-  maxResponseTokens: Int(1),
-  temperature: Positive,
-  topP: Unit,
-  /** N: global samples started per prompt (branching samplers) */
-  initial: Int(1),
-  alpha: Schema.Finite,
-  beta: Schema.Finite,
-  window: Int(1),
-  branchFactor: Int(1),
-  mode: ArpoMode,
-  /** random-branch: the constant branch probability */
-  randomProbability: Unit,
+  readonly budget: number
+  readonly callLimit: number
+  readonly maxResponseTokens: number
+  readonly temperature: number
+  readonly topP: number
+  readonly window: number
+  readonly [key: string]: unknown
+}
+
+/** The tools: how the model calls them, and which registered tool answers each call tag a task uses. */
+export const ToolsSettings = Schema.Struct({
   /** how the model calls tools: ARPO's tags (`<python>…</python>`) or Qwen's `<tool_call>{json}</tool_call>` */
   callFormat: CallFormatName,
-  /** arpo paper mode: β weighs the raw ΔH (default) or ΔH ÷ its running std ("standardized") */
-  deltaHScale: Schema.optional(Schema.Literals(["raw", "standardized"]))
+  /** call tag → `{ name, …settings }` of the registered tool answering it; a tag not listed gets the task's
+   *  own tool, else the default (`python`: calculator, `search`: BM25 over the task corpus), else the tool named like the tag */
+  tags: Schema.Record(Schema.String, Section)
 })
-export type RolloutSettings = typeof RolloutSettings.Type
+export type ToolsSettings = typeof ToolsSettings.Type
 
 export const EvalSettings = Schema.Struct({
   /** evaluate every this many steps (and at steps 0 and last); 0: never */
@@ -133,31 +120,37 @@ export const EvalSettings = Schema.Struct({
 })
 export type EvalSettings = typeof EvalSettings.Type
 
-export const EngineSettings = Schema.Struct({
-  /** sequences decoded together by the embedded engine */
-  maxSlots: Int(1)
-})
-
 export const RunConfig = Schema.Struct({
-  task: TaskSettings,
+  task: Section,
   model: ModelConfig,
   sft: SftSettings,
   rl: RlSettings,
   advantage: AdvantageSettings,
   loss: LossSettings,
-  rollout: RolloutSettings,
+  /** the sampler (see RolloutSettings) */
+  rollout: Section,
+  tools: ToolsSettings,
   eval: EvalSettings,
-  engine: EngineSettings,
+  /** the registered engine (`{ name: "embedded", maxSlots }`) */
+  engine: Section,
+  /** the registered trainer (`{ name: "embedded" }`) */
+  trainer: Section,
   /** write a checkpoint every this many RL steps (and at the last) */
   checkpointEvery: Int(1)
 })
-export type RunConfig = typeof RunConfig.Type
+export type RunConfig = Omit<typeof RunConfig.Type, "rollout"> & { readonly rollout: RolloutSettings }
 
 /** The encoded (JSON) form: what config.json holds and what `--set` edits. */
 export type RunConfigJson = typeof RunConfig.Encoded
 
 /** A deep partial of the JSON config, for profiles and arm overrides. */
-export type ConfigPatch = { readonly [K in keyof RunConfigJson]?: Partial<RunConfigJson[K]> } & { readonly checkpointEvery?: number }
+export type ConfigPatch = {
+  readonly [K in Exclude<keyof RunConfigJson, "checkpointEvery" | "advantage" | "tools">]?: Partial<RunConfigJson[K]> & { readonly [key: string]: unknown }
+} & {
+  readonly checkpointEvery?: number
+  readonly advantage?: { readonly estimator?: { readonly [key: string]: unknown }; readonly attribution?: "soft" | "hard"; readonly entropyAlpha?: number }
+  readonly tools?: { readonly callFormat?: CallFormatName; readonly tags?: { readonly [tag: string]: { readonly [key: string]: unknown } } }
+}
 
 /** A configuration (or an override of it) that is not valid; the message names the key. */
 export class ConfigInvalid extends Schema.TaggedError<ConfigInvalid>()("ConfigInvalid", {
@@ -244,20 +237,12 @@ export const applySet = (base: RunConfigJson, key: string, raw: string, flag: "-
 /** Decode a JSON config (all errors at once) and check what the Schema cannot (model shape, digits). */
 export const decodeConfig = (json: unknown, where: string): Effect.Effect<RunConfig, ConfigInvalid> =>
   Effect.gen(function*() {
-    const config = yield* Schema.decodeUnknownEffect(RunConfig)(json, { errors: "all", onExcessProperty: "error" }).pipe(
+    // the component sections are open records here; their components' Schemas check them (experiment/registries.ts)
+    const config = (yield* Schema.decodeUnknownEffect(RunConfig)(json, { errors: "all", onExcessProperty: "error" }).pipe(
       Effect.mapError((e) => new ConfigInvalid({ key: "", message: `${where}: invalid config: ${e.message}` }))
-    )
+    )) as RunConfig
     const model = validateConfig(config.model)
     if (model !== undefined) return yield* new ConfigInvalid({ key: "model", message: `${where}: ${model.message}` })
-    if (config.task.maxDigits < config.task.minDigits || config.task.maxDigits > 7) {
-      return yield* new ConfigInvalid({ key: "task.maxDigits", message: `${where}: task digits must satisfy minDigits <= maxDigits <= 7` })
-    }
-    if (config.rollout.initial > config.rollout.budget) {
-      return yield* new ConfigInvalid({
-        key: "rollout.initial",
-        message: `${where}: rollout.initial (N = ${config.rollout.initial}) exceeds rollout.budget (M = ${config.rollout.budget})`
-      })
-    }
     return config
   })
 

@@ -8,7 +8,6 @@
  * It does not build services (experiment.ts composes Layers) nor write files (checkpoints are a callback).
  */
 import { Cause, Effect } from "effect"
-import { compute } from "../core/advantage.ts"
 import { pack } from "../core/pack.ts"
 import { derive, root, uniform } from "../core/random.ts"
 import type { TokenId } from "../core/tokens.ts"
@@ -22,6 +21,7 @@ import type { Problem, TaskDefinition } from "../tasks/Task.ts"
 import { Trainer, type TrainerError } from "../trainer/Trainer.ts"
 import type { RunConfig } from "./config.ts"
 import { Evaluator, isCorrect } from "./evaluate.ts"
+import { AdvantageEstimator } from "./estimator.ts"
 import { WeightSync, type WeightSyncError } from "./weightSync.ts"
 
 export interface ArmRun {
@@ -144,7 +144,7 @@ export const rewardEvent = (figures: ReturnType<typeof batchFigures>): EventBody
 })
 
 /** Per-trajectory advantages of the kept groups (estimator over the non-failed ones; failed get 0). */
-export const groupAdvantages = (config: RunConfig, groups: ReadonlyArray<ScoredGroup>): ReadonlyArray<Float64Array> => {
+export const groupAdvantages = (estimator: AdvantageEstimator["Service"], groups: ReadonlyArray<ScoredGroup>): ReadonlyArray<Float64Array> => {
   const rewards: Array<number> = []
   const ids: Array<number> = []
   groups.forEach((g, gi) =>
@@ -155,7 +155,7 @@ export const groupAdvantages = (config: RunConfig, groups: ReadonlyArray<ScoredG
       }
     })
   )
-  const flat = compute({ estimator: config.advantage.estimator, eps: config.advantage.eps }, rewards, ids)
+  const flat = estimator.estimate(rewards, ids)
   let at = 0
   return groups.map((g) => Float64Array.from(g.scores, (s) => (s.failed ? 0 : flat[at++]!)))
 }
@@ -164,7 +164,7 @@ export const groupAdvantages = (config: RunConfig, groups: ReadonlyArray<ScoredG
 export const rlStep = (
   arm: ArmRun,
   step: number
-): Effect.Effect<StepFigures, TrainerError | WeightSyncError, Sampler | Trainer | Engine | WeightSync | Events> =>
+): Effect.Effect<StepFigures, TrainerError | WeightSyncError, Sampler | Trainer | Engine | WeightSync | AdvantageEstimator | Events> =>
   Effect.gen(function*() {
     const { config, task, seed } = arm
     const sampler = yield* Sampler
@@ -200,9 +200,10 @@ export const rlStep = (
       yield* emit({ _tag: "metric", name: "dynamicSampling.groupsKept", value: kept.length })
       yield* emit({ _tag: "metric", name: "dynamicSampling.refills", value: round })
     }
-    const advantages = groupAdvantages(config, kept)
+    const advantages = groupAdvantages(yield* AdvantageEstimator, kept)
     const batch = pack(kept.map((g, i) => ({ tree: g.tree, advantages: advantages[i]!, group: i })), {
-      attribution: config.advantage.attribution
+      attribution: config.advantage.attribution,
+      ...(config.advantage.entropyAlpha > 0 ? { entropyAlpha: config.advantage.entropyAlpha } : {})
     })
     if (batch.sequences.length === 0) {
       yield* emit({ _tag: "note", level: "warn", message: `step ${step}: no trajectory to train on (every group was dropped)` })
@@ -225,7 +226,7 @@ const checkpointDue = (config: RunConfig, step: number): boolean =>
  */
 export const runArm = (
   arm: ArmRun
-): Effect.Effect<ReadonlyArray<StepFigures>, unknown, Sampler | Trainer | Engine | Evaluator | WeightSync | Events> =>
+): Effect.Effect<ReadonlyArray<StepFigures>, unknown, Sampler | Trainer | Engine | Evaluator | WeightSync | AdvantageEstimator | Events> =>
   Effect.gen(function*() {
     const evaluator = yield* Evaluator
     const out: Array<StepFigures> = []

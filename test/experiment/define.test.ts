@@ -29,12 +29,15 @@ beforeAll(() => {
 })
 
 describe("experiment configuration", () => {
-  it("--set overrides every arm, --sweep makes one arm per value", async () => {
+  it("--set overrides every arm whose component has the key, --sweep makes one arm per value", async () => {
     const exit = await resolve({ "rollout.beta": "0.4", "rl.dynamicSampling": "true" }, { "rl.lr": ["1e-4", "3e-4"] })
     if (Exit.isFailure(exit)) throw new Error(String(exit.cause))
     const arms = exit.value
     expect(arms.map((a) => a.name)).toEqual(["grpo+rl.lr=1e-4", "grpo+rl.lr=3e-4", "arpo+rl.lr=1e-4", "arpo+rl.lr=3e-4"])
-    expect(arms.every((a) => a.config.rollout.beta === 0.4 && a.config.rl.dynamicSampling)).toBe(true)
+    expect(arms.every((a) => a.config.rl.dynamicSampling)).toBe(true)
+    // β is ARPO's: the GRPO arms' sampler (global) has no such setting, so their config holds none
+    expect(arms.map((a) => a.config.rollout["beta"])).toEqual([undefined, undefined, 0.4, 0.4])
+    expect(arms.map((a) => a.config.rollout.name)).toEqual(["global", "global", "arpo", "arpo"])
     expect(arms.map((a) => a.config.rl.lr)).toEqual([1e-4, 3e-4, 1e-4, 3e-4])
   })
 
@@ -59,7 +62,43 @@ describe("experiment configuration", () => {
     const badLiteral = failure(await resolve({ "advantage.estimator": "ppo" }))
     expect(badLiteral.message).toContain("estimator")
     const budget = failure(await resolve({ "rollout.initial": "9" }))
-    expect(budget.message).toContain("exceeds rollout.budget")
+    expect(budget.message).toContain("exceeds budget")
+  })
+
+  it("--set reaches every setting of AEPO's sampler; a key AEPO lacks fails with AEPO's own key list", async () => {
+    const aepoOnly = tinySpec({ arms: [{ name: "aepo", sampler: "aepo" }] })
+    const sets = {
+      "rollout.initialSplit": "fixed",
+      "rollout.initial": "3",
+      "rollout.branchProbability": "0.6",
+      "rollout.entropyWeight": "0.3",
+      "rollout.penaltyStep": "0.1",
+      "rollout.splitScale": "0.7",
+      "rollout.branchFactor": "2",
+      "advantage.entropyAlpha": "0.2",
+      "loss.balancedClip": "true"
+    }
+    const exit = await Effect.runPromiseExit(resolveArms(aepoOnly, { profile: "quick", set: sets, sweep: {} }))
+    if (Exit.isFailure(exit)) throw new Error(String(exit.cause))
+    const [arm] = exit.value
+    expect(arm!.config.rollout).toMatchObject({
+      name: "aepo",
+      initialSplit: "fixed",
+      initial: 3,
+      branchProbability: 0.6,
+      entropyWeight: 0.3,
+      penaltyStep: 0.1,
+      splitScale: 0.7,
+      branchFactor: 2
+    })
+    expect(arm!.config.advantage.entropyAlpha).toBe(0.2)
+    expect(arm!.config.loss.balancedClip).toBe(true)
+    // ARPO's α is not AEPO's: with only an AEPO arm, --set rollout.alpha is an error listing AEPO's keys
+    const e = failure(await Effect.runPromiseExit(resolveArms(aepoOnly, { profile: "quick", set: { "rollout.alpha": "0.3" }, sweep: {} })))
+    expect(e._tag).toBe("ConfigInvalid")
+    expect(e.message).toContain("rollout aepo has")
+    expect(e.message).toContain("branchProbability")
+    expect(e.message).toContain("penaltyStep")
   })
 
   it("a bad dataset row fails the run with DatasetRowInvalid naming the file and line", async () => {

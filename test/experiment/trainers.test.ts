@@ -9,7 +9,8 @@ import * as NodePath from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
 import { trainersSpec, workerPython } from "../../src/experiment/catalog/trainers.ts"
 import { componentsOf, define, type ExperimentSpec } from "../../src/experiment/define.ts"
-import { embeddedComponents, embeddedTrainerOf } from "../../src/run/layers.ts"
+import { builtinRegistries } from "../../src/experiment/registries.ts"
+import { registryComponents } from "../../src/experiment/resolve.ts"
 import { readEventsFile } from "../../src/run/RunStore.ts"
 import { run, tempDir, tinySpec } from "../run/tiny.ts"
 
@@ -28,14 +29,14 @@ beforeAll(() => {
 
 describe("per-arm components", () => {
   it("an arm's components replace the experiment's for that arm and its swept variants only", () => {
-    const otherTask = embeddedComponents.task
+    const otherTask = registryComponents(builtinRegistries).task
     const spec: ExperimentSpec = { ...trainersSpec, components: { task: otherTask } }
     const pytorchTrainer = trainersSpec.arms[1]?.components?.trainer
     expect(pytorchTrainer).toBeDefined()
-    expect(componentsOf(spec, "embedded").trainer).toBe(embeddedTrainerOf)
+    expect(componentsOf(spec, "embedded").trainer).not.toBe(pytorchTrainer)
     expect(componentsOf(spec, "pytorch").trainer).toBe(pytorchTrainer)
     expect(componentsOf(spec, "pytorch+rl.lr=1e-4").trainer).toBe(pytorchTrainer)
-    expect(componentsOf(spec, "embedded+rl.lr=1e-4").trainer).toBe(embeddedTrainerOf)
+    expect(componentsOf(spec, "embedded+rl.lr=1e-4").trainer).not.toBe(pytorchTrainer)
     expect(componentsOf(spec, "pytorch").task).toBe(otherTask)
   })
 })

@@ -22,9 +22,11 @@ export const baseConfig: RunConfigJson = {
     dynamicSampling: false,
     maxRefills: 2
   },
-  advantage: { estimator: "grpo", attribution: "soft", eps: 1e-6 },
+  advantage: { estimator: { name: "grpo", eps: 1e-6 }, attribution: "soft", entropyAlpha: 0 },
   loss: { clipLow: 0.2, clipHigh: 0.2, dualClip: 3, balancedClip: false, klCoef: 0, klEstimator: "k3", aggregation: "token-mean", tisCap: 0 },
+  // the settings of several samplers: each arm keeps those of the sampler it names (`rollout.name`)
   rollout: {
+    name: "arpo",
     budget: 8,
     callLimit: 2,
     maxResponseTokens: 64,
@@ -36,10 +38,13 @@ export const baseConfig: RunConfigJson = {
     window: 8,
     branchFactor: 1,
     mode: "paper",
-    randomProbability: 0.5,
-    callFormat: "arpo-tags"
+    // random-branch's constant branch probability
+    probability: 0.5
   },
+  // tags a task calls get the default tools (python: the calculator, search: BM25 over the task corpus)
+  tools: { callFormat: "arpo-tags", tags: {} },
   eval: { every: 10, questions: 64, k: 4, maxResponseTokens: 64 },
-  engine: { maxSlots: 64 },
+  engine: { name: "embedded", maxSlots: 64 },
+  trainer: { name: "embedded", workers: 1 },
   checkpointEvery: 5
 }

@@ -9,19 +9,9 @@
  * engine is not installed fails at start with the engine's typed error (scripts/llama-cpp,
  * scripts/llama-server install them). It does not install anything itself.
  */
-import * as LlamaCpp from "../../engine/llamaCpp.ts"
-import * as LlamaServer from "../../engine/llamaServer.ts"
-import type { RunConfig } from "../../run/config.ts"
 import { define, type ExperimentSpec } from "../define.ts"
 import { flagshipProfiles } from "./arpoVsGrpo.ts"
 import { baseConfig } from "./defaults.ts"
-
-/** llama.cpp in process, serving the GGUF the run loads, one sequence per engine slot. */
-export const llamaCppEngineOf = (config: RunConfig) =>
-  LlamaCpp.layerLoadable({ sequences: config.engine.maxSlots, contextSize: config.model.context })
-
-/** A llama-server launched on the GGUF the run loads (restarted on each new one), one slot per engine slot. */
-export const llamaServerEngineOf = LlamaServer.engineOf()
 
 export const enginesSpec: ExperimentSpec = {
   name: "engines",
@@ -30,8 +20,9 @@ export const enginesSpec: ExperimentSpec = {
   profiles: flagshipProfiles,
   arms: [
     { name: "embedded", sampler: "arpo" },
-    { name: "llama-cpp", sampler: "arpo", components: { engine: llamaCppEngineOf } },
-    { name: "llama-server", sampler: "arpo", components: { engine: llamaServerEngineOf } }
+    // one sequence (slot) per embedded engine slot, as the embedded arm decodes
+    { name: "llama-cpp", sampler: "arpo", set: { engine: { name: "llama-cpp", maxSlots: baseConfig.engine["maxSlots"] as number } } },
+    { name: "llama-server", sampler: "arpo", set: { engine: { name: "llama-server", maxSlots: baseConfig.engine["maxSlots"] as number } } }
   ]
 }
 

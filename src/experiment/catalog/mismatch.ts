@@ -6,18 +6,15 @@
  * TIS (`loss.tisCap`). The embedded trainer recomputes π_old under TIS; the `train.step` events and the
  * report show the mismatch and the mean TIS weight per step. Needs scripts/llama-cpp.
  */
-import * as LlamaCpp from "../../engine/llamaCpp.ts"
-import type { RunConfig } from "../../run/config.ts"
 import { define, type ExperimentSpec } from "../define.ts"
 import { flagshipProfiles } from "./arpoVsGrpo.ts"
 import { baseConfig } from "./defaults.ts"
 
 /**
- * llama.cpp in process (serving the GGUF the run loads) with the given KV-cache precision. (Quantized caches need a head
- * size divisible by 32; the embedded default has 16, so F16 is the lowest precision it can take.)
+ * llama.cpp in process (serving the GGUF the run loads) with the given KV-cache precision. (Quantized caches
+ * need a head size divisible by 32; the embedded default has 16, so F16 is the lowest precision it can take.)
  */
-export const llamaCppWithKv = (kvCache: "F32" | "F16") => (config: RunConfig) =>
-  LlamaCpp.layerLoadable({ sequences: config.engine.maxSlots, kvCache })
+const llamaCppWithKv = (kvCache: "F32" | "F16") => ({ engine: { name: "llama-cpp", maxSlots: baseConfig.engine["maxSlots"] as number, kvCache } })
 
 export const mismatchSpec: ExperimentSpec = {
   name: "mismatch",
@@ -25,9 +22,9 @@ export const mismatchSpec: ExperimentSpec = {
   config: baseConfig,
   profiles: flagshipProfiles,
   arms: [
-    { name: "kv-f32", sampler: "arpo", components: { engine: llamaCppWithKv("F32") } },
-    { name: "kv-f16", sampler: "arpo", components: { engine: llamaCppWithKv("F16") } },
-    { name: "kv-f16-tis", sampler: "arpo", set: { loss: { tisCap: 2 } }, components: { engine: llamaCppWithKv("F16") } }
+    { name: "kv-f32", sampler: "arpo", set: llamaCppWithKv("F32") },
+    { name: "kv-f16", sampler: "arpo", set: llamaCppWithKv("F16") },
+    { name: "kv-f16-tis", sampler: "arpo", set: { ...llamaCppWithKv("F16"), loss: { tisCap: 2 } } }
   ]
 }
 

@@ -32,7 +32,8 @@ import { Toolbox } from "../../tools/Toolbox.ts"
 import { Sampler } from "../../rollout/Sampler.ts"
 import { writeFileAtomic, writeJsonAtomic } from "../../run/atomic.ts"
 import { mergePatch, RunConfig as RunConfigSchema, type RunConfigJson } from "../../run/config.ts"
-import { type Components, embeddedComponents } from "../../run/layers.ts"
+import { builtinRegistries } from "../registries.ts"
+import { type Components, registryComponents } from "../resolve.ts"
 import { batchFigures, promptIndices, rewardEvent, scoreTree } from "../../run/loop.ts"
 import { readEventsFile, RunStore } from "../../run/RunStore.ts"
 import { coldStart } from "../../run/sft.ts"
@@ -290,7 +291,7 @@ const padStep = (n: number) => String(n).padStart(6, "0")
 const sampleVariant = (spec: ExperimentSpec, run: string, arm: ResolvedArm, seed: number) =>
   Effect.gen(function*() {
     const store = yield* RunStore
-    const components: Components = { ...embeddedComponents, ...spec.components }
+    const components: Components = { ...registryComponents(builtinRegistries), ...spec.components }
     const config = arm.config
     const task = (yield* components.task(config)) as TaskDefinition & Partial<PremiseTask>
     if (task.outcomeOf === undefined) return yield* Effect.die(new Error(`premise-entropy: task ${task.name} has no outcomeOf (not a premise task)`))
@@ -298,7 +299,7 @@ const sampleVariant = (spec: ExperimentSpec, run: string, arm: ResolvedArm, seed
     const toolbox = components.toolbox(config, task)
     const cold = yield* coldStart({ config, seed, task, toolbox, label: `cold-start SFT ${arm.name} (seed ${seed})` })
     const engine = serving(components.engine(config), components.trainer(config, { config: config.model, params: cold.params }))
-    const services = components.sampler(config, arm.sampler).pipe(Layer.provideMerge(Layer.mergeAll(engine, toolbox)))
+    const services = components.sampler(config).pipe(Layer.provideMerge(Layer.mergeAll(engine, toolbox)))
     const pool = Math.min(config.rl.promptPool, task.sizes.train ?? Number.MAX_SAFE_INTEGER)
     const records: Array<ResultRecord> = []
     const started = performance.now()
@@ -344,7 +345,7 @@ export const entropyTablesOfRun = (dir: string): ReadonlyArray<string> => {
   // NaN profile entries are stored as null
   const records = data.records.map((r) => ({ ...r, profile: r.profile.map((x) => (x === null ? Number.NaN : x)) }))
   const config = JSON.parse(fs.readFileSync(NodePath.join(dir, "config.json"), "utf8")) as { arms: ReadonlyArray<{ config: RunConfigJson }> }
-  return entropyTables(records, config.arms[0]?.config.rollout.window ?? 8)
+  return entropyTables(records, Number(config.arms[0]?.config.rollout["window"] ?? 8))
 }
 
 /** Run the entropy study: every seed × variant, then the tables (stdout, premise-entropy.md/json). */
@@ -452,7 +453,7 @@ const variantOf = (arm: string): string => arm.split(".")[0]!
 /** Evaluate weights greedily on the arm's held-out questions, per question. */
 const evaluateWeights = (arm: ResolvedArm, seed: number, params: ReadonlyArray<HostTensor>, label: string) =>
   Effect.gen(function*() {
-    const components: Components = embeddedComponents
+    const components: Components = registryComponents(builtinRegistries)
     const task = yield* components.task(arm.config)
     const engine = serving(components.engine(arm.config), components.trainer(arm.config, { config: arm.config.model, params }))
     const services = Layer.mergeAll(engine, components.toolbox(arm.config, task)).pipe(
@@ -555,12 +556,12 @@ export const premiseConclusion = (_summary: Summary, dir: string) =>
         const v = variantOf(arm.name)
         if (!seen.has(`${v}/${seed}`)) {
           seen.add(`${v}/${seed}`)
-          const task = yield* embeddedComponents.task(arm.config)
+          const task = yield* registryComponents(builtinRegistries).task(arm.config)
           const cold = yield* coldStart({
             config: arm.config,
             seed,
             task,
-            toolbox: embeddedComponents.toolbox(arm.config, task),
+            toolbox: registryComponents(builtinRegistries).toolbox(arm.config, task),
             label: `cold start ${v} (seed ${seed})`
           })
           evaluated.push(yield* evaluateWeights(arm, seed, cold.params, `${v}.cold-start`))

@@ -12,14 +12,14 @@ import { derive, root } from "../../core/random.ts"
 import { Engine, promptTokens } from "../../engine/Engine.ts"
 import type { StampedEvent } from "../../events/Event.ts"
 import { emit, Events, withScope } from "../../events/Events.ts"
-import { WeightSync } from "../../run/weightSync.ts"
 import { writeReports } from "../../report/report.ts"
 import { Sampler } from "../../rollout/Sampler.ts"
 import type { Experiment, RunOptions } from "../Experiment.ts"
 import { writeFileAtomic, writeJsonAtomic } from "../../run/atomic.ts"
 import { RunConfig as RunConfigSchema } from "../../run/config.ts"
 import { type ExperimentSpec, type ResolvedArm, resolveArms, type StoredRun } from "../define.ts"
-import { type Components, embeddedComponents, samplerOf } from "../../run/layers.ts"
+import { componentsOf } from "../define.ts"
+import { serving } from "../../run/weightSync.ts"
 import { batchFigures, promptIndices, rewardEvent, scoreTree } from "../../run/loop.ts"
 import { RunStore } from "../../run/RunStore.ts"
 import { coldStart } from "../../run/sft.ts"
@@ -41,10 +41,7 @@ export const samplersSpec: ExperimentSpec = {
     { name: "arpo-reference", sampler: "arpo", set: { rollout: { mode: "reference" } } },
     { name: "aepo", sampler: "aepo" },
     { name: "random-branch", sampler: "random-branch" }
-  ],
-  components: {
-    sampler: samplerOf
-  }
+  ]
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -308,16 +305,16 @@ const padStep = (n: number) => String(n).padStart(6, "0")
 const sampleArm = (spec: ExperimentSpec, run: string, arm: ResolvedArm, seed: number, warmUp: boolean) =>
   Effect.gen(function*() {
     const store = yield* RunStore
-    const components: Components = { ...embeddedComponents, ...spec.components }
+    const components = componentsOf(spec, arm.name)
     const config = arm.config
     const task = yield* components.task(config)
     const toolbox = components.toolbox(config, task)
     const cold = yield* coldStart({ config, seed, task, toolbox, label: `cold-start SFT (seed ${seed})` })
     // the engine serves the cold start: the run's trainer holds it and WeightSync loads it (no training here)
-    const engine = WeightSync.layer.pipe(Layer.provideMerge(Layer.mergeAll(components.engine(config), components.trainer(config, { config: config.model, params: cold.params }))))
-    const services = components.sampler(config, arm.sampler).pipe(
+    const engine = serving(components.engine(config), components.trainer(config, { config: config.model, params: cold.params }))
+    const services = components.sampler(config).pipe(
       Layer.provideMerge(Layer.mergeAll(engine, toolbox)),
-      (layer) => (warmUp ? layer.pipe(Layer.provideMerge(Events.layerDiscard)) : layer)
+      (layer: Layer.Layer<any, unknown, any>) => (warmUp ? layer.pipe(Layer.provideMerge(Events.layerDiscard)) : layer)
     )
     const steps = warmUp ? Math.min(1, config.rl.steps) : config.rl.steps
     const pool = Math.min(config.rl.promptPool, task.sizes.train ?? Number.MAX_SAFE_INTEGER)
