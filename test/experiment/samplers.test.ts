@@ -90,5 +90,5 @@ describe("the samplers study", () => {
     const table = fs.readFileSync(NodePath.join(dir, "samplers.md"), "utf8")
     for (const r of rows) expect(table.split("\n").filter((l) => l.startsWith(`| ${r.arm} |`))).toHaveLength(3)
     expect(fs.existsSync(NodePath.join(dir, "report.md"))).toBe(true)
-  }, 60_000)
+  }, 300_000)
 })

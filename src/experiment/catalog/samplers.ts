@@ -349,8 +349,10 @@ const describeSetup = (arms: ReadonlyArray<ResolvedArm>, seeds: ReadonlyArray<nu
   const c = arms[0]?.config
   if (c === undefined) return "no arms"
   const r = c.rollout
+  // N, α, β belong to the branching samplers: the first arm whose sampler has them
+  const setting = (key: string) => arms.map((a) => a.config.rollout[key]).find((v) => v !== undefined) ?? "n/a"
   return `Samplers on the cold-start policy (no training), seeds ${seeds.join(",")}, ${c.rl.steps} batches × ${c.rl.promptsPerStep} prompts ` +
-    `(the same prompts and keys for every sampler), M = ${r.budget}, N = ${r.initial}, k = ${r.window}, α = ${r.alpha}, β = ${r.beta}, ` +
+    `(the same prompts and keys for every sampler), M = ${r.budget}, N = ${setting("initial")}, k = ${r.window}, α = ${setting("alpha")}, β = ${setting("beta")}, ` +
     `call limit ${r.callLimit}, ${r.maxResponseTokens} response tokens, task ${c.task.name}`
 }
 
