@@ -143,7 +143,10 @@ const isTree = (mb: AnyMicroBatch): mb is TreeMicroBatch => (mb as TreeMicroBatc
 
 /** How policy steps lay out their sequences: one row each (default) or packed trees. */
 export interface TreePackingOptions {
-  /** most tokens of a packed row (default: the model's context) */
+  /**
+   * most tokens of a packed row (default: the length bucket of the longest sequence, so no row is longer
+   * than an unpacked one and no token pays for a longer attention row than unpacked)
+   */
   readonly rowTokens?: number
 }
 
@@ -163,10 +166,11 @@ export const packTreeMicroBatches = (
   rows: number,
   context: number,
   pad: number,
-  rowTokens = context
+  rowTokens?: number
 ): Array<TreeMicroBatch> => {
   for (const s of seqs) if (s.tokens.length > context) throw new RangeError(`train: a sequence of ${s.tokens.length} tokens exceeds the context ${context}`)
-  const packing = packTree(seqs, Math.max(rowTokens, 2))
+  const limit = rowTokens ?? trainLengthBucket(Math.max(2, ...seqs.map((s) => s.tokens.length)))
+  const packing = packTree(seqs, Math.max(limit, 2))
   const out: Array<TreeMicroBatch> = []
   for (let r0 = 0; r0 < packing.rows.length; r0 += rows) {
     const group = packing.rows.slice(r0, r0 + rows)
@@ -585,7 +589,7 @@ export class Learner {
     const context = this.policy.config.context
     return trees === undefined
       ? packMicroBatches(seqs, scaleOf, microRows, context, pad)
-      : packTreeMicroBatches(seqs, scaleOf, microRows, context, pad, trees.rowTokens ?? context)
+      : packTreeMicroBatches(seqs, scaleOf, microRows, context, pad, trees.rowTokens)
   }
 
   /**
