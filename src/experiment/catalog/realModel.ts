@@ -30,14 +30,16 @@ import {
   lossConfig,
   mergePatch,
   RlSettings,
-  RolloutSettings,
   type RunConfig,
   type RunConfigJson,
   stableJson,
   tisOf
 } from "../../run/config.ts"
 import { Evaluator } from "../../run/evaluate.ts"
-import { type SamplerKind, samplerOf } from "../../run/layers.ts"
+import { ArpoMode } from "../../rollout/config.ts"
+import { CallFormatName } from "../../tools/callFormat.ts"
+import { builtinRegistries, settingsOf } from "../registries.ts"
+import { registryComponents } from "../resolve.ts"
 import { runArm } from "../../run/loop.ts"
 import { WeightSync } from "../../run/weightSync.ts"
 import { makeProgress } from "../../run/progress.ts"
@@ -101,6 +103,35 @@ export const EngineSettings = Schema.Struct({
   prefillTokens: Int(1)
 })
 
+/** Sampler settings shared by this experiment's arms (each arm's sampler takes the ones it has). */
+export const RolloutSettings = Schema.Struct({
+  budget: Int(1),
+  callLimit: Int(0),
+  maxResponseTokens: Int(1),
+  temperature: Schema.Finite.pipe(Schema.check(Schema.isGreaterThan(0))),
+  topP: Schema.Finite.pipe(Schema.check(Schema.isBetween({ minimum: 0, maximum: 1 }))),
+  initial: Int(1),
+  alpha: Schema.Finite,
+  beta: Schema.Finite,
+  window: Int(1),
+  branchFactor: Int(1),
+  mode: ArpoMode,
+  /** random-branch: the constant branch probability */
+  randomProbability: Schema.Finite.pipe(Schema.check(Schema.isBetween({ minimum: 0, maximum: 1 }))),
+  callFormat: CallFormatName,
+  /** arpo paper mode: β weighs the raw ΔH (default) or ΔH ÷ its running std ("standardized") */
+  deltaHScale: Schema.optional(Schema.Literals(["raw", "standardized"]))
+})
+
+/** The registered sampler `kind` with the settings of `c.rollout` it has. */
+const samplerFor = (c: RealModelConfig, kind: string) => {
+  const e = builtinRegistries.sampler.find((x) => x.name === kind)
+  if (e === undefined) return Layer.effectDiscard(Effect.fail(new ConfigInvalid({ key: "sampler", message: `real-model: no sampler named ${kind}` }))) as never
+  const r: Record<string, unknown> = { ...c.rollout, probability: c.rollout.randomProbability }
+  const settings = settingsOf(e, Object.fromEntries(Object.entries(r).filter(([k]) => k in e.config.fields)))
+  return e.layer(settings, { run: loopConfig(c) })
+}
+
 export const RealModelConfig = Schema.Struct({
   model: ModelSettings,
   task: TaskSettings,
@@ -135,7 +166,7 @@ export const defaultConfig: RealModelConfigJson = {
   },
   sft: { steps: 0, batchSize: 8, lr: 1e-5 },
   rl: { steps: 100, promptsPerStep: 16, promptPool: 10_000, lr: 1e-6, epochs: 1, miniBatches: 2, microBatchRows: 8, dynamicSampling: false, maxRefills: 0 },
-  advantage: { estimator: "grpo", attribution: "soft", eps: 1e-6 },
+  advantage: { estimator: { name: "grpo", eps: 1e-6 }, attribution: "soft", entropyAlpha: 0 },
   loss: { clipLow: 0.2, clipHigh: 0.2, dualClip: 3, balancedClip: false, klCoef: 0, klEstimator: "k3", aggregation: "token-mean", tisCap: 0 },
   rollout: {
     budget: 16,
@@ -193,7 +224,7 @@ export const gpuProfile: Patch = {
 
 export interface RealArm {
   readonly name: string
-  readonly sampler: SamplerKind
+  readonly sampler: string
   readonly set?: Patch
 }
 
@@ -213,7 +244,7 @@ const profileOf = (name: string): { readonly name: "smoke" | "gpu"; readonly pat
 
 export interface ResolvedRealArm {
   readonly name: string
-  readonly sampler: SamplerKind
+  readonly sampler: string
   readonly config: RealModelConfig
 }
 
@@ -418,9 +449,10 @@ const runOne = (run: string, arm: ResolvedRealArm, seed: number, tasks: Map<stri
       const engine = Layer.succeed(Engine, Context.get(both, Engine))
       // WeightSync negotiates the format (the trainer's in-worker handle) and loads it after every step
       return WeightSync.layer.pipe(Layer.provideMerge(Layer.mergeAll(
-        samplerOf(loopConfig(c), arm.sampler).pipe(Layer.provideMerge(Layer.mergeAll(engine, toolbox))),
+        samplerFor(c, arm.sampler).pipe(Layer.provideMerge(Layer.mergeAll(engine, toolbox))),
+        registryComponents(builtinRegistries).estimator(loopConfig(c)),
         Layer.succeed(Trainer, Context.get(both, Trainer)),
-        Evaluator.layer({ task, settings: c.eval, rollout: c.rollout, engine, toolbox })
+        Evaluator.layer({ task, settings: c.eval, rollout: { ...c.rollout, name: "global" }, engine, toolbox })
       )))
     }))
     const progress = yield* makeProgress({ label: `${arm.name} seed ${seed}`, total: c.rl.steps })
