@@ -49,7 +49,12 @@ export const RlSettings = Schema.Struct({
   /** DAPO dynamic sampling: drop groups whose rewards do not vary and refill from further prompts */
   dynamicSampling: Schema.Boolean,
   /** refill rounds per step when dynamic sampling leaves fewer than `promptsPerStep` groups */
-  maxRefills: Int(0)
+  maxRefills: Int(0),
+  /**
+   * One-step-asynchronous RL: 1 samples step s + 1 while step s trains (from weights one version old; the
+   * trainer refuses older); 0 or absent: the synchronous loop
+   */
+  async: Schema.optionalKey(Schema.Literals([0, 1]))
 })
 export type RlSettings = typeof RlSettings.Type
 

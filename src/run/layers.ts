@@ -26,8 +26,8 @@ export const trainOptionsOf = (config: RunConfig): PolicyTrainOptions => ({
   microBatchRows: config.rl.microBatchRows,
   // the loop loads every step's weights before the next rollouts, so a batch is always sampled by the
   // trainer's current version (its mini-batches and epochs are one `train` call, one version): any lag
-  // means a weight sync did not happen
-  maxPolicyLag: 0,
+  // means a weight sync did not happen; with rl.async = 1 a batch is sampled one version back, never more
+  maxPolicyLag: config.rl.async ?? 0,
   tis: tisOf(config.loss)
 })
 

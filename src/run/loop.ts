@@ -5,13 +5,15 @@
  * new weights loaded into the engine (WeightSync, one `weights.sync` event), with
  * `reward.batch` figures, optional DAPO dynamic sampling, periodic held-out evaluation and checkpoints.
  * Every event of step s is emitted under the scope (run, arm, seed, s); step 0 is the cold-start policy.
+ * With `rl.async = 1` step s + 1 is sampled while step s trains (one-step-asynchronous RL; see asyncStep).
  * It does not build services (experiment.ts composes Layers) nor write files (checkpoints are a callback).
  */
-import { Cause, Effect } from "effect"
+import { Cause, Effect, Fiber } from "effect"
 import { pack } from "../core/pack.ts"
 import { derive, root, uniform } from "../core/random.ts"
 import type { TokenId } from "../core/tokens.ts"
 import { type RolloutTree, trajectories } from "../core/tree.ts"
+import type { PolicyWeights } from "../core/weights.ts"
 import { Engine, promptTokens } from "../engine/Engine.ts"
 import type { EventBody } from "../events/Event.ts"
 import { emit, type Events, withScope } from "../events/Events.ts"
@@ -160,16 +162,18 @@ export const groupAdvantages = (estimator: AdvantageEstimator["Service"], groups
   return groups.map((g) => Float64Array.from(g.scores, (s) => (s.failed ? 0 : flat[at++]!)))
 }
 
-/** One RL step: sample (with refills under dynamic sampling), score, advantages, pack, train. */
-export const rlStep = (
-  arm: ArmRun,
-  step: number
-): Effect.Effect<StepFigures, TrainerError | WeightSyncError, Sampler | Trainer | Engine | WeightSync | AdvantageEstimator | Events> =>
+/** What the sampling half of a step produced: the first round's groups (for the figures) and those kept. */
+interface Collected {
+  readonly first: ReadonlyArray<ScoredGroup>
+  readonly kept: ReadonlyArray<ScoredGroup>
+  readonly round: number
+}
+
+/** The sampling half of an RL step: prompts → Sampler (from the engine's current weights) → scored groups, with refills. */
+const collect = (arm: ArmRun, step: number): Effect.Effect<Collected, never, Sampler | Engine | Events> =>
   Effect.gen(function*() {
     const { config, task, seed } = arm
     const sampler = yield* Sampler
-    const trainer = yield* Trainer
-    const weights = yield* WeightSync
     const tok = (yield* Engine).tokenizer
     const pool = Math.min(config.rl.promptPool, task.sizes.train ?? Number.MAX_SAFE_INTEGER)
     const kept: Array<ScoredGroup> = []
@@ -194,6 +198,27 @@ export const rlStep = (
       if (!config.rl.dynamicSampling || kept.length >= config.rl.promptsPerStep || round >= config.rl.maxRefills) break
       round++
     }
+    return { first, kept, round }
+  })
+
+/**
+ * The training half: figures, advantages, pack, train; then the weight sync, unless `deferSync` (the
+ * asynchronous loop syncs once the next step's sampling is done) — the weights are returned then.
+ */
+const learn = (
+  arm: ArmRun,
+  step: number,
+  { first, kept, round }: Collected,
+  deferSync: boolean
+): Effect.Effect<
+  { readonly figures: StepFigures; readonly weights?: PolicyWeights },
+  TrainerError | WeightSyncError,
+  Trainer | WeightSync | AdvantageEstimator | Events
+> =>
+  Effect.gen(function*() {
+    const { config } = arm
+    const trainer = yield* Trainer
+    const weights = yield* WeightSync
     const figures = batchFigures(first)
     yield* emit(rewardEvent(figures))
     if (config.rl.dynamicSampling) {
@@ -205,13 +230,48 @@ export const rlStep = (
       attribution: config.advantage.attribution,
       ...(config.advantage.entropyAlpha > 0 ? { entropyAlpha: config.advantage.entropyAlpha } : {})
     })
+    const out = { ...figures, groupsTrained: kept.length, refills: round }
     if (batch.sequences.length === 0) {
       yield* emit({ _tag: "note", level: "warn", message: `step ${step}: no trajectory to train on (every group was dropped)` })
-    } else {
-      const report = yield* trainer.train(batch)
-      yield* weights.sync(report.weights)
+      return { figures: out }
     }
-    return { ...figures, groupsTrained: kept.length, refills: round }
+    const report = yield* trainer.train(batch)
+    if (deferSync) return { figures: out, weights: report.weights }
+    yield* weights.sync(report.weights)
+    return { figures: out }
+  })
+
+/** One RL step: sample (with refills under dynamic sampling), score, advantages, pack, train, sync. */
+export const rlStep = (
+  arm: ArmRun,
+  step: number
+): Effect.Effect<StepFigures, TrainerError | WeightSyncError, Sampler | Trainer | Engine | WeightSync | AdvantageEstimator | Events> =>
+  collect(arm, step).pipe(Effect.flatMap((c) => learn(arm, step, c, false)), Effect.map((r) => r.figures))
+
+/**
+ * `rl.async = 1`: step s trains on what was sampled while step s − 1 trained (from weights one version old; the
+ * trainer's `maxPolicyLag` refuses older), and step s + 1's sampling runs while step s trains. The weight sync
+ * waits until that sampling is done, so no trajectory mixes two versions. Step 1 samples first (nothing to
+ * overlap). Returns the step's figures; `next` carries the next step's sampling.
+ */
+const asyncStep = (
+  arm: ArmRun,
+  step: number,
+  pending: Fiber.Fiber<Collected> | undefined
+): Effect.Effect<
+  { readonly figures: StepFigures; readonly next: Fiber.Fiber<Collected> | undefined },
+  TrainerError | WeightSyncError,
+  Sampler | Trainer | Engine | WeightSync | AdvantageEstimator | Events
+> =>
+  Effect.gen(function*() {
+    const c = pending !== undefined ? yield* Fiber.join(pending) : yield* collect(arm, step)
+    const next = step < arm.config.rl.steps
+      ? yield* Effect.forkChild(collect(arm, step + 1).pipe(withScope({ run: arm.run, arm: arm.arm, seed: arm.seed, step: step + 1 })))
+      : undefined
+    const r = yield* learn(arm, step, c, true).pipe(Effect.onError(() => next !== undefined ? Fiber.interrupt(next) : Effect.void))
+    if (next !== undefined) yield* Fiber.await(next)
+    if (r.weights !== undefined) yield* (yield* WeightSync).sync(r.weights)
+    return { figures: r.figures, next }
   })
 
 const evaluationDue = (config: RunConfig, step: number): boolean =>
@@ -230,6 +290,8 @@ export const runArm = (
   Effect.gen(function*() {
     const evaluator = yield* Evaluator
     const out: Array<StepFigures> = []
+    const asynchronous = (arm.config.rl.async ?? 0) > 0
+    let pending: Fiber.Fiber<Collected> | undefined
     for (let step = arm.from; step <= arm.config.rl.steps; step++) {
       yield* Effect.gen(function*() {
         if (step === 0) {
@@ -237,6 +299,10 @@ export const runArm = (
             yield* emit({ _tag: "metric", name: "sft.steps", value: arm.coldStart.steps })
             if (Number.isFinite(arm.coldStart.finalLoss)) yield* emit({ _tag: "metric", name: "sft.finalLoss", value: arm.coldStart.finalLoss })
           }
+        } else if (asynchronous) {
+          const r = yield* asyncStep(arm, step, pending)
+          pending = r.next
+          out.push(r.figures)
         } else {
           out.push(yield* rlStep(arm, step))
         }
