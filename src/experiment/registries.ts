@@ -38,8 +38,9 @@ import * as Search from "../tools/search.ts"
 import type { Tool } from "../tools/Tool.ts"
 import type { Toolbox } from "../tools/Toolbox.ts"
 import * as EmbeddedTrainer from "../trainer/embedded.ts"
+import * as HfPytorch from "../trainer/hfPytorch.ts"
 import * as Pytorch from "../trainer/pytorch.ts"
-import type { InitialWeights, Trainer } from "../trainer/Trainer.ts"
+import { type InitialWeights, Trainer } from "../trainer/Trainer.ts"
 
 /** A Schema.Struct of settings, every field with a decoding default. */
 export type ConfigSchema = Schema.Struct<Schema.Struct.Fields>
@@ -183,6 +184,38 @@ export const trainers: ReadonlyArray<TrainerEntry> = [
         adam: { ...defaultAdamW, lr: run.rl.lr, weightDecay: 0 },
         train: trainOptionsOf(run)
       }).pipe(Layer.provide(NodeServices.layer))
+  ),
+  // a Hugging Face checkpoint (Llama / Qwen2 / Qwen3) in the PyTorch worker (docs/hf-models.md): it starts from
+  // `path`, not from the run's embedded initial weights, so pair it with an engine that uses the checkpoint's
+  // tokenizer (the torch engine colocated, or llama.cpp on its GGUF)
+  entry(
+    "pytorch-hf",
+    Schema.Struct({
+      /** the checkpoint directory (config.json, model.safetensors or a sharded index, tokenizer files) */
+      path: withDefault(Schema.String, ""),
+      python: withDefault(Schema.String, ""),
+      device: withDefault(Schema.Literals(["cpu", "cuda", "auto"]), "auto"),
+      /** "auto": bfloat16 autocast on CUDA, float32 on CPU */
+      dtype: withDefault(Schema.Literals(["auto", "float32", "bfloat16", "float16"]), "auto"),
+      /** LoRA rank (0: full fine-tuning), alpha and wrapped modules */
+      loraRank: withDefault(Int(0), 0),
+      loraAlpha: withDefault(Schema.Finite, 16),
+      loraTargets: withDefault(Schema.Array(Schema.String), ["q_proj", "k_proj", "v_proj", "o_proj"]),
+      activationCheckpointing: withDefault(Schema.Boolean, false)
+    }),
+    (c, { run }) =>
+      c.path === ""
+        ? Layer.effect(Trainer, Effect.fail(new ConfigInvalid({ key: "trainer.path", message: "trainer.path: pytorch-hf needs a Hugging Face checkpoint directory" })))
+        : HfPytorch.layerHf({
+          hfModel: c.path,
+          python: c.python !== "" ? c.python : workerPython(),
+          device: c.device,
+          ...(c.dtype !== "auto" ? { dtype: c.dtype } : {}),
+          ...(c.loraRank > 0 ? { lora: { r: c.loraRank, alpha: c.loraAlpha, targetModules: c.loraTargets } } : {}),
+          activationCheckpointing: c.activationCheckpointing,
+          adam: { ...defaultAdamW, lr: run.rl.lr, weightDecay: 0 },
+          train: trainOptionsOf(run)
+        })
   )
 ]
 

@@ -8,7 +8,7 @@ import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { Effect } from "effect"
+import { Context, Effect, Layer, Schema } from "effect"
 import { afterAll, beforeAll } from "vitest"
 import type { TrainBatch, TrainSequence } from "../../src/core/batch.ts"
 import { defaultPolicyLossConfig, normalizer, type PolicyLossConfig, policyLoss } from "../../src/core/loss.ts"
@@ -16,7 +16,11 @@ import { tokenIds } from "../../src/core/tokens.ts"
 import * as LlamaCpp from "../../src/engine/llamaCpp.ts"
 import { unavailableReason } from "../../src/engine/nodeLlamaCpp.ts"
 import { Events } from "../../src/events/Events.ts"
+import { baseConfig } from "../../src/experiment/catalog/defaults.ts"
+import { builtinRegistries } from "../../src/experiment/registries.ts"
+import { decodeConfig } from "../../src/run/config.ts"
 import { makeHf, openHfWorker } from "../../src/trainer/hfPytorch.ts"
+import { Trainer } from "../../src/trainer/Trainer.ts"
 
 const python = fs.existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3"
 const probe = spawnSync(python, ["-c", "import torch"], { encoding: "utf8", timeout: 60_000 })
@@ -118,6 +122,22 @@ for n in ${JSON.stringify(names)}:
         assert.deepStrictEqual(Array.from(engine.tokenizer.encode("<|im_start|>user\nWhat is 17*23?")), g.sequences[0]!.tokens.slice(0, 14))
       }
     }).pipe(Effect.provide(Events.layerMemory))), 180_000)
+
+  it.live("the registered trainer pytorch-hf builds from a run config (settings decoded with defaults); without a path it fails naming trainer.path", () =>
+    Effect.gen(function*() {
+      const entry = builtinRegistries.trainer.find((e) => e.name === "pytorch-hf")!
+      const run = yield* decodeConfig(baseConfig, "test")
+      const settings = Schema.decodeUnknownSync(entry.config as never)({ path: path.join(fixtures, "llama-tiny"), device: "cpu", loraRank: 2 })
+      assert.strictEqual((settings as { dtype: string }).dtype, "auto")
+      const name = yield* Effect.scoped(Effect.gen(function*() {
+        const ctx = yield* Layer.build(entry.layer(settings, { run, initial: undefined as never }))
+        return Context.get(ctx, Trainer).name
+      }))
+      assert.include(name, "pytorch-hf(LlamaForCausalLM, cpu, float32")
+      assert.include(name, "LoRA r 2")
+      const e = yield* Effect.flip(Effect.scoped(Layer.build(entry.layer(Schema.decodeUnknownSync(entry.config as never)({}), { run, initial: undefined as never }))))
+      assert.include(String((e as { message?: string }).message), "trainer.path")
+    }).pipe(Effect.provide(Events.layerMemory)), 120_000)
 
   it.live("a checkpoint it refuses fails init with the file and the field named", () =>
     Effect.gen(function*() {
