@@ -68,7 +68,7 @@ export * as Loop from "./run/loop.ts"
 export * as Sft from "./run/sft.ts"
 export * as Evaluate from "./run/evaluate.ts"
 export * as EngineChoice from "./run/engineChoice.ts"
-export * as RunStore from "./run/RunStore.ts"
+export * as RunStore from "./io/RunStore.ts"
 export * as Report from "./report/report.ts"
 export * as Summary from "./report/summarize.ts"
 

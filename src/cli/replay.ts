@@ -5,7 +5,7 @@
 import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import type { StampedEvent } from "../events/Event.ts"
-import { encodeLine, RunStore } from "../run/RunStore.ts"
+import { encodeLine, RunStore } from "../io/RunStore.ts"
 import { presentErrors } from "./present.ts"
 import { requireRunDirectory } from "./runDir.ts"
 

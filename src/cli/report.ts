@@ -8,7 +8,7 @@
 import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { writeReports } from "../report/report.ts"
-import { RunStore } from "../run/RunStore.ts"
+import { RunStore } from "../io/RunStore.ts"
 import { experimentOfRun, sourceOf } from "./experiments.ts"
 import { presentErrors } from "./present.ts"
 import { experimentOf } from "./resume.ts"

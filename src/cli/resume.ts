@@ -7,7 +7,7 @@
 import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as NodePath from "node:path"
-import { RunStore } from "../run/RunStore.ts"
+import { RunStore } from "../io/RunStore.ts"
 import { experimentOfRun, ExperimentUnsupported } from "./experiments.ts"
 import { presentErrors } from "./present.ts"
 import { requireRunDirectory } from "./runDir.ts"

@@ -16,12 +16,12 @@ import { decodeSafetensors, readCheckpoint } from "../model/checkpoint.ts"
 import { createHash } from "node:crypto"
 import { Engine } from "../engine/Engine.ts"
 import { ensureBackend } from "../model/runtime.ts"
-import { makeProgress } from "../run/progress.ts"
+import { makeProgress } from "../io/progress.ts"
 import { writeReports } from "../report/report.ts"
 import { encodeTrees, treeFileName } from "../report/trees.ts"
 import { formatCell, formatStat, type Summary } from "../report/summarize.ts"
 import { Trainer } from "../trainer/Trainer.ts"
-import { writeFileAtomic, writeJsonAtomic } from "../run/atomic.ts"
+import { writeFileAtomic, writeJsonAtomic } from "../io/atomic.ts"
 import type { RolloutTree } from "../core/tree.ts"
 import {
   ConfigInvalid,
@@ -36,7 +36,7 @@ import { builtinRegistries, type Registrations, type Registries, withRegistratio
 import { type Components, registryComponents, resolveArm, type Resolved, unknownEverywhere } from "./resolve.ts"
 import { runArm } from "../run/loop.ts"
 import { WeightSync } from "../run/weightSync.ts"
-import { RunStore } from "../run/RunStore.ts"
+import { RunStore } from "../io/RunStore.ts"
 import { coldStart } from "../run/sft.ts"
 
 export interface ArmSpec {

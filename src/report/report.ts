@@ -6,8 +6,8 @@
  */
 import { Effect, FileSystem } from "effect"
 import * as NodePath from "node:path"
-import { writeFileAtomic } from "../run/atomic.ts"
-import { RunFileFailed, RunStore, type RunStoreError } from "../run/RunStore.ts"
+import { writeFileAtomic } from "../io/atomic.ts"
+import { RunFileFailed, RunStore, type RunStoreError } from "../io/RunStore.ts"
 import { renderHtml } from "./html.ts"
 import { renderMarkdown } from "./markdown.ts"
 import { metricRows, metricsCsv } from "./metrics.ts"

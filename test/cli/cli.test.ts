@@ -15,7 +15,7 @@ import { type Experiment, Experiments, type RunOptions, registry } from "../../s
 import { describeNode, renderTree } from "../../src/cli/inspect.ts"
 import { formatEvent } from "../../src/cli/replay.ts"
 import { parseSeeds, parseSweep } from "../../src/cli/run.ts"
-import { RunStore } from "../../src/run/RunStore.ts"
+import { RunStore } from "../../src/io/RunStore.ts"
 import { synthetic } from "../report/synthetic.ts"
 
 const repoRoot = NodePath.resolve(NodePath.dirname(fileURLToPath(import.meta.url)), "../..")

@@ -7,7 +7,7 @@ import { CliError } from "effect/cli"
 import { TestConsole } from "effect/testing"
 import * as NodePath from "node:path"
 import { cliWith } from "../../src/cli/app.ts"
-import { RunStore } from "../../src/run/RunStore.ts"
+import { RunStore } from "../../src/io/RunStore.ts"
 import { synthetic } from "../report/synthetic.ts"
 
 const env = Layer.mergeAll(NodeServices.layer)

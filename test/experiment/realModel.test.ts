@@ -12,7 +12,7 @@ import { Effect } from "effect"
 import { beforeAll, describe, expect, it } from "vitest"
 import * as Torch from "../../src/engine/torch.ts"
 import { realModel, resolve, smokeModel } from "../../src/experiment/catalog/realModel.ts"
-import { readEventsFile } from "../../src/run/RunStore.ts"
+import { readEventsFile } from "../../src/io/RunStore.ts"
 import { run, tempDir } from "../run/tiny.ts"
 
 const python = Torch.defaultPython()

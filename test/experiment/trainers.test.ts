@@ -11,7 +11,7 @@ import { trainersSpec, workerPython } from "../../src/experiment/catalog/trainer
 import { componentsOf, define, type ExperimentSpec } from "../../src/experiment/define.ts"
 import { builtinRegistries } from "../../src/experiment/registries.ts"
 import { registryComponents } from "../../src/experiment/resolve.ts"
-import { readEventsFile } from "../../src/run/RunStore.ts"
+import { readEventsFile } from "../../src/io/RunStore.ts"
 import { run, tempDir, tinySpec } from "../run/tiny.ts"
 
 const torchProbe = spawnSync(workerPython(), ["-c", "import torch"], { encoding: "utf8", timeout: 60_000 })

@@ -14,7 +14,7 @@ import { renderMarkdown } from "../../src/report/markdown.ts"
 import { writeReports } from "../../src/report/report.ts"
 import { summarize } from "../../src/report/summarize.ts"
 import { readRecords } from "../../src/report/tensorboard.ts"
-import { RunStore } from "../../src/run/RunStore.ts"
+import { RunStore } from "../../src/io/RunStore.ts"
 import { synthetic } from "./synthetic.ts"
 
 const events = synthetic({

@@ -12,7 +12,7 @@ import type { StampedEvent } from "../../src/events/Event.ts"
 import { baseConfig } from "../../src/experiment/catalog/defaults.ts"
 import { mergePatch } from "../../src/run/config.ts"
 import type { ExperimentSpec } from "../../src/experiment/define.ts"
-import { readEventsFile } from "../../src/run/RunStore.ts"
+import { readEventsFile } from "../../src/io/RunStore.ts"
 
 export const tinyPatch = {
   task: { minDigits: 2, maxDigits: 2 },

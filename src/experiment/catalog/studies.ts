@@ -8,7 +8,7 @@
 import { Effect } from "effect"
 import * as NodePath from "node:path"
 import { mergePatch } from "../../run/config.ts"
-import { readEventsFile } from "../../run/RunStore.ts"
+import { readEventsFile } from "../../io/RunStore.ts"
 import { define, type ExperimentSpec } from "../define.ts"
 import { arpoVsGrpoSpec } from "./arpoVsGrpo.ts"
 import { baseConfig } from "./defaults.ts"

@@ -15,7 +15,7 @@ import {
   parseEvents,
   RunStore,
   timestampRunId
-} from "../../src/run/RunStore.ts"
+} from "../../src/io/RunStore.ts"
 
 const getStore = RunStore.use((s) => Effect.succeed(s))
 

@@ -1,7 +1,7 @@
 // progress: quiet when not a TTY or under tests; a bar line with count, rate and ETA otherwise.
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { makeProgress, progressEnabled, progressMode, renderBar, renderLine } from "../../src/run/progress.ts"
+import { makeProgress, progressEnabled, progressMode, renderBar, renderLine } from "../../src/io/progress.ts"
 
 describe("progress", () => {
   it("is disabled without a TTY, under vitest, and with ARPO_PROGRESS=0", () => {

@@ -3,7 +3,7 @@ import { NodeServices } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, FileSystem } from "effect"
 import * as NodePath from "node:path"
-import { writeDirAtomic, writeFileAtomic, writeJsonAtomic } from "../../src/run/atomic.ts"
+import { writeDirAtomic, writeFileAtomic, writeJsonAtomic } from "../../src/io/atomic.ts"
 
 const withTempDir = <A, E, R>(f: (dir: string, fs: FileSystem.FileSystem) => Effect.Effect<A, E, R>) =>
   Effect.gen(function*() {
