@@ -34,6 +34,7 @@ import * as NoisySearch from "../tasks/noisySearch.ts"
 import * as PointerChase from "../tasks/pointerChase.ts"
 import type { TaskDefinition } from "../tasks/Task.ts"
 import * as Calculator from "../tools/calculator.ts"
+import * as Python from "../tools/python.ts"
 import * as Search from "../tools/search.ts"
 import type { Tool } from "../tools/Tool.ts"
 import type { Toolbox } from "../tools/Toolbox.ts"
@@ -139,6 +140,8 @@ export const estimators: ReadonlyArray<EstimatorEntry> = [
 export const tools: ReadonlyArray<ToolEntry> = [
   // the safe calculator: enough for the synthetic tasks' integer expressions, no sandbox needed
   entry("calculator", Schema.Struct({}), (_c, { tag }) => Calculator.tool({ name: tag })),
+  // python3 in the sandbox, from pre-started single-use sandboxes (docs/tools.md); what ARPO's data needs
+  entry("python", Python.SandboxedPythonConfig, (c, { tag }) => Python.toolNow(c, tag)),
   // BM25 over the task's own corpus
   entry("search", Schema.Struct({ maxResults: withDefault(Int(1), 2) }), (c, { task, tag }) =>
     Search.tool([Search.corpusBackend(task.corpus)], { name: tag, maxResults: c.maxResults }))
