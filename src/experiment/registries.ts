@@ -28,6 +28,7 @@ import { ConfigInvalid, type RunConfig, type Section } from "../run/config.ts"
 import { type AdvantageEstimator, fromEstimator } from "../run/estimator.ts"
 import { trainOptionsOf } from "../run/layers.ts"
 import * as Arithmetic from "../tasks/arithmetic.ts"
+import * as Arpo from "../tasks/arpo.ts"
 import * as FlakyArithmetic from "../tasks/flakyArithmetic.ts"
 import * as Multihop from "../tasks/multihop.ts"
 import * as NoisySearch from "../tasks/noisySearch.ts"
@@ -262,7 +263,9 @@ export const tasks: ReadonlyArray<TaskEntry> = [
     Schema.Struct({ seed, lookalikes: withDefault(Int(0), 2), missingRate: withDefault(Unit, 0.25) }),
     (c) => NoisySearch.fromConfig(c)
   ),
-  entry("pointer-chase", Schema.Struct({ seed, maxCandidates: withDefault(Int(1), 3) }), (c) => PointerChase.fromConfig(c))
+  entry("pointer-chase", Schema.Struct({ seed, maxCandidates: withDefault(Int(1), 3) }), (c) => PointerChase.fromConfig(c)),
+  // ARPO's own data and prompt (src/tasks/arpo.ts); its sandboxed tools: Arpo.toolboxLocal (real-model uses them)
+  entry("arpo", Arpo.ArpoTaskSettings, (c) => Arpo.definition(c))
 ]
 
 export const builtinRegistries: Registries = { sampler: samplers, estimator: estimators, tool: tools, engine: engines, trainer: trainers, task: tasks }

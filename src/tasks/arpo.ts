@@ -89,6 +89,29 @@ export const defaultArpoTaskConfig: ArpoTaskConfig = {
   outputCapChars: 0
 }
 
+/**
+ * The same settings with every field defaulted at decoding (`{}` is a valid config): the shape of a registry
+ * entry's config (src/experiment/registries.ts).
+ */
+const dflt = <S extends Schema.Top & { readonly DecodingServices: never }>(schema: S, value: S["Type"]) =>
+  schema.pipe(Schema.withDecodingDefaultKey(Effect.succeed(value)))
+const f = ArpoTaskConfig.fields
+const v = defaultArpoTaskConfig
+export const ArpoTaskSettings = Schema.Struct({
+  train: dflt(f.train, v.train),
+  test: dflt(f.test, v.test),
+  callFormat: dflt(f.callFormat, v.callFormat),
+  callLimit: dflt(f.callLimit, v.callLimit),
+  pythonTimeoutMs: dflt(f.pythonTimeoutMs, v.pythonTimeoutMs),
+  searchCache: dflt(f.searchCache, v.searchCache),
+  maxResults: dflt(f.maxResults, v.maxResults),
+  dataDir: dflt(f.dataDir, v.dataDir),
+  keepTruncatedGolds: dflt(f.keepTruncatedGolds, v.keepTruncatedGolds),
+  systemPrompt: dflt(f.systemPrompt, v.systemPrompt),
+  maxQuestionChars: dflt(f.maxQuestionChars, v.maxQuestionChars),
+  outputCapChars: dflt(f.outputCapChars, v.outputCapChars)
+})
+
 /** Decodes a partial config over the defaults; a bad field fails with Schema's message naming it. */
 export const decodeConfig = (partial: unknown): Effect.Effect<ArpoTaskConfig, Schema.SchemaError> =>
   Schema.decodeUnknownEffect(ArpoTaskConfig)(

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, ManagedRuntime } from "effect"
+import { Effect, Layer, ManagedRuntime, Schema } from "effect"
+import { tasks } from "../../src/experiment/registries.ts"
 import * as path from "node:path"
 import * as HfTokenizer from "../../src/engine/hfTokenizer.ts"
 import * as Events from "../../src/events/Events.ts"
@@ -89,6 +90,13 @@ describe("the arpo task (ARPO's own data)", () => {
         `<answer>\\boxed{${p.golds[0]}}</answer>`
       assert.strictEqual(gsm.accuracy(response, p).accuracy, 1)
     }), 60_000)
+
+  it.effect("is registered as the task `arpo`: an empty section decodes to the defaults", () =>
+    Effect.gen(function*() {
+      const entry = tasks.find((t) => t.name === "arpo")!
+      assert.deepStrictEqual(yield* Schema.decodeUnknownEffect(Arpo.ArpoTaskSettings)({}), Arpo.defaultArpoTaskConfig)
+      assert.strictEqual(entry.config, Arpo.ArpoTaskSettings as unknown)
+    }))
 
   it.effect("refuses a config field that does not exist or a call format it does not know, by name", () =>
     Effect.gen(function*() {
