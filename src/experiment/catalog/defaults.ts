@@ -20,7 +20,8 @@ export const baseConfig: RunConfigJson = {
     miniBatches: 1,
     microBatchRows: 32,
     dynamicSampling: false,
-    maxRefills: 2
+    maxRefills: 2,
+    async: 0
   },
   advantage: { estimator: { name: "grpo", eps: 1e-6 }, attribution: "soft", entropyAlpha: 0 },
   loss: { clipLow: 0.2, clipHigh: 0.2, dualClip: 3, balancedClip: false, klCoef: 0, klEstimator: "k3", aggregation: "token-mean", tisCap: 0 },
