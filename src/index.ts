@@ -1,8 +1,10 @@
 /**
- * arpo's public API, as namespaces: `import { Advantage, Sampler, Engine } from "arpo"`.
- * The pure core (tokens, trees, randomness, entropy, branching, advantages, attribution, losses, rewards)
- * comes first, then the services and their layers (events, engine, model, trainer, tools, tasks,
- * samplers), then the run (experiments, the loop, the run directory, reports).
+ * arpo's public API, as namespaces: `import { Advantage, Sampler, Engine } from "arpo"`: the pure core
+ * (tokens, trees, randomness, entropy, branching, advantages, attribution, losses, rewards, weights), the
+ * service contracts and their adapters' layers (events, engine, trainer, tools, tasks, samplers), the run
+ * (config, weight sync, evaluation, the run directory, reports), and experiments with their registries.
+ * Internals (the loop's steps, the cold start, worker plumbing, the CLI's registry) are not exported; the
+ * list of names is test/architecture/public-api.txt, checked by test/architecture/folders.test.ts.
  */
 
 // ── pure core ───────────────────────────────────────────────────────────────
@@ -30,7 +32,6 @@ export * as Engine from "./engine/Engine.ts"
 export * as EmbeddedEngine from "./engine/embedded.ts"
 export * as HttpEngine from "./engine/http.ts"
 export * as LlamaCppEngine from "./engine/llamaCpp.ts"
-export * as NodeLlamaCpp from "./engine/nodeLlamaCpp.ts"
 export * as LlamaServer from "./engine/llamaServer.ts"
 export * as HfTokenizer from "./engine/hfTokenizer.ts"
 export * as ModelConfig from "./model/config.ts"
@@ -43,7 +44,6 @@ export * as Gguf from "./model/gguf.ts"
 export * as Trainer from "./trainer/Trainer.ts"
 export * as EmbeddedTrainer from "./trainer/embedded.ts"
 export * as PytorchTrainer from "./trainer/pytorch.ts"
-export * as WorkerSession from "./trainer/workerSession.ts"
 export * as Toolbox from "./tools/Toolbox.ts"
 export * as ToolProtocol from "./tools/protocol.ts"
 export * as CallFormat from "./tools/callFormat.ts"
@@ -64,8 +64,6 @@ export * as Sampler from "./rollout/index.ts"
 // ── the run ─────────────────────────────────────────────────────────────────
 export * as RunConfig from "./run/config.ts"
 export * as AdvantageEstimator from "./run/estimator.ts"
-export * as Loop from "./run/loop.ts"
-export * as Sft from "./run/sft.ts"
 export * as Evaluate from "./run/evaluate.ts"
 export * as EngineChoice from "./run/engineChoice.ts"
 export * as RunStore from "./io/RunStore.ts"
@@ -76,5 +74,4 @@ export * as Summary from "./report/summarize.ts"
 export * as Experiment from "./experiment/define.ts"
 export * as Registry from "./experiment/registries.ts"
 export * as Components from "./experiment/resolve.ts"
-export * as Experiments from "./experiment/registry.ts"
 export * as Defaults from "./experiment/catalog/defaults.ts"

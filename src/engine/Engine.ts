@@ -9,7 +9,7 @@ import { Context, type Effect, Schema } from "effect"
 import type { Key } from "../core/random.ts"
 import type { TokenId } from "../core/tokens.ts"
 import type { PolicyWeights, WeightsFormat, WeightsFormatUnsupported } from "../core/weights.ts"
-import type { Message } from "../tasks/Task.ts"
+import type { Message, Tokenizer } from "../core/text.ts"
 
 /** One sequence to continue. */
 export interface GenerateRequest {
@@ -57,23 +57,7 @@ export interface Scored {
   readonly entropies: ReadonlyArray<number>
 }
 
-/** Text ⇄ tokens for the engine's model. Tags are single tokens on the embedded tokenizer. */
-export interface Tokenizer {
-  readonly vocabSize: number
-  readonly eos: TokenId
-  readonly pad: TokenId
-  readonly encode: (text: string) => ReadonlyArray<TokenId>
-  /** renders special tags as their text (never skipped) */
-  readonly decode: (tokens: ReadonlyArray<TokenId>) => string
-  /** the id of a special token such as "</search>", when the tokenizer has it as one token */
-  readonly special: (text: string) => TokenId | undefined
-  /**
-   * The model's own chat template applied to messages, ending with the assistant's generation prompt.
-   * Present for real models (from their tokenizer files); absent for the embedded tokenizer, whose
-   * prompts are the task's rendered `prompt` text.
-   */
-  readonly chat?: (messages: ReadonlyArray<Message>) => ReadonlyArray<TokenId>
-}
+export type { Tokenizer } from "../core/text.ts"
 
 /** The prompt tokens of a problem for this tokenizer: its chat template when it has one, else the task's prompt text. */
 export const promptTokens = (

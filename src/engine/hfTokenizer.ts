@@ -10,8 +10,7 @@ import { Effect, Schema } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { type TokenId, tokenId } from "../core/tokens.ts"
-import type { Message } from "../tasks/Task.ts"
-import type { Tokenizer } from "./Engine.ts"
+import type { ChatMessage, Message, Tokenizer, ToolSchema } from "../core/text.ts"
 
 /** A tokenizer directory could not be turned into a Tokenizer: `path` names the file, `reason` what is wrong. */
 export class TokenizerLoadFailed extends Schema.TaggedError<TokenizerLoadFailed>()("TokenizerLoadFailed", {
@@ -23,24 +22,7 @@ export class TokenizerLoadFailed extends Schema.TaggedError<TokenizerLoadFailed>
   }
 }
 
-/** A tool call inside an assistant message, in the OpenAI / transformers shape chat templates read. */
-export interface ChatToolCall {
-  readonly type?: "function"
-  readonly function: {
-    readonly name: string
-    /** an object (rendered with `tojson`) or an already-encoded JSON string */
-    readonly arguments: Readonly<Record<string, unknown>> | string
-  }
-}
-
-/** A message of a conversation as chat templates take it (a superset of the task's system/user `Message`). */
-export type ChatMessage =
-  | Message
-  | { readonly role: "assistant"; readonly content: string; readonly tool_calls?: ReadonlyArray<ChatToolCall> }
-  | { readonly role: "tool"; readonly content: string; readonly name?: string }
-
-/** A function signature as chat templates list them (`{type: "function", function: {name, description, parameters}}`). */
-export type ToolSchema = Readonly<Record<string, unknown>>
+export type { ChatMessage, ChatToolCall, ToolSchema } from "../core/text.ts"
 
 export interface RenderOptions {
   /** end with the assistant's generation prompt (default true) */

@@ -4,7 +4,7 @@
  * text into its special token; decoding renders tags as their text and EOS/PAD as nothing, so
  * decode(encode(s)) === s for every well-formed string. It does not merge bytes (no BPE).
  */
-import type { Tokenizer } from "../engine/Engine.ts"
+import type { Tokenizer } from "../core/text.ts"
 import { type TokenId, tokenId } from "../core/tokens.ts"
 
 /** The special tags, in id order starting at 256. */

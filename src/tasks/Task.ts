@@ -13,11 +13,9 @@ import type { Tool } from "../tools/Tool.ts"
 export type Split = "train" | "test"
 export const splits: ReadonlyArray<Split> = ["train", "test"]
 
-/** A chat message, for engines that apply their own chat template. */
-export interface Message {
-  readonly role: "system" | "user"
-  readonly content: string
-}
+/** A chat message, for engines that apply their own chat template (defined in core/text.ts). */
+export type { Message } from "../core/text.ts"
+import type { Message } from "../core/text.ts"
 
 /** Flat JSON facts about a problem (source, kind, level, the entities used …), for events and reports. */
 export type ProblemMeta = Readonly<Record<string, string | number | boolean | null>>

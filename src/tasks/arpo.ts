@@ -10,7 +10,7 @@
 import { NodeServices } from "@effect/platform-node"
 import { Effect, Layer, Schema } from "effect"
 import type { Events } from "../events/Events.ts"
-import type { ToolSchema } from "../engine/hfTokenizer.ts"
+import type { ToolSchema } from "../core/text.ts"
 import {
   type CallFormat,
   callFormatOf,

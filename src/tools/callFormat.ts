@@ -5,7 +5,7 @@
  * as a `<tool_response>` user turn of the chat template. Pure functions; the Toolbox runs the calls.
  */
 import { Effect, Schema } from "effect"
-import type { ChatMessage, ToolSchema } from "../engine/hfTokenizer.ts"
+import type { ChatMessage, ToolSchema } from "../core/text.ts"
 import * as Protocol from "./protocol.ts"
 import type { MalformedCall, ResultFormat, ToolCallRequest } from "./protocol.ts"
 
