@@ -26,6 +26,7 @@ import { emit, Events, withScope } from "../../events/Events.ts"
 import { readCheckpoint } from "../../model/checkpoint.ts"
 import type { HostTensor } from "../../model/params.ts"
 import { byteTokenizer } from "../../model/tokenizer.ts"
+import { bootstrap, differenceRange, pairedTable, type Stat, unit } from "../../report/bootstrap.ts"
 import type { Summary } from "../../report/summarize.ts"
 import { evaluateDetailed } from "../../run/evaluate.ts"
 import { Toolbox } from "../../tools/Toolbox.ts"
@@ -421,8 +422,8 @@ const coreArms = (v: typeof premiseVariants[number]): ReadonlyArray<ArmSpec> => 
   { name: `${v.name}.arpo`, sampler: "arpo", set: { task: v.task } },
   // random-branch at α: ARPO's branch probability when ΔH ≈ 0; the report shows both measured branch rates
   { name: `${v.name}.random`, sampler: "random-branch", set: { task: v.task } },
-  // AEPO's sampler with its balanced clip (the entropy-aware advantage has no config key yet)
-  { name: `${v.name}.aepo`, sampler: "aepo", set: { task: v.task, loss: { balancedClip: true } } }
+  // AEPO end to end: its sampler, its balanced clip and its entropy-aware advantage (α = 0.2, token entropies from the trees)
+  { name: `${v.name}.aepo`, sampler: "aepo", set: { task: v.task, loss: { balancedClip: true }, advantage: { entropyAlpha: 0.2 } } }
 ]
 
 /** Full profile only: a compute-matched GRPO (fewer trajectories, about ARPO's computed tokens) and β on the raw scale. */
@@ -477,17 +478,27 @@ const evaluateWeights = (arm: ResolvedArm, seed: number, params: ReadonlyArray<H
     return out
   })
 
-/** Paired differences over seeds × questions (a − b), clustered by question. */
+/**
+ * A report bootstrap (src/report/bootstrap.ts: seeds × questions resampled crossed, keyed) as an Interval;
+ * NaN ends when there is none (`why` says why).
+ */
+const asInterval = (s: Stat): Interval & { readonly why: string | null } => ({
+  n: s.n * s.units,
+  clusters: s.units,
+  mean: s.mean,
+  lo: s.lo ?? Number.NaN,
+  hi: s.hi ?? Number.NaN,
+  why: s.why
+})
+
+/** Per seed, the arm's per-question values in question order (the evaluator keeps the split's order). */
+const perSeed = (all: ReadonlyArray<Evaluated>, arm: string, value: (q: Evaluated["questions"][number]) => number) =>
+  new Map(all.filter((e) => e.arm === arm).map((e) => [e.seed, e.questions.map(value)] as const))
+
+/** Paired differences a − b over the same seeds × questions, with the report's bootstrap. */
 const pairedDifference = (all: ReadonlyArray<Evaluated>, armA: string, armB: string) => {
-  const by = (arm: string) => new Map(all.filter((e) => e.arm === arm).flatMap((e) => e.questions.map((q) => [`${e.seed}/${q.id}`, q.accuracy] as const)))
-  const ma = by(armA)
-  const mb = by(armB)
-  const values: Array<{ cluster: string; value: number }> = []
-  for (const [k, va] of ma) {
-    const vb = mb.get(k)
-    if (vb !== undefined) values.push({ cluster: k.slice(k.indexOf("/") + 1), value: va - vb })
-  }
-  return clusterBootstrap(values, 2000, 3)
+  const t = pairedTable(perSeed(all, armA, (q) => q.accuracy), perSeed(all, armB, (q) => q.accuracy))
+  return asInterval(t === null ? bootstrap([], { label: "none" }) : bootstrap(t.table, { label: `premise ${armA} − ${armB}`, range: differenceRange(unit) }))
 }
 
 interface ArmCost {
@@ -572,17 +583,17 @@ export const premiseConclusion = (_summary: Summary, dir: string) =>
     }
     const labels = [...new Set(evaluated.map((e) => e.arm))]
     const lines: Array<string> = [
-      `Held-out greedy accuracy (token F1 of the boxed answer; mean over seeds ${stored.seeds.join(",")} × ${arms[0]?.config.eval.questions ?? 0} test questions, 95% bootstrap interval clustered by question), tool calls and response tokens per question at evaluation:`,
+      `Held-out greedy accuracy (token F1 of the boxed answer; mean over seeds ${stored.seeds.join(",")} × ${arms[0]?.config.eval.questions ?? 0} test questions, 95% bootstrap interval over seeds × questions, src/report/bootstrap.ts), tool calls and response tokens per question at evaluation:`,
       "",
       "| arm | accuracy | tool calls / question | response tokens / question |",
       "|---|---:|---:|---:|"
     ]
     for (const label of labels) {
       const qs = evaluated.filter((e) => e.arm === label).flatMap((e) => e.questions)
-      const acc = clusterBootstrap(qs.map((q) => ({ cluster: q.id, value: q.accuracy })), 2000, 4)
+      const acc = asInterval(bootstrap([...perSeed(evaluated, label, (q) => q.accuracy).values()], { label: `premise ${label}`, range: unit }))
       lines.push(`| ${label} | ${iv(acc, 3)} | ${f(meanOf(qs.map((q) => q.toolCalls)), 2)} | ${f(meanOf(qs.map((q) => q.tokens)), 1)} |`)
     }
-    lines.push("", "Paired differences in held-out accuracy (a − b over the same seeds × questions; 95% bootstrap interval clustered by question):", "")
+    lines.push("", "Paired differences in held-out accuracy (a − b over the same seeds × questions; 95% bootstrap interval, seeds and questions resampled crossed):", "")
     lines.push("| variant | a − b | difference | verdict |", "|---|---|---:|---|")
     const armLabels = labels.filter((l) => !l.endsWith(".cold-start"))
     for (const v of [...new Set(armLabels.map(variantOf))]) {
@@ -603,7 +614,7 @@ export const premiseConclusion = (_summary: Summary, dir: string) =>
       for (const [a, b] of pairs) {
         if (!has(a) || !(has(b) || b === "cold-start")) continue
         const d = pairedDifference(evaluated, `${v}.${a}`, `${v}.${b}`)
-        const word = Number.isNaN(d.lo) ? "cannot tell" : d.lo > 0 ? `${a} better` : d.hi < 0 ? `${b} better` : "cannot tell"
+        const word = Number.isNaN(d.lo) ? `cannot tell (${d.why ?? "no interval"})` : d.lo > 0 ? `${a} better` : d.hi < 0 ? `${b} better` : "cannot tell"
         lines.push(`| ${v} | ${a} − ${b} | ${iv(d, 3)} | ${word} |`)
       }
     }
@@ -639,14 +650,14 @@ const rlSpec = (arms: ReadonlyArray<ArmSpec>): ExperimentSpec => ({
   conclude: premiseConclusion
 })
 
-/** Quick: GRPO, ARPO (β = 0.2), ARPO with β = 8 (where the entropy term can move P_t) and random-branch, per variant. */
+/** Quick: GRPO, ARPO (β = 0.2), ARPO with β = 8 (where the entropy term can move P_t), random-branch and AEPO, per variant. */
 export const premiseQuickSpec = rlSpec(premiseVariants.flatMap((v) => [
-  ...coreArms(v).filter((a) => a.sampler !== "aepo"),
+  ...coreArms(v),
   { name: `${v.name}.arpo-b8`, sampler: "arpo", set: { task: v.task, rollout: { beta: 8 } } } satisfies ArmSpec
 ]))
 export const premiseFullSpec = rlSpec(premiseVariants.flatMap((v) => [...coreArms(v), ...fullExtraArms(v)]))
 
-/** `premise`: the quick profile runs GRPO, ARPO, ARPO β = 8 and random-branch per variant; the full profile every arm (config.json lists them). */
+/** `premise`: the quick profile runs GRPO, ARPO, ARPO β = 8, random-branch and AEPO per variant; the full profile every arm (config.json lists them). */
 export const premise: Experiment = {
   name: "premise",
   description: premiseFullSpec.description,
