@@ -147,6 +147,53 @@ const boundsOf = (g: Generation): { readonly lower: Array<number>; readonly uppe
 const mean = (xs: ReadonlyArray<number>): number => xs.reduce((a, b) => a + b, 0) / xs.length
 
 /**
+ * The entropy windows of one new segment (DESIGN.md "Entropy and ΔH"), the one place the ΔH window is
+ * defined: the window sum over the segment's first k tokens (with its interval when the engine gave
+ * per-token bounds). A trajectory's first segment sets its first window and, for a root, H_initial; a
+ * segment right after a tool result is that result's probe, ΔH = (H_t − H_initial) / ln V. Updates the
+ * trajectory's window fields and segment count; returns whether H_initial was set here and the probe.
+ */
+const measureSegment = (
+  t: Traj,
+  reply: Generation,
+  k: number,
+  vocabSize: number
+): { readonly window: number; readonly windowBounds: WindowBounds | undefined; readonly initial: boolean; readonly probe: Probe | undefined } => {
+  const bounds = boundsOf(reply)
+  const measured = windowEntropy(reply.entropies, k, bounds)
+  const window = measured.point
+  const windowBounds: WindowBounds | undefined = bounds === undefined ? undefined : { lower: measured.lower, upper: measured.upper }
+  let initial = false
+  if (t.segments === 0) {
+    t.firstWindow = window
+    t.firstBounds = windowBounds
+    if (t.rootWindow === undefined) {
+      t.rootWindow = window
+      t.rootBounds = windowBounds
+      initial = true
+    }
+  }
+  let probe: Probe | undefined
+  if (t.probeOf !== undefined && t.rootWindow !== undefined) {
+    probe = {
+      prompt: t.prompt,
+      trajectory: t.id,
+      node: t.probeOf,
+      call: t.calls,
+      tool: t.probeTool,
+      hAfterTool: window,
+      hInitial: t.rootWindow,
+      deltaH: deltaH(window, t.rootWindow, vocabSize),
+      ...(windowBounds !== undefined ? { hAfterToolBounds: windowBounds } : {}),
+      ...(t.rootBounds !== undefined ? { hInitialBounds: t.rootBounds } : {})
+    }
+  }
+  t.probeOf = undefined
+  t.segments++
+  return { window, windowBounds, initial, probe }
+}
+
+/**
  * Run a batch of prompts under `policy`. Never fails: engine failures after retries mark the trajectories
  * concerned "failed"; tool failures, hangs (past `toolTimeoutMs`) and crashes become result text.
  */
@@ -382,39 +429,17 @@ export const runRollout = (
           stats.tokensGenerated += reply.tokens.length
 
           const bounds = boundsOf(reply)
-          const measured = windowEntropy(reply.entropies, settings.window, bounds)
-          const window = measured.point
-          const windowBounds: WindowBounds | undefined = bounds === undefined ? undefined : { lower: measured.lower, upper: measured.upper }
-          if (t.segments === 0) {
-            t.firstWindow = window
-            t.firstBounds = windowBounds
-            if (t.rootWindow === undefined) {
-              t.rootWindow = window
-              t.rootBounds = windowBounds
-              stats.initialWindows.push(window)
-              if (windowBounds !== undefined) initialWidths.push(windowBounds.upper - windowBounds.lower)
-            }
+          const { window, windowBounds, initial, probe } = measureSegment(t, reply, settings.window, vocabSize)
+          if (initial) {
+            stats.initialWindows.push(window)
+            if (windowBounds !== undefined) initialWidths.push(windowBounds.upper - windowBounds.lower)
           }
-          if (t.probeOf !== undefined && t.rootWindow !== undefined) {
-            const d = deltaH(window, t.rootWindow, vocabSize)
-            probes.push({
-              prompt: t.prompt,
-              trajectory: t.id,
-              node: t.probeOf,
-              call: t.calls,
-              tool: t.probeTool,
-              hAfterTool: window,
-              hInitial: t.rootWindow,
-              deltaH: d,
-              ...(windowBounds !== undefined ? { hAfterToolBounds: windowBounds } : {}),
-              ...(t.rootBounds !== undefined ? { hInitialBounds: t.rootBounds } : {})
-            })
+          if (probe !== undefined) {
+            probes.push(probe)
             stats.probeWindows.push(window)
-            stats.deltaHs.push(d)
+            stats.deltaHs.push(probe.deltaH)
             if (windowBounds !== undefined) probeWidths.push(windowBounds.upper - windowBounds.lower)
           }
-          t.probeOf = undefined
-          t.segments++
 
           let finish: Finish
           let call: ToolCallRequest | MalformedCall | undefined
