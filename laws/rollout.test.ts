@@ -10,7 +10,7 @@ import { tokenIds } from "../src/core/tokens.ts"
 import { leaves, trajectory } from "../src/core/tree.ts"
 import { type Action, branchAtProbes, type Policy, topUp } from "../src/rollout/policy.ts"
 import { runRollout, type RunnerSettings } from "../src/rollout/runner.ts"
-import { makeScriptedEngine } from "../src/rollout/scriptedEngine.ts"
+import { makeScriptedEngine } from "../src/engine/scripted.ts"
 import { testToolbox } from "../test/rollout/fixtures.ts"
 
 const discard = { emit: () => Effect.void, recorded: Effect.succeed([]) }

@@ -8,7 +8,7 @@ import { Events } from "../../src/events/Events.ts"
 import { initialFromProbe, layerAepo } from "../../src/rollout/aepo.ts"
 import { AepoConfig, type AepoConfigInput } from "../../src/rollout/config.ts"
 import { Sampler } from "../../src/rollout/Sampler.ts"
-import type { ScriptedEngineOptions } from "../../src/rollout/scriptedEngine.ts"
+import type { ScriptedEngineOptions } from "../../src/engine/scripted.ts"
 import { stack } from "./fixtures.ts"
 import { childrenOf } from "./treeChecks.ts"
 

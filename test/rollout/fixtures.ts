@@ -7,7 +7,7 @@ import { derive, root, uniform } from "../../src/core/random.ts"
 import type { Engine } from "../../src/engine/Engine.ts"
 import { Events } from "../../src/events/Events.ts"
 import type { Sampler } from "../../src/rollout/Sampler.ts"
-import { layerScripted, type ScriptedEngineOptions } from "../../src/rollout/scriptedEngine.ts"
+import { layerScripted, type ScriptedEngineOptions } from "../../src/engine/scripted.ts"
 import * as Protocol from "../../src/tools/protocol.ts"
 import { type ToolCallRequest, Toolbox, type ToolResult } from "../../src/tools/Toolbox.ts"
 

@@ -11,7 +11,7 @@ import { layerArpo } from "../../src/rollout/arpo.ts"
 import { layerGlobal } from "../../src/rollout/global.ts"
 import { layerRandomBranch } from "../../src/rollout/randomBranch.ts"
 import { Sampler } from "../../src/rollout/Sampler.ts"
-import { scriptedTokenizer } from "../../src/rollout/scriptedEngine.ts"
+import { scriptedTokenizer } from "../../src/engine/scripted.ts"
 import * as Protocol from "../../src/tools/protocol.ts"
 import { keyedDelay, stack } from "./fixtures.ts"
 

@@ -12,7 +12,7 @@ import { define } from "../../src/experiment/define.ts"
 import { embeddedEngineOf } from "../../src/run/layers.ts"
 import type { RunConfig } from "../../src/run/config.ts"
 import { readEventsFile } from "../../src/io/RunStore.ts"
-import { makeScriptedEngine } from "../../src/rollout/scriptedEngine.ts"
+import { makeScriptedEngine } from "../../src/engine/scripted.ts"
 import { run, runExit, tempDir, tinySpec } from "./tiny.ts"
 import * as NodePath from "node:path"
 

@@ -16,7 +16,7 @@ import {
   type GenerateRequest,
   type Generation,
   type Tokenizer
-} from "../engine/Engine.ts"
+} from "./Engine.ts"
 
 /** The protocol tags, as single special tokens (the same list and order as the embedded tokenizer). */
 export const scriptedSpecials = tags
