@@ -109,6 +109,18 @@ describe("experiments/examples", () => {
     expect(calls.length).toBeGreaterThan(0)
   }, 300_000)
 
+  it("recording engine: an engine adapter registered by its experiment; the run loads the trainer's weights into it before each step", async () => {
+    const dir = await runExample("recordingEngine.ts")
+    expect(configOf(dir).arms[0].config.engine).toEqual({ name: "recording", maxSlots: 16 })
+    const notes = (await eventsOf(dir)).flatMap((e) => (e.event._tag === "note" && e.event.message.startsWith("recording engine") ? [e.event.message] : []))
+    // the cold start's weights when the layers are built, then one load after each training step
+    expect(notes.map((m) => m.replace(/ \(\d+ bytes\)/, ""))).toEqual([
+      "recording engine: loaded embedded v0",
+      "recording engine: loaded embedded v1",
+      "recording engine: loaded embedded v2"
+    ])
+  }, 300_000)
+
   it("the README's experiment runs as written (import from \"arpo\"), and `arpo resume <run>` continues a run of that file", async () => {
     const readme = fs.readFileSync(NodePath.join(examples, "../../README.md"), "utf8")
     const file = fs.readFileSync(NodePath.join(examples, "arpo-z2.ts"), "utf8")
