@@ -325,7 +325,8 @@ export const spawnWorker = (
     yield* Effect.addFinalizer((exit) =>
       exit._tag === "Success" && broken === undefined
         ? request("shutdown", {}, Schema.Unknown, { timeout: "2 seconds" }).pipe(
-          Effect.andThen(handle.exitCode.pipe(Effect.timeout("2 seconds"))),
+          // a torchrun group's agents pass an exit barrier (every node's agent) before they exit: give them longer
+          Effect.andThen(handle.exitCode.pipe(Effect.timeout(torchrun !== undefined ? "20 seconds" : "2 seconds"))),
           Effect.ignore
         )
         : Effect.void
