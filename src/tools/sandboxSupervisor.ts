@@ -106,8 +106,11 @@ def _child():
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
     lim = _spec["limits"]
     for res, v in ((resource.RLIMIT_NPROC, lim["nproc"]), (resource.RLIMIT_AS, lim["as"]),
-                   (resource.RLIMIT_FSIZE, lim["fsize"]), (resource.RLIMIT_CPU, lim["cpu"]), (resource.RLIMIT_CORE, 0)):
+                   (resource.RLIMIT_FSIZE, lim["fsize"]), (resource.RLIMIT_CORE, 0)):
         resource.setrlimit(res, (v, v))
+    # CPU: hard one second above soft, so the program gets SIGXCPU ("CPU time limit exceeded") at the limit;
+    # with soft == hard Linux checks the hard limit first and sends SIGKILL, which reads as a memory kill
+    resource.setrlimit(resource.RLIMIT_CPU, (lim["cpu"], lim["cpu"] + 1))
     os.chroot(_spec["root"])
     os.chdir("/")
     cap = 0
