@@ -23,7 +23,7 @@ import { Events } from "../events/Events.ts"
 import { encodeSafetensors } from "../model/checkpoint.ts"
 import type { AdamWConfig } from "../model/train.ts"
 import { defaultTrainOptions } from "./embedded.ts"
-import { defaultWorkerScript, LogprobsReply, LossReply, LoadReply, SftStepReply, TrainStepReply } from "./pytorch.ts"
+import { defaultWorkerScript, LogprobsReply, LossReply, LoadReply, SftStepReply, TrainStepReply, wireLoss, wireSequence } from "./pytorch.ts"
 import {
   CheckpointFailure,
   type PolicyTrainOptions,
@@ -163,16 +163,6 @@ export const encodeSequencesFile = (sequences: ReadonlyArray<Partial<TrainSequen
   return encodeSafetensors(tensors, { format: "arpo-sequences-v1" })
 }
 
-const wireSequence = (s: TrainSequence) => ({
-  tokens: s.tokens,
-  responseStart: s.responseStart,
-  lossMask: s.lossMask,
-  advantages: s.advantages,
-  oldLogprobs: s.oldLogprobs,
-  ...(s.refLogprobs !== undefined ? { refLogprobs: s.refLogprobs } : {}),
-  weight: s.weight
-})
-const wireLoss = (c: PolicyLossConfig) => ({ ...c, dualClip: c.dualClip ?? null })
 
 /**
  * Starts the worker (scoped) on a Hugging Face checkpoint. Fails with the worker's typed error; a checkpoint it

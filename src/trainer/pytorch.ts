@@ -116,7 +116,8 @@ export interface PytorchWorker {
   readonly load: (file: string) => Effect.Effect<typeof LoadReply.Type, WorkerError>
 }
 
-const wireSequence = (s: TrainSequence) => ({
+/** A TrainSequence as the worker's JSON protocol carries it (shared with the HF trainer). */
+export const wireSequence = (s: TrainSequence) => ({
   tokens: s.tokens,
   responseStart: s.responseStart,
   lossMask: s.lossMask,
@@ -126,7 +127,8 @@ const wireSequence = (s: TrainSequence) => ({
   weight: s.weight
 })
 
-const wireLoss = (c: PolicyLossConfig) => ({ ...c, dualClip: c.dualClip ?? null })
+/** The loss config as the worker reads it (`dualClip` off is `null`). */
+export const wireLoss = (c: PolicyLossConfig) => ({ ...c, dualClip: c.dualClip ?? null })
 
 /**
  * Starts the worker (scoped) and initializes it from an embedded checkpoint file (weights, and the
