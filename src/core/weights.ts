@@ -40,7 +40,7 @@ export const pathWeights = (version: number, format: WeightsFormat, path: string
   ...(bytes === undefined ? {} : { bytes })
 })
 
-/** A short description for messages: `gguf v3 at /tmp/x.gguf`, `embedded v0 (in-process)`. */
+/** A short description for messages: `gguf v3 at runs/x/weights.gguf`, `embedded v0 (in-process)`. */
 export const describeWeights = (w: PolicyWeights): string =>
   `${w.format} v${w.version}${w.location._tag === "path" ? ` at ${w.location.path}` : " (in-process)"}`
 

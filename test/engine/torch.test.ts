@@ -225,7 +225,7 @@ describe.skipIf(!torchOk)("torch engine on embedded weights (pytorch tier)", () 
         assert.strictEqual(yield* engine.policyVersion, 1)
         // a handle of another worker is refused, a LoRA adapter directory is not a path it loads
         assert.strictEqual((yield* Effect.flip(engine.load(handleWeights(2, "hf", { session: {} })))).message.includes("another process"), true)
-        assert.strictEqual((yield* Effect.flip(engine.load(pathWeights(2, "gguf", "/tmp/x.gguf"))))._tag, "WeightsFormatUnsupported")
+        assert.strictEqual((yield* Effect.flip(engine.load(pathWeights(2, "gguf", "x.gguf"))))._tag, "WeightsFormatUnsupported")
         const after = yield* engine.generate([reqs[0]!])
         const tf2 = yield* worker.logprobs([[...reqs[0]!.tokens, ...after[0]!.tokens]])
         assert.isBelow(maxAbs(after[0]!.logprobs, tf2.logprobs[0]!.slice(reqs[0]!.tokens.length)), 1e-4)
