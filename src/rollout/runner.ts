@@ -193,6 +193,512 @@ const measureSegment = (
   return { window, windowBounds, initial, probe }
 }
 
+// ---------------------------------------------------------------------------------------------------------------------
+// one batch: its state and the named steps of a round
+
+/** Everything one `runRollout` call works on; the steps below read and update it. */
+interface Batch {
+  readonly env: RunnerEnv
+  readonly settings: RunnerSettings
+  readonly emitting: boolean
+  readonly vocabSize: number
+  readonly batchKey: Key
+  readonly policyVersion: number
+  readonly stopTokens: ReadonlyArray<TokenId>
+  readonly stopStrings: ReadonlyArray<string>
+  readonly prefixReuse: boolean
+  /** requests per engine call */
+  readonly chunk: number
+  readonly startedAt: number
+  readonly states: Array<PromptState>
+  readonly stats: BatchStats
+  /** `note` events of the round, emitted after the policy's decisions */
+  readonly notes: Array<EventBody>
+  /** widths (upper − lower, nats) of the H_initial and after-tool windows that had bounds */
+  readonly initialWidths: Array<number>
+  readonly probeWidths: Array<number>
+}
+
+const emptyStats = (sampler: string, prompts: number): BatchStats => ({
+  sampler,
+  prompts,
+  trajectories: 0,
+  failedTrajectories: 0,
+  tokensGenerated: 0,
+  tokensComputed: 0,
+  uniqueTreeTokens: 0,
+  branchConsidered: 0,
+  branchTaken: 0,
+  toolCalls: 0,
+  toolFailures: 0,
+  callLimitReached: 0,
+  initialWindows: [],
+  probeWindows: [],
+  deltaHs: [],
+  toolCallsPerPrompt: Array.from({ length: prompts }, () => 0),
+  engineMs: 0,
+  toolMs: 0,
+  wallMs: 0,
+  rounds: 0
+})
+
+const newBatch = (
+  env: RunnerEnv,
+  settings: RunnerSettings,
+  prompts: ReadonlyArray<ReadonlyArray<TokenId>>,
+  options: { readonly step: number; readonly key: Key },
+  policyVersion: number
+): Batch => {
+  const { engine, toolbox } = env
+  const tok = engine.tokenizer
+  const maxConcurrency = engine.capabilities.maxConcurrency
+  return {
+    env,
+    settings,
+    emitting: settings.emitEvents ?? true,
+    vocabSize: tok.vocabSize,
+    batchKey: derive(options.key, "step", options.step),
+    policyVersion,
+    stopTokens: toolbox.stopTags.map((t) => tok.special(t)).filter((t): t is TokenId => t !== undefined),
+    stopStrings: toolbox.stopTags,
+    prefixReuse: engine.capabilities.prefixReuse,
+    chunk: Math.max(1, Number.isFinite(maxConcurrency) ? maxConcurrency : prompts.length * settings.budget),
+    startedAt: now(),
+    states: prompts.map((p) => ({
+      nodes: [{ parent: -1, kind: "prompt", tokens: p.slice(), logprobs: [], entropies: [] }],
+      trajs: [],
+      promptLength: p.length,
+      computed: [false]
+    })),
+    stats: emptyStats(settings.sampler, prompts.length),
+    notes: [],
+    initialWidths: [],
+    probeWidths: []
+  }
+}
+
+const appendNode = (state: PromptState, node: Node): number => {
+  state.nodes.push(node)
+  state.computed.push(false)
+  return state.nodes.length - 1
+}
+
+/** Where a new trajectory starts: right after a tool node, with its root's H_initial (absent: from the prompt). */
+interface StartPoint {
+  readonly node: number
+  readonly rootWindow: number | undefined
+  readonly rootBounds: WindowBounds | undefined
+}
+
+/** Start a trajectory of prompt `p` (nothing when the prompt's budget is used up). */
+const startTrajectory = (b: Batch, p: number, from: StartPoint | undefined): void => {
+  const state = b.states[p]!
+  if (state.trajs.length >= b.settings.budget) return
+  const at = from ? pathState(state, from.node) : { tokens: state.nodes[0]!.tokens.slice(), responseLength: 0, calls: 0 }
+  state.trajs.push({
+    prompt: p,
+    id: state.trajs.length,
+    leaf: from ? from.node : 0,
+    context: at.tokens,
+    responseLength: at.responseLength,
+    calls: at.calls,
+    segments: 0,
+    rootWindow: from?.rootWindow,
+    rootBounds: from?.rootBounds,
+    firstWindow: undefined,
+    firstBounds: undefined,
+    probeOf: undefined,
+    probeTool: "",
+    done: false,
+    failed: false
+  })
+  b.stats.trajectories++
+}
+
+/** End a trajectory at a tool node whose result used up the response budget (an empty "length" segment). */
+const endForLength = (b: Batch, t: Traj): void => {
+  t.leaf = appendNode(b.states[t.prompt]!, { parent: t.leaf, kind: "model", tokens: [], logprobs: [], entropies: [], finish: "length" })
+  t.done = true
+}
+
+/** End a trajectory whose segment the engine could not generate: an empty "failed" node and a warning note. */
+const markFailed = (b: Batch, t: Traj, key: Key, error: EngineError): void => {
+  t.leaf = appendNode(b.states[t.prompt]!, {
+    parent: t.leaf,
+    kind: "model",
+    tokens: [],
+    logprobs: [],
+    entropies: [],
+    finish: "failed",
+    key,
+    policyVersion: b.policyVersion
+  })
+  t.done = true
+  t.failed = true
+  b.stats.failedTrajectories++
+  b.notes.push({
+    _tag: "note",
+    level: "warn",
+    message:
+      `rollout ${b.settings.sampler}: prompt ${t.prompt} trajectory ${t.id} failed at segment ${t.segments} ` +
+      `(engine: ${errorText(error)}); it is kept as finish "failed" and excluded from training`
+  })
+}
+
+// --- engine: chunked, transient failures retried, a failing chunk retried request by request ---------------------------
+
+const failureOf = (adapter: string, cause: Cause.Cause<EngineError>): EngineError => {
+  const found = cause.reasons.find(Cause.isFailReason)
+  if (found) return found.error
+  return new EngineFailure({ adapter, transient: false, message: `engine defect: ${Cause.pretty(cause)}` })
+}
+
+const wrongCount = (adapter: string, got: number, want: number) =>
+  new EngineFailure({ adapter, transient: false, message: `engine returned ${got} replies for ${want} requests` })
+
+/** One engine call over `requests`; a reply per request, in order: a checked generation or the error of that request. */
+const generateChunk = (b: Batch, requests: ReadonlyArray<GenerateRequest>): Effect.Effect<Array<Generation | EngineError>> => {
+  const { engine } = b.env
+  const retried = <A>(eff: Effect.Effect<A, EngineError>) =>
+    eff.pipe(Effect.retry({ times: b.settings.engineRetries, while: (e: EngineError) => e._tag === "EngineFailure" && e.transient }))
+  return Effect.gen(function*() {
+    const whole = yield* Effect.exit(retried(engine.generate(requests)))
+    if (Exit.isSuccess(whole) && whole.value.length === requests.length) {
+      return whole.value.map((g) => checkGeneration(g, engine.name))
+    }
+    if (requests.length === 1) {
+      return [whole._tag === "Failure" ? failureOf(engine.name, whole.cause) : wrongCount(engine.name, whole.value.length, 1)]
+    }
+    // isolate: one request at a time, so only the sequences that really fail are marked failed
+    return yield* Effect.forEach(requests, (r) =>
+      Effect.exit(retried(engine.generate([r]))).pipe(
+        Effect.map((e) =>
+          Exit.isSuccess(e)
+            ? e.value.length === 1 ? checkGeneration(e.value[0]!, engine.name) : wrongCount(engine.name, e.value.length, 1)
+            : failureOf(engine.name, e.cause)
+        )
+      ))
+  })
+}
+
+/** Step 1 of a round: one segment for every running trajectory, keyed by (prompt, trajectory, segment). */
+const generateSegments = (b: Batch, running: ReadonlyArray<Traj>) =>
+  Effect.gen(function*() {
+    const { settings } = b
+    const keys = running.map((t) => derive(b.batchKey, "prompt", t.prompt, "traj", t.id, "segment", t.segments))
+    const requests: Array<GenerateRequest> = running.map((t, i) => ({
+      tokens: t.context.slice(),
+      maxTokens: settings.maxResponseTokens - t.responseLength,
+      temperature: settings.temperature,
+      topP: settings.topP,
+      stopTokens: b.stopTokens,
+      stopStrings: b.stopStrings,
+      key: keys[i]!
+    }))
+    const t0 = now()
+    const replies: Array<Generation | EngineError> = []
+    for (let i = 0; i < requests.length; i += b.chunk) {
+      replies.push(...(yield* generateChunk(b, requests.slice(i, i + b.chunk))))
+    }
+    b.stats.engineMs += now() - t0
+    return { keys, replies }
+  })
+
+// --- step 2: record segments -------------------------------------------------------------------------------------------
+
+/** Prefix-reuse accounting: the context nodes the engine had not computed yet, plus the new tokens. */
+const countCompute = (b: Batch, t: Traj, reply: Generation): void => {
+  const state = b.states[t.prompt]!
+  if (b.prefixReuse) {
+    for (let id = t.leaf; id >= 0 && !state.computed[id]; id = state.nodes[id]!.parent) {
+      state.computed[id] = true
+      b.stats.tokensComputed += state.nodes[id]!.tokens.length
+    }
+  } else {
+    b.stats.tokensComputed += t.context.length
+  }
+  b.stats.tokensComputed += reply.tokens.length
+  b.stats.tokensGenerated += reply.tokens.length
+}
+
+/** How a segment ended, and the tool call to run when it ended on a parsable call within the limits. */
+const endOfSegment = (b: Batch, t: Traj, reply: Generation, key: Key) => {
+  const { settings, stats } = b
+  const { toolbox, engine } = b.env
+  let finish: Finish = "eos"
+  let call: ToolCallRequest | MalformedCall | undefined
+  let toolCall: ToolCallRecord | undefined
+  switch (reply.finish._tag) {
+    case "eos":
+      finish = "eos"
+      break
+    case "length":
+      finish = "length"
+      break
+    case "stop": {
+      finish = "stop"
+      const parsed = toolbox.parse(engine.tokenizer.decode(reply.tokens))
+      if (parsed !== undefined && t.calls >= settings.callLimit) {
+        stats.callLimitReached++
+      } else if (parsed !== undefined && t.responseLength + reply.tokens.length < settings.maxResponseTokens) {
+        // the call's key: tools whose results are random by design draw from it (keyed, replayable)
+        call = "malformed" in parsed ? parsed : { ...parsed, key: derive(key, "tool") }
+        toolCall = "malformed" in parsed ? { tool: parsed.tool, content: "" } : { tool: parsed.tool, content: parsed.content }
+      }
+    }
+  }
+  return { finish, call, toolCall }
+}
+
+/** Measure a segment's windows into the batch figures; a probe (post-tool window) goes to `probes`. */
+const measureInto = (b: Batch, t: Traj, reply: Generation, probes: Array<Probe>) => {
+  const measured = measureSegment(t, reply, b.settings.window, b.vocabSize)
+  const { window, windowBounds, initial, probe } = measured
+  if (initial) {
+    b.stats.initialWindows.push(window)
+    if (windowBounds !== undefined) b.initialWidths.push(windowBounds.upper - windowBounds.lower)
+  }
+  if (probe !== undefined) {
+    probes.push(probe)
+    b.stats.probeWindows.push(window)
+    b.stats.deltaHs.push(probe.deltaH)
+    if (windowBounds !== undefined) b.probeWidths.push(windowBounds.upper - windowBounds.lower)
+  }
+  return measured
+}
+
+/**
+ * Step 2 for one trajectory: record its reply (a failure ends it) as a model node, measure the windows,
+ * and return the tool call to run (undefined when the trajectory ends here).
+ */
+const recordSegment = (b: Batch, t: Traj, reply: Generation | EngineError, key: Key, probes: Array<Probe>): Pending | undefined => {
+  if ("_tag" in reply) {
+    // a context the model cannot extend is the end of the trajectory for length, not a failure
+    if (reply._tag === "ContextOverflow") endForLength(b, t)
+    else markFailed(b, t, key, reply)
+    return undefined
+  }
+  const state = b.states[t.prompt]!
+  countCompute(b, t, reply)
+  const bounds = boundsOf(reply)
+  const { window, windowBounds } = measureInto(b, t, reply, probes)
+  const { finish, call, toolCall } = endOfSegment(b, t, reply, key)
+  const node: Node = {
+    parent: t.leaf,
+    kind: "model",
+    tokens: reply.tokens.slice(),
+    logprobs: reply.logprobs.slice(),
+    entropies: reply.entropies.slice(),
+    ...(bounds !== undefined ? { entropyLower: bounds.lower, entropyUpper: bounds.upper } : {}),
+    finish,
+    key,
+    policyVersion: b.policyVersion,
+    ...(toolCall ? { toolCall } : {})
+  }
+  const id = appendNode(state, node)
+  state.computed[id] = true
+  t.leaf = id
+  for (const x of reply.tokens) t.context.push(x)
+  t.responseLength += reply.tokens.length
+  if (call === undefined) {
+    t.done = true
+    return undefined
+  }
+  return { traj: t, segmentWindow: window, segmentBounds: windowBounds, call }
+}
+
+// --- step 3: tools -----------------------------------------------------------------------------------------------------
+
+/** Run one call; hangs (past `toolTimeoutMs`) and crashes become results. */
+const runTool = (b: Batch, call: ToolCallRequest | MalformedCall): Effect.Effect<ToolResult> => {
+  const timeoutMs = b.settings.toolTimeoutMs
+  return b.env.toolbox.run(call).pipe(
+    Effect.timeoutOrElse({
+      duration: timeoutMs,
+      orElse: () =>
+        Effect.succeed<ToolResult>({ tool: call.tool, output: timeoutText(call.tool, timeoutMs), outcome: "timeout", attempts: 1, toolMs: timeoutMs })
+    }),
+    Effect.catchCause((cause) =>
+      Effect.succeed<ToolResult>({
+        tool: call.tool,
+        output: failureText(call.tool, String(Cause.squash(cause))),
+        outcome: "error",
+        attempts: 1,
+        toolMs: 0
+      })
+    )
+  )
+}
+
+/** Append one call's result as a tool node; the trajectory goes on (its next segment probes the result) or ends for length. */
+const appendResult = (b: Batch, q: Pending, r: ToolResult, toolSteps: Array<ToolStep>): void => {
+  const { settings, stats } = b
+  const { toolbox, engine } = b.env
+  const t = q.traj
+  stats.toolCalls++
+  stats.toolCallsPerPrompt[t.prompt]!++
+  if (r.outcome !== "ok") stats.toolFailures++
+  const remaining = settings.maxResponseTokens - t.responseLength
+  const tokens = engine.tokenizer.encode(toolbox.formatResult(r.output)).slice(0, remaining)
+  t.leaf = appendNode(b.states[t.prompt]!, { parent: t.leaf, kind: "tool", tokens, logprobs: [], entropies: [] })
+  t.calls++
+  for (const x of tokens) t.context.push(x)
+  t.responseLength += tokens.length
+  if (t.responseLength >= settings.maxResponseTokens) return endForLength(b, t)
+  t.probeOf = t.leaf
+  t.probeTool = q.call.tool
+  const firstBounds = t.firstWindow !== undefined ? t.firstBounds : q.segmentBounds
+  toolSteps.push({
+    prompt: t.prompt,
+    trajectory: t.id,
+    node: t.leaf,
+    call: t.calls,
+    segmentWindow: q.segmentWindow,
+    firstWindow: t.firstWindow ?? q.segmentWindow,
+    ...(q.segmentBounds !== undefined ? { segmentBounds: q.segmentBounds } : {}),
+    ...(firstBounds !== undefined ? { firstBounds } : {})
+  })
+}
+
+/** Step 3 of a round: run the calls concurrently; append the results in prompt/trajectory order. */
+const runCalls = (b: Batch, pending: ReadonlyArray<Pending>, toolSteps: Array<ToolStep>) =>
+  Effect.gen(function*() {
+    const t1 = now()
+    const results = yield* Effect.forEach(pending, (q) => runTool(b, q.call), { concurrency: b.settings.toolConcurrency })
+    if (pending.length > 0) b.stats.toolMs += now() - t1
+    pending.forEach((q, i) => appendResult(b, q, results[i]!, toolSteps))
+  })
+
+// --- step 4: the policy's plan -----------------------------------------------------------------------------------------
+
+/** Apply one action, clipped to the prompt's budget; returns how many trajectories it started. */
+const applyAction = (b: Batch, action: Action): number => {
+  const state = b.states[action.prompt]
+  if (!state) return 0
+  const room = b.settings.budget - state.trajs.length
+  if (action._tag === "Fresh") {
+    const n = Math.max(0, Math.min(room, Math.floor(action.count)))
+    for (let i = 0; i < n; i++) startTrajectory(b, action.prompt, undefined)
+    return n
+  }
+  const from = state.trajs[action.from]
+  const node = state.nodes[action.node]
+  if (!from || !node || node.kind !== "tool") return 0
+  const n = Math.max(0, Math.min(room, Math.floor(action.children)))
+  for (let i = 0; i < n; i++) startTrajectory(b, action.prompt, { node: action.node, rootWindow: from.rootWindow, rootBounds: from.rootBounds })
+  return n
+}
+
+/** Record each decision on its tool node (the tree keeps the BranchRecord) and count it. */
+const recordDecisions = (b: Batch, decisions: ReadonlyArray<Decision>): void => {
+  for (const d of decisions) {
+    const state = b.states[d.prompt]
+    const node = state?.nodes[d.node]
+    if (!state || !node) continue
+    state.nodes[d.node] = { ...node, branch: d.record }
+    b.stats.branchConsidered++
+    if (d.record.branched) b.stats.branchTaken++
+  }
+}
+
+/** The `rollout.branch` event of a decision. */
+const branchEvent = (d: Decision): EventBody => ({
+  _tag: "rollout.branch",
+  prompt: d.prompt,
+  node: String(d.node),
+  hInitial: d.record.hInitial,
+  hAfterTool: d.record.hAfterTool,
+  ...(d.record.hAfterToolLower !== undefined ? { hAfterToolLower: d.record.hAfterToolLower } : {}),
+  ...(d.record.hAfterToolUpper !== undefined ? { hAfterToolUpper: d.record.hAfterToolUpper } : {}),
+  ...(d.record.hInitialLower !== undefined ? { hInitialLower: d.record.hInitialLower } : {}),
+  ...(d.record.hInitialUpper !== undefined ? { hInitialUpper: d.record.hInitialUpper } : {}),
+  deltaH: d.record.deltaH,
+  probability: d.record.probability,
+  u: d.record.u,
+  branched: d.record.branched,
+  trajectory: d.trajectory,
+  call: d.call,
+  children: d.record.children
+})
+
+/**
+ * Step 4 of a round: show the policy what happened, apply its actions (clipped to the budget) in order,
+ * record its decisions, and emit the round's notes and decisions. Returns how many trajectories started.
+ */
+const planRound = (b: Batch, policy: Policy, round: number, probes: ReadonlyArray<Probe>, toolSteps: ReadonlyArray<ToolStep>) =>
+  Effect.gen(function*() {
+    const view: RoundView = {
+      round,
+      key: b.batchKey,
+      vocabSize: b.vocabSize,
+      budget: b.settings.budget,
+      probes,
+      toolSteps,
+      started: b.states.map((s) => s.trajs.length),
+      active: b.states.map((s) => s.trajs.filter((t) => !t.done).length)
+    }
+    const plan = policy.afterRound(view)
+    let created = 0
+    for (const action of plan.actions) created += applyAction(b, action)
+    recordDecisions(b, plan.decisions)
+    if (b.emitting) {
+      for (const n of b.notes) yield* b.env.events.emit(n)
+      for (const d of plan.decisions) yield* b.env.events.emit(branchEvent(d))
+    }
+    b.notes.length = 0
+    return created
+  })
+
+/** One round: generate, record, run the calls, then the policy's plan; returns trajectories that ran and started. */
+const runRound = (b: Batch, policy: Policy, round: number) =>
+  Effect.gen(function*() {
+    const running: Array<Traj> = []
+    for (const s of b.states) for (const t of s.trajs) if (!t.done) running.push(t)
+    const probes: Array<Probe> = []
+    const toolSteps: Array<ToolStep> = []
+    if (running.length > 0) {
+      b.stats.rounds++
+      const { keys, replies } = yield* generateSegments(b, running)
+      const pending: Array<Pending> = []
+      running.forEach((t, i) => {
+        const q = recordSegment(b, t, replies[i]!, keys[i]!, probes)
+        if (q !== undefined) pending.push(q)
+      })
+      yield* runCalls(b, pending, toolSteps)
+    }
+    const created = yield* planRound(b, policy, round, probes, toolSteps)
+    return { ran: running.length, created }
+  })
+
+/** The batch's result: trees, trajectories, figures, and its `rollout.batch` event. */
+const finishBatch = (b: Batch) =>
+  Effect.gen(function*() {
+    const { stats, states } = b
+    const trees: Array<RolloutTree> = states.map((s, p) => ({ prompt: p, nodes: s.nodes }))
+    for (const s of states) for (const n of s.nodes) stats.uniqueTreeTokens += n.tokens.length
+    stats.wallMs = now() - b.startedAt
+    if (b.emitting) yield* b.env.events.emit(batchEventOf(b))
+    const trajectories: Array<RunTrajectory> = []
+    for (const s of states) {
+      for (const t of s.trajs) trajectories.push({ prompt: t.prompt, id: t.id, leaf: t.leaf, tokens: t.context, failed: t.failed })
+    }
+    return { trees, trajectories, stats }
+  })
+
+/** `batchEvent`, plus (top-k engines only) how wide the entropy intervals behind H_initial and the decisions were. */
+const batchEventOf = (b: Batch): EventBody => {
+  const batch = batchEvent(b.stats)
+  const { initialWidths, probeWidths } = b
+  if (batch._tag !== "rollout.batch" || (initialWidths.length === 0 && probeWidths.length === 0)) return batch
+  const entropy = b.env.engine.capabilities.entropy
+  return {
+    ...batch,
+    ...(initialWidths.length > 0 ? { meanEntropyInitialWidth: mean(initialWidths) } : {}),
+    ...(probeWidths.length > 0 ? { meanEntropyAfterToolWidth: mean(probeWidths) } : {}),
+    ...(typeof entropy === "object" ? { entropyPoint: entropy.point ?? "mid" } : {})
+  }
+}
+
 /**
  * Run a batch of prompts under `policy`. Never fails: engine failures after retries mark the trajectories
  * concerned "failed"; tool failures, hangs (past `toolTimeoutMs`) and crashes become result text.
@@ -205,421 +711,18 @@ export const runRollout = (
   options: { readonly step: number; readonly key: Key }
 ): Effect.Effect<RunResult> =>
   Effect.gen(function*() {
-    const { engine, toolbox, events } = env
-    const emitting = settings.emitEvents ?? true
-    const tok = engine.tokenizer
-    const vocabSize = tok.vocabSize
-    const batchKey = derive(options.key, "step", options.step)
-    const policyVersion = yield* engine.policyVersion
-    const stopTokens = toolbox.stopTags.map((t) => tok.special(t)).filter((t): t is TokenId => t !== undefined)
-    const stopStrings = toolbox.stopTags
-    const prefixReuse = engine.capabilities.prefixReuse
-    const chunk = Math.max(1, Number.isFinite(engine.capabilities.maxConcurrency) ? engine.capabilities.maxConcurrency : prompts.length * settings.budget)
-    const startedAt = now()
-
-    const states: Array<PromptState> = prompts.map((p) => ({
-      nodes: [{ parent: -1, kind: "prompt", tokens: p.slice(), logprobs: [], entropies: [] }],
-      trajs: [],
-      promptLength: p.length,
-      computed: [false]
-    }))
-    const stats: BatchStats = {
-      sampler: settings.sampler,
-      prompts: prompts.length,
-      trajectories: 0,
-      failedTrajectories: 0,
-      tokensGenerated: 0,
-      tokensComputed: 0,
-      uniqueTreeTokens: 0,
-      branchConsidered: 0,
-      branchTaken: 0,
-      toolCalls: 0,
-      toolFailures: 0,
-      callLimitReached: 0,
-      initialWindows: [],
-      probeWindows: [],
-      deltaHs: [],
-      toolCallsPerPrompt: prompts.map(() => 0),
-      engineMs: 0,
-      toolMs: 0,
-      wallMs: 0,
-      rounds: 0
-    }
-
-    const appendNode = (state: PromptState, node: Node): number => {
-      state.nodes.push(node)
-      state.computed.push(false)
-      return state.nodes.length - 1
-    }
-
-    const start = (
-      p: number,
-      from: { readonly node: number; readonly rootWindow: number | undefined; readonly rootBounds: WindowBounds | undefined } | undefined
-    ) => {
-      const state = states[p]!
-      if (state.trajs.length >= settings.budget) return
-      const at = from ? pathState(state, from.node) : { tokens: state.nodes[0]!.tokens.slice(), responseLength: 0, calls: 0 }
-      state.trajs.push({
-        prompt: p,
-        id: state.trajs.length,
-        leaf: from ? from.node : 0,
-        context: at.tokens,
-        responseLength: at.responseLength,
-        calls: at.calls,
-        segments: 0,
-        rootWindow: from?.rootWindow,
-        rootBounds: from?.rootBounds,
-        firstWindow: undefined,
-        firstBounds: undefined,
-        probeOf: undefined,
-        probeTool: "",
-        done: false,
-        failed: false
-      })
-      stats.trajectories++
-    }
-
-    /** End a trajectory at a tool node whose result used up the response budget (an empty "length" segment). */
-    const endForLength = (t: Traj) => {
-      const state = states[t.prompt]!
-      t.leaf = appendNode(state, { parent: t.leaf, kind: "model", tokens: [], logprobs: [], entropies: [], finish: "length" })
-      t.done = true
-    }
-
-    const notes: Array<EventBody> = []
-    /** widths (upper − lower, nats) of the H_initial and after-tool windows that had bounds */
-    const initialWidths: Array<number> = []
-    const probeWidths: Array<number> = []
-
-    const markFailed = (t: Traj, key: Key, error: EngineError) => {
-      const state = states[t.prompt]!
-      t.leaf = appendNode(state, {
-        parent: t.leaf,
-        kind: "model",
-        tokens: [],
-        logprobs: [],
-        entropies: [],
-        finish: "failed",
-        key,
-        policyVersion
-      })
-      t.done = true
-      t.failed = true
-      stats.failedTrajectories++
-      notes.push({
-        _tag: "note",
-        level: "warn",
-        message:
-          `rollout ${settings.sampler}: prompt ${t.prompt} trajectory ${t.id} failed at segment ${t.segments} ` +
-          `(engine: ${errorText(error)}); it is kept as finish "failed" and excluded from training`
-      })
-    }
-
-    // --- engine: chunked, transient failures retried, a failing chunk retried request by request --------------------
-    const retried = <A>(eff: Effect.Effect<A, EngineError>) =>
-      eff.pipe(Effect.retry({ times: settings.engineRetries, while: (e: EngineError) => e._tag === "EngineFailure" && e.transient }))
-
-    const generateChunk = (requests: ReadonlyArray<GenerateRequest>) =>
-      Effect.gen(function*() {
-        const whole = yield* Effect.exit(retried(engine.generate(requests)))
-        if (Exit.isSuccess(whole) && whole.value.length === requests.length) {
-          return whole.value.map((g) => checkGeneration(g, engine.name))
-        }
-        if (requests.length === 1) {
-          return [whole._tag === "Failure" ? failureOf(whole.cause) : wrongCount(whole.value.length, 1)]
-        }
-        // isolate: one request at a time, so only the sequences that really fail are marked failed
-        return yield* Effect.forEach(requests, (r) =>
-          Effect.exit(retried(engine.generate([r]))).pipe(
-            Effect.map((e) =>
-              Exit.isSuccess(e)
-                ? e.value.length === 1 ? checkGeneration(e.value[0]!, engine.name) : wrongCount(e.value.length, 1)
-                : failureOf(e.cause)
-            )
-          ))
-      })
-
-    const failureOf = (cause: Cause.Cause<EngineError>): EngineError => {
-      const found = cause.reasons.find(Cause.isFailReason)
-      if (found) return found.error
-      return new EngineFailure({ adapter: engine.name, transient: false, message: `engine defect: ${Cause.pretty(cause)}` })
-    }
-    const wrongCount = (got: number, want: number) =>
-      new EngineFailure({ adapter: engine.name, transient: false, message: `engine returned ${got} replies for ${want} requests` })
-
-    // --- tools: bounded concurrency, results in request order; hangs and crashes become results ----------------------
-    const runTool = (call: ToolCallRequest | MalformedCall): Effect.Effect<ToolResult> =>
-      toolbox.run(call).pipe(
-        Effect.timeoutOrElse({
-          duration: settings.toolTimeoutMs,
-          orElse: () =>
-            Effect.succeed<ToolResult>({
-              tool: call.tool,
-              output: timeoutText(call.tool, settings.toolTimeoutMs),
-              outcome: "timeout",
-              attempts: 1,
-              toolMs: settings.toolTimeoutMs
-            })
-        }),
-        Effect.catchCause((cause) =>
-          Effect.succeed<ToolResult>({
-            tool: call.tool,
-            output: failureText(call.tool, String(Cause.squash(cause))),
-            outcome: "error",
-            attempts: 1,
-            toolMs: 0
-          })
-        )
-      )
-
-    // --- initial global samples ---------------------------------------------------------------------------------------
+    const policyVersion = yield* env.engine.policyVersion
+    const b = newBatch(env, settings, prompts, options, policyVersion)
+    // initial global samples
     prompts.forEach((_, p) => {
       const n = Math.min(settings.budget, Math.max(0, Math.floor(policy.initial(p))))
-      for (let i = 0; i < n; i++) start(p, undefined)
+      for (let i = 0; i < n; i++) startTrajectory(b, p, undefined)
     })
-
     for (let round = 0;; round++) {
-      const running: Array<Traj> = []
-      for (const s of states) for (const t of s.trajs) if (!t.done) running.push(t)
-      const probes: Array<Probe> = []
-      const toolSteps: Array<ToolStep> = []
-
-      if (running.length > 0) {
-        stats.rounds++
-        // 1. generate one segment for every running trajectory
-        const keys = running.map((t) => derive(batchKey, "prompt", t.prompt, "traj", t.id, "segment", t.segments))
-        const requests: Array<GenerateRequest> = running.map((t, i) => ({
-          tokens: t.context.slice(),
-          maxTokens: settings.maxResponseTokens - t.responseLength,
-          temperature: settings.temperature,
-          topP: settings.topP,
-          stopTokens,
-          stopStrings,
-          key: keys[i]!
-        }))
-        const t0 = now()
-        const replies: Array<Generation | EngineError> = []
-        for (let i = 0; i < requests.length; i += chunk) {
-          replies.push(...(yield* generateChunk(requests.slice(i, i + chunk))))
-        }
-        stats.engineMs += now() - t0
-
-        // 2. record segments (prompt/trajectory order) and collect tool calls
-        const pending: Array<Pending> = []
-        running.forEach((t, i) => {
-          const reply = replies[i]!
-          const key = keys[i]!
-          const state = states[t.prompt]!
-          if ("_tag" in reply) {
-            // a context the model cannot extend is the end of the trajectory for length, not a failure
-            if (reply._tag === "ContextOverflow") endForLength(t)
-            else markFailed(t, key, reply)
-            return
-          }
-          // prefix-reuse accounting: the context nodes the engine had not computed yet, plus the new tokens
-          if (prefixReuse) {
-            for (let id = t.leaf; id >= 0 && !state.computed[id]; id = state.nodes[id]!.parent) {
-              state.computed[id] = true
-              stats.tokensComputed += state.nodes[id]!.tokens.length
-            }
-          } else {
-            stats.tokensComputed += t.context.length
-          }
-          stats.tokensComputed += reply.tokens.length
-          stats.tokensGenerated += reply.tokens.length
-
-          const bounds = boundsOf(reply)
-          const { window, windowBounds, initial, probe } = measureSegment(t, reply, settings.window, vocabSize)
-          if (initial) {
-            stats.initialWindows.push(window)
-            if (windowBounds !== undefined) initialWidths.push(windowBounds.upper - windowBounds.lower)
-          }
-          if (probe !== undefined) {
-            probes.push(probe)
-            stats.probeWindows.push(window)
-            stats.deltaHs.push(probe.deltaH)
-            if (windowBounds !== undefined) probeWidths.push(windowBounds.upper - windowBounds.lower)
-          }
-
-          let finish: Finish
-          let call: ToolCallRequest | MalformedCall | undefined
-          let toolCall: ToolCallRecord | undefined
-          switch (reply.finish._tag) {
-            case "eos":
-              finish = "eos"
-              break
-            case "length":
-              finish = "length"
-              break
-            case "stop": {
-              finish = "stop"
-              const parsed = toolbox.parse(tok.decode(reply.tokens))
-              if (parsed !== undefined && t.calls >= settings.callLimit) {
-                stats.callLimitReached++
-              } else if (parsed !== undefined && t.responseLength + reply.tokens.length < settings.maxResponseTokens) {
-                // the call's key: tools whose results are random by design draw from it (keyed, replayable)
-                call = "malformed" in parsed ? parsed : { ...parsed, key: derive(key, "tool") }
-                toolCall = "malformed" in parsed ? { tool: parsed.tool, content: "" } : { tool: parsed.tool, content: parsed.content }
-              }
-            }
-          }
-          const node: Node = {
-            parent: t.leaf,
-            kind: "model",
-            tokens: reply.tokens.slice(),
-            logprobs: reply.logprobs.slice(),
-            entropies: reply.entropies.slice(),
-            ...(bounds !== undefined ? { entropyLower: bounds.lower, entropyUpper: bounds.upper } : {}),
-            finish,
-            key,
-            policyVersion,
-            ...(toolCall ? { toolCall } : {})
-          }
-          const id = appendNode(state, node)
-          state.computed[id] = true
-          t.leaf = id
-          for (const x of reply.tokens) t.context.push(x)
-          t.responseLength += reply.tokens.length
-          if (call === undefined) {
-            t.done = true
-            return
-          }
-          pending.push({ traj: t, segmentWindow: window, segmentBounds: windowBounds, call })
-        })
-
-        // 3. run the calls concurrently; append results in prompt/trajectory order
-        const t1 = now()
-        const results = yield* Effect.forEach(pending, (q) => runTool(q.call), { concurrency: settings.toolConcurrency })
-        if (pending.length > 0) stats.toolMs += now() - t1
-        pending.forEach((q, i) => {
-          const r = results[i]!
-          const t = q.traj
-          const state = states[t.prompt]!
-          stats.toolCalls++
-          stats.toolCallsPerPrompt[t.prompt]!++
-          if (r.outcome !== "ok") stats.toolFailures++
-          const remaining = settings.maxResponseTokens - t.responseLength
-          const tokens = tok.encode(toolbox.formatResult(r.output)).slice(0, remaining)
-          const id = appendNode(state, { parent: t.leaf, kind: "tool", tokens, logprobs: [], entropies: [] })
-          t.leaf = id
-          t.calls++
-          for (const x of tokens) t.context.push(x)
-          t.responseLength += tokens.length
-          if (t.responseLength >= settings.maxResponseTokens) {
-            endForLength(t)
-            return
-          }
-          t.probeOf = id
-          t.probeTool = q.call.tool
-          const firstBounds = t.firstWindow !== undefined ? t.firstBounds : q.segmentBounds
-          toolSteps.push({
-            prompt: t.prompt,
-            trajectory: t.id,
-            node: id,
-            call: t.calls,
-            segmentWindow: q.segmentWindow,
-            firstWindow: t.firstWindow ?? q.segmentWindow,
-            ...(q.segmentBounds !== undefined ? { segmentBounds: q.segmentBounds } : {}),
-            ...(firstBounds !== undefined ? { firstBounds } : {})
-          })
-        })
-      }
-
-      // 4. ask the policy; apply its actions (clipped to the budget) in order
-      const view: RoundView = {
-        round,
-        key: batchKey,
-        vocabSize,
-        budget: settings.budget,
-        probes,
-        toolSteps,
-        started: states.map((s) => s.trajs.length),
-        active: states.map((s) => s.trajs.filter((t) => !t.done).length)
-      }
-      const plan = policy.afterRound(view)
-      let created = 0
-      for (const action of plan.actions) created += apply(action)
-      recordDecisions(plan.decisions)
-
-      if (emitting) {
-        for (const n of notes) yield* events.emit(n)
-        for (const d of plan.decisions) {
-          yield* events.emit({
-            _tag: "rollout.branch",
-            prompt: d.prompt,
-            node: String(d.node),
-            hInitial: d.record.hInitial,
-            hAfterTool: d.record.hAfterTool,
-            ...(d.record.hAfterToolLower !== undefined ? { hAfterToolLower: d.record.hAfterToolLower } : {}),
-            ...(d.record.hAfterToolUpper !== undefined ? { hAfterToolUpper: d.record.hAfterToolUpper } : {}),
-            ...(d.record.hInitialLower !== undefined ? { hInitialLower: d.record.hInitialLower } : {}),
-            ...(d.record.hInitialUpper !== undefined ? { hInitialUpper: d.record.hInitialUpper } : {}),
-            deltaH: d.record.deltaH,
-            probability: d.record.probability,
-            u: d.record.u,
-            branched: d.record.branched,
-            trajectory: d.trajectory,
-            call: d.call,
-            children: d.record.children
-          })
-        }
-      }
-      notes.length = 0
-      if (running.length === 0 && created === 0) break
+      const { ran, created } = yield* runRound(b, policy, round)
+      if (ran === 0 && created === 0) break
     }
-
-    function apply(action: Action): number {
-      const state = states[action.prompt]
-      if (!state) return 0
-      const room = settings.budget - state.trajs.length
-      if (action._tag === "Fresh") {
-        const n = Math.max(0, Math.min(room, Math.floor(action.count)))
-        for (let i = 0; i < n; i++) start(action.prompt, undefined)
-        return n
-      }
-      const from = state.trajs[action.from]
-      const node = state.nodes[action.node]
-      if (!from || !node || node.kind !== "tool") return 0
-      const n = Math.max(0, Math.min(room, Math.floor(action.children)))
-      for (let i = 0; i < n; i++) start(action.prompt, { node: action.node, rootWindow: from.rootWindow, rootBounds: from.rootBounds })
-      return n
-    }
-
-    function recordDecisions(decisions: ReadonlyArray<Decision>) {
-      for (const d of decisions) {
-        const state = states[d.prompt]
-        const node = state?.nodes[d.node]
-        if (!state || !node) continue
-        state.nodes[d.node] = { ...node, branch: d.record }
-        stats.branchConsidered++
-        if (d.record.branched) stats.branchTaken++
-      }
-    }
-
-    const trees: Array<RolloutTree> = states.map((s, p) => ({ prompt: p, nodes: s.nodes }))
-    for (const s of states) for (const n of s.nodes) stats.uniqueTreeTokens += n.tokens.length
-    stats.wallMs = now() - startedAt
-    if (emitting) {
-      const batch = batchEvent(stats)
-      // top-k engines only: how wide the entropy intervals behind H_initial and the decisions were
-      yield* events.emit(
-        batch._tag === "rollout.batch" && (initialWidths.length > 0 || probeWidths.length > 0)
-          ? {
-            ...batch,
-            ...(initialWidths.length > 0 ? { meanEntropyInitialWidth: mean(initialWidths) } : {}),
-            ...(probeWidths.length > 0 ? { meanEntropyAfterToolWidth: mean(probeWidths) } : {}),
-            ...(typeof engine.capabilities.entropy === "object" ? { entropyPoint: engine.capabilities.entropy.point ?? "mid" } : {})
-          }
-          : batch
-      )
-    }
-    const trajectories: Array<RunTrajectory> = []
-    for (const s of states) {
-      for (const t of s.trajs) {
-        trajectories.push({ prompt: t.prompt, id: t.id, leaf: t.leaf, tokens: t.context, failed: t.failed })
-      }
-    }
-    return { trees, trajectories, stats }
+    return yield* finishBatch(b)
   })
 
 /** Runner settings from a decoded sampler config (the runner fields plus the window k). */
