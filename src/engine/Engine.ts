@@ -25,6 +25,8 @@ export interface GenerateRequest {
   readonly stopStrings: ReadonlyArray<string>
   /** all sampling randomness of this request comes from this key (token i uses uniform(key, i)) */
   readonly key: Key
+  /** k > 0: also report `topLogprobs` per new token (engines whose `capabilities.topLogprobs` ≥ k) */
+  readonly topLogprobs?: number
 }
 
 export type FinishReason =
@@ -48,6 +50,9 @@ export interface Generation {
   readonly entropies: ReadonlyArray<number>
   /** per-token interval when the engine has top-k log-probs only */
   readonly entropyBounds?: ReadonlyArray<EntropyInterval>
+  /** per new token, when the request asked for k: what vLLM reports with `logprobs = k` (the released ARPO
+   *  code's entropy input) — the k largest temperature-1 log-probs, plus the sampled token's when not among them */
+  readonly topLogprobs?: ReadonlyArray<ReadonlyArray<number>>
   readonly finish: FinishReason
 }
 
@@ -72,6 +77,8 @@ export interface Capabilities {
   readonly maxConcurrency: number
   /** bit-identical results for the same requests and keys */
   readonly deterministic: boolean
+  /** the largest k for which `generate` reports `topLogprobs` when asked (absent: it cannot) */
+  readonly topLogprobs?: number
 }
 
 export class EngineFailure extends Schema.TaggedError<EngineFailure>()("EngineFailure", {

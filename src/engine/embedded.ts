@@ -1,7 +1,7 @@
 /**
  * The embedded Engine adapter: generation and scoring on the in-process jax-js policy (src/model/),
- * exact full-vocabulary entropy, prefix reuse through a host KV prefix cache, and bit-identical
- * tokens for the same requests (all randomness is uniform(request.key, i)). Each call emits one
+ * exact full-vocabulary entropy (and, when a request asks, each token's top-k log-probs as vLLM reports
+ * them), prefix reuse through a host KV prefix cache, and bit-identical tokens for the same requests (all randomness is uniform(request.key, i)). Each call emits one
  * `engine.call` event with computed vs reused tokens. It serves the `embedded` weights it was last told
  * to `load`: an in-process handle (it takes its own references to the trainer's arrays, so a load is a
  * version bump and the trainer's next step does not change what it serves) or a checkpoint file. The
@@ -119,7 +119,13 @@ export const make = (
 
     return Engine.of({
       name,
-      capabilities: { entropy: "exact", prefixReuse: genOptions.prefixCacheTokens > 0, maxConcurrency: genOptions.maxSlots, deterministic: true },
+      capabilities: {
+        entropy: "exact",
+        prefixReuse: genOptions.prefixCacheTokens > 0,
+        maxConcurrency: genOptions.maxSlots,
+        deterministic: true,
+        topLogprobs: tokenizer.vocabSize
+      },
       tokenizer,
       policyVersion: Effect.sync(() => served?.policy.version ?? 0),
       accepts,
@@ -141,6 +147,7 @@ export const make = (
             tokens: tokenIds(r.tokens),
             logprobs: r.logprobs,
             entropies: r.entropies,
+            ...(r.topLogprobs !== undefined ? { topLogprobs: r.topLogprobs } : {}),
             finish: r.finish === "stop"
               ? (r.stopToken !== undefined ? { _tag: "stop", token: tokenIds([r.stopToken])[0]! } : { _tag: "stop" })
               : { _tag: r.finish }

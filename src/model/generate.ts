@@ -30,7 +30,7 @@ import { forwardLogits, ropePrefix, type RopeTables, ropeTables, tokenLogprobs }
 import { type Params, refParams } from "./params.ts"
 import type { Policy } from "./policy.ts"
 import { PrefixCache } from "./prefix.ts"
-import { choose } from "./sample.ts"
+import { choose, topLogprobs } from "./sample.ts"
 
 export interface GenRequest {
   readonly tokens: ReadonlyArray<number>
@@ -39,12 +39,16 @@ export interface GenRequest {
   readonly topP: number
   readonly stopTokens: ReadonlyArray<number>
   readonly key: Key
+  /** k > 0: also report each new token's `topLogprobs` (vLLM's `logprobs = k`, sample.ts) */
+  readonly topLogprobs?: number
 }
 
 export interface GenResult {
   readonly tokens: Array<number>
   readonly logprobs: Array<number>
   readonly entropies: Array<number>
+  /** per new token, when the request asked for top-k log-probs */
+  readonly topLogprobs?: Array<Array<number>>
   readonly finish: "stop" | "eos" | "length"
   readonly stopToken?: number
 }
@@ -316,7 +320,12 @@ export class Generator {
 
     // ---- decode: every active slot feeds one token per step into side column j; the block is flushed
     // into the main cache every `sideBlock` steps. Slot b's next token sits at position base[b] + j.
-    const out = reqs.map(() => ({ tokens: [] as Array<number>, logprobs: [] as Array<number>, entropies: [] as Array<number> }))
+    const out = reqs.map((q) => ({
+      tokens: [] as Array<number>,
+      logprobs: [] as Array<number>,
+      entropies: [] as Array<number>,
+      ...((q.topLogprobs ?? 0) > 0 ? { topLogprobs: [] as Array<Array<number>> } : {})
+    }))
     const finish: Array<GenResult["finish"] | undefined> = reqs.map((r) => (r.maxTokens <= 0 ? "length" : undefined))
     const stopToken: Array<number | undefined> = []
     const base = Int32Array.from({ length: B }, (_, i) => (i < n ? len[i]! - 1 : S))
@@ -364,6 +373,7 @@ export class Generator {
         g.tokens.push(ch.token)
         g.logprobs.push(ch.logprob)
         g.entropies.push(ch.entropy)
+        if (g.topLogprobs !== undefined) g.topLogprobs.push(topLogprobs(logits, i * V, V, q.topLogprobs!, ch.token))
         stats.computedTokens += 1
         stats.newTokens += 1
         if (q.stopTokens.includes(ch.token)) {

@@ -121,3 +121,25 @@ export const choose = (
   }
   return { token, logprob: x[off + token]! - lse, entropy: Math.max(0, e) }
 }
+
+/**
+ * What vLLM reports with `logprobs = k` at one position (the released ARPO code's entropy input): the
+ * temperature-1 log-probs of the k most likely tokens (descending; lowest index first on ties), plus the
+ * sampled token's when it is not among them, so k or k + 1 values.
+ */
+export const topLogprobs = (x: ArrayLike<number>, off: number, n: number, k: number, sampled: number): Array<number> => {
+  const lse = logSumExp(x, off, n)
+  const top: Array<number> = []
+  for (let i = 0; i < n; i++) {
+    if (top.length === k) {
+      if (!(x[off + i]! > x[off + top[k - 1]!]!)) continue
+      top.pop()
+    }
+    let j = top.length
+    while (j > 0 && x[off + i]! > x[off + top[j - 1]!]!) j--
+    top.splice(j, 0, i)
+  }
+  const out = top.map((i) => x[off + i]! - lse)
+  if (!top.includes(sampled)) out.push(x[off + sampled]! - lse)
+  return out
+}
