@@ -10,6 +10,7 @@ import struct
 
 import torch
 
+import atomicfile
 import hf_model as H
 
 ALIGN = 32
@@ -227,19 +228,7 @@ def write_gguf(path, ckpt, state, matrix_type=GGML_F32):
     tokens, ttypes, merges = vocabulary(ckpt.directory, cfg.vocab_size)
     tensors = gguf_tensors(cfg, state, matrix_type)
     head, blobs = encode(metadata(ckpt, tokens, ttypes, merges, 0 if matrix_type == GGML_F32 else 1), tensors)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(head)
-            f.write(b"\0" * _pad(len(head)))
-            for raw in blobs:
-                f.write(raw)
-                f.write(b"\0" * _pad(len(raw)))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    chunks = [head, b"\0" * _pad(len(head))]
+    for raw in blobs:
+        chunks += [raw, b"\0" * _pad(len(raw))]
+    atomicfile.write_atomic(path, chunks)

@@ -16,6 +16,8 @@ import sys
 import time
 import traceback
 
+import atomicfile
+
 PROTOCOL = 1
 DEBUG = os.environ.get("ARPO_WORKER_DEBUG") == "1"
 
@@ -86,24 +88,7 @@ def write_safetensors(path, tensors, metadata):
         header[name] = {"dtype": "F32", "shape": list(x.shape), "data_offsets": [offset, offset + len(raw)]}
         blobs.append(raw)
         offset += len(raw)
-    js = json.dumps(header, separators=(",", ":"))
-    js += " " * ((8 - ((8 + len(js.encode("utf-8"))) % 8)) % 8)
-    head = js.encode("utf-8")
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}-{int(time.time() * 1000)}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(struct.pack("<Q", len(head)))
-            f.write(head)
-            for raw in blobs:
-                f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomicfile.write_atomic(path, [atomicfile.safetensors_head(header), *blobs])
 
 
 def _tensor_bytes(x):

@@ -10,10 +10,8 @@ import { Effect, Layer, type Scope } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as NodePath from "node:path"
-import type { TrainBatch } from "../core/batch.ts"
 import { type PolicyWeights, pathWeights, type WeightsFormat, WeightsFormatUnsupported } from "../core/weights.ts"
-import { defaultPolicyLossConfig, normalizer } from "../core/loss.ts"
-import { tisEnabled } from "../core/tis.ts"
+import { defaultPolicyLossConfig } from "../core/loss.ts"
 import { Events } from "../events/Events.ts"
 import { readCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
 import { GradPool } from "../model/parallel.ts"
@@ -28,13 +26,10 @@ import {
   CheckpointFailure,
   type InitialWeights,
   type PolicyTrainOptions,
-  admitBatch,
-  planMiniBatches,
   Trainer,
-  TrainerFailure,
-  type TrainStepReport,
-  withTisFigures
+  TrainerFailure
 } from "./Trainer.ts"
+import { trainingLoop } from "./loop.ts"
 
 export interface EmbeddedTrainerOptions {
   readonly adam?: AdamWConfig
@@ -123,46 +118,26 @@ export const make = (initial: Policy | InitialWeights, options: EmbeddedTrainerO
         ? exportGguf
         : Effect.fail(new WeightsFormatUnsupported({ engine: "(asked)", accepts: [format], trainer: name, produces: [...formats] }))
 
-    const train = (batch: TrainBatch, overrides: Partial<PolicyTrainOptions> = {}) =>
-      Effect.gen(function*() {
-        const o: PolicyTrainOptions = { ...defaults, ...overrides }
-        const current = policy.version
-        const refused = admitBatch(batch, current, o.maxPolicyLag)
-        if (refused) return yield* Effect.fail(refused)
-        // TIS: π_old from the trainer's own forward, once, before any update of this call
-        const trainerOld = tisEnabled(o.tis?.cap)
-          ? yield* Effect.try({ try: () => learner.logprobs(batch.sequences, o.microBatchRows, pad), catch: fail })
-          : undefined
-        const plan = yield* Effect.try({ try: () => planMiniBatches(batch.sequences, o.miniBatches, o.tis, trainerOld), catch: fail })
-        const steps: Array<TrainStepReport> = []
-        for (let epoch = 0; epoch < o.epochs; epoch++) {
-          for (const { sequences: mini, tallies } of plan) {
-            const norm = normalizer({ sequences: mini })
-            const s = pool
-              ? yield* Effect.tryPromise({ try: () => learner.policyStepParallel(pool, mini, o.loss, norm, o.microBatchRows, pad, trees), catch: fail })
-              : yield* Effect.try({ try: () => learner.policyStep(mini, o.loss, norm, o.microBatchRows, pad, trees), catch: fail })
-            const step = withTisFigures(s, tallies)
-            steps.push(step)
-            yield* events.emit({ _tag: "train.step", ...step })
-          }
-        }
-        policy.setVersion(current + 1)
-        return { steps, weights: native() }
-      })
+    const loop = trainingLoop({
+      fail,
+      version: Effect.sync(() => policy.version),
+      setVersion: (v) => Effect.sync(() => policy.setVersion(v)),
+      logprobs: (sequences, microBatchRows) => Effect.try({ try: () => learner.logprobs(sequences, microBatchRows, pad), catch: fail }),
+      policyStep: (mini, loss, norm, microBatchRows) =>
+        pool
+          ? Effect.tryPromise({ try: () => learner.policyStepParallel(pool, mini, loss, norm, microBatchRows, pad, trees), catch: fail })
+          : Effect.try({ try: () => learner.policyStep(mini, loss, norm, microBatchRows, pad, trees), catch: fail }),
+      sftStep: (batch, microBatchRows) => Effect.try({ try: () => learner.sftStep(batch.sequences, microBatchRows, pad), catch: fail }),
+      weightsAt: () => Effect.sync(native)
+    }, events, defaults)
 
     return Trainer.of({
       name,
       policyVersion: Effect.sync(() => policy.version),
       formats,
       weights,
-      train,
-      sft: (batch) =>
-        Effect.gen(function*() {
-          const r = yield* Effect.try({ try: () => learner.sftStep(batch.sequences, defaults.microBatchRows, pad), catch: fail })
-          policy.setVersion(policy.version + 1)
-          yield* events.emit({ _tag: "sft.step", loss: r.loss, tokens: r.tokens, trainMs: r.trainMs })
-          return { ...r, weights: native() }
-        }),
+      train: loop.train,
+      sft: loop.sft,
       save: (file) =>
         Effect.gen(function*() {
           yield* Effect.try({

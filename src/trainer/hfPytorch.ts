@@ -16,25 +16,26 @@ import * as path from "node:path"
 import { NodeServices } from "@effect/platform-node"
 import { type Duration, Effect, Layer, Ref, Schema, type Scope, Semaphore } from "effect"
 import type { ChildProcessSpawner } from "effect/process"
-import type { TrainBatch, TrainSequence } from "../core/batch.ts"
-import { type Normalizer, normalizer, type PolicyLossConfig } from "../core/loss.ts"
-import { tisEnabled } from "../core/tis.ts"
+import type { TrainSequence } from "../core/batch.ts"
 import { Events } from "../events/Events.ts"
 import { encodeSafetensors } from "../model/checkpoint.ts"
 import type { AdamWConfig } from "../model/train.ts"
 import { defaultTrainOptions } from "./embedded.ts"
-import { defaultWorkerScript, LogprobsReply, LossReply, LoadReply, SftStepReply, TrainStepReply, wireLoss, wireSequence } from "./pytorch.ts"
+import {
+  type CarrySequences,
+  defaultWorkerScript,
+  type PytorchWorker,
+  workerBackend,
+  workerFailure,
+  workerOps,
+  workerTrainerMethods
+} from "./pytorch.ts"
 import {
   CheckpointFailure,
   type PolicyTrainOptions,
-  type SftBatch,
-  admitBatch,
-  planMiniBatches,
-  Trainer,
-  TrainerFailure,
-  type TrainStepReport,
-  withTisFigures
+  Trainer
 } from "./Trainer.ts"
+import { trainingLoop } from "./loop.ts"
 import { spawnWorker, type WorkerError, type WorkerOptions, type WorkerSession } from "./workerSession.ts"
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -101,27 +102,12 @@ export const ExportReply = Schema.Struct({
 })
 const SaveReply = Schema.Struct({ path: Schema.String, policyVersion: Schema.Int, step: Schema.Int })
 
-/** A started worker holding a Hugging Face model. */
-export interface HfWorker {
+/** A started worker holding a Hugging Face model: the ops both layouts share (pytorch.ts `workerOps`), save and export. */
+export interface HfWorker extends Pick<PytorchWorker, "logprobs" | "loss" | "trainStep" | "sftStep" | "load"> {
   readonly session: WorkerSession
   readonly info: typeof HfInitReply.Type
-  readonly logprobs: (sequences: ReadonlyArray<ReadonlyArray<number>>) => Effect.Effect<typeof LogprobsReply.Type, WorkerError>
-  readonly loss: (
-    sequences: ReadonlyArray<TrainSequence>,
-    loss: PolicyLossConfig,
-    norm: Normalizer,
-    options?: { readonly microBatchRows?: number; readonly gradsPath?: string }
-  ) => Effect.Effect<typeof LossReply.Type, WorkerError>
-  readonly trainStep: (
-    sequences: ReadonlyArray<TrainSequence>,
-    loss: PolicyLossConfig,
-    norm: Normalizer,
-    options?: { readonly microBatchRows?: number }
-  ) => Effect.Effect<typeof TrainStepReply.Type, WorkerError>
-  readonly sftStep: (batch: SftBatch, microBatchRows: number) => Effect.Effect<typeof SftStepReply.Type, WorkerError>
   /** weights + optimizer state (a directory: the HF checkpoint or peft adapter in float32, optimizer.safetensors) */
   readonly save: (dir: string, policyVersion: number) => Effect.Effect<typeof SaveReply.Type, WorkerError>
-  readonly load: (dir: string) => Effect.Effect<typeof LoadReply.Type, WorkerError>
   /** weights for an engine: `hf` (LoRA merged; the input's dtypes unless `dtype`), `hf-lora`, `gguf` (float32 unless dtype float16) */
   readonly exportWeights: (
     target: string,
@@ -192,7 +178,7 @@ export const openHfWorker = (
     const threshold = options.fileThreshold ?? 250_000
     let files = 0
     /** `sequences` inline, or `sequencesFile` when the batch is large */
-    const carry = <S extends { readonly tokens: ReadonlyArray<number> }>(seqs: ReadonlyArray<S>, wire: (s: S) => object) =>
+    const carry: CarrySequences = (seqs, wire) =>
       Effect.sync(() => {
         const numbers = seqs.reduce((a, s) => a + s.tokens.length * 5, 0)
         if (numbers <= threshold) return { sequences: seqs.map(wire) }
@@ -203,30 +189,8 @@ export const openHfWorker = (
     return {
       session,
       info,
-      logprobs: (sequences) =>
-        carry(sequences.map((tokens) => ({ tokens })), (s) => s.tokens).pipe(
-          Effect.flatMap((body) => session.request("logprobs", body, LogprobsReply))
-        ),
-      loss: (sequences, loss, norm, o = {}) =>
-        carry(sequences, wireSequence).pipe(Effect.flatMap((body) =>
-          session.request("loss", {
-            ...body,
-            loss: wireLoss(loss),
-            normalizer: norm,
-            microBatchRows: o.microBatchRows ?? 16,
-            ...(o.gradsPath !== undefined ? { gradsPath: o.gradsPath } : {})
-          }, LossReply)
-        )),
-      trainStep: (sequences, loss, norm, o = {}) =>
-        carry(sequences, wireSequence).pipe(Effect.flatMap((body) =>
-          session.request("train_step", { ...body, loss: wireLoss(loss), normalizer: norm, microBatchRows: o.microBatchRows ?? 16 }, TrainStepReply)
-        )),
-      sftStep: (batch, microBatchRows) =>
-        carry(batch.sequences, (s) => ({ tokens: s.tokens, lossMask: s.lossMask })).pipe(Effect.flatMap((body) =>
-          session.request("sft_step", { ...body, microBatchRows }, SftStepReply)
-        )),
+      ...workerOps(session, carry),
       save: (dir, policyVersion) => session.request("save", { path: dir, policyVersion }, SaveReply),
-      load: (dir) => session.request("load", { path: dir }, LoadReply),
       exportWeights: (target, format, policyVersion, dtype) =>
         session.request("export", { path: target, format, policyVersion, ...(dtype !== undefined ? { dtype } : {}) }, ExportReply)
     }
@@ -258,7 +222,7 @@ export type HfTrainer = Trainer["Service"] & {
 }
 
 const adapter = "pytorch-hf"
-const trainerFailure = (e: WorkerError) => new TrainerFailure({ adapter, message: `pytorch trainer (hf): ${e._tag}: ${e.message}` })
+const trainerFailure = workerFailure(adapter, "pytorch trainer (hf)")
 const checkpointFailure = (file: string, operation: "save" | "load") => (e: WorkerError) =>
   new CheckpointFailure({ path: file, operation, message: `${operation} ${file} (pytorch worker, hf): ${e._tag}: ${e.message}` })
 
@@ -332,43 +296,7 @@ export const makeHf = (
       })
     yield* exportFor(info.policyVersion)
 
-    const train = (batch: TrainBatch, overrides: Partial<PolicyTrainOptions> = {}) =>
-      Effect.gen(function*() {
-        const o: PolicyTrainOptions = { ...defaults, ...overrides }
-        const current = yield* Ref.get(version)
-        const refused = admitBatch(batch, current, o.maxPolicyLag)
-        if (refused) return yield* Effect.fail(refused)
-        const trainerOld = tisEnabled(o.tis?.cap)
-          ? (yield* worker.logprobs(batch.sequences.map((s) => s.tokens)).pipe(Effect.mapError(trainerFailure))).logprobs
-          : undefined
-        const plan = yield* Effect.try({
-          try: () => planMiniBatches(batch.sequences, o.miniBatches, o.tis, trainerOld),
-          catch: (e) => new TrainerFailure({ adapter, message: `pytorch trainer (hf): ${e instanceof Error ? e.message : String(e)}` })
-        })
-        const steps: Array<TrainStepReport> = []
-        for (let epoch = 0; epoch < o.epochs; epoch++) {
-          for (const { sequences: mini, tallies } of plan) {
-            const r = yield* worker.trainStep(mini, o.loss, normalizer({ sequences: mini }), { microBatchRows: o.microBatchRows }).pipe(
-              Effect.mapError(trainerFailure)
-            )
-            const step = withTisFigures({
-              loss: r.loss,
-              gradNorm: r.gradNorm,
-              clipFraction: r.clipFraction,
-              kl: r.kl,
-              entropy: r.entropy,
-              tokens: r.tokens,
-              logprobMismatch: r.logprobMismatch,
-              trainMs: r.trainMs
-            }, tallies)
-            steps.push(step)
-            yield* events.emit({ _tag: "train.step", ...step, ...describe })
-          }
-        }
-        yield* Ref.set(version, current + 1)
-        const weights = yield* exportFor(current + 1).pipe(Effect.mapError(trainerFailure))
-        return { steps, weights }
-      }).pipe(Semaphore.withPermit(lock))
+    const loop = trainingLoop(workerBackend(worker, version, trainerFailure, (v) => exportFor(v).pipe(Effect.mapError(trainerFailure)), describe), events, defaults)
 
     const trainer: HfTrainer = {
       name: `pytorch-hf(${info.architecture}, ${info.device}, ${info.dtype}, ${info.trainableParams}/${info.params} params${
@@ -376,7 +304,6 @@ export const makeHf = (
       })`,
       worker,
       latestWeights: Ref.get(latest),
-      policyVersion: Ref.get(version),
       formats,
       weights: (format = native) =>
         !formats.includes(format)
@@ -388,28 +315,7 @@ export const makeHf = (
               Effect.succeed(sync !== undefined && l !== undefined ? pathWeights(l.policyVersion, l.format, l.path, sizeOf(l.path)) : inWorker(v))
             )
           ),
-      train,
-      sft: (batch) =>
-        Effect.gen(function*() {
-          const r = yield* worker.sftStep(batch, defaults.microBatchRows).pipe(Effect.mapError(trainerFailure))
-          const v = (yield* Ref.get(version)) + 1
-          yield* Ref.set(version, v)
-          const weights = yield* exportFor(v).pipe(Effect.mapError(trainerFailure))
-          yield* events.emit({ _tag: "sft.step", loss: r.loss, tokens: r.tokens, trainMs: r.trainMs })
-          return { loss: r.loss, tokens: r.tokens, gradNorm: r.gradNorm, trainMs: r.trainMs, weights }
-        }).pipe(Semaphore.withPermit(lock)),
-      save: (dir) =>
-        Effect.gen(function*() {
-          const v = yield* Ref.get(version)
-          yield* worker.save(dir, v).pipe(Effect.mapError(checkpointFailure(dir, "save")))
-          yield* events.emit({ _tag: "checkpoint", path: dir, policyVersion: v })
-        }).pipe(Semaphore.withPermit(lock)),
-      load: (dir) =>
-        Effect.gen(function*() {
-          const r = yield* worker.load(dir).pipe(Effect.mapError(checkpointFailure(dir, "load")))
-          yield* Ref.set(version, r.policyVersion)
-          yield* exportFor(r.policyVersion).pipe(Effect.mapError(checkpointFailure(dir, "load")))
-        }).pipe(Semaphore.withPermit(lock))
+      ...workerTrainerMethods({ worker, version, lock, events, loop, checkpointFailure, afterLoad: exportFor })
     }
     return trainer
   })

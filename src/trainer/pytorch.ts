@@ -2,7 +2,9 @@
  * The PyTorch Trainer adapter: the same Trainer service as the embedded one (train/sft/save/load/
  * policyVersion), computed by a Python worker process (workers/trainer.py, see docs/pytorch-worker.md)
  * that reproduces the embedded model and the core's loss in torch. Mini-batch splitting, stale-batch
- * checks, normalizers and events stay here in TypeScript; the worker takes one optimizer step per request.
+ * checks, normalizers and events are the shared training loop's (loop.ts); the worker takes one optimizer
+ * step per request. The ops both worker layouts speak alike (`workerOps`, `workerBackend`,
+ * `workerTrainerMethods`) are here; the Hugging Face adapter (hfPytorch.ts) uses them too.
  * Every step hands the new weights over as a file the worker exports (`embedded` safetensors layout, or a
  * GGUF converted from it), so an engine loads them by path. It does not sample, tokenize, or talk to an
  * inference server.
@@ -14,10 +16,9 @@ import { fileURLToPath } from "node:url"
 import { NodeServices } from "@effect/platform-node"
 import { type Duration, Effect, Layer, Ref, Schema, type Scope, Semaphore } from "effect"
 import type { ChildProcessSpawner } from "effect/process"
-import type { TrainBatch, TrainSequence } from "../core/batch.ts"
+import type { TrainSequence } from "../core/batch.ts"
 import { type PolicyWeights, pathWeights, type WeightsFormat, WeightsFormatUnsupported } from "../core/weights.ts"
-import { type Normalizer, normalizer, type PolicyLossConfig } from "../core/loss.ts"
-import { tisEnabled } from "../core/tis.ts"
+import type { Normalizer, PolicyLossConfig } from "../core/loss.ts"
 import { Events } from "../events/Events.ts"
 import { readCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
 import { writeGguf } from "../model/gguf.ts"
@@ -29,13 +30,11 @@ import {
   type InitialWeights,
   type PolicyTrainOptions,
   type SftBatch,
-  admitBatch,
-  planMiniBatches,
   Trainer,
   TrainerFailure,
-  type TrainStepReport,
-  withTisFigures
+  type TrainStepReport
 } from "./Trainer.ts"
+import { type StepBackend, trainingLoop } from "./loop.ts"
 import { spawnWorker, type WorkerError, type WorkerOptions, type WorkerSession } from "./workerSession.ts"
 
 /** workers/trainer.py, resolved from this module (src/trainer/ and dist/trainer/ are both two levels down). */
@@ -130,6 +129,120 @@ export const wireSequence = (s: TrainSequence) => ({
 /** The loss config as the worker reads it (`dualClip` off is `null`). */
 export const wireLoss = (c: PolicyLossConfig) => ({ ...c, dualClip: c.dualClip ?? null })
 
+/** How a request carries its sequences: inline JSON (`{ sequences }`), or a file the worker reads (the HF trainer). */
+export type CarrySequences = <S extends { readonly tokens: ReadonlyArray<number> }>(
+  sequences: ReadonlyArray<S>,
+  wire: (s: S) => unknown
+) => Effect.Effect<Record<string, unknown>>
+
+/** Every sequence inline in the request's JSON. */
+export const inline: CarrySequences = (sequences, wire) => Effect.succeed({ sequences: sequences.map(wire) })
+
+/** The ops both worker layouts (embedded, Hugging Face) speak the same way, over a session. */
+export const workerOps = (session: WorkerSession, carry: CarrySequences): Pick<PytorchWorker, "logprobs" | "loss" | "trainStep" | "sftStep" | "load"> => ({
+  logprobs: (sequences) =>
+    carry(sequences.map((tokens) => ({ tokens })), (s) => s.tokens).pipe(Effect.flatMap((body) => session.request("logprobs", body, LogprobsReply))),
+  loss: (sequences, loss, norm, o = {}) =>
+    carry(sequences, wireSequence).pipe(Effect.flatMap((body) =>
+      session.request("loss", {
+        ...body,
+        loss: wireLoss(loss),
+        normalizer: norm,
+        microBatchRows: o.microBatchRows ?? 16,
+        ...(o.gradsPath !== undefined ? { gradsPath: o.gradsPath } : {})
+      }, LossReply)
+    )),
+  trainStep: (sequences, loss, norm, o = {}) =>
+    carry(sequences, wireSequence).pipe(Effect.flatMap((body) =>
+      session.request("train_step", {
+        ...body,
+        loss: wireLoss(loss),
+        normalizer: norm,
+        microBatchRows: o.microBatchRows ?? 16,
+        ...(o.debugDelayS !== undefined ? { debugDelayS: o.debugDelayS } : {})
+      }, TrainStepReply)
+    )),
+  sftStep: (batch, microBatchRows) =>
+    carry(batch.sequences, (s) => ({ tokens: s.tokens, lossMask: s.lossMask })).pipe(Effect.flatMap((body) =>
+      session.request("sft_step", { ...body, microBatchRows }, SftStepReply)
+    )),
+  load: (file) => session.request("load", { path: file }, LoadReply)
+})
+
+/** A failure of a worker-backed trainer: the worker's typed error (tag and message) or any other, named for the adapter. */
+export const workerFailure = (adapter: string, label: string) => (e: unknown): TrainerFailure => {
+  const o = typeof e === "object" && e !== null ? e as { readonly _tag?: unknown; readonly message?: unknown } : undefined
+  const tag = o?._tag !== undefined ? `${String(o._tag)}: ` : ""
+  return new TrainerFailure({ adapter, message: `${label}: ${tag}${o?.message !== undefined ? String(o.message) : String(e)}` })
+}
+
+/**
+ * The shared training loop's backend over a worker (src/trainer/loop.ts): its log-probs, train and SFT ops, the
+ * version in `version`, and `weightsAt` for the weights handed over after a step.
+ */
+export const workerBackend = (
+  worker: Pick<PytorchWorker, "logprobs" | "trainStep" | "sftStep">,
+  version: Ref.Ref<number>,
+  fail: (e: unknown) => TrainerFailure,
+  weightsAt: (v: number) => Effect.Effect<PolicyWeights, TrainerFailure>,
+  stepFields?: Readonly<Record<string, string | number>>
+): StepBackend => ({
+  fail,
+  version: Ref.get(version),
+  setVersion: (v) => Ref.set(version, v),
+  logprobs: (sequences) => worker.logprobs(sequences.map((s) => s.tokens)).pipe(Effect.map((r) => r.logprobs), Effect.mapError(fail)),
+  policyStep: (mini, loss, norm, microBatchRows) =>
+    worker.trainStep(mini, loss, norm, { microBatchRows }).pipe(
+      Effect.map((r): TrainStepReport => ({
+        loss: r.loss,
+        gradNorm: r.gradNorm,
+        clipFraction: r.clipFraction,
+        kl: r.kl,
+        entropy: r.entropy,
+        tokens: r.tokens,
+        logprobMismatch: r.logprobMismatch,
+        trainMs: r.trainMs
+      })),
+      Effect.mapError(fail)
+    ),
+  sftStep: (batch, microBatchRows) => worker.sftStep(batch, microBatchRows).pipe(Effect.mapError(fail)),
+  weightsAt,
+  ...(stepFields !== undefined ? { stepFields } : {})
+})
+
+/**
+ * The Trainer methods every worker-backed adapter shares, one request at a time (`lock`): train and SFT through the
+ * shared loop, save and load through the worker (`afterLoad`: what follows a load, e.g. the HF trainer's re-export).
+ */
+export const workerTrainerMethods = (o: {
+  readonly worker: {
+    readonly save: (path: string, policyVersion: number) => Effect.Effect<unknown, WorkerError>
+    readonly load: (path: string) => Effect.Effect<typeof LoadReply.Type, WorkerError>
+  }
+  readonly version: Ref.Ref<number>
+  readonly lock: Semaphore.Semaphore
+  readonly events: Events["Service"]
+  readonly loop: ReturnType<typeof trainingLoop>
+  readonly checkpointFailure: (path: string, operation: "save" | "load") => (e: WorkerError) => CheckpointFailure
+  readonly afterLoad?: (policyVersion: number) => Effect.Effect<unknown, WorkerError>
+}): Pick<Trainer["Service"], "policyVersion" | "train" | "sft" | "save" | "load"> => ({
+  policyVersion: Ref.get(o.version),
+  train: (batch, overrides) => o.loop.train(batch, overrides).pipe(Semaphore.withPermit(o.lock)),
+  sft: (batch) => o.loop.sft(batch).pipe(Semaphore.withPermit(o.lock)),
+  save: (file) =>
+    Effect.gen(function*() {
+      const v = yield* Ref.get(o.version)
+      yield* o.worker.save(file, v).pipe(Effect.mapError(o.checkpointFailure(file, "save")))
+      yield* o.events.emit({ _tag: "checkpoint", path: file, policyVersion: v })
+    }).pipe(Semaphore.withPermit(o.lock)),
+  load: (file) =>
+    Effect.gen(function*() {
+      const r = yield* o.worker.load(file).pipe(Effect.mapError(o.checkpointFailure(file, "load")))
+      yield* Ref.set(o.version, r.policyVersion)
+      if (o.afterLoad !== undefined) yield* o.afterLoad(r.policyVersion).pipe(Effect.mapError(o.checkpointFailure(file, "load")))
+    }).pipe(Semaphore.withPermit(o.lock))
+})
+
 /**
  * Starts the worker (scoped) and initializes it from an embedded checkpoint file (weights, and the
  * optimizer state when the file has one).
@@ -150,31 +263,9 @@ export const openWorker = (
     return {
       session,
       info,
-      logprobs: (sequences) => session.request("logprobs", { sequences }, LogprobsReply),
-      loss: (sequences, loss, norm, o = {}) =>
-        session.request("loss", {
-          sequences: sequences.map(wireSequence),
-          loss: wireLoss(loss),
-          normalizer: norm,
-          microBatchRows: o.microBatchRows ?? 16,
-          ...(o.gradsPath !== undefined ? { gradsPath: o.gradsPath } : {})
-        }, LossReply),
-      trainStep: (sequences, loss, norm, o = {}) =>
-        session.request("train_step", {
-          sequences: sequences.map(wireSequence),
-          loss: wireLoss(loss),
-          normalizer: norm,
-          microBatchRows: o.microBatchRows ?? 16,
-          ...(o.debugDelayS !== undefined ? { debugDelayS: o.debugDelayS } : {})
-        }, TrainStepReply),
-      sftStep: (batch, microBatchRows) =>
-        session.request("sft_step", {
-          sequences: batch.sequences.map((s) => ({ tokens: s.tokens, lossMask: s.lossMask })),
-          microBatchRows
-        }, SftStepReply),
+      ...workerOps(session, inline),
       save: (file, policyVersion) => session.request("save", { path: file, policyVersion }, SaveReply),
-      exportWeights: (file, policyVersion) => session.request("export", { path: file, policyVersion }, SaveReply),
-      load: (file) => session.request("load", { path: file }, LoadReply)
+      exportWeights: (file, policyVersion) => session.request("export", { path: file, policyVersion }, SaveReply)
     }
   })
 
@@ -195,7 +286,7 @@ const adapter = "pytorch"
 
 /** The formats the PyTorch trainer hands over (files the worker exports): embedded safetensors, or GGUF. */
 export const formats: ReadonlyArray<WeightsFormat> = ["embedded", "gguf"]
-const trainerFailure = (e: WorkerError) => new TrainerFailure({ adapter, message: `pytorch trainer: ${e._tag}: ${e.message}` })
+const trainerFailure = workerFailure(adapter, "pytorch trainer")
 const checkpointFailure = (file: string, operation: "save" | "load") => (e: WorkerError | Error) =>
   new CheckpointFailure({
     path: file,
@@ -270,71 +361,14 @@ export const make = (
         return f instanceof WeightsFormatUnsupported ? new TrainerFailure({ adapter, message: f.message }) : f
       }))
 
-    const train = (batch: TrainBatch, overrides: Partial<PolicyTrainOptions> = {}) =>
-      Effect.gen(function*() {
-        const o: PolicyTrainOptions = { ...defaults, ...overrides }
-        const current = yield* Ref.get(version)
-        const refused = admitBatch(batch, current, o.maxPolicyLag)
-        if (refused) return yield* Effect.fail(refused)
-        // TIS: π_old from the worker's own forward (its no-grad logprobs op), once, before any update
-        const trainerOld = tisEnabled(o.tis?.cap)
-          ? (yield* worker.logprobs(batch.sequences.map((s) => s.tokens)).pipe(Effect.mapError(trainerFailure))).logprobs
-          : undefined
-        const plan = yield* Effect.try({
-          try: () => planMiniBatches(batch.sequences, o.miniBatches, o.tis, trainerOld),
-          catch: (e) => new TrainerFailure({ adapter, message: `pytorch trainer: ${e instanceof Error ? e.message : String(e)}` })
-        })
-        const steps: Array<TrainStepReport> = []
-        for (let epoch = 0; epoch < o.epochs; epoch++) {
-          for (const { sequences: mini, tallies } of plan) {
-            const r = yield* worker.trainStep(mini, o.loss, normalizer({ sequences: mini }), { microBatchRows: o.microBatchRows }).pipe(
-              Effect.mapError(trainerFailure)
-            )
-            const s: TrainStepReport = {
-              loss: r.loss,
-              gradNorm: r.gradNorm,
-              clipFraction: r.clipFraction,
-              kl: r.kl,
-              entropy: r.entropy,
-              tokens: r.tokens,
-              logprobMismatch: r.logprobMismatch,
-              trainMs: r.trainMs
-            }
-            const step = withTisFigures(s, tallies)
-            steps.push(step)
-            yield* events.emit({ _tag: "train.step", ...step })
-          }
-        }
-        yield* Ref.set(version, current + 1)
-        return { steps, weights: yield* native(current + 1) }
-      }).pipe(Semaphore.withPermit(lock))
+    const loop = trainingLoop(workerBackend(worker, version, trainerFailure, native), events, defaults)
 
     return Trainer.of({
       name,
-      policyVersion: Ref.get(version),
       formats,
       weights: (format = "embedded") =>
         Effect.flatMap(Ref.get(version), (v) => exportAs(v, format).pipe(Effect.mapError(asTrainerFailure))).pipe(Semaphore.withPermit(lock)),
-      train,
-      sft: (batch) =>
-        Effect.gen(function*() {
-          const r = yield* worker.sftStep(batch, defaults.microBatchRows).pipe(Effect.mapError(trainerFailure))
-          const v = (yield* Ref.get(version)) + 1
-          yield* Ref.set(version, v)
-          yield* events.emit({ _tag: "sft.step", loss: r.loss, tokens: r.tokens, trainMs: r.trainMs })
-          return { loss: r.loss, tokens: r.tokens, gradNorm: r.gradNorm, trainMs: r.trainMs, weights: yield* native(v) }
-        }).pipe(Semaphore.withPermit(lock)),
-      save: (file) =>
-        Effect.gen(function*() {
-          const v = yield* Ref.get(version)
-          yield* worker.save(file, v).pipe(Effect.mapError(checkpointFailure(file, "save")))
-          yield* events.emit({ _tag: "checkpoint", path: file, policyVersion: v })
-        }).pipe(Semaphore.withPermit(lock)),
-      load: (file) =>
-        Effect.gen(function*() {
-          const r = yield* worker.load(file).pipe(Effect.mapError(checkpointFailure(file, "load")))
-          yield* Ref.set(version, r.policyVersion)
-        }).pipe(Semaphore.withPermit(lock))
+      ...workerTrainerMethods({ worker, version, lock, events, loop, checkpointFailure })
     })
   })
 
