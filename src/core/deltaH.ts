@@ -45,8 +45,11 @@ const check = (roles: ReadonlyArray<Role>, entropies: ReadonlyArray<number>, k: 
   if (!Number.isInteger(k) || k < 1) throw new RangeError(`deltaH: window k = ${k} must be an integer ≥ 1`)
 }
 
-/** Up to k model-token entropies from index `from` on (tool and prompt tokens skipped), and how many lie in the first run. */
-const forward = (roles: ReadonlyArray<Role>, entropies: ReadonlyArray<number>, from: number, k: number) => {
+/**
+ * Up to k model-token entropies from index `from` on (tool and prompt tokens skipped), and how many lie in
+ * the first run: the window after a result at `from` (what `resultWindows` gives as `after`/`firstSegment`).
+ */
+export const windowFrom = (roles: ReadonlyArray<Role>, entropies: ReadonlyArray<number>, from: number, k: number) => {
   const out: Array<number> = []
   let firstSegment = 0
   let inFirst = true
@@ -68,7 +71,7 @@ export const initialWindow = (roles: ReadonlyArray<Role>, entropies: ReadonlyArr
   check(roles, entropies, k)
   let start = 0
   while (start < roles.length && roles[start] === "prompt") start++
-  return forward(roles, entropies, start, k)
+  return windowFrom(roles, entropies, start, k)
 }
 
 /** The windows around every tool result of a trajectory, in order (a result = a maximal run of tool tokens). */
@@ -81,7 +84,7 @@ export const resultWindows = (roles: ReadonlyArray<Role>, entropies: ReadonlyArr
     while (end < roles.length && roles[end] === "tool") end++
     const before: Array<number> = []
     for (let j = i - 1; j >= 0 && before.length < k; j--) if (roles[j] === "model") before.unshift(entropies[j]!)
-    const after = forward(roles, entropies, end, k)
+    const after = windowFrom(roles, entropies, end, k)
     out.push({ at: end, call: out.length + 1, before, after: after.tokens, firstSegment: after.firstSegment })
   }
   return out
@@ -92,6 +95,10 @@ const sum = (xs: ReadonlyArray<number>, n = xs.length): number => {
   for (let i = 0; i < Math.min(n, xs.length); i++) s += xs[i]!
   return s
 }
+
+/** How many tokens a window's value covers in a form: continued = up to k in all, paper and mean = up to k of the first segment. */
+export const windowTokens = (tokens: ReadonlyArray<number>, firstSegment: number, k: number, form: WindowForm): number =>
+  form === "continued" ? Math.min(k, tokens.length) : Math.min(k, firstSegment, tokens.length)
 
 /** A window's entropy (nats) in a form: paper = first-segment sum, continued = k-token sum, mean = k × first-segment mean (0 when empty). */
 export const windowValue = (tokens: ReadonlyArray<number>, firstSegment: number, k: number, form: WindowForm): number => {

@@ -31,7 +31,13 @@ export const BranchRecord = Schema.Struct({
   u: Schema.Finite,
   branched: Schema.Boolean,
   /** how many new continuations were started here */
-  children: Schema.Int
+  children: Schema.Int,
+  /** the ΔH window form when not the paper's (src/core/deltaH.ts), and the model tokens each window held */
+  deltaHWindow: Schema.optionalKey(Schema.Literals(["paper", "continued", "mean"])),
+  windowTokens: Schema.optionalKey(Schema.Int),
+  initialTokens: Schema.optionalKey(Schema.Int),
+  /** reference mode on the released code's top-10 truncated sums (absent: exact entropy) */
+  entropySource: Schema.optionalKey(Schema.Literals(["exact", "top10"]))
 })
 export type BranchRecord = typeof BranchRecord.Type
 

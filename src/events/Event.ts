@@ -66,7 +66,11 @@ export const RolloutBatch = Schema.TaggedStruct("rollout.batch", {
   meanEntropyInitialWidth: Schema.optionalKey(Schema.Finite),
   meanEntropyAfterToolWidth: Schema.optionalKey(Schema.Finite),
   /** top-k engines only: which point of each interval the entropies (and so the decisions) used */
-  entropyPoint: Schema.optionalKey(Schema.Literals(["lower", "mid", "upper"]))
+  entropyPoint: Schema.optionalKey(Schema.Literals(["lower", "mid", "upper"])),
+  // optional (ΔH measured right; additive): present only when not the defaults — the window form of the
+  // probes' ΔH (src/core/deltaH.ts) and, for reference mode, the entropy its decisions used
+  deltaHWindow: Schema.optionalKey(Schema.Literals(["paper", "continued", "mean"])),
+  entropySource: Schema.optionalKey(Schema.Literals(["exact", "top10"]))
 })
 
 /** One branch decision of an entropy-triggered sampler. */
@@ -89,7 +93,14 @@ export const BranchDecision = Schema.TaggedStruct("rollout.branch", {
   hAfterToolLower: Schema.optionalKey(Schema.Finite),
   hAfterToolUpper: Schema.optionalKey(Schema.Finite),
   hInitialLower: Schema.optionalKey(Schema.Finite),
-  hInitialUpper: Schema.optionalKey(Schema.Finite)
+  hInitialUpper: Schema.optionalKey(Schema.Finite),
+  // optional (ΔH measured right; additive): only for a window form other than the paper's, the form and how
+  // many model tokens the after-result and H_initial windows held (k unless the trajectory ended first)
+  deltaHWindow: Schema.optionalKey(Schema.Literals(["paper", "continued", "mean"])),
+  windowTokens: Schema.optionalKey(Count),
+  initialTokens: Schema.optionalKey(Count),
+  /** reference mode on the released code's top-10 truncated sums (absent: exact entropy) */
+  entropySource: Schema.optionalKey(Schema.Literals(["exact", "top10"]))
 })
 
 /** Rewards of one batch. */

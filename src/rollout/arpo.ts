@@ -9,7 +9,7 @@ import { Effect, Layer } from "effect"
 import { arpoBranchProbability, arpoReferenceBranches, branches } from "../core/branching.ts"
 import { emptyMoments, type Moments, pushMoment, standardize } from "../core/deltaH.ts"
 import { derive, uniform } from "../core/random.ts"
-import { ArpoConfig, type ArpoConfigInput, decodeConfig } from "./config.ts"
+import { ArpoConfig, type ArpoConfigInput, decodeConfig, SamplerConfigInvalid } from "./config.ts"
 import {
   type Action,
   branchAtProbes,
@@ -117,11 +117,23 @@ export const arpoReferencePolicy = (c: ArpoParams): Policy => ({
   }
 })
 
+/** A setting only the other mode reads (a typed error, not a silent no-op). */
+const modeMismatch = (c: ArpoConfig): string | undefined =>
+  c.mode === "reference" && c.deltaHWindow !== "paper"
+    ? `deltaHWindow "${c.deltaHWindow}" applies to paper timing only; reference mode decides on the released code's segment windows`
+    : c.mode === "paper" && c.entropySource !== "exact"
+    ? `entropySource "${c.entropySource}" applies to reference mode only (mode: "reference")`
+    : c.entropySource !== "exact"
+    ? `entropySource "${c.entropySource}" is not wired into reference mode yet`
+    : undefined
+
 export const layerArpo = (input: ArpoConfigInput = {}) =>
   Layer.effect(
     Sampler,
     Effect.gen(function*() {
       const config = yield* decodeConfig("arpo", ArpoConfig, input)
+      const mismatch = modeMismatch(config)
+      if (mismatch !== undefined) return yield* new SamplerConfigInvalid({ sampler: "arpo", message: `sampler arpo config: ${mismatch}` })
       const env = yield* runnerEnv
       const name = config.mode === "paper" ? "arpo-paper" : "arpo-reference"
       // the standardised scale lives as long as the sampler: its std covers every batch seen so far

@@ -40,7 +40,16 @@ export const runnerFields = {
   engineRetries: int(0, 2),
   /** k: tokens in the entropy window (H_initial, the post-tool probes, ΔH), measured by every sampler
    *  so that GRPO's and ARPO's entropy figures are comparable */
-  window: int(1, 20)
+  window: int(1, 20),
+  /**
+   * the form of the post-tool window and of ΔH (src/core/deltaH.ts; docs/samplers.md "Where ΔH is measured"):
+   * "paper" — the first ≤ k tokens of the first segment after the result (fewer when it ends early), decided
+   * when that segment ends; "continued" — the first k model tokens after the result, continuing into later
+   * segments, decided once they exist (or the trajectory ended); "mean" — k × the per-token mean over the
+   * first segment's first ≤ k tokens, decided when that segment ends. H_initial takes the same form.
+   * Paper timing only (reference mode keeps the released code's segment windows).
+   */
+  deltaHWindow: Schema.Literals(["paper", "continued", "mean"]).pipe(Schema.withDecodingDefaultKey(Effect.succeed("paper" as const)))
 } as const
 
 export const GlobalConfig = Schema.Struct({ ...runnerFields })
@@ -67,7 +76,14 @@ export const ArpoConfig = Schema.Struct({
    * (ΔH ÷ the running std of the ΔH values this sampler has seen before, over all batches: core/deltaH.ts
    * `standardize`), so β has a usable scale; recorded decisions keep the raw ΔH
    */
-  deltaHScale: Schema.Literals(["raw", "standardized"]).pipe(Schema.withDecodingDefaultKey(Effect.succeed("raw" as const)))
+  deltaHScale: Schema.Literals(["raw", "standardized"]).pipe(Schema.withDecodingDefaultKey(Effect.succeed("raw" as const))),
+  /**
+   * reference mode: the entropy its decisions use — "exact" (the engine's full-vocabulary entropy, windows
+   * summed over the first k tokens of a segment) or "top10" (the released code's: the top-10 log-probs of
+   * the first k generated positions, −Σ exp(l)·l over all of them, ÷ ln V; core/entropy.ts
+   * `referenceSegmentEntropy`), which needs an engine that reports top-10 log-probs
+   */
+  entropySource: Schema.Literals(["exact", "top10"]).pipe(Schema.withDecodingDefaultKey(Effect.succeed("exact" as const)))
 })
 export type ArpoConfig = typeof ArpoConfig.Type
 export type ArpoConfigInput = typeof ArpoConfig.Encoded

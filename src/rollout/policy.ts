@@ -4,6 +4,7 @@
  * decisions to record). Shared helpers build the common "decide at every post-tool probe" policy and
  * the "top up an exhausted prompt" rule. It runs nothing itself (see `runner.ts`).
  */
+import type { WindowForm } from "../core/deltaH.ts"
 import { deltaH as deltaHOf, type WindowEntropy } from "../core/entropy.ts"
 import { derive, type Key, uniform } from "../core/random.ts"
 import type { BranchRecord } from "../core/tree.ts"
@@ -36,6 +37,10 @@ export interface Probe {
   readonly hAfterToolBounds?: WindowBounds
   /** the interval of `hInitial`, the same way */
   readonly hInitialBounds?: WindowBounds
+  /** the window form when not the paper's (`rollout.deltaHWindow`), and the model tokens each window held */
+  readonly form?: WindowForm
+  readonly windowTokens?: number
+  readonly initialTokens?: number
 }
 
 /**
@@ -119,6 +124,16 @@ export const intervalFields = (
   ...(hInitial !== undefined ? { hInitialLower: hInitial.lower, hInitialUpper: hInitial.upper } : {})
 })
 
+/** A probe's window form and token counts as BranchRecord fields (nothing for the paper form). */
+export const windowFields = (probe: Probe): Pick<BranchRecord, "deltaHWindow" | "windowTokens" | "initialTokens"> =>
+  probe.form === undefined
+    ? {}
+    : {
+      deltaHWindow: probe.form,
+      ...(probe.windowTokens !== undefined ? { windowTokens: probe.windowTokens } : {}),
+      ...(probe.initialTokens !== undefined ? { initialTokens: probe.initialTokens } : {})
+    }
+
 /** ΔH of a window pair on the project's scale. */
 export const deltaH = (hAfterTool: number, hInitial: number, vocabSize: number): number =>
   deltaHOf(hAfterTool, hInitial, vocabSize)
@@ -161,7 +176,8 @@ export const branchAtProbes = (
         probability,
         u,
         branched,
-        children
+        children,
+        ...windowFields(probe)
       }
     })
   }

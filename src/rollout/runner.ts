@@ -6,10 +6,11 @@
  * It does not decide when to branch (policies, `policy.ts`) and does not compute rewards.
  */
 import { Cause, Effect, Exit } from "effect"
+import { initialWindow, type WindowForm, windowFrom, windowTokens, windowValue } from "../core/deltaH.ts"
 import { windowEntropy } from "../core/entropy.ts"
 import { derive, type Key } from "../core/random.ts"
 import type { TokenId } from "../core/tokens.ts"
-import type { Finish, Node, RolloutTree, ToolCallRecord } from "../core/tree.ts"
+import { type Finish, type Node, type RolloutTree, type ToolCallRecord, trajectory } from "../core/tree.ts"
 import type { EngineError, GenerateRequest, Generation } from "../engine/Engine.ts"
 import { Engine, EngineFailure } from "../engine/Engine.ts"
 import type { EventBody } from "../events/Event.ts"
@@ -45,6 +46,8 @@ export interface RunnerSettings {
   readonly engineRetries: number
   /** k: the entropy window (H_initial, probes, segment windows) */
   readonly window: number
+  /** the form of the probes' windows and ΔH (src/core/deltaH.ts; default "paper") */
+  readonly deltaHWindow?: WindowForm
   /** emit `rollout.batch` / `rollout.branch` / `note` events (off for internal probe rollouts) */
   readonly emitEvents?: boolean
 }
@@ -82,12 +85,23 @@ interface Traj {
   /** window of the first segment this trajectory generated itself */
   firstWindow: number | undefined
   firstBounds: WindowBounds | undefined
-  /** the tool node whose post-result window the next segment measures */
-  probeOf: number | undefined
-  /** the tool that answered at `probeOf` */
-  probeTool: string
+  /** tool results whose post-result window is not measured yet (oldest first) */
+  readonly awaiting: Array<AwaitedProbe>
   done: boolean
   failed: boolean
+}
+
+/** A tool result whose post-result window (a probe) waits for the tokens after it. */
+interface AwaitedProbe {
+  /** the tool node (the branch point) */
+  readonly node: number
+  /** 1-based index of the call in the trajectory */
+  readonly call: number
+  readonly tool: string
+  /** index in the trajectory's tokens (prompt included) of the first token after the result */
+  readonly at: number
+  /** the trajectory's measured segments when the result was appended */
+  readonly segments: number
 }
 
 interface PromptState {
@@ -147,18 +161,16 @@ const boundsOf = (g: Generation): { readonly lower: Array<number>; readonly uppe
 const mean = (xs: ReadonlyArray<number>): number => xs.reduce((a, b) => a + b, 0) / xs.length
 
 /**
- * The entropy windows of one new segment (DESIGN.md "Entropy and ΔH"), the one place the ΔH window is
- * defined: the window sum over the segment's first k tokens (with its interval when the engine gave
- * per-token bounds). A trajectory's first segment sets its first window and, for a root, H_initial; a
- * segment right after a tool result is that result's probe, ΔH = (H_t − H_initial) / ln V. Updates the
- * trajectory's window fields and segment count; returns whether H_initial was set here and the probe.
+ * The entropy window of one new segment: the window sum over its first k tokens (with its interval when the
+ * engine gave per-token bounds). A trajectory's first segment sets its first window and, for a root, the
+ * paper-form H_initial of the batch figures. Updates the trajectory's window fields and segment count;
+ * returns whether H_initial was set here. The probes' windows (any form) are `probeOf`'s.
  */
 const measureSegment = (
   t: Traj,
   reply: Generation,
-  k: number,
-  vocabSize: number
-): { readonly window: number; readonly windowBounds: WindowBounds | undefined; readonly initial: boolean; readonly probe: Probe | undefined } => {
+  k: number
+): { readonly window: number; readonly windowBounds: WindowBounds | undefined; readonly initial: boolean } => {
   const bounds = boundsOf(reply)
   const measured = windowEntropy(reply.entropies, k, bounds)
   const window = measured.point
@@ -173,24 +185,65 @@ const measureSegment = (
       initial = true
     }
   }
-  let probe: Probe | undefined
-  if (t.probeOf !== undefined && t.rootWindow !== undefined) {
-    probe = {
-      prompt: t.prompt,
-      trajectory: t.id,
-      node: t.probeOf,
-      call: t.calls,
-      tool: t.probeTool,
-      hAfterTool: window,
-      hInitial: t.rootWindow,
-      deltaH: deltaH(window, t.rootWindow, vocabSize),
-      ...(windowBounds !== undefined ? { hAfterToolBounds: windowBounds } : {}),
-      ...(t.rootBounds !== undefined ? { hInitialBounds: t.rootBounds } : {})
-    }
-  }
-  t.probeOf = undefined
   t.segments++
-  return { window, windowBounds, initial, probe }
+  return { window, windowBounds, initial }
+}
+
+/** Roles and per-token entropies (and their bounds, when the engine gave them) along the path root → `leaf`. */
+const pathEntropies = (state: PromptState, leaf: number) => {
+  const tr = trajectory({ prompt: 0, nodes: state.nodes }, leaf)
+  const bounded = tr.path.some((id) => state.nodes[id]!.entropyLower !== undefined)
+  const side = (key: "entropyLower" | "entropyUpper") =>
+    tr.nodeOf.map((id, i) => state.nodes[id]![key]?.[tr.offsetOf[i]!] ?? tr.entropies[i]!)
+  return { roles: tr.roles, entropies: tr.entropies, bounds: bounded ? { lower: side("entropyLower"), upper: side("entropyUpper") } : undefined }
+}
+
+/**
+ * The probe of an awaited result, measured on the trajectory's own path with src/core/deltaH.ts in the
+ * configured form — "wait" while its window is incomplete, "drop" when the trajectory ended without the
+ * window's first segment. paper and mean need the first segment after the result (decided when it ends);
+ * continued needs k model tokens after the result, continuing across later segments (or the trajectory's end).
+ */
+const probeOf = (b: Batch, t: Traj, w: AwaitedProbe): Probe | "wait" | "drop" => {
+  const form = b.settings.deltaHWindow ?? "paper"
+  const k = b.settings.window
+  const generated = t.segments > w.segments
+  if (form !== "continued" && !generated) return t.done ? "drop" : "wait"
+  const p = pathEntropies(b.states[t.prompt]!, t.leaf)
+  const after = windowFrom(p.roles, p.entropies, w.at, k)
+  if (form === "continued" && after.tokens.length < k && !t.done) return "wait"
+  if (!generated) return "drop"
+  const initial = initialWindow(p.roles, p.entropies, k)
+  const valueOf = (xs: ReadonlyArray<number>, from: number | undefined) => {
+    const win = from === undefined ? initialWindow(p.roles, xs, k) : windowFrom(p.roles, xs, from, k)
+    return windowValue(win.tokens, win.firstSegment, k, form)
+  }
+  const hAfterTool = windowValue(after.tokens, after.firstSegment, k, form)
+  const hInitial = windowValue(initial.tokens, initial.firstSegment, k, form)
+  const bounds = p.bounds
+  return {
+    prompt: t.prompt,
+    trajectory: t.id,
+    node: w.node,
+    call: w.call,
+    tool: w.tool,
+    hAfterTool,
+    hInitial,
+    deltaH: deltaH(hAfterTool, hInitial, b.vocabSize),
+    ...(bounds !== undefined
+      ? {
+        hAfterToolBounds: { lower: valueOf(bounds.lower, w.at), upper: valueOf(bounds.upper, w.at) },
+        hInitialBounds: { lower: valueOf(bounds.lower, undefined), upper: valueOf(bounds.upper, undefined) }
+      }
+      : {}),
+    ...(form !== "paper"
+      ? {
+        form,
+        windowTokens: windowTokens(after.tokens, after.firstSegment, k, form),
+        initialTokens: windowTokens(initial.tokens, initial.firstSegment, k, form)
+      }
+      : {})
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -307,8 +360,7 @@ const startTrajectory = (b: Batch, p: number, from: StartPoint | undefined): voi
     rootBounds: from?.rootBounds,
     firstWindow: undefined,
     firstBounds: undefined,
-    probeOf: undefined,
-    probeTool: "",
+    awaiting: [],
     done: false,
     failed: false
   })
@@ -450,28 +502,42 @@ const endOfSegment = (b: Batch, t: Traj, reply: Generation, key: Key) => {
   return { finish, call, toolCall }
 }
 
-/** Measure a segment's windows into the batch figures; a probe (post-tool window) goes to `probes`. */
-const measureInto = (b: Batch, t: Traj, reply: Generation, probes: Array<Probe>) => {
-  const measured = measureSegment(t, reply, b.settings.window, b.vocabSize)
-  const { window, windowBounds, initial, probe } = measured
-  if (initial) {
-    b.stats.initialWindows.push(window)
-    if (windowBounds !== undefined) b.initialWidths.push(windowBounds.upper - windowBounds.lower)
-  }
-  if (probe !== undefined) {
-    probes.push(probe)
-    b.stats.probeWindows.push(window)
-    b.stats.deltaHs.push(probe.deltaH)
-    if (windowBounds !== undefined) b.probeWidths.push(windowBounds.upper - windowBounds.lower)
+/** Measure a segment's window; a root's first one is an H_initial of the batch figures. */
+const measureInto = (b: Batch, t: Traj, reply: Generation) => {
+  const measured = measureSegment(t, reply, b.settings.window)
+  if (measured.initial) {
+    b.stats.initialWindows.push(measured.window)
+    if (measured.windowBounds !== undefined) b.initialWidths.push(measured.windowBounds.upper - measured.windowBounds.lower)
   }
   return measured
+}
+
+/**
+ * After a round's segments: the awaited probes of the trajectories that ran whose windows are now complete,
+ * in prompt/trajectory/call order, into `probes` and the batch figures; incomplete ones keep waiting.
+ */
+const collectProbes = (b: Batch, running: ReadonlyArray<Traj>, probes: Array<Probe>): void => {
+  for (const t of running) {
+    const still: Array<AwaitedProbe> = []
+    for (const w of t.awaiting) {
+      const probe = probeOf(b, t, w)
+      if (probe === "wait") still.push(w)
+      if (typeof probe !== "object") continue
+      probes.push(probe)
+      b.stats.probeWindows.push(probe.hAfterTool)
+      b.stats.deltaHs.push(probe.deltaH)
+      if (probe.hAfterToolBounds !== undefined) b.probeWidths.push(probe.hAfterToolBounds.upper - probe.hAfterToolBounds.lower)
+    }
+    t.awaiting.length = 0
+    t.awaiting.push(...still)
+  }
 }
 
 /**
  * Step 2 for one trajectory: record its reply (a failure ends it) as a model node, measure the windows,
  * and return the tool call to run (undefined when the trajectory ends here).
  */
-const recordSegment = (b: Batch, t: Traj, reply: Generation | EngineError, key: Key, probes: Array<Probe>): Pending | undefined => {
+const recordSegment = (b: Batch, t: Traj, reply: Generation | EngineError, key: Key): Pending | undefined => {
   if ("_tag" in reply) {
     // a context the model cannot extend is the end of the trajectory for length, not a failure
     if (reply._tag === "ContextOverflow") endForLength(b, t)
@@ -481,7 +547,7 @@ const recordSegment = (b: Batch, t: Traj, reply: Generation | EngineError, key: 
   const state = b.states[t.prompt]!
   countCompute(b, t, reply)
   const bounds = boundsOf(reply)
-  const { window, windowBounds } = measureInto(b, t, reply, probes)
+  const { window, windowBounds } = measureInto(b, t, reply)
   const { finish, call, toolCall } = endOfSegment(b, t, reply, key)
   const node: Node = {
     parent: t.leaf,
@@ -545,8 +611,7 @@ const appendResult = (b: Batch, q: Pending, r: ToolResult, toolSteps: Array<Tool
   for (const x of tokens) t.context.push(x)
   t.responseLength += tokens.length
   if (t.responseLength >= settings.maxResponseTokens) return endForLength(b, t)
-  t.probeOf = t.leaf
-  t.probeTool = q.call.tool
+  t.awaiting.push({ node: t.leaf, call: t.calls, tool: q.call.tool, at: t.context.length, segments: t.segments })
   const firstBounds = t.firstWindow !== undefined ? t.firstBounds : q.segmentBounds
   toolSteps.push({
     prompt: t.prompt,
@@ -618,7 +683,11 @@ const branchEvent = (d: Decision): EventBody => ({
   branched: d.record.branched,
   trajectory: d.trajectory,
   call: d.call,
-  children: d.record.children
+  children: d.record.children,
+  ...(d.record.deltaHWindow !== undefined ? { deltaHWindow: d.record.deltaHWindow } : {}),
+  ...(d.record.windowTokens !== undefined ? { windowTokens: d.record.windowTokens } : {}),
+  ...(d.record.initialTokens !== undefined ? { initialTokens: d.record.initialTokens } : {}),
+  ...(d.record.entropySource !== undefined ? { entropySource: d.record.entropySource } : {})
 })
 
 /**
@@ -661,10 +730,11 @@ const runRound = (b: Batch, policy: Policy, round: number) =>
       const { keys, replies } = yield* generateSegments(b, running)
       const pending: Array<Pending> = []
       running.forEach((t, i) => {
-        const q = recordSegment(b, t, replies[i]!, keys[i]!, probes)
+        const q = recordSegment(b, t, replies[i]!, keys[i]!)
         if (q !== undefined) pending.push(q)
       })
       yield* runCalls(b, pending, toolSteps)
+      collectProbes(b, running, probes)
     }
     const created = yield* planRound(b, policy, round, probes, toolSteps)
     return { ran: running.length, created }
@@ -687,7 +757,9 @@ const finishBatch = (b: Batch) =>
 
 /** `batchEvent`, plus (top-k engines only) how wide the entropy intervals behind H_initial and the decisions were. */
 const batchEventOf = (b: Batch): EventBody => {
-  const batch = batchEvent(b.stats)
+  const form = b.settings.deltaHWindow ?? "paper"
+  const plain = batchEvent(b.stats)
+  const batch = plain._tag === "rollout.batch" && form !== "paper" ? { ...plain, deltaHWindow: form } : plain
   const { initialWidths, probeWidths } = b
   if (batch._tag !== "rollout.batch" || (initialWidths.length === 0 && probeWidths.length === 0)) return batch
   const entropy = b.env.engine.capabilities.entropy
@@ -739,7 +811,8 @@ export const settingsOf = (
   toolConcurrency: config.toolConcurrency,
   toolTimeoutMs: config.toolTimeoutMs,
   engineRetries: config.engineRetries,
-  window: config.window
+  window: config.window,
+  ...(config.deltaHWindow !== undefined ? { deltaHWindow: config.deltaHWindow } : {})
 })
 
 /**
