@@ -201,27 +201,38 @@ export const deltaH = (hAfterTool: number, hInitial: number, vocabSize: number):
   (hAfterTool - hInitial) / lnVocab(vocabSize)
 
 /**
+ * The released ARPO code's per-position value: `−Σ exp(l)·l` over the log-probs an engine reported for one
+ * position (vLLM's `logprobs = 10`: the top 10, plus the sampled token's when outside them), in nats — a
+ * truncated entropy, never above the exact one. Non-finite log-probs are skipped (the Python code would
+ * produce NaN for −inf; vLLM reports finite values).
+ */
+export const truncatedEntropy = (logprobs: ArrayLike<number>): number => {
+  let s = 0
+  for (let i = 0; i < logprobs.length; i++) {
+    const l = logprobs[i]!
+    if (Number.isFinite(l)) s -= Math.exp(l) * l
+  }
+  return s
+}
+
+/** The released code's window in nats: the sum of `truncatedEntropy` over the first `k` positions. */
+export const referenceWindowSum = (topLogprobsPerPosition: ReadonlyArray<ArrayLike<number>>, k = 20): number => {
+  const n = Math.min(Math.max(0, Math.floor(k)), topLogprobsPerPosition.length)
+  let s = 0
+  for (let t = 0; t < n; t++) s += truncatedEntropy(topLogprobsPerPosition[t]!)
+  return s
+}
+
+/**
  * The released ARPO code's segment entropy (vllm_rollout_with_tools.py): the top-k log-probs of the first
- * `k` (= 20) generated positions concatenated, `−Σ exp(l)·l` over all of them, divided by ln |V|.
- * A sum over positions of truncated entropies, not a mean. Non-finite log-probs are skipped (the
- * Python code would produce NaN for −inf; vLLM reports finite values).
+ * `k` (= 20) generated positions concatenated, `−Σ exp(l)·l` over all of them, divided by ln |V|
+ * (`referenceWindowSum / ln V`). A sum over positions of truncated entropies, not a mean.
  */
 export const referenceSegmentEntropy = (
   topLogprobsPerPosition: ReadonlyArray<ArrayLike<number>>,
   vocabSize: number,
   k = 20
-): number => {
-  const n = Math.min(Math.max(0, Math.floor(k)), topLogprobsPerPosition.length)
-  let s = 0
-  for (let t = 0; t < n; t++) {
-    const row = topLogprobsPerPosition[t]!
-    for (let i = 0; i < row.length; i++) {
-      const l = row[i]!
-      if (Number.isFinite(l)) s -= Math.exp(l) * l
-    }
-  }
-  return s / lnVocab(vocabSize)
-}
+): number => referenceWindowSum(topLogprobsPerPosition, k) / lnVocab(vocabSize)
 
 /** The released code's ΔH: the plain difference of two `referenceSegmentEntropy` values (already ÷ ln V). */
 export const referenceDeltaH = (hNow: number, hInitial: number): number => hNow - hInitial

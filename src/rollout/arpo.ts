@@ -9,7 +9,7 @@ import { Effect, Layer } from "effect"
 import { arpoBranchProbability, arpoReferenceBranches, branches } from "../core/branching.ts"
 import { emptyMoments, type Moments, pushMoment, standardize } from "../core/deltaH.ts"
 import { derive, uniform } from "../core/random.ts"
-import { ArpoConfig, type ArpoConfigInput, decodeConfig, SamplerConfigInvalid } from "./config.ts"
+import { ArpoConfig, type ArpoConfigInput, decodeConfig, EntropySourceUnsupported, SamplerConfigInvalid } from "./config.ts"
 import {
   type Action,
   branchAtProbes,
@@ -29,6 +29,8 @@ interface ArpoParams {
   readonly alpha: number
   readonly beta: number
   readonly branchFactor: number
+  /** reference mode: decide on the released code's top-10 truncated windows ("top10") or exact ones */
+  readonly entropySource?: "exact" | "top10"
 }
 
 /** The running moments of the ΔH values a sampler has seen, kept across batches (standardised ΔH). */
@@ -87,7 +89,11 @@ export const arpoReferencePolicy = (c: ArpoParams): Policy => ({
         if (step.prompt !== p) continue
         const tries = Math.min(c.branchFactor, slots - made)
         if (tries <= 0) break
-        const d = deltaH(step.segmentWindow, step.firstWindow, view.vocabSize)
+        // entropySource "top10": the released code's windows (top-10 truncated sums) instead of exact ones
+        const top10 = c.entropySource === "top10" && step.segmentTop10 !== undefined && step.firstTop10 !== undefined
+        const hNow = top10 ? step.segmentTop10! : step.segmentWindow
+        const hInit = top10 ? step.firstTop10! : step.firstWindow
+        const d = deltaH(hNow, hInit, view.vocabSize)
         const key = derive(view.key, "prompt", p, "traj", step.trajectory, "branch", step.call)
         let children = 0
         for (let j = 0; j < tries; j++) if (arpoReferenceBranches(d, uniform(key, j), c)) children++
@@ -99,9 +105,9 @@ export const arpoReferencePolicy = (c: ArpoParams): Policy => ({
           node: step.node,
           call: step.call,
           record: {
-            hAfterTool: step.segmentWindow,
-            hInitial: step.firstWindow,
-            ...intervalFields(step.segmentBounds, step.firstBounds),
+            hAfterTool: hNow,
+            hInitial: hInit,
+            ...(top10 ? { entropySource: "top10" as const } : intervalFields(step.segmentBounds, step.firstBounds)),
             deltaH: d,
             probability: arpoBranchProbability(d, c),
             u: uniform(key, 0),
@@ -123,8 +129,6 @@ const modeMismatch = (c: ArpoConfig): string | undefined =>
     ? `deltaHWindow "${c.deltaHWindow}" applies to paper timing only; reference mode decides on the released code's segment windows`
     : c.mode === "paper" && c.entropySource !== "exact"
     ? `entropySource "${c.entropySource}" applies to reference mode only (mode: "reference")`
-    : c.entropySource !== "exact"
-    ? `entropySource "${c.entropySource}" is not wired into reference mode yet`
     : undefined
 
 export const layerArpo = (input: ArpoConfigInput = {}) =>
@@ -135,6 +139,16 @@ export const layerArpo = (input: ArpoConfigInput = {}) =>
       const mismatch = modeMismatch(config)
       if (mismatch !== undefined) return yield* new SamplerConfigInvalid({ sampler: "arpo", message: `sampler arpo config: ${mismatch}` })
       const env = yield* runnerEnv
+      const top = env.engine.capabilities.topLogprobs ?? 0
+      if (config.entropySource === "top10" && top < 10) {
+        return yield* new EntropySourceUnsupported({
+          sampler: "arpo",
+          engine: env.engine.name,
+          setting: "rollout.entropySource",
+          message: `sampler arpo: rollout.entropySource "top10" needs an engine that reports top-10 log-probs per token; ` +
+            `engine ${env.engine.name} reports ${top === 0 ? "none" : `only ${top}`} (the embedded engine does)`
+        })
+      }
       const name = config.mode === "paper" ? "arpo-paper" : "arpo-reference"
       // the standardised scale lives as long as the sampler: its std covers every batch seen so far
       const scale = config.deltaHScale === "standardized" ? makeDeltaHScale() : undefined

@@ -131,6 +131,14 @@ export class SamplerConfigInvalid extends Schema.TaggedError<SamplerConfigInvali
   message: Schema.String
 }) {}
 
+/** A sampler setting needs something the run's engine cannot do (e.g. top-10 log-probs); names both. */
+export class EntropySourceUnsupported extends Schema.TaggedError<EntropySourceUnsupported>()("EntropySourceUnsupported", {
+  sampler: Schema.String,
+  engine: Schema.String,
+  setting: Schema.String,
+  message: Schema.String
+}) {}
+
 /** Decode a sampler config (defaults filled in); also checks `initial ≤ budget` where both exist. */
 export const decodeConfig = <S extends Schema.Top & { readonly DecodingServices: never }>(
   sampler: string,

@@ -60,6 +60,9 @@ export interface ToolStep {
   readonly segmentBounds?: WindowBounds
   /** the interval of `firstWindow`, the same way */
   readonly firstBounds?: WindowBounds
+  /** entropySource "top10": the released code's windows of the same two segments (top-10 truncated sums, nats) */
+  readonly segmentTop10?: number
+  readonly firstTop10?: number
 }
 
 /** What a policy sees after each round. Counts are per prompt, before this round's actions. */

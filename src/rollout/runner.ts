@@ -7,7 +7,7 @@
  */
 import { Cause, Effect, Exit } from "effect"
 import { initialWindow, type WindowForm, windowFrom, windowTokens, windowValue } from "../core/deltaH.ts"
-import { windowEntropy } from "../core/entropy.ts"
+import { referenceWindowSum, windowEntropy } from "../core/entropy.ts"
 import { derive, type Key } from "../core/random.ts"
 import type { TokenId } from "../core/tokens.ts"
 import { type Finish, type Node, type RolloutTree, type ToolCallRecord, trajectory } from "../core/tree.ts"
@@ -48,6 +48,9 @@ export interface RunnerSettings {
   readonly window: number
   /** the form of the probes' windows and ΔH (src/core/deltaH.ts; default "paper") */
   readonly deltaHWindow?: WindowForm
+  /** "top10": also measure every segment's window as the released code does (top-10 truncated sums), for
+   *  reference mode; the engine is asked for top-10 log-probs (default "exact": nothing extra) */
+  readonly entropySource?: "exact" | "top10"
   /** emit `rollout.batch` / `rollout.branch` / `note` events (off for internal probe rollouts) */
   readonly emitEvents?: boolean
 }
@@ -85,6 +88,8 @@ interface Traj {
   /** window of the first segment this trajectory generated itself */
   firstWindow: number | undefined
   firstBounds: WindowBounds | undefined
+  /** the released code's top-10 window of that first segment (nats; entropySource "top10" only) */
+  firstTop10: number | undefined
   /** tool results whose post-result window is not measured yet (oldest first) */
   readonly awaiting: Array<AwaitedProbe>
   done: boolean
@@ -116,6 +121,7 @@ interface Pending {
   readonly traj: Traj
   readonly segmentWindow: number
   readonly segmentBounds: WindowBounds | undefined
+  readonly segmentTop10: number | undefined
   readonly call: ToolCallRequest | MalformedCall
 }
 
@@ -141,8 +147,14 @@ const pathState = (state: PromptState, node: number) => {
   return { tokens, responseLength: tokens.length - state.promptLength, calls }
 }
 
-const checkGeneration = (g: Generation, adapter: string): Generation | EngineFailure =>
-  g.tokens.length === g.logprobs.length && g.tokens.length === g.entropies.length &&
+const checkGeneration = (g: Generation, adapter: string, topLogprobs: boolean): Generation | EngineFailure =>
+  topLogprobs && g.topLogprobs?.length !== g.tokens.length
+    ? new EngineFailure({
+      adapter,
+      transient: false,
+      message: `asked for top-10 log-probs (rollout.entropySource "top10"), the reply has ${g.topLogprobs?.length ?? "no"} rows for ${g.tokens.length} tokens`
+    })
+    : g.tokens.length === g.logprobs.length && g.tokens.length === g.entropies.length &&
     (g.entropyBounds === undefined || g.entropyBounds.length === g.tokens.length)
     ? g
     : new EngineFailure({
@@ -260,6 +272,8 @@ interface Batch {
   readonly stopTokens: ReadonlyArray<TokenId>
   readonly stopStrings: ReadonlyArray<string>
   readonly prefixReuse: boolean
+  /** entropySource "top10": ask for top-10 log-probs and measure the released code's windows */
+  readonly top10: boolean
   /** requests per engine call */
   readonly chunk: number
   readonly startedAt: number
@@ -315,6 +329,7 @@ const newBatch = (
     stopTokens: toolbox.stopTags.map((t) => tok.special(t)).filter((t): t is TokenId => t !== undefined),
     stopStrings: toolbox.stopTags,
     prefixReuse: engine.capabilities.prefixReuse,
+    top10: settings.entropySource === "top10",
     chunk: Math.max(1, Number.isFinite(maxConcurrency) ? maxConcurrency : prompts.length * settings.budget),
     startedAt: now(),
     states: prompts.map((p) => ({
@@ -360,6 +375,7 @@ const startTrajectory = (b: Batch, p: number, from: StartPoint | undefined): voi
     rootBounds: from?.rootBounds,
     firstWindow: undefined,
     firstBounds: undefined,
+    firstTop10: undefined,
     awaiting: [],
     done: false,
     failed: false
@@ -416,7 +432,7 @@ const generateChunk = (b: Batch, requests: ReadonlyArray<GenerateRequest>): Effe
   return Effect.gen(function*() {
     const whole = yield* Effect.exit(retried(engine.generate(requests)))
     if (Exit.isSuccess(whole) && whole.value.length === requests.length) {
-      return whole.value.map((g) => checkGeneration(g, engine.name))
+      return whole.value.map((g) => checkGeneration(g, engine.name, b.top10))
     }
     if (requests.length === 1) {
       return [whole._tag === "Failure" ? failureOf(engine.name, whole.cause) : wrongCount(engine.name, whole.value.length, 1)]
@@ -426,7 +442,7 @@ const generateChunk = (b: Batch, requests: ReadonlyArray<GenerateRequest>): Effe
       Effect.exit(retried(engine.generate([r]))).pipe(
         Effect.map((e) =>
           Exit.isSuccess(e)
-            ? e.value.length === 1 ? checkGeneration(e.value[0]!, engine.name) : wrongCount(engine.name, e.value.length, 1)
+            ? e.value.length === 1 ? checkGeneration(e.value[0]!, engine.name, b.top10) : wrongCount(engine.name, e.value.length, 1)
             : failureOf(engine.name, e.cause)
         )
       ))
@@ -445,7 +461,8 @@ const generateSegments = (b: Batch, running: ReadonlyArray<Traj>) =>
       topP: settings.topP,
       stopTokens: b.stopTokens,
       stopStrings: b.stopStrings,
-      key: keys[i]!
+      key: keys[i]!,
+      ...(b.top10 ? { topLogprobs: 10 } : {})
     }))
     const t0 = now()
     const replies: Array<Generation | EngineError> = []
@@ -533,6 +550,15 @@ const collectProbes = (b: Batch, running: ReadonlyArray<Traj>, probes: Array<Pro
   }
 }
 
+/** entropySource "top10": the released code's window of this segment (nats), kept as the trajectory's first when it is. */
+const topTenWindow = (b: Batch, t: Traj, reply: Generation): number | undefined => {
+  if (!b.top10 || reply.topLogprobs === undefined) return undefined
+  const window = referenceWindowSum(reply.topLogprobs, b.settings.window)
+  // measureSegment has counted this segment already
+  if (t.segments === 1) t.firstTop10 = window
+  return window
+}
+
 /**
  * Step 2 for one trajectory: record its reply (a failure ends it) as a model node, measure the windows,
  * and return the tool call to run (undefined when the trajectory ends here).
@@ -548,6 +574,7 @@ const recordSegment = (b: Batch, t: Traj, reply: Generation | EngineError, key: 
   countCompute(b, t, reply)
   const bounds = boundsOf(reply)
   const { window, windowBounds } = measureInto(b, t, reply)
+  const top10 = topTenWindow(b, t, reply)
   const { finish, call, toolCall } = endOfSegment(b, t, reply, key)
   const node: Node = {
     parent: t.leaf,
@@ -570,7 +597,7 @@ const recordSegment = (b: Batch, t: Traj, reply: Generation | EngineError, key: 
     t.done = true
     return undefined
   }
-  return { traj: t, segmentWindow: window, segmentBounds: windowBounds, call }
+  return { traj: t, segmentWindow: window, segmentBounds: windowBounds, segmentTop10: top10, call }
 }
 
 // --- step 3: tools -----------------------------------------------------------------------------------------------------
@@ -613,6 +640,7 @@ const appendResult = (b: Batch, q: Pending, r: ToolResult, toolSteps: Array<Tool
   if (t.responseLength >= settings.maxResponseTokens) return endForLength(b, t)
   t.awaiting.push({ node: t.leaf, call: t.calls, tool: q.call.tool, at: t.context.length, segments: t.segments })
   const firstBounds = t.firstWindow !== undefined ? t.firstBounds : q.segmentBounds
+  const firstTop10 = t.firstTop10 ?? q.segmentTop10
   toolSteps.push({
     prompt: t.prompt,
     trajectory: t.id,
@@ -621,7 +649,8 @@ const appendResult = (b: Batch, q: Pending, r: ToolResult, toolSteps: Array<Tool
     segmentWindow: q.segmentWindow,
     firstWindow: t.firstWindow ?? q.segmentWindow,
     ...(q.segmentBounds !== undefined ? { segmentBounds: q.segmentBounds } : {}),
-    ...(firstBounds !== undefined ? { firstBounds } : {})
+    ...(firstBounds !== undefined ? { firstBounds } : {}),
+    ...(q.segmentTop10 !== undefined && firstTop10 !== undefined ? { segmentTop10: q.segmentTop10, firstTop10 } : {})
   })
 }
 
@@ -759,7 +788,9 @@ const finishBatch = (b: Batch) =>
 const batchEventOf = (b: Batch): EventBody => {
   const form = b.settings.deltaHWindow ?? "paper"
   const plain = batchEvent(b.stats)
-  const batch = plain._tag === "rollout.batch" && form !== "paper" ? { ...plain, deltaHWindow: form } : plain
+  const batch = plain._tag === "rollout.batch"
+    ? { ...plain, ...(form !== "paper" ? { deltaHWindow: form } : {}), ...(b.top10 ? { entropySource: "top10" as const } : {}) }
+    : plain
   const { initialWidths, probeWidths } = b
   if (batch._tag !== "rollout.batch" || (initialWidths.length === 0 && probeWidths.length === 0)) return batch
   const entropy = b.env.engine.capabilities.entropy
@@ -812,7 +843,8 @@ export const settingsOf = (
   toolTimeoutMs: config.toolTimeoutMs,
   engineRetries: config.engineRetries,
   window: config.window,
-  ...(config.deltaHWindow !== undefined ? { deltaHWindow: config.deltaHWindow } : {})
+  ...(config.deltaHWindow !== undefined ? { deltaHWindow: config.deltaHWindow } : {}),
+  ...(config.entropySource !== undefined ? { entropySource: config.entropySource } : {})
 })
 
 /**
