@@ -222,7 +222,7 @@ const runOne = (spec: ExperimentSpec, run: string, arm: ResolvedArm, seed: numbe
     const started = performance.now()
     const task = yield* components.task(config)
     const toolbox = components.toolbox(config, task)
-    const cold = yield* coldStart({ config, seed, task, toolbox, label: `cold-start SFT (seed ${seed})` })
+    const cold = yield* coldStart({ config, seed: config.sft.seed ?? seed, task, toolbox, label: `cold-start SFT (seed ${config.sft.seed ?? seed})` })
     // the arm's wall time is its RL part: the cold start is shared (cached) and reported on its own
     const rlStarted = performance.now()
     // the trainer starts from the cold start; the engines serve what WeightSync loads (the format is

@@ -8,8 +8,8 @@ import { samplers } from "./catalog/samplers.ts"
 import { attribution, betaSweep, entropyAfterTools } from "./catalog/studies.ts"
 import { engines } from "./catalog/engines.ts"
 import { mismatch } from "./catalog/mismatch.ts"
-import { premise, premiseEntropy } from "./catalog/premise.ts"
+import { premise, premiseEntropy, premisePower } from "./catalog/premise.ts"
 import { trainers } from "./catalog/trainers.ts"
 import { realModel } from "./catalog/realModel.ts"
 
-export const builtin: ReadonlyArray<Experiment> = [arpoVsGrpo, entropyAfterTools, attribution, betaSweep, samplers, trainers, engines, mismatch, premise, premiseEntropy, realModel]
+export const builtin: ReadonlyArray<Experiment> = [arpoVsGrpo, entropyAfterTools, attribution, betaSweep, samplers, trainers, engines, mismatch, premise, premiseEntropy, premisePower, realModel]

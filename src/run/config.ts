@@ -31,7 +31,9 @@ export const SftSettings = Schema.Struct({
   steps: Int(0),
   batchSize: Int(1),
   lr: Positive,
-  microBatchRows: Int(1)
+  microBatchRows: Int(1),
+  /** the cold start's seed (initial weights, demonstration order); absent: the run's seed. Fixing it shares one cold start across RL seeds */
+  seed: Schema.optionalKey(Int(0))
 })
 export type SftSettings = typeof SftSettings.Type
 

@@ -221,6 +221,8 @@ const learn = (
     const weights = yield* WeightSync
     const figures = batchFigures(first)
     yield* emit(rewardEvent(figures))
+    // the share of fresh groups a group-relative estimator can learn from (rewards not all equal)
+    if (first.length > 0) yield* emit({ _tag: "metric", name: "groups.rewardsVary", value: first.filter(rewardsVary).length / first.length })
     if (config.rl.dynamicSampling) {
       yield* emit({ _tag: "metric", name: "dynamicSampling.groupsKept", value: kept.length })
       yield* emit({ _tag: "metric", name: "dynamicSampling.refills", value: round })

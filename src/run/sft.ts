@@ -57,7 +57,7 @@ export const demoSequence = (tokenizer: Tokenizer, demo: Demonstration): { token
 /** The cache key: everything the cold-start weights depend on. */
 export const sftKey = (config: RunConfig, seed: number): string =>
   createHash("sha256")
-    .update(stableJson({ task: config.task, model: config.model, sft: config.sft, seed, version: 1 }))
+    .update(stableJson({ task: config.task, model: config.model, sft: { ...config.sft, seed: undefined }, seed, version: 1 }))
     .digest("hex")
     .slice(0, 16)
 

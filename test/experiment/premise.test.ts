@@ -1,7 +1,20 @@
 import { assert, describe, it } from "@effect/vitest"
 import type { TokenId } from "../../src/core/tokens.ts"
 import type { Node, RolloutTree } from "../../src/core/tree.ts"
-import { clusterBootstrap, differenceBootstrap, entropyTables, measureTrees, verdict } from "../../src/experiment/catalog/premise.ts"
+import { Effect } from "effect"
+import {
+  type ArmCost,
+  clusterBootstrap,
+  differenceBootstrap,
+  entropyTables,
+  type Evaluated,
+  measureTrees,
+  premiseConfig,
+  premiseTables,
+  verdict
+} from "../../src/experiment/catalog/premise.ts"
+import { decodeConfig, mergePatch } from "../../src/run/config.ts"
+import { sftKey } from "../../src/run/sft.ts"
 import { byteTokenizer } from "../../src/model/tokenizer.ts"
 import * as FlakyArithmetic from "../../src/tasks/flakyArithmetic.ts"
 
@@ -64,4 +77,61 @@ describe("premise study", () => {
     assert.closeTo(d.mean, 1, 1e-9)
     assert.strictEqual(verdict(d), "rises")
   })
+})
+
+describe("premise RL tables", () => {
+  // 3 seeds × 40 questions: ARPO right on every question GRPO gets right and on 4 more per seed (+0.10 exactly)
+  const evaluated: Array<Evaluated> = [1, 2, 3].flatMap((seed) => {
+    const q = (arm: string, right: (i: number) => boolean): Evaluated => ({
+      arm,
+      seed,
+      evalMs: 1,
+      questions: Array.from({ length: 40 }, (_, i) => ({ id: `q${i}`, accuracy: right(i) ? 1 : 0, toolCalls: 1, tokens: 40 }))
+    })
+    return [q("flaky.cold-start", (i) => i % 2 === 0), q("flaky.grpo", (i) => i % 2 === 0), q("flaky.arpo", (i) => i % 2 === 0 || i % 10 === 1)]
+  })
+  const cost = (arm: string, seed: number, vary: Array<number>): ArmCost => ({
+    arm,
+    seed,
+    tokensGenerated: 100 * seed,
+    tokensComputed: 150 * seed,
+    trajectories: 64,
+    toolCalls: 64,
+    considered: arm.endsWith("arpo") ? 10 : 0,
+    taken: arm.endsWith("arpo") ? 5 : 0,
+    wallMs: 1000,
+    deltaH: arm.endsWith("arpo") ? [-0.01, 0, 0.3] : [],
+    probability: arm.endsWith("arpo") ? [0.5, 0.5, 0.56] : [],
+    callIndex: arm.endsWith("arpo") ? [1, 1, 2] : [],
+    groupsVary: vary
+  })
+  const costs = [1, 2, 3].flatMap((seed) => [cost("flaky.grpo", seed, [0.5, 0.5, 0.75]), cost("flaky.arpo", seed, [0.75, 0.75, 1])])
+  const text = premiseTables(evaluated, costs, [1, 2, 3]).join("\n")
+
+  it("reports the paired accuracy difference over seeds × questions and calls a clear one", () => {
+    assert.match(text, /\| flaky \| arpo − grpo \| 3 \| 0\.100 \[0\.0\d\d, 0\.\d\d\d\] \| arpo better \|/)
+    assert.match(text, /\| flaky \| grpo − cold-start \| 3 \| 0\.000 \[–, –\] \| cannot tell \(every one of the 120 observations is 0/)
+  })
+
+  it("reports the share of groups whose rewards vary, paired by seed and step", () => {
+    assert.match(text, /\| flaky\.grpo \| 0\.583 /)
+    assert.match(text, /\| flaky\.arpo \| 0\.833 /)
+    assert.match(text, /\| flaky \| arpo − grpo \| 0\.250 \[/)
+  })
+
+  it("reports the branch points' ΔH, P_t and call index", () => {
+    assert.match(text, /\| flaky\.arpo \| 9 \| -0\.0100 \/ 0\.0000 \/ 0\.3000 \|/)
+    assert.match(text, /\| 6 \/ 3 \/ 0 \|$/m)
+  })
+})
+
+describe("premise-power's shared cold start", () => {
+  it.effect("sft.seed names the cold start: the cache key of seed s with sft.seed = s is the key of seed s without it", () =>
+    Effect.gen(function*() {
+      const plain = yield* decodeConfig(premiseConfig, "test")
+      const fixed = yield* decodeConfig(mergePatch(premiseConfig, { sft: { seed: 1 } }), "test")
+      assert.strictEqual(fixed.sft.seed, 1)
+      assert.strictEqual(sftKey(fixed, 1), sftKey(plain, 1))
+      assert.notStrictEqual(sftKey(plain, 2), sftKey(plain, 1))
+    }))
 })

@@ -25,10 +25,10 @@ import type { StampedEvent } from "../../events/Event.ts"
 import { emit, Events, withScope } from "../../events/Events.ts"
 import { readCheckpoint } from "../../model/checkpoint.ts"
 import type { HostTensor } from "../../model/params.ts"
-import { byteTokenizer } from "../../model/tokenizer.ts"
 import { bootstrap, differenceRange, pairedTable, type Stat, unit } from "../../report/bootstrap.ts"
 import type { Summary } from "../../report/summarize.ts"
-import { evaluateDetailed } from "../../run/evaluate.ts"
+import { globalPolicy } from "../../rollout/global.ts"
+import { runRollout } from "../../rollout/runner.ts"
 import { Toolbox } from "../../tools/Toolbox.ts"
 import { Sampler } from "../../rollout/Sampler.ts"
 import { writeFileAtomic, writeJsonAtomic } from "../../io/atomic.ts"
@@ -442,7 +442,7 @@ const rlProfiles: ExperimentSpec["profiles"] = {
 }
 
 /** One evaluated policy: per held-out question, greedy correctness, tool calls and response tokens. */
-interface Evaluated {
+export interface Evaluated {
   readonly arm: string
   readonly seed: number
   readonly questions: ReadonlyArray<{ readonly id: string; readonly accuracy: number; readonly toolCalls: number; readonly tokens: number }>
@@ -451,8 +451,12 @@ interface Evaluated {
 
 const variantOf = (arm: string): string => arm.split(".")[0]!
 
-/** Evaluate weights greedily on the arm's held-out questions, per question. */
-const evaluateWeights = (arm: ResolvedArm, seed: number, params: ReadonlyArray<HostTensor>, label: string) =>
+/**
+ * Evaluate weights greedily on the arm's first `eval.questions` held-out questions, per question: one greedy
+ * trajectory each (no sampled pass: the comparison is greedy accuracy), tool results keyed by `evalSeed`
+ * (the same flaky failures for every arm and RL seed evaluated with the same key).
+ */
+export const evaluateWeights = (arm: ResolvedArm, evalSeed: number, params: ReadonlyArray<HostTensor>, label: string, seed = evalSeed) =>
   Effect.gen(function*() {
     const components: Components = registryComponents(builtinRegistries)
     const task = yield* components.task(arm.config)
@@ -460,20 +464,42 @@ const evaluateWeights = (arm: ResolvedArm, seed: number, params: ReadonlyArray<H
     const services = Layer.mergeAll(engine, components.toolbox(arm.config, task)).pipe(
       Layer.provideMerge(Events.layerDiscard)
     )
-    const detail = yield* Effect.gen(function*() {
+    const started = performance.now()
+    const problems = task.problems("test", { start: 0, count: arm.config.eval.questions })
+    const trees = yield* Effect.gen(function*() {
       const env = { engine: yield* Engine, toolbox: yield* Toolbox, events: yield* Events }
-      return yield* evaluateDetailed(env, task, { ...arm.config.eval, k: 1 }, arm.config.rollout, { split: "test", seed, step: 0, samples: 1 })
+      const tok = env.engine.tokenizer
+      const settings = {
+        sampler: "eval-greedy",
+        budget: 1,
+        callLimit: arm.config.rollout.callLimit,
+        maxResponseTokens: arm.config.eval.maxResponseTokens,
+        temperature: 0,
+        topP: 1,
+        toolConcurrency: 8,
+        toolTimeoutMs: 10_000,
+        engineRetries: 0,
+        window: arm.config.rollout.window,
+        emitEvents: false
+      }
+      const run = yield* runRollout(env, settings, globalPolicy(1), problems.map((p) => promptTokens(tok, p)), { step: 0, key: derive(root(evalSeed), "eval", "test") })
+      return run.trees.map((tree) => ({ tree, decode: tok.decode }))
     }).pipe(Effect.provide(services), Effect.scoped)
     const out: Evaluated = {
       arm: label,
       seed,
-      questions: detail.perQuestion.map((q) => ({
-        id: q.id,
-        accuracy: q.greedyAccuracy,
-        toolCalls: q.greedyToolCalls,
-        tokens: byteTokenizer.encode(q.greedyResponse).length
-      })),
-      evalMs: detail.figures.evalMs
+      questions: problems.map((problem, i) => {
+        const { tree, decode } = trees[i]!
+        const t = trajectories(tree)[0]
+        const response = t === undefined ? "" : decode(t.tokens.slice(t.responseStart))
+        return {
+          id: problem.id,
+          accuracy: t === undefined || t.finish === "failed" ? 0 : task.accuracy(response, problem).accuracy,
+          toolCalls: tree.nodes.filter((n) => n.kind === "tool").length,
+          tokens: t === undefined ? 0 : t.roles.filter((r) => r === "model").length
+        }
+      }),
+      evalMs: performance.now() - started
     }
     return out
   })
@@ -501,8 +527,10 @@ const pairedDifference = (all: ReadonlyArray<Evaluated>, armA: string, armB: str
   return asInterval(t === null ? bootstrap([], { label: "none" }) : bootstrap(t.table, { label: `premise ${armA} − ${armB}`, range: differenceRange(unit) }))
 }
 
-interface ArmCost {
+/** Training cost and branching of one arm and seed, from events.jsonl. */
+export interface ArmCost {
   readonly arm: string
+  readonly seed: number
   tokensGenerated: number
   tokensComputed: number
   trajectories: number
@@ -513,22 +541,24 @@ interface ArmCost {
   deltaH: Array<number>
   probability: Array<number>
   callIndex: Array<number>
+  /** per RL step: the share of fresh groups whose rewards vary (metric `groups.rewardsVary`) */
+  groupsVary: Array<number>
 }
 
-/** Per arm: training cost and branching figures from events.jsonl. */
+/** Per arm and seed: training cost and branching figures from events.jsonl. */
 const armCosts = (events: ReadonlyArray<StampedEvent>): ReadonlyArray<ArmCost> => {
   const m = new Map<string, ArmCost>()
-  const at = (arm: string) => {
-    let c = m.get(arm)
+  const at = (arm: string, seed: number) => {
+    let c = m.get(`${arm}\u0000${seed}`)
     if (c === undefined) {
-      c = { arm, tokensGenerated: 0, tokensComputed: 0, trajectories: 0, toolCalls: 0, considered: 0, taken: 0, wallMs: 0, deltaH: [], probability: [], callIndex: [] }
-      m.set(arm, c)
+      c = { arm, seed, tokensGenerated: 0, tokensComputed: 0, trajectories: 0, toolCalls: 0, considered: 0, taken: 0, wallMs: 0, deltaH: [], probability: [], callIndex: [], groupsVary: [] }
+      m.set(`${arm}\u0000${seed}`, c)
     }
     return c
   }
   for (const { stamp, event } of events) {
     if (event._tag === "rollout.batch") {
-      const c = at(stamp.arm)
+      const c = at(stamp.arm, stamp.seed)
       c.tokensGenerated += event.tokensGenerated
       c.tokensComputed += event.tokensComputed
       c.trajectories += event.trajectories
@@ -536,12 +566,14 @@ const armCosts = (events: ReadonlyArray<StampedEvent>): ReadonlyArray<ArmCost> =
       c.considered += event.branchConsidered
       c.taken += event.branchTaken
     } else if (event._tag === "rollout.branch") {
-      const c = at(stamp.arm)
+      const c = at(stamp.arm, stamp.seed)
       c.deltaH.push(event.deltaH)
       c.probability.push(event.probability)
       if (event.call !== undefined) c.callIndex.push(event.call)
     } else if (event._tag === "metric" && event.name === "arm.wallMs") {
-      at(stamp.arm).wallMs += event.value
+      at(stamp.arm, stamp.seed).wallMs += event.value
+    } else if (event._tag === "metric" && event.name === "groups.rewardsVary") {
+      at(stamp.arm, stamp.seed).groupsVary.push(event.value)
     }
   }
   return [...m.values()]
@@ -553,14 +585,154 @@ const quantile = (xs: ReadonlyArray<number>, q: number): number => {
   return s[Math.min(s.length - 1, Math.floor(q * s.length))]!
 }
 
-/** The report's lines: accuracy with intervals, paired comparisons, cost, branching; written to premise.md / premise.json. */
-export const premiseConclusion = (_summary: Summary, dir: string) =>
+/** The comparisons the report makes per variant (a − b), where both arms exist. */
+const premisePairs: ReadonlyArray<readonly [string, string]> = [
+  ["arpo", "grpo"],
+  ["arpo", "grpo-m6"],
+  ["arpo", "random"],
+  ["arpo-b8", "grpo"],
+  ["arpo-b8", "grpo-m6"],
+  ["arpo-b8", "random"],
+  ["arpo-b8", "arpo"],
+  ["arpo-std", "random"],
+  ["random", "grpo"],
+  ["random", "grpo-m6"],
+  ["grpo", "grpo-m6"],
+  ["aepo", "grpo"],
+  ["aepo", "arpo"],
+  ["aepo", "random"],
+  ["grpo", "cold-start"],
+  ["grpo-m6", "cold-start"],
+  ["arpo", "cold-start"],
+  ["arpo-b8", "cold-start"],
+  ["random", "cold-start"],
+  ["aepo", "cold-start"]
+]
+
+/** A per-seed figure as the report's bootstrap over seeds (units 1): mean and 95% interval. */
+const overSeeds = (values: ReadonlyArray<number>, label: string) => asInterval(bootstrap(values.map((v) => [v]), { label }))
+
+const histogram = (xs: ReadonlyArray<number>, edges: ReadonlyArray<number>): string => {
+  const counts = Array.from({ length: edges.length + 1 }, () => 0)
+  for (const x of xs) {
+    let i = 0
+    while (i < edges.length && x >= edges[i]!) i++
+    counts[i]!++
+  }
+  return counts.map((c) => (xs.length === 0 ? "–" : f(c / xs.length, 2))).join(" | ")
+}
+
+/**
+ * The report's tables from evaluated policies and per-seed training costs: held-out accuracy with intervals,
+ * paired differences (seeds × questions), cost against accuracy, the share of groups whose rewards vary,
+ * and the distributions of ΔH, P_t and the branch call index. Shared by `premise` (one run) and
+ * `premise-power` (one run per seed, merged).
+ */
+export const premiseTables = (evaluated: ReadonlyArray<Evaluated>, costs: ReadonlyArray<ArmCost>, seeds: ReadonlyArray<number>): ReadonlyArray<string> => {
+  const labels = [...new Set(evaluated.map((e) => e.arm))]
+  const questions = evaluated[0]?.questions.length ?? 0
+  const lines: Array<string> = [
+    `Held-out greedy accuracy (token F1 of the boxed answer; mean over seeds ${seeds.join(",")} × ${questions} test questions, the same questions and tool-result keys for every arm and seed; 95% bootstrap interval over seeds × questions, src/report/bootstrap.ts), tool calls and generated tokens per question at evaluation:`,
+    "",
+    "| arm | seeds | accuracy | tool calls / question | generated tokens / question |",
+    "|---|---:|---:|---:|---:|"
+  ]
+  for (const label of labels) {
+    const es = evaluated.filter((e) => e.arm === label)
+    const qs = es.flatMap((e) => e.questions)
+    const acc = asInterval(bootstrap([...perSeed(evaluated, label, (q) => q.accuracy).values()], { label: `premise ${label}`, range: unit }))
+    lines.push(`| ${label} | ${es.length} | ${iv(acc, 3)} | ${f(meanOf(qs.map((q) => q.toolCalls)), 2)} | ${f(meanOf(qs.map((q) => q.tokens)), 1)} |`)
+  }
+  lines.push("", "Paired differences in held-out accuracy (a − b over the same seeds × questions; 95% bootstrap interval, seeds and questions resampled crossed):", "")
+  lines.push("| variant | a − b | seeds | difference | verdict |", "|---|---|---:|---:|---|")
+  const armLabels = labels.filter((l) => !l.endsWith(".cold-start"))
+  for (const v of [...new Set(armLabels.map(variantOf))]) {
+    const has = (s: string) => labels.includes(`${v}.${s}`)
+    for (const [a, b] of premisePairs) {
+      if (!has(a) || !has(b)) continue
+      const d = pairedDifference(evaluated, `${v}.${a}`, `${v}.${b}`)
+      const word = Number.isNaN(d.lo) ? `cannot tell (${d.why ?? "no interval"})` : d.lo > 0 ? `${a} better` : d.hi < 0 ? `${b} better` : "cannot tell"
+      lines.push(`| ${v} | ${a} − ${b} | ${d.clusters === 0 ? 0 : Math.round(d.n / d.clusters)} | ${iv(d, 3)} | ${word} |`)
+    }
+  }
+  const arms = [...new Set(costs.map((c) => c.arm))]
+  const of = (arm: string) => costs.filter((c) => c.arm === arm)
+  lines.push(
+    "",
+    "Training cost against accuracy (per seed: means over seeds with 95% bootstrap intervals over seeds; ΔH is the runner's paper form; branch rate = taken / considered):",
+    "",
+    "| arm | held-out accuracy | RL wall s / seed | tokens generated / seed | tokens computed / seed | executed tool calls / trajectory | branch rate | P_t mean |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|"
+  )
+  for (const arm of arms) {
+    const cs = of(arm)
+    const acc = meanOf(evaluated.filter((e) => e.arm === arm).flatMap((e) => e.questions.map((q) => q.accuracy)))
+    const considered = cs.reduce((a, c) => a + c.considered, 0)
+    const probability = cs.flatMap((c) => c.probability)
+    lines.push(
+      `| ${arm} | ${f(acc)} | ${iv(overSeeds(cs.map((c) => c.wallMs / 1000), `wall ${arm}`), 1)} | ${iv(overSeeds(cs.map((c) => c.tokensGenerated), `gen ${arm}`), 0)} | ${
+        iv(overSeeds(cs.map((c) => c.tokensComputed), `comp ${arm}`), 0)
+      } | ${iv(overSeeds(cs.map((c) => c.toolCalls / Math.max(1, c.trajectories)), `calls ${arm}`), 3)} | ${
+        considered === 0 ? "–" : f(cs.reduce((a, c) => a + c.taken, 0) / considered, 3)
+      } | ${probability.length === 0 ? "–" : f(meanOf(probability), 3)} |`
+    )
+  }
+  lines.push(
+    "",
+    "Share of groups whose rewards vary (the groups a group-relative advantage learns from; fresh groups of every RL step; mean over seeds × steps, 95% bootstrap interval over seeds × steps):",
+    "",
+    "| arm | share of groups with varying rewards |",
+    "|---|---:|"
+  )
+  const varyTable = (arm: string) => new Map(of(arm).filter((c) => c.groupsVary.length > 0).map((c) => [c.seed, c.groupsVary] as const))
+  for (const arm of arms) {
+    const t = [...varyTable(arm).values()]
+    if (t.length > 0) lines.push(`| ${arm} | ${iv(asInterval(bootstrap(t, { label: `vary ${arm}`, range: unit })), 3)} |`)
+  }
+  const varyPairs: Array<string> = []
+  for (const v of [...new Set(arms.map(variantOf))]) {
+    for (const [a, b] of [["arpo", "random"], ["arpo-b8", "random"], ["arpo-std", "random"], ["aepo", "random"], ["arpo", "grpo"], ["random", "grpo"], ["arpo-b8", "grpo"]] as const) {
+      const t = pairedTable(varyTable(`${v}.${a}`), varyTable(`${v}.${b}`))
+      if (t === null) continue
+      const d = asInterval(bootstrap(t.table, { label: `vary ${v}.${a} − ${b}`, range: differenceRange(unit) }))
+      varyPairs.push(`| ${v} | ${a} − ${b} | ${iv(d, 3)} | ${Number.isNaN(d.lo) ? `cannot tell (${d.why ?? "no interval"})` : d.lo > 0 ? `${a} more` : d.hi < 0 ? `${b} more` : "cannot tell"} |`)
+    }
+  }
+  if (varyPairs.length > 0) {
+    lines.push("", "Paired by seed and step (the same prompts), a − b:", "", "| variant | a − b | difference | verdict |", "|---|---|---:|---|", ...varyPairs)
+  }
+  const dEdges = [-0.05, 0, 0.05, 0.2, 0.4]
+  const pEdges = [0.4, 0.5, 0.55, 0.7, 0.9]
+  const branching = arms.filter((a) => of(a).some((c) => c.deltaH.length > 0))
+  if (branching.length > 0) {
+    lines.push(
+      "",
+      "Distributions over the branch points considered during RL (all seeds and steps): ΔH (paper form), P_t, and the tool call the branch point follows:",
+      "",
+      `| arm | branch points | ΔH p10 / p50 / p90 | ΔH < −0.05 | −0.05…0 | 0…0.05 | 0.05…0.2 | 0.2…0.4 | ≥ 0.4 | P_t < 0.4 | 0.4…0.5 | 0.5…0.55 | 0.55…0.7 | 0.7…0.9 | ≥ 0.9 | after call 1 / 2 / 3 |`,
+      `|---|---:|---|${"---:|".repeat(12)}---|`
+    )
+    for (const arm of branching) {
+      const dh = of(arm).flatMap((c) => c.deltaH)
+      const pt = of(arm).flatMap((c) => c.probability)
+      const ci = of(arm).flatMap((c) => c.callIndex)
+      lines.push(
+        `| ${arm} | ${dh.length} | ${f(quantile(dh, 0.1), 4)} / ${f(quantile(dh, 0.5), 4)} / ${f(quantile(dh, 0.9), 4)} | ${histogram(dh, dEdges)} | ${histogram(pt, pEdges)} | ${
+          [1, 2, 3].map((i) => ci.filter((x) => x === i).length).join(" / ")
+        } |`
+      )
+    }
+  }
+  return lines
+}
+
+/** Evaluate every arm's last checkpoint and each variant's cold start (per seed) of a finished run; the costs from its events. */
+export const premiseEvaluate = (dir: string) =>
   Effect.gen(function*() {
     const config = JSON.parse(fs.readFileSync(NodePath.join(dir, "config.json"), "utf8")) as unknown
     const { stored, arms } = yield* readStoredRun(dir, config)
     const log = yield* readEventsFile(NodePath.join(dir, "events.jsonl"))
     const evaluated: Array<Evaluated> = []
-    // the cold start of each variant and seed (step 0, shared by the variant's arms), then every arm's last checkpoint
     const seen = new Set<string>()
     for (const seed of stored.seeds) {
       for (const arm of arms) {
@@ -568,76 +740,33 @@ export const premiseConclusion = (_summary: Summary, dir: string) =>
         if (!seen.has(`${v}/${seed}`)) {
           seen.add(`${v}/${seed}`)
           const task = yield* registryComponents(builtinRegistries).task(arm.config)
+          const coldSeed = arm.config.sft.seed ?? seed
           const cold = yield* coldStart({
             config: arm.config,
-            seed,
+            seed: coldSeed,
             task,
             toolbox: registryComponents(builtinRegistries).toolbox(arm.config, task),
-            label: `cold start ${v} (seed ${seed})`
+            label: `cold start ${v} (seed ${coldSeed})`
           })
-          evaluated.push(yield* evaluateWeights(arm, seed, cold.params, `${v}.cold-start`))
+          evaluated.push(yield* evaluateWeights(arm, premiseEvalSeed, cold.params, `${v}.cold-start`, seed))
         }
         const ck = readCheckpoint(NodePath.join(dir, "checkpoints", checkpointName(arm.name, seed, arm.config.rl.steps), "policy.safetensors"))
-        evaluated.push(yield* evaluateWeights(arm, seed, ck.params, arm.name))
+        evaluated.push(yield* evaluateWeights(arm, premiseEvalSeed, ck.params, arm.name, seed))
       }
     }
-    const labels = [...new Set(evaluated.map((e) => e.arm))]
-    const lines: Array<string> = [
-      `Held-out greedy accuracy (token F1 of the boxed answer; mean over seeds ${stored.seeds.join(",")} × ${arms[0]?.config.eval.questions ?? 0} test questions, 95% bootstrap interval over seeds × questions, src/report/bootstrap.ts), tool calls and response tokens per question at evaluation:`,
-      "",
-      "| arm | accuracy | tool calls / question | response tokens / question |",
-      "|---|---:|---:|---:|"
-    ]
-    for (const label of labels) {
-      const qs = evaluated.filter((e) => e.arm === label).flatMap((e) => e.questions)
-      const acc = asInterval(bootstrap([...perSeed(evaluated, label, (q) => q.accuracy).values()], { label: `premise ${label}`, range: unit }))
-      lines.push(`| ${label} | ${iv(acc, 3)} | ${f(meanOf(qs.map((q) => q.toolCalls)), 2)} | ${f(meanOf(qs.map((q) => q.tokens)), 1)} |`)
-    }
-    lines.push("", "Paired differences in held-out accuracy (a − b over the same seeds × questions; 95% bootstrap interval, seeds and questions resampled crossed):", "")
-    lines.push("| variant | a − b | difference | verdict |", "|---|---|---:|---|")
-    const armLabels = labels.filter((l) => !l.endsWith(".cold-start"))
-    for (const v of [...new Set(armLabels.map(variantOf))]) {
-      const has = (s: string) => armLabels.includes(`${v}.${s}`)
-      const pairs: Array<readonly [string, string]> = [
-        ["arpo", "grpo"],
-        ["random", "grpo"],
-        ["arpo", "random"],
-        ["arpo-b8", "random"],
-        ["arpo-b8", "grpo"],
-        ["aepo", "grpo"],
-        ["aepo", "arpo"],
-        ["arpo", "grpo-m6"],
-        ["arpo-std", "random"],
-        ["grpo", "cold-start"],
-        ["arpo", "cold-start"]
-      ]
-      for (const [a, b] of pairs) {
-        if (!has(a) || !(has(b) || b === "cold-start")) continue
-        const d = pairedDifference(evaluated, `${v}.${a}`, `${v}.${b}`)
-        const word = Number.isNaN(d.lo) ? `cannot tell (${d.why ?? "no interval"})` : d.lo > 0 ? `${a} better` : d.hi < 0 ? `${b} better` : "cannot tell"
-        lines.push(`| ${v} | ${a} − ${b} | ${iv(d, 3)} | ${word} |`)
-      }
-    }
-    const costs = armCosts(log.events)
-    lines.push(
-      "",
-      "Training cost and branching (sums over seeds and RL steps; ΔH is the runner's paper form; branch rate = taken / considered):",
-      "",
-      "| arm | RL wall s | tokens generated | tokens computed | tool calls / trajectory | branch rate | ΔH p10 / p50 / p90 | P_t mean | branch call index 1/2/3 |",
-      "|---|---:|---:|---:|---:|---:|---|---:|---|"
-    )
-    for (const c of costs) {
-      const calls = [1, 2, 3].map((i) => c.callIndex.filter((x) => x === i).length).join(" / ")
-      lines.push(
-        `| ${c.arm} | ${f(c.wallMs / 1000, 1)} | ${c.tokensGenerated} | ${c.tokensComputed} | ${f(c.toolCalls / Math.max(1, c.trajectories), 3)} | ${
-          c.considered === 0 ? "–" : f(c.taken / c.considered, 3)
-        } | ${c.deltaH.length === 0 ? "–" : `${f(quantile(c.deltaH, 0.1), 4)} / ${f(quantile(c.deltaH, 0.5), 4)} / ${f(quantile(c.deltaH, 0.9), 4)}`} | ${
-          c.probability.length === 0 ? "–" : f(meanOf(c.probability), 3)
-        } | ${c.callIndex.length === 0 ? "–" : calls} |`
-      )
-    }
+    return { seeds: stored.seeds, evaluated, costs: armCosts(log.events) }
+  })
+
+/** The key of the held-out tool results (flaky failures …): one for every arm and RL seed, so questions pair. */
+export const premiseEvalSeed = 1
+
+/** The report's lines for a finished run: evaluation, then premiseTables; written to premise.md / premise.json. */
+export const premiseConclusion = (_summary: Summary, dir: string) =>
+  Effect.gen(function*() {
+    const { seeds, evaluated, costs } = yield* premiseEvaluate(dir)
+    const lines = premiseTables(evaluated, costs, seeds)
     yield* writeFileAtomic(NodePath.join(dir, "premise.md"), `# Premise: RL on the premise tasks\n\n${lines.join("\n")}\n`)
-    yield* writeJsonAtomic(NodePath.join(dir, "premise.json"), { seeds: stored.seeds, evaluated, costs })
+    yield* writeJsonAtomic(NodePath.join(dir, "premise.json"), { seeds, evaluated, costs })
     return [...lines, "", `Tables: ${NodePath.join(dir, "premise.md")}`]
   })
 
@@ -672,4 +801,82 @@ export const premiseOf = (variants: ReadonlyArray<string>): Experiment => {
   if (unknown.length > 0) throw new Error(`premise: unknown variants ${unknown.join(", ")} (known: ${premiseVariants.map((p) => p.name).join(", ")})`)
   const only = (spec: ExperimentSpec): ExperimentSpec => ({ ...spec, arms: spec.arms.filter((a) => variants.includes(variantOf(a.name))) })
   return { ...premise, run: (options) => define(only(options.profile === "quick" ? premiseQuickSpec : premiseFullSpec)).run(options) }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// the power study (issue 15): enough seeds and questions to tell a few points apart on the flaky pair
+
+/**
+ * What `premise-power` runs: the flaky calculator (entropy rises after an error, §3 of docs/results.md) with
+ * GRPO (M = 8), compute-matched GRPO (M = 6), ARPO at β = 0.2 and β = 8, random-branch and AEPO; its
+ * control with GRPO and ARPO (ARPO there is random-branch: ΔH ≈ 0). Sized by measured costs on a loaded
+ * 2-core machine: every RL seed starts from the variant's seed-1 cold start (`sft.seed`), 6 RL steps at
+ * lr 5e-4 (2.5× the flagship's, so 6 steps move the policy about as far as 15 at 2e-4), 512 held-out
+ * questions per evaluation, greedy, with the same tool-result keys for every arm and seed.
+ */
+export const premisePowerArms: ReadonlyArray<ArmSpec> = [
+  ...premiseVariants.filter((v) => v.name === "flaky").flatMap((v) => [
+    ...coreArms(v),
+    { name: `${v.name}.grpo-m6`, sampler: "global", set: { task: v.task, rollout: { budget: 6 } } } satisfies ArmSpec,
+    { name: `${v.name}.arpo-b8`, sampler: "arpo", set: { task: v.task, rollout: { beta: 8 } } } satisfies ArmSpec
+  ]),
+  ...premiseVariants.filter((v) => v.name === "flaky-control").flatMap((v) => coreArms(v).filter((a) => a.name.endsWith(".grpo") || a.name.endsWith(".arpo")))
+]
+
+const powerSet = {
+  sft: { steps: 400, seed: 1 },
+  rl: { steps: 6, promptsPerStep: 8, lr: 5e-4 },
+  eval: { questions: 512 },
+  engine: { maxSlots: 256 },
+  checkpointEvery: 6
+}
+
+export const premisePowerSpec: ExperimentSpec = {
+  ...rlSpec(premisePowerArms),
+  name: "premise-power",
+  description: "The power study on the flaky pair: GRPO, compute-matched GRPO, ARPO (β 0.2 and 8), random-branch and AEPO, 10 RL seeds, 512 held-out questions",
+  profiles: {
+    quick: { seeds: [1], set: powerSet },
+    full: { seeds: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], set: powerSet }
+  }
+}
+
+/** The merged tables of the per-seed runs under `root` (each seed's premise.json), written to premise-power.md/json. */
+export const premisePowerSummary = (root: string, wallS: number) =>
+  Effect.gen(function*() {
+    const dirs = fs.existsSync(NodePath.join(root, "premise-power"))
+      ? fs.readdirSync(NodePath.join(root, "premise-power")).map((d) => NodePath.join(root, "premise-power", d)).filter((d) => fs.existsSync(NodePath.join(d, "premise.json")))
+      : []
+    const runs = dirs.map((d) => JSON.parse(fs.readFileSync(NodePath.join(d, "premise.json"), "utf8")) as { seeds: ReadonlyArray<number>; evaluated: ReadonlyArray<Evaluated>; costs: ReadonlyArray<ArmCost> })
+    const seeds = runs.flatMap((r) => r.seeds).sort((a, b) => a - b)
+    const evaluated = runs.flatMap((r) => r.evaluated)
+    const costs = runs.flatMap((r) => r.costs)
+    const lines = [`${seeds.length} seeds (${seeds.join(",")}), wall ${wallS.toFixed(0)} s so far; runs: ${dirs.map((d) => NodePath.basename(d)).join(", ")}`, "", ...premiseTables(evaluated, costs, seeds)]
+    yield* writeFileAtomic(NodePath.join(root, "premise-power.md"), `# Premise: the power study (flaky pair)\n\n${lines.join("\n")}\n`)
+    yield* writeJsonAtomic(NodePath.join(root, "premise-power.json"), { seeds, wallS, dirs: dirs.map((d) => NodePath.basename(d)), evaluated, costs })
+    return lines
+  })
+
+/**
+ * `premise-power`: one `premise` run per seed (each evaluated as soon as it ends) under one directory, and
+ * the merged tables after every seed, so a study stopped early still answers for the seeds it finished.
+ */
+export const premisePower: Experiment = {
+  name: premisePowerSpec.name,
+  description: premisePowerSpec.description,
+  run: (options) =>
+    Effect.gen(function*() {
+      const seeds = options.seeds ?? premisePowerSpec.profiles[options.profile].seeds
+      const root = NodePath.join(options.out, "premise-power", new Date().toISOString().replace(/:/g, "-").replace(/\.\d+Z$/, "Z"))
+      fs.mkdirSync(root, { recursive: true })
+      const started = performance.now()
+      let lines: ReadonlyArray<string> = []
+      for (const seed of seeds) {
+        yield* define(premisePowerSpec).run({ ...options, seeds: [seed], out: root })
+        lines = yield* premisePowerSummary(root, (performance.now() - started) / 1000)
+        yield* Console.error(`premise-power: seed ${seed} done, ${((performance.now() - started) / 1000).toFixed(0)} s; tables in ${NodePath.join(root, "premise-power.md")}`)
+      }
+      for (const line of [...lines, "", `Tables: ${NodePath.join(root, "premise-power.md")}`, root]) yield* Console.log(line)
+      return root
+    })
 }
