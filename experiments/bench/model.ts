@@ -9,7 +9,9 @@
  * Every timed figure is the median of REPS timed repetitions after an untimed warm-up, with their range
  * and the 1-minute load average when they started and ended; variants compared with each other (1 vs 2
  * threads, …) are timed interleaved (a, b, a, b, …) so a load swing on a shared machine hits both.
- * The same-run baseline is a 1024³ float32 matmul in jax-js (its practical peak on this machine).
+ * The same-run baselines are a 1024³ float32 matmul in jax-js (its practical peak on this machine) and,
+ * where python3 with numpy runs, the machine's own float32 matmul peak (numpy/OpenBLAS on 1 and 2 threads),
+ * against which the training and sampling compute are reported.
  * Prints a table and writes experiments/results/model.json (CONVENTIONS.md "Benchmarks").
  * Run: scripts/node24 node --import tsx experiments/bench/model.ts [--quick]
  */
@@ -140,6 +142,43 @@ const timed = (figure: string, t: Timing, unit: string, per: (ms: number) => num
   }
 }
 
+/** Debian's python3 (numpy from the distribution) where it exists, else python3 on PATH (as the trainers choose). */
+const python = fs.existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3"
+
+/** The environment of a numpy child: BLAS tuning overrides of this shell unset, BLAS threads as given. */
+const numpyEnv = (threads?: number): NodeJS.ProcessEnv => {
+  const env = { ...process.env }
+  delete env.OPENBLAS_CORETYPE
+  delete env.OPENBLAS_L2_SIZE
+  if (threads !== undefined) {
+    env.OPENBLAS_NUM_THREADS = String(threads)
+    env.OMP_NUM_THREADS = String(threads)
+  }
+  return env
+}
+
+/**
+ * The machine's float32 matmul peak: numpy (OpenBLAS) 1024³ on 1 and 2 threads, in python3 children
+ * started in the same run, so every figure can be put against what the cores can do; skipped (with a
+ * line saying why) where python3 with numpy does not run.
+ */
+const numpyPeaks = (): Array<Figure> => {
+  const n = 1024
+  const reps = Math.max(REPS, 9)
+  const out: Array<Figure> = []
+  for (const threads of [1, 2]) {
+    const loadStart = load1()
+    const r = spawnSync(python, [path.join(repoRoot, "experiments/bench/lib/matmulNumpy.py"), String(n), String(reps)], { env: numpyEnv(threads), encoding: "utf8" })
+    if (r.status !== 0) {
+      console.log(`numpy matmul peak skipped (${python} with numpy did not run: ${(r.error?.message ?? r.stderr ?? "").trim().split("\n").pop()})`)
+      return []
+    }
+    const res = JSON.parse(r.stdout.trim().split("\n").pop()!) as { ms: Array<number>; cpuMs: Array<number>; numpy: string }
+    out.push(timed(`numpy ${res.numpy} matmul peak (1024³ f32, OpenBLAS), ${threads} thread${threads > 1 ? "s" : ""}`, timing(res.ms, [loadStart, load1()], res.cpuMs), "GFLOP/s", (ms) => (2 * n ** 3) / (ms / 1000) / 1e9))
+  }
+  return out
+}
+
 const matmulPeak = async (): Promise<Figure> => {
   const n = 1024
   const mm = jit((a: np.Array, b: np.Array) => np.matmul(a, b))
@@ -172,7 +211,21 @@ const rolloutBatch = (prompt: ReadonlyArray<number>, rollout: ReturnType<Generat
     policyVersion: 0
   }))
 
-const benchModel = async (label: string, c: ModelConfig, peak: number): Promise<Array<Figure>> => {
+/** Model FLOPs of sampling: per new token, the matmuls (2 per weight) and attention over its context (q·kᵀ and p·v). */
+const sampleFlops = (c: ModelConfig, rollouts: number, prompt: number, fresh: number) => {
+  const matmulParams = c.layers * (4 * c.dModel ** 2 + 3 * c.dModel * c.mlpWidth) + c.dModel * c.vocab
+  let attention = 0
+  for (let i = 0; i < fresh; i++) attention += 2 * 2 * c.layers * c.dModel * (prompt + i)
+  return rollouts * (2 * matmulParams * fresh + attention)
+}
+
+/** The numpy matmul peaks measured in this run (GFLOP/s), when python3 with numpy ran. */
+interface MachinePeak {
+  readonly one: number
+  readonly two: number
+}
+
+const benchModel = async (label: string, c: ModelConfig, peak: number, machinePeak?: MachinePeak): Promise<Array<Figure>> => {
   const policy = Policy.init(c, root(1))
   // EOS is disabled (-1) so every rollout runs the full 200 tokens
   const gen = new Generator(policy, { ...defaultGeneratorOptions(-1, padId), maxSlots: 64, prefixCacheTokens: 0 })
@@ -244,6 +297,7 @@ const benchModel = async (label: string, c: ModelConfig, peak: number): Promise<
   const t = (figure: string, tm: Timing, unit: string, per: (ms: number) => number, extra: Partial<Figure> = {}) => timed(`${label}: ${figure}`, tm, unit, per, extra)
   const tps = (tokens: number) => (ms: number) => tokens / (ms / 1000)
   const gflops = (ms: number) => trainFlops(c, trainTokens, seqLen) / (ms / 1000) / 1e9
+  const sflops = (ms: number) => sampleFlops(c, ROLLOUTS, PROMPT, NEW) / (ms / 1000) / 1e9
   return [
     f("parameters", parameterCount(c), "count"),
     t("training throughput (64×208, PPO loss, micro-batches of 16, AdamW)", train.one, "tok/s", tps(trainTokens)),
@@ -252,6 +306,17 @@ const benchModel = async (label: string, c: ModelConfig, peak: number): Promise<
     }),
     t("training compute, 1 thread", train.one, "GFLOP/s", gflops, { baseline: "jax-js 1024³ f32 matmul", baselineValue: peak, ratio: gflops(train.one.median) / peak }),
     t("training compute, 2 threads", train.two, "GFLOP/s", gflops, { baseline: "jax-js 1024³ f32 matmul", baselineValue: peak, ratio: gflops(train.two.median) / peak }),
+    ...(machinePeak === undefined ? [] : [
+      t("training compute, 1 thread, against the machine's 1-thread matmul peak", train.one, "GFLOP/s", gflops, {
+        baseline: "numpy 1024³ f32 matmul, 1 thread (same run)", baselineValue: machinePeak.one, ratio: gflops(train.one.median) / machinePeak.one
+      }),
+      t("training compute, 2 threads, against the machine's 2-thread matmul peak", train.two, "GFLOP/s", gflops, {
+        baseline: "numpy 1024³ f32 matmul, 2 threads (same run)", baselineValue: machinePeak.two, ratio: gflops(train.two.median) / machinePeak.two, goal: "≥ 20% of the 2-thread peak"
+      }),
+      t("sampling compute, 1 thread, against the machine's 1-thread matmul peak", sampling, "GFLOP/s", sflops, {
+        baseline: "numpy 1024³ f32 matmul, 1 thread (same run)", baselineValue: machinePeak.one, ratio: sflops(sampling.median) / machinePeak.one
+      })
+    ]),
     t("TIS log-prob pass (64×208, no gradient)", tis, "s", (ms) => ms / 1000, {
       baseline: "training step, 1 thread", baselineValue: train.one.median / 1000, ratio: tis.median / train.one.median
     }),
@@ -345,12 +410,10 @@ const benchLoss = async (): Promise<Array<Figure>> => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "arpo-loss-"))
   try {
     for (const [name, x] of [["advantages", adv], ["old", old], ["new", lp], ["mask", mask]] as const) fs.writeFileSync(path.join(dir, `${name}.f64`), x)
-    const env = { ...process.env }
-    delete env.OPENBLAS_CORETYPE
-    delete env.OPENBLAS_L2_SIZE
+    const env = numpyEnv()
     const script = path.join(repoRoot, "experiments/bench/lib/lossNumpy.py")
     const loadStart = load1()
-    const r = spawnSync("python3", [script, dir, String(rows), String(cols), String(Math.max(REPS, 7)), String(config.clipLow), String(config.clipHigh), String(config.dualClip)], { env, encoding: "utf8" })
+    const r = spawnSync(python, [script, dir, String(rows), String(cols), String(Math.max(REPS, 7)), String(config.clipLow), String(config.clipHigh), String(config.dualClip)], { env, encoding: "utf8" })
     if (r.status !== 0) {
       console.log(`RL math: numpy comparison skipped (python3 with numpy did not run: ${(r.error?.message ?? r.stderr ?? "").trim().split("\n").pop()})`)
       figures.push({ figure: `${label}: numpy — skipped (python3 with numpy unavailable)`, value: Number.NaN, unit: "ms", baseline: null, baselineValue: null, ratio: null, goal: null })
@@ -438,13 +501,16 @@ export default async function main(): Promise<void> {
   await ensureBackend()
   const loadStart = os.loadavg()
   const peak = await matmulPeak()
+  const numpy = numpyPeaks()
+  const machinePeak = numpy.length === 2 ? { one: numpy[0]!.value, two: numpy[1]!.value } : undefined
   const figures: Array<Figure> = [
     peak,
+    ...numpy,
     ...(runs("loss") ? await benchLoss() : []),
-    ...(runs("tiny") ? await benchModel("tiny", tinyConfig, peak.value) : []),
+    ...(runs("tiny") ? await benchModel("tiny", tinyConfig, peak.value, machinePeak) : []),
     ...(runs("trees") ? await benchTreePacking() : []),
     // the larger model only in a full run (--quick: the tiny model, which the RL-iteration goal is about)
-    ...(runs("small") && !quick ? await benchModel("small (~4×)", smallConfig, peak.value) : [])
+    ...(runs("small") && !quick ? await benchModel("small (~4×)", smallConfig, peak.value, machinePeak) : [])
   ]
   figures.push({ figure: "peak resident memory", value: peakRss / 2 ** 20, unit: "MiB", baseline: null, baselineValue: null, ratio: null, goal: "< 4096 per wasm heap (the process total includes worker heaps)" })
   const round = (xs: Array<number>) => xs.map((x) => Math.round(x * 100) / 100)
