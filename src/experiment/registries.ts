@@ -149,7 +149,15 @@ export const tools: ReadonlyArray<ToolEntry> = [
 ]
 
 export const engines: ReadonlyArray<EngineEntry> = [
-  entry("embedded", Schema.Struct({ maxSlots: withDefault(Int(1), 64) }), (c) => EmbeddedEngine.layerEmbedded(undefined, { maxSlots: c.maxSlots })),
+  entry(
+    "embedded",
+    Schema.Struct({
+      maxSlots: withDefault(Int(1), 64),
+      /** sampling threads: the main thread plus threads − 1 sampler workers; the same tokens for the same keys (docs/embedded-model.md) */
+      threads: withDefault(Int(1), 1)
+    }),
+    (c) => EmbeddedEngine.layerEmbedded(undefined, { maxSlots: c.maxSlots, threads: c.threads })
+  ),
   entry(
     "llama-cpp",
     Schema.Struct({
@@ -167,12 +175,22 @@ export const engines: ReadonlyArray<EngineEntry> = [
 ]
 
 export const trainers: ReadonlyArray<TrainerEntry> = [
-  entry("embedded", Schema.Struct({ workers: withDefault(Int(1), 1) }), (c, { run, initial }) =>
-    EmbeddedTrainer.layerEmbedded(initial, {
-      adam: { ...defaultAdamW, lr: run.rl.lr, weightDecay: 0 },
-      train: trainOptionsOf(run),
-      ...(c.workers > 1 ? { workers: c.workers } : {})
-    })),
+  entry(
+    "embedded",
+    Schema.Struct({
+      /** threads computing each policy step's gradients (the main thread plus workers − 1) */
+      workers: withDefault(Int(1), 1),
+      /** train policy steps on packed rollout trees (docs/tree-packing.md); equal up to float rounding, so off by default */
+      treePacking: withDefault(Schema.Boolean, false)
+    }),
+    (c, { run, initial }) =>
+      EmbeddedTrainer.layerEmbedded(initial, {
+        adam: { ...defaultAdamW, lr: run.rl.lr, weightDecay: 0 },
+        train: trainOptionsOf(run),
+        ...(c.workers > 1 ? { workers: c.workers } : {}),
+        ...(c.treePacking ? { treePacking: true } : {})
+      })
+  ),
   entry(
     "pytorch",
     Schema.Struct({
