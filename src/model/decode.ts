@@ -44,7 +44,7 @@ const layerStep = (
   vc: np.Array,
   cos: np.Array, // [B,1,C,h] (consumed)
   sin: np.Array,
-  scatter: np.Array, // [B,1,S,C] one-hot of cache slot ← chunk position (consumed)
+  rows: np.Array, // [B,H,S] int32: row of the chunk's [B·H·C, h] keys/values that cache slot s takes (consumed)
   written: np.Array, // [B,1,S,1] bool (consumed)
   allowed: np.Array // [B,1,C,S] bool (consumed)
 ): { out: np.Array; k: np.Array; v: np.Array } => {
@@ -52,8 +52,9 @@ const layerStep = (
   const q = applyRope(heads(np.matmul(x.ref, p.wq.ref), c.heads), cos.ref, sin.ref)
   const k = applyRope(heads(np.matmul(x.ref, p.wk.ref), c.heads), cos, sin)
   const v = heads(np.matmul(x, p.wv.ref), c.heads)
-  const kNew = np.where(written.ref, np.matmul(scatter.ref, k), kc)
-  const vNew = np.where(written, np.matmul(scatter, v), vc)
+  const hd = headDim(c)
+  const kNew = np.where(written.ref, np.take(k.reshape([b * c.heads * ch, hd]), rows.ref, 0), kc)
+  const vNew = np.where(written, np.take(v.reshape([b * c.heads * ch, hd]), rows, 0), vc)
   const scores = np.matmul(q, kNew.ref.transpose([0, 1, 3, 2])).mul(1 / Math.sqrt(headDim(c)))
   const probs = nn.softmax(np.where(allowed, scores, maskedScore), -1)
   const att = np.matmul(probs, vNew.ref).transpose([0, 2, 1, 3]).reshape([b, ch, c.dModel])
@@ -77,15 +78,17 @@ const step = (
   const [b, ch] = tokens.shape as [number, number]
   const s = cache.k[0]!.shape[2]!
   const h = headDim(c)
-  const positions = start.reshape([b, 1]).add(np.arange(ch, undefined, undefined, { dtype: np.int32 }).reshape([1, ch]))
+  const positions = start.ref.reshape([b, 1]).add(np.arange(ch, undefined, undefined, { dtype: np.int32 }).reshape([1, ch]))
   // positions ≥ context (parked slots) clamp to a valid rope row; their writes are dropped below
   const clamped = np.minimum(positions.ref, c.context - 1)
   const cos = np.take(cosTable, clamped.ref.reshape([b * ch]), 0).reshape([b, 1, ch, h])
   const sin = np.take(sinTable, clamped.reshape([b * ch]), 0).reshape([b, 1, ch, h])
   const cachePos = np.arange(s, undefined, undefined, { dtype: np.int32 })
-  const hit = np.equal(cachePos.ref.reshape([1, s, 1]), positions.ref.reshape([b, 1, ch])) // [B,S,C]
-  const written = np.any(hit.ref, -1, { keepdims: true }).reshape([b, 1, s, 1])
-  const scatter = hit.astype(cosTable.dtype).reshape([b, 1, s, ch])
+  // cache slot s takes chunk position s − start[b] when that is in [0, C): a gather, O(S·h) per row
+  const rel = cachePos.ref.reshape([1, s]).sub(start.reshape([b, 1])) // [B,S]
+  const written = np.logicalAnd(np.greaterEqual(rel.ref, 0), np.less(rel.ref, ch)).reshape([b, 1, s, 1])
+  const rowBase = np.arange(b * c.heads, undefined, undefined, { dtype: np.int32 }).mul(ch).reshape([b, c.heads, 1])
+  const rows = rowBase.add(np.clip(rel, 0, ch - 1).reshape([b, 1, s])) // [B,H,S]
   const allowed = np.lessEqual(cachePos.reshape([1, 1, s]), positions.reshape([b, ch, 1])).reshape([b, 1, ch, s])
   let x = embed(p, tokens)
   const k: Array<np.Array> = []
@@ -93,7 +96,7 @@ const step = (
   p.layers.forEach((layer, l) => {
     const r = layerStep(
       c, layer, rmsNorm(x.ref, layer.attnNorm, c.normEps), cache.k[l]!, cache.v[l]!,
-      cos.ref, sin.ref, scatter.ref, written.ref, allowed.ref
+      cos.ref, sin.ref, rows.ref, written.ref, allowed.ref
     )
     x = x.add(r.out)
     x = x.ref.add(mlpStep(rmsNorm(x, layer.mlpNorm, c.normEps), layer))
@@ -102,7 +105,7 @@ const step = (
   })
   cos.dispose()
   sin.dispose()
-  scatter.dispose()
+  rows.dispose()
   written.dispose()
   allowed.dispose()
   const logits = withLogits ? [logitsOf(c, p, x)] : (x.dispose(), [])
@@ -284,20 +287,29 @@ export type FlushFn = OwnedFunction<(cache: KvCache, side: KvCache, base: np.Arr
 
 /**
  * Moves side columns into the main cache: column j' of row b goes to position base[b] + j' when that
- * is < limit[b] (and < S). Consumes the main cache and its arguments (pass refs of the side block).
+ * is < limit[b] (and < S). Each cache position reads its column with a gather (`np.take` of the side
+ * block's rows), so a flush costs O(S·h) per row, not the O(S·J·h) of a one-hot matmul; a copy, so the
+ * values are bit-identical to the matmul's (one 1·x and zeros). Consumes the main cache and its
+ * arguments (pass refs of the side block).
  */
 export const makeFlush = (): FlushFn =>
   jit((cache: KvCache, side: KvCache, base: np.Array, limit: np.Array) => {
     const b = base.shape[0]!
-    const s = cache.k[0]!.shape[2]!
-    const cachePos = np.arange(s, undefined, undefined, { dtype: np.int32 }).reshape([1, s, 1])
-    const target = base.reshape([b, 1, 1]).add(np.arange(sideBlock, undefined, undefined, { dtype: np.int32 }).reshape([1, 1, sideBlock]))
-    const hit = np.logicalAnd(np.equal(cachePos.ref, target), np.less(cachePos, limit.reshape([b, 1, 1]))) // [B,S,J]
-    const written = np.any(hit.ref, -1, { keepdims: true }).reshape([b, 1, s, 1])
-    const scatter = hit.astype(cache.k[0]!.dtype).reshape([b, 1, s, sideBlock])
-    const move = (main: np.Array, blk: np.Array) => np.where(written.ref, np.matmul(scatter.ref, blk), main)
+    const [, nHeads, s, hd] = cache.k[0]!.shape as [number, number, number, number]
+    const cachePos = np.arange(s, undefined, undefined, { dtype: np.int32 }).reshape([1, s])
+    const rel = cachePos.ref.sub(base.reshape([b, 1])) // [B,S]: the side column position s would come from
+    const written = np.logicalAnd(
+      np.logicalAnd(np.greaterEqual(rel.ref, 0), np.less(rel.ref, sideBlock)),
+      np.less(cachePos, limit.reshape([b, 1]))
+    ).reshape([b, 1, s, 1])
+    // row of the side block [B·H·J, h] that position s of (slot b, head h) reads
+    const column = np.clip(rel, 0, sideBlock - 1).reshape([b, 1, s])
+    const rowBase = np.arange(b * nHeads, undefined, undefined, { dtype: np.int32 }).mul(sideBlock).reshape([b, nHeads, 1])
+    const rows = rowBase.add(column)
+    const move = (main: np.Array, blk: np.Array) =>
+      np.where(written.ref, np.take(blk.reshape([b * nHeads * sideBlock, hd]), rows.ref, 0), main)
     const out = { k: cache.k.map((a, l) => move(a, side.k[l]!)), v: cache.v.map((a, l) => move(a, side.v[l]!)) }
     written.dispose()
-    scatter.dispose()
+    rows.dispose()
     return out
   }) as unknown as FlushFn

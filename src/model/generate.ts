@@ -104,13 +104,16 @@ const nextPow2 = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, n))
 export const lengthBucket = (n: number): number => (n <= 16 ? 16 : Math.ceil(n / 32) * 32)
 
 /**
- * KV-cache length bucket for a wave: the smallest of 64, 128, 256, … (capped at the context) holding
- * `need` positions, so attention reads only what the longest sequence needs and each size compiles once.
+ * KV-cache length bucket for a wave: the smallest of 64, 128, 192, 256, 384, 512, 768, 1024, … (capped at
+ * the context) holding `need` positions: above 128, steps of a quarter of the next power of two, so
+ * attention reads at most ~1/3 more than the longest sequence needs (powers of two alone: up to 2×)
+ * while a context of n positions still compiles only O(log n) shapes.
  */
 export const cacheBucket = (need: number, context: number): number => {
-  let s = Math.min(64, context)
-  while (s < need && s < context) s = Math.min(context, s * 2)
-  return s
+  const n = Math.max(need, 64)
+  const pow2 = 2 ** Math.ceil(Math.log2(n))
+  const step = Math.max(64, pow2 / 4)
+  return Math.min(context, Math.ceil(n / step) * step)
 }
 
 const refCache = (cache: KvCache): KvCache => ({ k: cache.k.map((a) => a.ref), v: cache.v.map((a) => a.ref) })
