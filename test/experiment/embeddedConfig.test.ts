@@ -48,7 +48,7 @@ describe("embedded speed settings in the run config", () => {
   })
 
   it("a tiny ARPO run with engine.threads = 2 records the same events as with one thread", async () => {
-    const options = (out: string, set: Record<string, string>) => ({ profile: "quick", seeds: undefined, set: { "rl.steps": "2", "sft.steps": "20", ...set }, sweep: {}, out })
+    const options = (out: string, set: Record<string, string>) => ({ profile: "quick" as const, seeds: undefined, set: { "rl.steps": "2", "sft.steps": "20", ...set }, sweep: {}, out })
     const one = await run(define(arpoOnly()).run(options(tempDir("arpo-runs-"), {})))
     const two = await run(define(arpoOnly()).run(options(tempDir("arpo-runs-"), { "engine.threads": "2" })))
     const config = JSON.parse(fs.readFileSync(NodePath.join(two, "config.json"), "utf8")) as { arms: ReadonlyArray<{ config: { engine: { threads: number } } }> }
