@@ -37,7 +37,7 @@ import { type Components, registryComponents, resolveArm, type Resolved, unknown
 import { runArm } from "../run/loop.ts"
 import { WeightSync } from "../run/weightSync.ts"
 import { RunStore } from "../io/RunStore.ts"
-import { coldStart } from "../run/sft.ts"
+import { coldStart } from "./coldStart.ts"
 
 export interface ArmSpec {
   /** letters, digits and . _ = + - (it names checkpoints) */

@@ -24,9 +24,8 @@ import { AepoConfig, ArpoConfig, GlobalConfig, RandomBranchConfig } from "../rol
 import { layerGlobal } from "../rollout/global.ts"
 import { layerRandomBranch } from "../rollout/randomBranch.ts"
 import type { Sampler } from "../rollout/Sampler.ts"
-import { ConfigInvalid, type RunConfig, type Section } from "../run/config.ts"
+import { ConfigInvalid, type RunConfig, type Section, trainOptionsOf } from "../run/config.ts"
 import { type AdvantageEstimator, fromEstimator } from "../run/estimator.ts"
-import { trainOptionsOf } from "../run/layers.ts"
 import * as Arithmetic from "../tasks/arithmetic.ts"
 import * as Arpo from "../tasks/arpo.ts"
 import * as FlakyArithmetic from "../tasks/flakyArithmetic.ts"
@@ -42,6 +41,7 @@ import type { Toolbox } from "../tools/Toolbox.ts"
 import * as EmbeddedTrainer from "../trainer/embedded.ts"
 import * as HfPytorch from "../trainer/hfPytorch.ts"
 import * as Pytorch from "../trainer/pytorch.ts"
+import type { Policy } from "../model/policy.ts"
 import { type InitialWeights, Trainer } from "../trainer/Trainer.ts"
 
 /** A Schema.Struct of settings, every field with a decoding default. */
@@ -123,6 +123,34 @@ const initialWithinBudget = Schema.makeFilter((c: { readonly initial: number; re
     : `initial (N = ${c.initial}) exceeds budget (M = ${c.budget})`
 )
 
+/** The embedded engine, empty until the run's WeightSync loads the trainer's weights. */
+const embeddedEngine = (maxSlots: number, threads = 1): Layer.Layer<Engine, unknown, Events> =>
+  EmbeddedEngine.layerEmbedded(undefined, { maxSlots, threads })
+
+/** The embedded engine of a run config (its `engine.maxSlots`, default 64, and `engine.threads`, default 1): the registered `embedded` engine's layer. */
+export const embeddedEngineOf = (config: RunConfig): Layer.Layer<Engine, unknown, Events> =>
+  embeddedEngine(
+    typeof config.engine["maxSlots"] === "number" ? config.engine["maxSlots"] : 64,
+    typeof config.engine["threads"] === "number" ? config.engine["threads"] : 1
+  )
+
+/**
+ * The embedded trainer of a run config from initial weights (or a model Policy its caller hands over): the registered
+ * `embedded` trainer's layer (AdamW at `rl.lr`, no weight decay, the run's train options; `workers` gradient threads,
+ * policy steps on packed trees with `treePacking`).
+ */
+export const embeddedTrainerOf = (
+  config: RunConfig,
+  initial: InitialWeights | Policy,
+  options: { readonly workers?: number; readonly treePacking?: boolean } = {}
+): Layer.Layer<Trainer, never, Events> =>
+  EmbeddedTrainer.layerEmbedded(initial, {
+    adam: { ...defaultAdamW, lr: config.rl.lr, weightDecay: 0 },
+    train: trainOptionsOf(config),
+    ...(options.workers !== undefined && options.workers > 1 ? { workers: options.workers } : {}),
+    ...(options.treePacking === true ? { treePacking: true } : {})
+  })
+
 export const samplers: ReadonlyArray<SamplerEntry> = [
   entry("global", GlobalConfig, (c) => layerGlobal(c)),
   entry("arpo", ArpoConfig.pipe(Schema.check(initialWithinBudget)), (c) => layerArpo(c)),
@@ -156,7 +184,7 @@ export const engines: ReadonlyArray<EngineEntry> = [
       /** sampling threads: the main thread plus threads − 1 sampler workers; the same tokens for the same keys (docs/embedded-model.md) */
       threads: withDefault(Int(1), 1)
     }),
-    (c) => EmbeddedEngine.layerEmbedded(undefined, { maxSlots: c.maxSlots, threads: c.threads })
+    (c) => embeddedEngine(c.maxSlots, c.threads)
   ),
   entry(
     "llama-cpp",
@@ -183,13 +211,7 @@ export const trainers: ReadonlyArray<TrainerEntry> = [
       /** train policy steps on packed rollout trees (docs/tree-packing.md); equal up to float rounding, so off by default */
       treePacking: withDefault(Schema.Boolean, false)
     }),
-    (c, { run, initial }) =>
-      EmbeddedTrainer.layerEmbedded(initial, {
-        adam: { ...defaultAdamW, lr: run.rl.lr, weightDecay: 0 },
-        train: trainOptionsOf(run),
-        ...(c.workers > 1 ? { workers: c.workers } : {}),
-        ...(c.treePacking ? { treePacking: true } : {})
-      })
+    (c, { run, initial }) => embeddedTrainerOf(run, initial, c)
   ),
   entry(
     "pytorch",

@@ -5,6 +5,9 @@
  * test runner (VITEST, NODE_ENV=test) or with ARPO_PROGRESS=0. It does not log events; the run does.
  */
 import { Effect } from "effect"
+import type { ProgressBar } from "../run/progress.ts"
+
+export type { ProgressBar }
 
 export interface ProgressOptions {
   readonly label: string
@@ -21,12 +24,6 @@ export interface ProgressOptions {
   readonly width?: number
 }
 
-export interface ProgressBar {
-  /** set the number of completed units and an optional status text */
-  readonly update: (done: number, status?: string) => Effect.Effect<void>
-  /** clear the bar line and print a final line (when enabled) */
-  readonly finish: (message?: string) => Effect.Effect<void>
-}
 
 /** "bar": a redrawn line on a terminal; "lines": timestamped lines for logs; "off": nothing. */
 export type ProgressMode = "bar" | "lines" | "off"

@@ -13,7 +13,7 @@ import { AttributionMode } from "../core/attribution.ts"
 import { Aggregation, KlEstimator, type PolicyLossConfig } from "../core/loss.ts"
 import { ModelConfig, validateConfig } from "../model/config.ts"
 import { CallFormatName } from "../tools/callFormat.ts"
-import type { TisOptions } from "../trainer/Trainer.ts"
+import type { PolicyTrainOptions, TisOptions } from "../trainer/Trainer.ts"
 
 const Int = (min: number) => Schema.Int.pipe(Schema.check(Schema.isGreaterThanOrEqualTo(min)))
 const Positive = Schema.Finite.pipe(Schema.check(Schema.isGreaterThan(0)))
@@ -271,3 +271,16 @@ export const tisOf = (s: LossSettings): TisOptions | undefined => (s.tisCap > 0 
 export const stableJson = (value: unknown): string =>
   JSON.stringify(value, (_k, v: unknown) =>
     isRecord(v) ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, v[k]])) : v)
+
+/** How every trainer of a run turns a batch into optimizer steps (the same for each trainer adapter). */
+export const trainOptionsOf = (config: RunConfig): PolicyTrainOptions => ({
+  loss: lossConfig(config.loss),
+  epochs: config.rl.epochs,
+  miniBatches: config.rl.miniBatches,
+  microBatchRows: config.rl.microBatchRows,
+  // the loop loads every step's weights before the next rollouts, so a batch is always sampled by the
+  // trainer's current version (its mini-batches and epochs are one `train` call, one version): any lag
+  // means a weight sync did not happen; with rl.async = 1 a batch is sampled one version back, never more
+  maxPolicyLag: config.rl.async ?? 0,
+  tis: tisOf(config.loss)
+})

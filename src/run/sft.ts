@@ -2,8 +2,9 @@
  * Cold-start SFT: next-token training on a task's demonstrations (re-rendered through the run's
  * Toolbox so the SFT text holds exactly what a rollout would see; tool-result tokens loss-masked, EOS
  * appended), cached per (task, model, SFT settings, seed) under `.cache/sft/<hash>/` so every arm of
- * an experiment starts from the same weights and a second run skips the work. Progress goes to stderr.
- * It does not do RL (see `loop.ts`).
+ * an experiment starts from the same weights and a second run skips the work. Progress goes to the caller's bar.
+ * Written against the Trainer contract: which trainer does the SFT is the caller's choice (the experiment
+ * gives the embedded one, src/experiment/coldStart.ts). It does not do RL (see `loop.ts`).
  */
 import { Effect, Layer, Schema } from "effect"
 import { createHash } from "node:crypto"
@@ -15,17 +16,17 @@ import type { TokenId } from "../core/tokens.ts"
 import type { Tokenizer } from "../engine/Engine.ts"
 import { Events } from "../events/Events.ts"
 import { readCheckpoint, writeAtomic, writeCheckpoint } from "../model/checkpoint.ts"
-import { disposeParams, type HostTensor } from "../model/params.ts"
-import { Policy } from "../model/policy.ts"
+import { type HostTensor, initHost, toHost } from "../model/params.ts"
 import { ensureBackend } from "../model/runtime.ts"
 import { byteTokenizer } from "../model/tokenizer.ts"
-import { makeProgress } from "../io/progress.ts"
+import { embeddedHandle } from "../model/weightsHandle.ts"
 import { renderWithToolbox } from "../tasks/demonstration.ts"
 import type { Demonstration, TaskDefinition } from "../tasks/Task.ts"
 import type { Toolbox } from "../tools/Toolbox.ts"
-import { Trainer } from "../trainer/Trainer.ts"
+import type { PolicyWeights } from "../core/weights.ts"
+import { type InitialWeights, Trainer } from "../trainer/Trainer.ts"
 import { type RunConfig, stableJson } from "./config.ts"
-import { embeddedTrainerOf } from "./layers.ts"
+import type { MakeProgress } from "./progress.ts"
 
 const repoRoot = NodePath.resolve(NodePath.dirname(fileURLToPath(import.meta.url)), "../..")
 
@@ -80,18 +81,36 @@ interface CacheInfo {
 }
 
 /**
- * The cold-start weights of `config` for `seed`: from the cache when present, else trained (initial
- * weights keyed by the seed, demonstrations `[s·batch, (s+1)·batch)` of the train split at step s) and
- * cached atomically. `toolbox` renders the demonstrations' tool results.
+ * The trainer the cold start runs on, from the SFT's config (its `rl` section holds the SFT's learning rate and
+ * micro-batch rows) and the initial weights; it must hand its weights over as `embedded` (a handle or a file).
  */
-export const coldStart = (options: {
+export type SftTrainer = (config: RunConfig, initial: InitialWeights) => Layer.Layer<Trainer, unknown, Events>
+
+export interface ColdStartOptions {
   readonly config: RunConfig
   readonly seed: number
   readonly task: TaskDefinition
   readonly toolbox: Layer.Layer<Toolbox, unknown, Events>
   readonly cacheDir?: string
   readonly label?: string
-}): Effect.Effect<ColdStart, ColdStartFailed> =>
+}
+
+/** Host tensors of `embedded` weights: an in-process handle, or a file in the embedded checkpoint layout. */
+const hostParams = (w: PolicyWeights): ReadonlyArray<HostTensor> => {
+  const handle = embeddedHandle(w)
+  if (handle !== undefined) return toHost(handle.config, handle.params)
+  if (w.format === "embedded" && w.location._tag === "path") return readCheckpoint(w.location.path).params
+  throw new RangeError(`the trainer handed over ${w.format} weights; the cold start needs embedded weights`)
+}
+
+/**
+ * The cold-start weights of `config` for `seed`: from the cache when present, else trained by `trainer` (initial
+ * weights keyed by the seed, demonstrations `[s·batch, (s+1)·batch)` of the train split at step s) and
+ * cached atomically. `toolbox` renders the demonstrations' tool results.
+ */
+export const trainColdStart = (
+  options: ColdStartOptions & { readonly trainer: SftTrainer; readonly progress: MakeProgress }
+): Effect.Effect<ColdStart, ColdStartFailed> =>
   Effect.gen(function*() {
     const { config, seed, task } = options
     const dir = NodePath.join(options.cacheDir ?? defaultSftCacheDir(), sftKey(config, seed))
@@ -109,16 +128,17 @@ export const coldStart = (options: {
         return { params: loaded.ck.params, steps: loaded.info.steps, finalLoss: loaded.info.finalLoss, cached: true, dir, wallMs: 0 }
       }
     }
-    const policy = Policy.init(config.model, derive(root(seed), "model"))
+    const initial: InitialWeights = { config: config.model, params: initHost(config.model, derive(root(seed), "model")) }
     const started = performance.now()
     const losses: Array<number> = []
     const sftConfig: RunConfig = {
       ...config,
       rl: { ...config.rl, lr: config.sft.lr, microBatchRows: config.sft.microBatchRows, epochs: 1, miniBatches: 1 }
     }
-    const bar = yield* makeProgress({ label: options.label ?? `cold-start SFT (seed ${seed})`, total: config.sft.steps })
-    yield* Effect.gen(function*() {
+    const bar = yield* options.progress(options.label ?? `cold-start SFT (seed ${seed})`, config.sft.steps)
+    const params = yield* Effect.gen(function*() {
       const trainer = yield* Trainer
+      let last: PolicyWeights | undefined
       for (let s = 0; s < config.sft.steps; s++) {
         const demos = task.demonstrations("train", { start: s * config.sft.batchSize, count: config.sft.batchSize })
         const rows = []
@@ -134,10 +154,14 @@ export const coldStart = (options: {
         }
         const r = yield* trainer.sft({ sequences: rows }).pipe(Effect.mapError(failed(`SFT step ${s}`)))
         losses.push(r.loss)
+        last = r.weights
         yield* bar.update(s + 1, `loss ${r.loss.toFixed(3)}`)
       }
+      // the trained weights on the host, read while the trainer (which owns them) is open
+      const trained = last
+      return trained === undefined ? initial.params : yield* Effect.try({ try: () => hostParams(trained), catch: failed("reading the trained weights") })
     }).pipe(
-      Effect.provide(Layer.mergeAll(embeddedTrainerOf(sftConfig, policy), options.toolbox).pipe(Layer.provideMerge(Events.layerDiscard))),
+      Effect.provide(Layer.mergeAll(options.trainer(sftConfig, initial), options.toolbox).pipe(Layer.provideMerge(Events.layerDiscard))),
       Effect.mapError((e) => (e instanceof ColdStartFailed ? e : failed("building the trainer")(e))),
       Effect.scoped
     )
@@ -145,8 +169,6 @@ export const coldStart = (options: {
     const tail = losses.slice(-Math.max(1, Math.ceil(losses.length / 10)))
     const finalLoss = tail.length === 0 ? Number.NaN : tail.reduce((a, b) => a + b, 0) / tail.length
     yield* bar.finish(`cold-start SFT (seed ${seed}): ${losses.length} steps, final loss ${finalLoss.toFixed(4)}, ${(wallMs / 1000).toFixed(1)} s`)
-    const params = policy.toHost()
-    disposeParams(policy.params)
     yield* Effect.try({
       try: () => {
         fs.mkdirSync(dir, { recursive: true })

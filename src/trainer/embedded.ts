@@ -15,7 +15,7 @@ import { defaultPolicyLossConfig } from "../core/loss.ts"
 import { Events } from "../events/Events.ts"
 import { readCheckpoint, writeCheckpoint } from "../model/checkpoint.ts"
 import { GradPool } from "../model/parallel.ts"
-import { specs, toDevice } from "../model/params.ts"
+import { disposeParams, specs, toDevice } from "../model/params.ts"
 import { writeGguf } from "../model/gguf.ts"
 import { Policy } from "../model/policy.ts"
 import { ensureBackend } from "../model/runtime.ts"
@@ -73,6 +73,8 @@ export const make = (initial: Policy | InitialWeights, options: EmbeddedTrainerO
   Effect.gen(function*() {
     yield* Effect.promise(ensureBackend)
     const policy = initial instanceof Policy ? initial : Policy.fromHost(initial.config, initial.params, initial.version ?? 0)
+    // weights it uploaded itself are its own to free (an engine that loaded them holds its own references)
+    if (!(initial instanceof Policy)) yield* Effect.addFinalizer(() => Effect.sync(() => disposeParams(policy.params)))
     const events = yield* Events
     const learner = new Learner(policy, options.adam ?? defaultAdamW)
     yield* Effect.addFinalizer(() => Effect.sync(() => learner.dispose()))

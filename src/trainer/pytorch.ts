@@ -378,7 +378,7 @@ export const layerPytorch = (
 ): Layer.Layer<Trainer, WorkerError, Events | ChildProcessSpawner.ChildProcessSpawner> => Layer.effect(Trainer, make(options))
 
 /**
- * A drop-in for a run's `Components.trainer` (src/run/layers.ts): the worker starts from the run's initial
+ * A drop-in for a run's `Components.trainer` (src/experiment/resolve.ts): the worker starts from the run's initial
  * weights, with Node's process spawner; a worker that cannot start fails the run with its typed error.
  */
 export const trainerOf = (options: Omit<PytorchTrainerOptions, "initial" | "checkpoint"> = {}) =>

@@ -87,6 +87,27 @@ describe("folders", () => {
     expect(graph.get("engine")?.has("core")).toBe(true)
   })
 
+  it("every folder imports only from its own tier or below (DESIGN.md: core, events ← model, tools, tasks ← engine, trainer ← rollout ← run ← io, report ← experiment ← cli)", () => {
+    const tiers: ReadonlyArray<ReadonlyArray<string>> = [
+      ["core", "events"],
+      ["model", "tools", "tasks"],
+      ["engine", "trainer"],
+      ["rollout"],
+      ["run"],
+      ["io", "report"],
+      ["experiment"],
+      ["cli"]
+    ]
+    const tier = (folder: string) => tiers.findIndex((t) => t.includes(folder))
+    const graph = folderGraph()
+    const upward = [...graph].flatMap(([from, edges]) =>
+      [...edges].filter(([to]) => tier(to) > tier(from) || tier(from) < 0 || tier(to) < 0).map(([to, files]) => `${from} → ${to} (${files.slice(0, 2).join(", ")})`)
+    )
+    expect(upward).toEqual([])
+    // every folder of src/ has a tier, and the rule sees real edges
+    expect(graph.get("run")?.has("trainer")).toBe(true)
+  })
+
   it("core imports nothing outside core (it is pure: no services, no I/O)", () => {
     expect([...(folderGraph().get("core")?.keys() ?? [])]).toEqual([])
   })

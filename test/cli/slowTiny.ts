@@ -4,7 +4,7 @@
  */
 import { Effect, Layer } from "effect"
 import { define } from "../../src/experiment/define.ts"
-import { embeddedTrainerOf } from "../../src/run/layers.ts"
+import { embeddedTrainerOf } from "../../src/experiment/registries.ts"
 import { Trainer } from "../../src/trainer/Trainer.ts"
 import { tinySpec } from "../run/tiny.ts"
 

@@ -8,7 +8,7 @@ import { Effect, Layer } from "effect"
 import { beforeAll, describe, expect, it } from "vitest"
 import { define } from "../../src/experiment/define.ts"
 import { mergePatch } from "../../src/run/config.ts"
-import { embeddedTrainerOf } from "../../src/run/layers.ts"
+import { embeddedTrainerOf } from "../../src/experiment/registries.ts"
 import { Trainer } from "../../src/trainer/Trainer.ts"
 import { comparableEvents, run, tempDir, tinySpec } from "./tiny.ts"
 

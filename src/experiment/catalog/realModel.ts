@@ -282,7 +282,7 @@ export const taskConfigOf = (c: RealModelConfig): Arpo.ArpoTaskConfig => {
   return { ...task, callFormat: c.rollout.callFormat, callLimit: c.rollout.callLimit }
 }
 
-/** How the trainer turns a batch into optimizer steps (as src/run/layers.ts does for every trainer). */
+/** How the trainer turns a batch into optimizer steps (as src/run/config.ts `trainOptionsOf` does for every trainer of an embedded run). */
 export const trainOptionsOf = (c: RealModelConfig): PolicyTrainOptions => ({
   loss: lossConfig(c.loss),
   epochs: c.rl.epochs,

@@ -22,7 +22,7 @@ import { componentsOf } from "../define.ts"
 import { serving } from "../../run/weightSync.ts"
 import { batchFigures, promptIndices, rewardEvent, scoreTree } from "../../run/loop.ts"
 import { RunStore } from "../../io/RunStore.ts"
-import { coldStart } from "../../run/sft.ts"
+import { coldStart } from "../coldStart.ts"
 import { arpoVsGrpoSpec } from "./arpoVsGrpo.ts"
 import { baseConfig } from "./defaults.ts"
 

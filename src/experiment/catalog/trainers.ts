@@ -10,7 +10,7 @@ import { defaultAdamW } from "../../model/train.ts"
 import * as Pytorch from "../../trainer/pytorch.ts"
 import type { RunConfig } from "../../run/config.ts"
 import { define, type ExperimentSpec } from "../define.ts"
-import { trainOptionsOf } from "../../run/layers.ts"
+import { trainOptionsOf } from "../../run/config.ts"
 import type { InitialWeights } from "../../trainer/Trainer.ts"
 import { flagshipProfiles } from "./arpoVsGrpo.ts"
 import { baseConfig } from "./defaults.ts"
@@ -19,7 +19,7 @@ import { baseConfig } from "./defaults.ts"
 export const workerPython = (): string =>
   process.env["ARPO_PYTHON"] ?? (fs.existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3")
 
-/** The PyTorch worker as a run's trainer, with exactly the embedded trainer's settings (src/run/layers.ts). */
+/** The PyTorch worker as a run's trainer, with exactly the embedded trainer's settings (registries.ts `embeddedTrainerOf`). */
 export const pytorchTrainerOf = (config: RunConfig, initial: InitialWeights) =>
   Pytorch.trainerOf({ python: workerPython(), adam: { ...defaultAdamW, lr: config.rl.lr, weightDecay: 0 } })(initial, trainOptionsOf(config))
 
