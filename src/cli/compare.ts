@@ -4,8 +4,7 @@
  * compare.html in the current directory); prints the page's path last. Runs are read from their
  * events.jsonl alone. It does not test differences across runs (see src/report/compare.ts).
  */
-import { Console, Effect } from "effect"
-import * as nodeFs from "node:fs"
+import { Console, Effect, FileSystem } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import * as NodePath from "node:path"
 import { renderComparison } from "../report/compare.ts"
@@ -32,7 +31,10 @@ export const compareCommand = Command.make(
         compared.push({ title: runTitle(dir), summary: summarize(log.events, log.notes) })
       }
       const target = NodePath.resolve(out)
-      yield* Effect.sync(() => nodeFs.mkdirSync(NodePath.dirname(target), { recursive: true }))
+      const fileSystem = yield* FileSystem.FileSystem
+      yield* fileSystem.makeDirectory(NodePath.dirname(target), { recursive: true }).pipe(
+        Effect.mapError((e) => badInput(`--out ${out}: could not create its directory (${e.message})`))
+      )
       yield* writeFileAtomic(target, renderComparison(compared)).pipe(Effect.mapError((e) => badInput(`--out ${out}: could not write it (${e.message})`)))
       for (const r of compared) yield* Console.log(`${r.title}: ${r.summary.headline.text.split("\n")[0]}`)
       yield* Console.log(target)

@@ -15,6 +15,7 @@ import { Events } from "../events/Events.ts"
 import { CallFormatName } from "../tools/callFormat.ts"
 import { engineLayer, type EngineChoice, decodeEngineChoice } from "../experiment/engineChoice.ts"
 import { benchmarkTools } from "../experiment/benchmarkTools.ts"
+import { writeFileAtomic } from "../io/atomic.ts"
 import { type EvalDetail, evaluateDetailed } from "../run/evaluate.ts"
 import { RunStore } from "../io/RunStore.ts"
 import { type BenchmarkName, benchmarkNames, load as loadBenchmark } from "../tasks/benchmarks.ts"
@@ -359,7 +360,7 @@ export const evalCommand = Command.make(
         const json = JSON.stringify(resultJson(result), null, 2) + "\n"
         yield* Effect.gen(function*() {
           yield* fs.makeDirectory(NodePath.dirname(NodePath.resolve(file)), { recursive: true })
-          yield* fs.writeFileString(file, json)
+          yield* writeFileAtomic(file, json)
         }).pipe(Effect.catch((e) =>
           // the figures are printed above; keep the JSON too rather than lose it
           Effect.andThen(Console.log(json), badInput(`--out ${file}: could not write it (${e.message}); the JSON is printed above`))

@@ -185,9 +185,13 @@ export const configHashFile = "config.json.sha256"
 
 const sha256 = (bytes: Uint8Array): string => createHash("sha256").update(bytes).digest("hex")
 
-/** Record config.json's hash at the start of a run. */
+/** Record config.json's hash at the start of a run (atomically: a resume never reads half a hash). */
 const recordConfigHash = (dir: string) =>
-  Effect.sync(() => fs.writeFileSync(NodePath.join(dir, configHashFile), `${sha256(fs.readFileSync(NodePath.join(dir, "config.json")))}\n`))
+  Effect.gen(function*() {
+    const fileSystem = yield* FileSystem.FileSystem
+    const bytes = yield* fileSystem.readFile(NodePath.join(dir, "config.json"))
+    yield* writeFileAtomic(NodePath.join(dir, configHashFile), `${sha256(bytes)}\n`)
+  })
 
 /** Why config.json is not the one the run started with (undefined: unchanged, or a run from before hashes were kept). */
 export const configChanged = (dir: string): string | undefined => {
@@ -244,8 +248,8 @@ const runOne = (spec: ExperimentSpec, run: string, arm: ResolvedArm, seed: numbe
       const checkpoint = (step: number) =>
         Effect.gen(function*() {
           const dir = store.checkpointPath(checkpointName(arm.name, seed, step))
-          fs.rmSync(dir, { recursive: true, force: true })
-          fs.mkdirSync(dir, { recursive: true })
+          yield* fileSystem.remove(dir, { recursive: true, force: true })
+          yield* fileSystem.makeDirectory(dir, { recursive: true })
           yield* trainer.save(NodePath.join(dir, weightsFile))
           yield* store.syncEvents
           // state.json is written last: a checkpoint directory without it is incomplete and ignored

@@ -42,6 +42,7 @@ import { builtinRegistries, settingsOf } from "../registries.ts"
 import { registryComponents } from "../resolve.ts"
 import { runArm } from "../../run/loop.ts"
 import { WeightSync } from "../../run/weightSync.ts"
+import { writeFileAtomic } from "../../io/atomic.ts"
 import { makeProgress } from "../../io/progress.ts"
 import { RunStore } from "../../io/RunStore.ts"
 import * as Arpo from "../../tasks/arpo.ts"
@@ -422,7 +423,8 @@ export const coldStart = (c: RealModelConfig, seed: number, task: TaskDefinition
     }).pipe(Effect.provide(Layer.mergeAll(toolbox, NodeServices.layer).pipe(Layer.provideMerge(Events.layerDiscard))), Effect.scoped)
     const tail = losses.slice(-Math.max(1, Math.ceil(losses.length / 10)))
     const finalLoss = tail.reduce((a, b) => a + b, 0) / tail.length
-    fs.writeFileSync(done, JSON.stringify({ steps: losses.length, finalLoss, losses }) + "\n")
+    // the marker that the cached cold start is complete, written last and atomically
+    yield* writeFileAtomic(done, JSON.stringify({ steps: losses.length, finalLoss, losses }) + "\n").pipe(Effect.provide(NodeServices.layer))
     yield* bar.finish(`cold-start SFT: ${losses.length} steps, final loss ${finalLoss.toFixed(3)}`)
     return { dir: NodePath.join(dir, "model"), steps: losses.length, finalLoss, cached: false }
   })
