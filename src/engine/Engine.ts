@@ -95,6 +95,18 @@ export class ContextOverflow extends Schema.TaggedError<ContextOverflow>()("Cont
 
 export type EngineError = EngineFailure | ContextOverflow
 
+/** The `engine.call` event of a `score` call: every given token computed, none new, none reused (every adapter's). */
+export const scoreCallEvent = (adapter: string, sequences: ReadonlyArray<ReadonlyArray<number>>, engineMs: number) => ({
+  _tag: "engine.call" as const,
+  adapter,
+  op: "score" as const,
+  sequences: sequences.length,
+  newTokens: 0,
+  computedTokens: sequences.reduce((a, s) => a + s.length, 0),
+  reusedTokens: 0,
+  engineMs
+})
+
 export class Engine extends Context.Service<Engine, {
   readonly name: string
   readonly capabilities: Capabilities

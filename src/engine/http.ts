@@ -24,6 +24,7 @@ import {
   type Generation,
   type GenerateRequest,
   type Scored,
+  scoreCallEvent,
   type Tokenizer
 } from "./Engine.ts"
 import { type Dialect, type DialectName, dialects, type ParsedGeneration, topOf, type WireRequest } from "./httpDialect.ts"
@@ -422,16 +423,7 @@ export const make = (options: HttpEngineOptions): Effect.Effect<HttpEngine, Engi
               const entropies = yield* parse(() => s.tops.map((row, t) => (t === 0 ? 0 : positionEntropy(row, vocab, point).point)), "entropy")
               return { logprobs: [...s.logprobs], entropies } satisfies Scored
             }), { concurrency: maxConcurrency })
-          yield* events.emit({
-            _tag: "engine.call",
-            adapter,
-            op: "score",
-            sequences: sequences.length,
-            newTokens: 0,
-            computedTokens: sequences.reduce((a, s) => a + s.length, 0),
-            reusedTokens: 0,
-            engineMs: performance.now() - t0
-          })
+          yield* events.emit(scoreCallEvent(adapter, sequences, performance.now() - t0))
           return out
         })
     })

@@ -16,7 +16,7 @@ import * as fs from "node:fs"
 import { fileURLToPath } from "node:url"
 import { type TokenId, tokenIds } from "../core/tokens.ts"
 import { Events } from "../events/Events.ts"
-import { ContextOverflow, Engine, EngineFailure, type GenerateRequest, type Generation, type Tokenizer } from "./Engine.ts"
+import { ContextOverflow, Engine, EngineFailure, type GenerateRequest, type Generation, scoreCallEvent, type Tokenizer } from "./Engine.ts"
 import { spawnWorker, type WorkerError, type WorkerOptions, type WorkerSession } from "../trainer/workerSession.ts"
 
 /** workers/trainer.py (it dispatches the engine's ops to workers/engine.py). */
@@ -219,17 +219,7 @@ export const makeWithControl = (
           if (tooLong !== undefined) return yield* tooLong
           const t0 = performance.now()
           const reply = yield* session.request("engine_score", { sequences }, ScoreReply).pipe(Effect.mapError(failure))
-          const computed = sequences.reduce((a, s) => a + s.length, 0)
-          yield* events.emit({
-            _tag: "engine.call",
-            adapter,
-            op: "score",
-            sequences: sequences.length,
-            newTokens: 0,
-            computedTokens: computed,
-            reusedTokens: 0,
-            engineMs: performance.now() - t0
-          })
+          yield* events.emit(scoreCallEvent(adapter, sequences, performance.now() - t0))
           return reply.logprobs.map((lp, i) => ({ logprobs: lp, entropies: reply.entropies[i]! }))
         })
     })
