@@ -11,12 +11,19 @@
 import { NodeServices } from "@effect/platform-node"
 import { Effect, Layer, Schema } from "effect"
 import * as fs from "node:fs"
+import * as os from "node:os"
+import * as NodePath from "node:path"
+import { derive, root } from "../core/random.ts"
 import * as Advantage from "../core/advantage.ts"
-import type { Engine } from "../engine/Engine.ts"
+import { Engine } from "../engine/Engine.ts"
 import * as EmbeddedEngine from "../engine/embedded.ts"
 import * as LlamaCpp from "../engine/llamaCpp.ts"
 import * as LlamaServer from "../engine/llamaServer.ts"
+import * as TorchEngine from "../engine/torch.ts"
 import type { Events } from "../events/Events.ts"
+import { writeCheckpoint } from "../model/checkpoint.ts"
+import { initHost } from "../model/params.ts"
+import { byteTokenizer } from "../model/tokenizer.ts"
 import { defaultAdamW } from "../model/train.ts"
 import { layerAepo } from "../rollout/aepo.ts"
 import { layerArpo } from "../rollout/arpo.ts"
@@ -199,8 +206,49 @@ export const engines: ReadonlyArray<EngineEntry> = [
     "llama-server",
     Schema.Struct({ maxSlots: withDefault(Int(1), 8), threads: withDefault(Int(1), 1) }),
     (c, { run }) => LlamaServer.layerManaged({ context: run.model.context, server: { parallel: c.maxSlots, threads: c.threads } })
+  ),
+  // the torch engine (src/engine/torch.ts) in a PyTorch worker of its own, on the embedded model: it loads weights by
+  // path, so pair it with a trainer that hands them over as files (`pytorch`); the embedded trainer's in-process
+  // handle is refused at the first weight sync, naming both
+  entry(
+    "torch",
+    Schema.Struct({
+      /** the interpreter ("": ARPO_PYTHON, else Debian's /usr/bin/python3, else python3 on PATH) */
+      python: withDefault(Schema.String, ""),
+      device: withDefault(Schema.Literals(["cpu", "cuda", "auto"]), "cpu"),
+      /** rows decoded together */
+      maxBatch: withDefault(Int(1), 64)
+    }),
+    (c, { run }) => torchEngineOf(run, { python: c.python !== "" ? c.python : workerPython(), device: c.device, maxBatch: c.maxBatch })
   )
 ]
+
+/**
+ * The standalone torch engine on the run's embedded model. The worker starts on placeholder weights (the model
+ * initialised from seed 0, written to a private file removed with the scope); the run's weight sync loads the
+ * trainer's before the first rollout.
+ */
+const torchEngineOf = (
+  run: RunConfig,
+  options: { readonly python: string; readonly device: "cpu" | "cuda" | "auto"; readonly maxBatch: number }
+): Layer.Layer<Engine, unknown, Events> =>
+  Layer.effect(
+    Engine,
+    Effect.gen(function*() {
+      const dir = yield* Effect.acquireRelease(
+        Effect.sync(() => fs.mkdtempSync(NodePath.join(os.tmpdir(), "arpo-torch-engine-"))),
+        (d) => Effect.sync(() => fs.rmSync(d, { recursive: true, force: true }))
+      )
+      const file = NodePath.join(dir, "initial.safetensors")
+      yield* Effect.sync(() => writeCheckpoint(file, { config: run.model, policyVersion: 0, step: 0, params: initHost(run.model, derive(root(0), "model")) }))
+      return yield* TorchEngine.makeStandalone({
+        tokenizer: byteTokenizer,
+        maxBatch: options.maxBatch,
+        load: { format: "embedded", path: file, device: options.device },
+        worker: { python: options.python }
+      })
+    })
+  ).pipe(Layer.provide(NodeServices.layer))
 
 export const trainers: ReadonlyArray<TrainerEntry> = [
   entry(
