@@ -12,19 +12,17 @@ import { describeWeights, type PolicyWeights, type WeightsFormat, WeightsFormatU
 import { NodeServices } from "@effect/platform-node"
 import { type Duration, Effect, Layer, Ref, Schema, type Scope } from "effect"
 import type { ChildProcessSpawner } from "effect/process"
-import * as fs from "node:fs"
 import { fileURLToPath } from "node:url"
 import { type TokenId, tokenIds } from "../core/tokens.ts"
 import { Events } from "../events/Events.ts"
 import { ContextOverflow, Engine, EngineFailure, type GenerateRequest, type Generation, scoreCallEvent, type Tokenizer } from "./Engine.ts"
-import { spawnWorker, type WorkerError, type WorkerOptions, type WorkerSession } from "../trainer/workerSession.ts"
+import { spawnWorker, type WorkerError, type WorkerOptions, type WorkerSession, workerPython } from "../trainer/workerSession.ts"
 
 /** workers/trainer.py (it dispatches the engine's ops to workers/engine.py). */
 export const defaultWorkerScript = fileURLToPath(new URL("../../workers/trainer.py", import.meta.url))
 
 /** ARPO_PYTHON, else Debian's interpreter where it exists (a per-user shim on PATH may lack torch), else PATH's. */
-export const defaultPython = (): string =>
-  process.env["ARPO_PYTHON"] ?? (fs.existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3")
+export const defaultPython = workerPython
 
 const adapter = "torch"
 

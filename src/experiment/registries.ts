@@ -50,6 +50,7 @@ import * as HfPytorch from "../trainer/hfPytorch.ts"
 import * as Pytorch from "../trainer/pytorch.ts"
 import type { Policy } from "../model/policy.ts"
 import { type InitialWeights, Trainer } from "../trainer/Trainer.ts"
+import { workerPython } from "../trainer/workerSession.ts"
 
 /** A Schema.Struct of settings, every field with a decoding default. */
 export type ConfigSchema = Schema.Struct<Schema.Struct.Fields>
@@ -311,12 +312,8 @@ export const trainers: ReadonlyArray<TrainerEntry> = [
   )
 ]
 
-/** ARPO_PYTHON, else Debian's interpreter where it exists (a per-user shim on PATH may lack torch), else PATH's. */
-export const workerPython = (): string => {
-  const fromEnv = process.env["ARPO_PYTHON"]
-  if (fromEnv !== undefined && fromEnv !== "") return fromEnv
-  return fs.existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3"
-}
+/** The worker interpreter (ARPO_PYTHON, else Debian's /usr/bin/python3, else python3 on PATH). */
+export { workerPython }
 
 const seed = withDefault(Schema.Int, 1)
 const imperfectShare = withDefault(Unit, 0.2)

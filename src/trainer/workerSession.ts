@@ -7,7 +7,16 @@
  */
 import { type Cause, Deferred, Duration, Effect, Queue, Schema, type Scope, Stream } from "effect"
 import { ChildProcess, ChildProcessSpawner } from "effect/process"
+import * as fs from "node:fs"
 import { checkTorchrun, freePort, rankFailureOf, type TorchrunConfig, torchrunArgs, torchrunEnv } from "./torchrun.ts"
+
+/** The worker interpreter: ARPO_PYTHON, else Debian's /usr/bin/python3 where it exists (a per-user shim first on PATH
+ *  may lack torch), else python3 on PATH. */
+export const workerPython = (): string => {
+  const fromEnv = process.env["ARPO_PYTHON"]
+  if (fromEnv !== undefined && fromEnv !== "") return fromEnv
+  return fs.existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3"
+}
 
 /** The protocol version this client speaks (the worker's `PROTOCOL`). */
 export const protocolVersion = 1

@@ -4,23 +4,15 @@
  * PyTorch trainer, every step's weights loaded by path; and the embedded trainer's in-process weights refused at the
  * first weight sync, naming the engine.
  */
-import { spawnSync } from "node:child_process"
 import * as NodePath from "node:path"
 import { Cause, Exit } from "effect"
 import { beforeAll, describe, expect, it } from "vitest"
-import { workerPython } from "../../src/experiment/registries.ts"
 import { define, type ExperimentSpec } from "../../src/experiment/define.ts"
 import { readEventsFile } from "../../src/io/RunStore.ts"
 import { run, runExit, tempDir, tinySpec } from "../run/tiny.ts"
+import { torchTier } from "../torchTier.ts"
 
-const torchProbe = spawnSync(workerPython(), ["-c", "import torch"], { encoding: "utf8", timeout: 60_000 })
-const torchOk = torchProbe.status === 0
-if (!torchOk) {
-  console.log(
-    `torch engine tier skipped: \`${workerPython()} -c "import torch"\` failed (${(torchProbe.stderr ?? "").trim().split("\n").pop() ?? "no python"}); ` +
-      "run scripts/pytorch-tier to install Debian's python3-torch"
-  )
-}
+const torchOk = torchTier("torch engine tier")
 
 beforeAll(() => {
   process.env["ARPO_CACHE_DIR"] ??= tempDir("arpo-cache-")

@@ -3,25 +3,18 @@
  * variants included), and — torch tier, skipped with a printed reason where `import torch` fails — a tiny
  * run of its two arms (embedded vs PyTorch worker trainer) gives the same training curves within float32 noise.
  */
-import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
-import { trainersSpec, workerPython } from "../../src/experiment/catalog/trainers.ts"
+import { trainersSpec } from "../../src/experiment/catalog/trainers.ts"
 import { componentsOf, define, type ExperimentSpec } from "../../src/experiment/define.ts"
 import { builtinRegistries } from "../../src/experiment/registries.ts"
 import { registryComponents } from "../../src/experiment/resolve.ts"
 import { readEventsFile } from "../../src/io/RunStore.ts"
 import { run, tempDir, tinySpec } from "../run/tiny.ts"
+import { torchTier } from "../torchTier.ts"
 
-const torchProbe = spawnSync(workerPython(), ["-c", "import torch"], { encoding: "utf8", timeout: 60_000 })
-const torchOk = torchProbe.status === 0
-if (!torchOk) {
-  console.log(
-    `trainers torch tier skipped: \`${workerPython()} -c "import torch"\` failed (${(torchProbe.stderr ?? "").trim().split("\n").pop() ?? "no python"}); ` +
-      "run scripts/pytorch-tier to install Debian's python3-torch"
-  )
-}
+const torchOk = torchTier("trainers torch tier")
 
 beforeAll(() => {
   process.env["ARPO_CACHE_DIR"] ??= tempDir("arpo-cache-")

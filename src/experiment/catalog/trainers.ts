@@ -5,19 +5,16 @@
  * `python3` with torch (ARPO_PYTHON picks the interpreter); without it the pytorch arm fails at start
  * with the worker's error naming the missing torch. It does not install or probe anything itself.
  */
-import * as fs from "node:fs"
 import { defaultAdamW } from "../../model/train.ts"
 import * as Pytorch from "../../trainer/pytorch.ts"
 import type { RunConfig } from "../../run/config.ts"
 import { define, type ExperimentSpec } from "../define.ts"
 import { trainOptionsOf } from "../../run/config.ts"
 import type { InitialWeights } from "../../trainer/Trainer.ts"
+import { workerPython } from "../../trainer/workerSession.ts"
 import { flagshipProfiles } from "./arpoVsGrpo.ts"
 import { baseConfig } from "./defaults.ts"
 
-/** ARPO_PYTHON, else Debian's interpreter where it exists (a per-user shim on PATH may lack torch), else PATH's. */
-export const workerPython = (): string =>
-  process.env["ARPO_PYTHON"] ?? (fs.existsSync("/usr/bin/python3") ? "/usr/bin/python3" : "python3")
 
 /** The PyTorch worker as a run's trainer, with exactly the embedded trainer's settings (registries.ts `embeddedTrainerOf`). */
 export const pytorchTrainerOf = (config: RunConfig, initial: InitialWeights) =>
