@@ -19,7 +19,7 @@ import { ensureBackend } from "../model/runtime.ts"
 import { SamplerPool } from "../model/samplerPool.ts"
 import { byteTokenizer } from "../model/tokenizer.ts"
 import { embeddedHandle, embeddedWeights } from "../model/weightsHandle.ts"
-import { ContextOverflow, Engine, EngineFailure, type Generation, type Tokenizer } from "./Engine.ts"
+import { ContextOverflow, Engine, EngineFailure, type Generation, scoreCallEvent, type Tokenizer } from "./Engine.ts"
 
 export interface EmbeddedEngineOptions extends Partial<GeneratorOptions> {
   readonly name?: string
@@ -156,17 +156,7 @@ export const make = (
       score: (sequences) =>
         Effect.gen(function*() {
           const { value, ms } = yield* timed(() => pool().local.score(sequences))
-          const computed = sequences.reduce((a, s) => a + s.length, 0)
-          yield* events.emit({
-            _tag: "engine.call",
-            adapter,
-            op: "score",
-            sequences: sequences.length,
-            newTokens: 0,
-            computedTokens: computed,
-            reusedTokens: 0,
-            engineMs: ms
-          })
+          yield* events.emit(scoreCallEvent(adapter, sequences, ms))
           return value.map((s) => ({ logprobs: Array.from(s.logprobs), entropies: Array.from(s.entropies) }))
         })
     })
