@@ -6,8 +6,9 @@
  */
 import { Effect, Exit, Layer, Schema } from "effect"
 import { beforeAll, describe, expect, it } from "vitest"
-import { deltaHOf, initialWindow, resultWindows, type WindowForm } from "../../src/core/deltaH.ts"
+import { deltaHOf, emptyMoments, initialWindow, pushMoment, resultWindows, standardize, type WindowForm } from "../../src/core/deltaH.ts"
 import { root } from "../../src/core/random.ts"
+import { tokenIds } from "../../src/core/tokens.ts"
 import { trajectory } from "../../src/core/tree.ts"
 import { layerEmbedded } from "../../src/engine/embedded.ts"
 import type { EventBody } from "../../src/events/Event.ts"
@@ -22,6 +23,7 @@ import * as Calculator from "../../src/tools/calculator.ts"
 import { Toolbox } from "../../src/tools/Toolbox.ts"
 import { tinySpec } from "../run/tiny.ts"
 import { prompts, trainTinyPolicy } from "./embeddedFixture.ts"
+import { stack } from "./fixtures.ts"
 
 let policy: Policy
 beforeAll(async () => {
@@ -74,6 +76,44 @@ describe("ΔH window forms on the embedded engine", () => {
       expect(result.stats.deltaHs.length).toBeGreaterThanOrEqual(branches.length)
     }
   }, 120_000)
+})
+
+const scriptedPrompts = [tokenIds([20, 21]), tokenIds([30]), tokenIds([40, 41, 42]), tokenIds([50])]
+
+describe("window forms with the standardised ΔH", () => {
+  it("continued and mean windows with deltaHScale standardized: β weighs the form's ΔH ÷ the running std of that form's earlier ΔH values (replayed from the events over two batches)", async () => {
+    for (const form of ["continued", "mean"] as const) {
+      const branches = await Effect.runPromise(
+        Effect.gen(function*() {
+          const sampler = yield* Sampler
+          const batch = (seed: number) => sampler.sample(scriptedPrompts, { step: seed, key: root(seed) })
+          yield* batch(1)
+          yield* batch(2)
+          return (yield* (yield* Events).recorded).flatMap((e) => (e.event._tag === "rollout.branch" ? [e.event] : []))
+        }).pipe(
+          Effect.provide(
+            stack(
+              layerArpo({ budget: 8, initial: 3, beta: 1, window: 8, deltaHWindow: form, deltaHScale: "standardized" }),
+              // short segments (2–3 words + the 3-token call) so continued windows reach past later results
+              { wordSpan: 2, entropy: (i) => 0.5 + 0.7 * i.toolResultsSeen + 0.05 * i.index }
+            ) as Layer.Layer<Sampler | Events>
+          )
+        )
+      )
+      expect(branches.length).toBeGreaterThan(12)
+      let m = emptyMoments
+      let standardized = 0
+      for (const b of branches) {
+        expect(b.deltaHWindow).toBe(form)
+        const d = standardize(b.deltaH, m)
+        if (m.n >= 8) standardized++
+        expect(b.probability).toBeCloseTo(Math.min(1, Math.max(0, 0.5 + d)), 12)
+        m = pushMoment(m, b.deltaH)
+      }
+      expect(standardized).toBeGreaterThan(4)
+      if (form === "continued") expect(branches.some((b) => b.windowTokens === 8)).toBe(true)
+    }
+  })
 })
 
 describe("rollout.deltaHWindow as configuration", () => {
