@@ -110,7 +110,11 @@ export const RewardBatch = Schema.TaggedStruct("reward.batch", {
   formatErrors: Count,
   toolCallsPerTrajectory: Schema.Finite,
   toolCallsPerSolved: Schema.Finite,
-  trajectories: Count
+  trajectories: Count,
+  // optional (additive): the batch's groups (prompts) and how many of them have rewards that vary (not all
+  // equal over their non-failed trajectories: the groups a group-relative advantage learns from)
+  groups: Schema.optionalKey(Count),
+  groupsVarying: Schema.optionalKey(Count)
 })
 
 /** One optimizer step (or one PPO epoch summary). */

@@ -69,6 +69,9 @@ export interface StepFigures {
   readonly trajectories: number
   readonly toolCallsPerTrajectory: number
   readonly toolCallsPerSolved: number
+  /** groups (prompts) of the batch, and those whose rewards vary (`rewardsVary`: what GRPO can learn from) */
+  readonly groups: number
+  readonly groupsVarying: number
   readonly groupsTrained: number
   readonly refills: number
 }
@@ -124,6 +127,8 @@ export const batchFigures = (groups: ReadonlyArray<ScoredGroup>): Omit<StepFigur
     if (any) solved++
   }
   return {
+    groups: groups.length,
+    groupsVarying: groups.filter(rewardsVary).length,
     meanReward: n === 0 ? 0 : reward / n,
     accuracy: n === 0 ? 0 : accuracy / n,
     formatErrors,
@@ -142,7 +147,9 @@ export const rewardEvent = (figures: ReturnType<typeof batchFigures>): EventBody
   formatErrors: figures.formatErrors,
   toolCallsPerTrajectory: figures.toolCallsPerTrajectory,
   toolCallsPerSolved: figures.toolCallsPerSolved,
-  trajectories: figures.trajectories
+  trajectories: figures.trajectories,
+  groups: figures.groups,
+  groupsVarying: figures.groupsVarying
 })
 
 /** Per-trajectory advantages of the kept groups (estimator over the non-failed ones; failed get 0). */

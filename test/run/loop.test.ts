@@ -148,5 +148,9 @@ describe("loop helpers", () => {
     expect(f.formatErrors).toBe(1)
     expect(f.toolCallsPerTrajectory).toBe(1)
     expect(f.toolCallsPerSolved).toBe(4)
+    // both groups' rewards vary ([1, 0] and [-1, 0]); a third with equal rewards does not
+    expect([f.groups, f.groupsVarying]).toEqual([2, 2])
+    const g = batchFigures([group([1, 0], 3), group([0, 0, 0], 1), group([-1, 0], 0)])
+    expect([g.groups, g.groupsVarying]).toEqual([3, 2])
   })
 })
