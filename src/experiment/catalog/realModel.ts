@@ -121,7 +121,11 @@ export const RolloutSettings = Schema.Struct({
   randomProbability: Schema.Finite.pipe(Schema.check(Schema.isBetween({ minimum: 0, maximum: 1 }))),
   callFormat: CallFormatName,
   /** arpo paper mode: β weighs the raw ΔH (default) or ΔH ÷ its running std ("standardized") */
-  deltaHScale: Schema.optional(Schema.Literals(["raw", "standardized"]))
+  deltaHScale: Schema.optional(Schema.Literals(["raw", "standardized"])),
+  /** the ΔH window form (docs/samplers.md "Window forms"; paper timing) */
+  deltaHWindow: Schema.optional(Schema.Literals(["paper", "continued", "mean"])),
+  /** arpo reference mode: the released code's top-10 truncated sums ("top10": engines that report top-10 log-probs only) */
+  entropySource: Schema.optional(Schema.Literals(["exact", "top10"]))
 })
 
 /** The registered sampler `kind` with the settings of `c.rollout` it has. */
