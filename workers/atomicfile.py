@@ -1,7 +1,7 @@
 """
 File writing the workers share (trainer.py, hf_model.py, hf_gguf.py): atomic writes (a temp file beside the target,
-fsync, rename, as src/io/atomic.ts does) and the safetensors header prefix. It imports nothing heavy (no torch), so
-the trainer worker's torch-free ops can use it; it encodes no tensors itself.
+fsync, rename, as src/io/atomic.ts does) and safetensors files written that way. It imports nothing heavy (no torch),
+so the trainer worker's torch-free ops can use it; it encodes no tensors itself (callers pass their bytes).
 """
 import json
 import os
@@ -24,6 +24,18 @@ def write_atomic(path, chunks):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_safetensors(path, entries, metadata):
+    """A safetensors file, atomically. entries: (name, dtype name such as "F32", shape, raw little-endian bytes) in
+    file order; metadata: the `__metadata__` dict (None: no `__metadata__` key)."""
+    header = {} if metadata is None else {"__metadata__": metadata}
+    blobs, offset = [], 0
+    for name, dtype, shape, raw in entries:
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    write_atomic(path, [safetensors_head(header), *blobs])
 
 
 def safetensors_head(header):

@@ -262,14 +262,8 @@ def tensor_bytes(x):
 
 def write_safetensors(path, tensors, metadata=None):
     """tensors: list of (name, tensor) written in each tensor's own dtype; atomic (temp file, fsync, rename)."""
-    header = {"__metadata__": {k: str(v) for k, v in (metadata or {}).items()}} if metadata else {}
-    blobs, offset = [], 0
-    for name, x in tensors:
-        raw = tensor_bytes(x)
-        header[name] = {"dtype": DTYPE_NAMES[x.dtype], "shape": list(x.shape), "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    atomicfile.write_atomic(path, [atomicfile.safetensors_head(header), *blobs])
+    atomicfile.write_safetensors(path, [(name, DTYPE_NAMES[x.dtype], x.shape, tensor_bytes(x)) for name, x in tensors],
+                                 {k: str(v) for k, v in metadata.items()} if metadata else None)
 
 
 def checkpoint_files(directory):

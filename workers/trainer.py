@@ -80,15 +80,7 @@ def read_safetensors(path):
 
 def write_safetensors(path, tensors, metadata):
     """tensors: list of (name, float32 tensor). Atomic: temp file, fsync, rename (as writeAtomic)."""
-    header = {"__metadata__": metadata}
-    blobs = []
-    offset = 0
-    for name, x in tensors:
-        raw = _tensor_bytes(x)
-        header[name] = {"dtype": "F32", "shape": list(x.shape), "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    atomicfile.write_atomic(path, [atomicfile.safetensors_head(header), *blobs])
+    atomicfile.write_safetensors(path, [(name, "F32", x.shape, _tensor_bytes(x)) for name, x in tensors], metadata)
 
 
 def _tensor_bytes(x):
