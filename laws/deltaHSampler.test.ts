@@ -1,7 +1,7 @@
 /**
  * Law of the samplers' ΔH window forms: for every decision a sampler records, in every form ("paper",
- * "continued", "mean"), its ΔH, window sums and token counts equal src/core/deltaH.ts's values on the
- * recorded tree (the deciding trajectory's root-to-leaf path), and a branch forks right after the result.
+ * "continued", "mean"), its ΔH, window sums (and their intervals, for top-k engines) and token counts equal
+ * src/core/deltaH.ts's values on the recorded tree (the deciding trajectory's root-to-leaf path), and a branch forks right after the result.
  */
 import { Effect } from "effect"
 import fc from "fast-check"
@@ -27,7 +27,9 @@ const arbRun = fc.record({
   callProbability: fc.double({ min: 0.3, max: 0.95, noNaN: true }),
   // short segments (2–4 words) make windows that continue across results common
   wordSpan: fc.integer({ min: 1, max: 6 }),
-  maxResponseTokens: fc.integer({ min: 8, max: 70 })
+  maxResponseTokens: fc.integer({ min: 8, max: 70 }),
+  // a top-k engine's per-token entropy intervals (the windows' intervals take the same form)
+  bounded: fc.boolean()
 })
 
 describe("sampler ΔH window law", () => {
@@ -38,7 +40,11 @@ describe("sampler ΔH window law", () => {
       fc.asyncProperty(arbRun, async (r) => {
         const recorded: Array<EventBody> = []
         const events = { emit: (e: EventBody) => Effect.sync(() => void recorded.push(e)), recorded: Effect.succeed([]) }
-        const engine = makeScriptedEngine({ callProbability: () => r.callProbability, wordSpan: r.wordSpan })
+        const engine = makeScriptedEngine({
+          callProbability: () => r.callProbability,
+          wordSpan: r.wordSpan,
+          ...(r.bounded ? { entropyBounds: (_: unknown, h: number) => ({ lower: 0.7 * h, upper: h + 0.4 }) } : {})
+        })
         const result = await Effect.runPromise(
           runRollout(
             { engine, toolbox: testToolbox(), events },
@@ -74,6 +80,15 @@ describe("sampler ΔH window law", () => {
           expect(e.hAfterTool).toBe(windowValue(w.after, w.firstSegment, r.k, r.form))
           expect(e.hInitial).toBe(windowValue(init.tokens, init.firstSegment, r.k, r.form))
           expect(e.deltaH).toBe(deltaHOf(w, init, r.k, V, r.form))
+          if (r.bounded) {
+            for (const side of ["entropyLower", "entropyUpper"] as const) {
+              const xs = tr.nodeOf.map((id, i) => tree.nodes[id]![side]?.[tr.offsetOf[i]!] ?? 0)
+              const bw = resultWindows(tr.roles, xs, r.k).find((x) => x.at === at)!
+              const bi = initialWindow(tr.roles, xs, r.k)
+              expect(side === "entropyLower" ? e.hAfterToolLower : e.hAfterToolUpper).toBe(windowValue(bw.after, bw.firstSegment, r.k, r.form))
+              expect(side === "entropyLower" ? e.hInitialLower : e.hInitialUpper).toBe(windowValue(bi.tokens, bi.firstSegment, r.k, r.form))
+            }
+          } else expect(e.hAfterToolLower).toBeUndefined()
           if (r.form === "paper") {
             expect(e.deltaHWindow).toBeUndefined()
           } else {
