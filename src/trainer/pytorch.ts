@@ -139,35 +139,28 @@ export type CarrySequences = <S extends { readonly tokens: ReadonlyArray<number>
 export const inline: CarrySequences = (sequences, wire) => Effect.succeed({ sequences: sequences.map(wire) })
 
 /** The ops both worker layouts (embedded, Hugging Face) speak the same way, over a session. */
-export const workerOps = (session: WorkerSession, carry: CarrySequences): Pick<PytorchWorker, "logprobs" | "loss" | "trainStep" | "sftStep" | "load"> => ({
-  logprobs: (sequences) =>
-    carry(sequences.map((tokens) => ({ tokens })), (s) => s.tokens).pipe(Effect.flatMap((body) => session.request("logprobs", body, LogprobsReply))),
-  loss: (sequences, loss, norm, o = {}) =>
-    carry(sequences, wireSequence).pipe(Effect.flatMap((body) =>
-      session.request("loss", {
-        ...body,
-        loss: wireLoss(loss),
-        normalizer: norm,
-        microBatchRows: o.microBatchRows ?? 16,
-        ...(o.gradsPath !== undefined ? { gradsPath: o.gradsPath } : {})
-      }, LossReply)
-    )),
-  trainStep: (sequences, loss, norm, o = {}) =>
-    carry(sequences, wireSequence).pipe(Effect.flatMap((body) =>
-      session.request("train_step", {
-        ...body,
-        loss: wireLoss(loss),
-        normalizer: norm,
-        microBatchRows: o.microBatchRows ?? 16,
-        ...(o.debugDelayS !== undefined ? { debugDelayS: o.debugDelayS } : {})
-      }, TrainStepReply)
-    )),
-  sftStep: (batch, microBatchRows) =>
-    carry(batch.sequences, (s) => ({ tokens: s.tokens, lossMask: s.lossMask })).pipe(Effect.flatMap((body) =>
-      session.request("sft_step", { ...body, microBatchRows }, SftStepReply)
-    )),
-  load: (file) => session.request("load", { path: file }, LoadReply)
-})
+export const workerOps = (session: WorkerSession, carry: CarrySequences): Pick<PytorchWorker, "logprobs" | "loss" | "trainStep" | "sftStep" | "load"> => {
+  /** a policy-loss request: the sequences, the loss config, the normalizer, micro-batch rows (default 16), `extra` fields */
+  const lossBody = (sequences: ReadonlyArray<TrainSequence>, loss: PolicyLossConfig, norm: Normalizer, microBatchRows: number | undefined, extra: object) =>
+    carry(sequences, wireSequence).pipe(Effect.map((body) => ({ ...body, loss: wireLoss(loss), normalizer: norm, microBatchRows: microBatchRows ?? 16, ...extra })))
+  return {
+    logprobs: (sequences) =>
+      carry(sequences.map((tokens) => ({ tokens })), (s) => s.tokens).pipe(Effect.flatMap((body) => session.request("logprobs", body, LogprobsReply))),
+    loss: (sequences, loss, norm, o = {}) =>
+      lossBody(sequences, loss, norm, o.microBatchRows, o.gradsPath !== undefined ? { gradsPath: o.gradsPath } : {}).pipe(
+        Effect.flatMap((body) => session.request("loss", body, LossReply))
+      ),
+    trainStep: (sequences, loss, norm, o = {}) =>
+      lossBody(sequences, loss, norm, o.microBatchRows, o.debugDelayS !== undefined ? { debugDelayS: o.debugDelayS } : {}).pipe(
+        Effect.flatMap((body) => session.request("train_step", body, TrainStepReply))
+      ),
+    sftStep: (batch, microBatchRows) =>
+      carry(batch.sequences, (s) => ({ tokens: s.tokens, lossMask: s.lossMask })).pipe(Effect.flatMap((body) =>
+        session.request("sft_step", { ...body, microBatchRows }, SftStepReply)
+      )),
+    load: (file) => session.request("load", { path: file }, LoadReply)
+  }
+}
 
 /** A failure of a worker-backed trainer: the worker's typed error (tag and message) or any other, named for the adapter. */
 export const workerFailure = (adapter: string, label: string) => (e: unknown): TrainerFailure => {
