@@ -30,6 +30,19 @@ import {
 import { type Dialect, type DialectName, dialects, type ParsedGeneration, topOf, type WireRequest } from "./httpDialect.ts"
 import { PrefixIndex } from "./router.ts"
 
+/**
+ * One position's top-k row in the shape a request's `topLogprobs` promises (vLLM's `logprobs = k`): the k
+ * largest log-probs, descending, plus the sampled token's when it is below them. Rows from the server may
+ * hold more than k (the sampled token appended by vLLM, a full-vocabulary probe) or omit the sampled token
+ * (SGLang's `output_top_logprobs`): both come out the same.
+ */
+export const vllmTopRow = (row: ReadonlyArray<number>, sampled: number, k: number): Array<number> => {
+  const top = [...row].sort((a, b) => b - a).slice(0, k)
+  const last = top[top.length - 1]
+  if (top.length < k ? !top.includes(sampled) : last === undefined || sampled < last) top.push(sampled)
+  return top
+}
+
 export interface HttpEngineOptions {
   readonly dialect: DialectName
   /** one or more base URLs of servers holding the same weights, e.g. ["http://127.0.0.1:8000"] */
@@ -283,6 +296,13 @@ export const make = (options: HttpEngineOptions): Effect.Effect<HttpEngine, Engi
 
     const generateOne = (q: GenerateRequest) =>
       Effect.gen(function*() {
+        if ((q.topLogprobs ?? 0) > topK) {
+          return yield* new EngineFailure({
+            adapter,
+            message: `${adapter} generate: asked for top-${q.topLogprobs} log-probs per token, the adapter asks the server for top-${topK} (raise its topK option)`,
+            transient: false
+          })
+        }
         const stopTexts = dialect.name === "llama-server" ? q.stopTokens.map((t) => tokenizer.decode([t])).filter((s) => s.length > 0) : []
         const wire = {
           tokens: q.tokens,
@@ -313,11 +333,13 @@ export const make = (options: HttpEngineOptions): Effect.Effect<HttpEngine, Engi
             entropyBounds.push(e.bounds)
           }
         }, "entropy")
+        const asked = q.topLogprobs ?? 0
         const generation: Generation = {
           tokens: tokenIds(parsed.tokens),
           logprobs: logprobs.slice(0, parsed.tokens.length),
           entropies,
           entropyBounds,
+          ...(asked > 0 ? { topLogprobs: tops.slice(0, parsed.tokens.length).map((row, i) => vllmTopRow(row, logprobs[i]!, asked)) } : {}),
           finish: parsed.finish as FinishReason
         }
         return { generation, cached: parsed.cachedTokens ?? 0 }
@@ -384,7 +406,7 @@ export const make = (options: HttpEngineOptions): Effect.Effect<HttpEngine, Engi
 
     const service = Engine.of({
       name,
-      capabilities: { entropy: { topK, point }, prefixReuse: true, maxConcurrency, deterministic: false },
+      capabilities: { entropy: { topK, point }, prefixReuse: true, maxConcurrency, deterministic: false, ...(topK > 0 ? { topLogprobs: topK } : {}) },
       tokenizer,
       policyVersion: Ref.get(version),
       accepts,

@@ -12,8 +12,9 @@ import { derive, root } from "../../src/core/random.ts"
 import { tokenIds } from "../../src/core/tokens.ts"
 import { pathWeights } from "../../src/core/weights.ts"
 import type { GenerateRequest } from "../../src/engine/Engine.ts"
-import { type HttpEngineOptions, make, seedOf } from "../../src/engine/http.ts"
+import { type HttpEngineOptions, make, seedOf, vllmTopRow } from "../../src/engine/http.ts"
 import { Events } from "../../src/events/Events.ts"
+import { topLogprobs } from "../../src/model/sample.ts"
 import { byteTokenizer, encode } from "../../src/model/tokenizer.ts"
 
 const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), "fixtures")
@@ -177,6 +178,47 @@ describe("HTTP Engine", () => {
       const call = (yield* (yield* Events).recorded).map((r) => r.event).find((ev) => ev._tag === "engine.call")
       assert.deepInclude(call, { adapter: "http/vllm", op: "generate", newTokens: 3, reusedTokens: 2 })
     }).pipe(Effect.scoped, Effect.provide(Events.layerMemory)))
+
+  it.live("top-k log-probs when a request asks (the released ARPO code's entropy input): vLLM and SGLang replies give vLLM's logprobs = k rows", () =>
+    Effect.gen(function*() {
+      const vllm = yield* serve(healthOr(fixture("vllm-completion.json")))
+      const sglang = yield* serve(healthOr(fixture("sglang-generate.json")))
+      const ev = yield* engine({ dialect: "vllm", baseUrls: [vllm.url] })
+      const es = yield* engine({ dialect: "sglang", baseUrls: [sglang.url] })
+      assert.strictEqual(ev.capabilities.topLogprobs, 3)
+      // not asked: no rows
+      const [plain] = yield* ev.generate([request()])
+      assert.isUndefined(plain!.topLogprobs)
+      // position 2: the sampled token (-1.2) is below the top 3, so it follows them (vLLM appends it; SGLang omits it)
+      const want3 = [[-0.1, -2.5, -3.0], [-0.5, -1.2, -2.0], [-0.4, -1.0, -1.1, -1.2]]
+      const want2 = [[-0.1, -2.5], [-0.5, -1.2], [-0.4, -1.0, -1.2]]
+      for (const e of [ev, es]) {
+        const [g3] = yield* e.generate([request({ topLogprobs: 3 })])
+        assert.deepStrictEqual(g3!.topLogprobs!.map((r) => [...r]), want3)
+        const [g2] = yield* e.generate([request({ topLogprobs: 2 })])
+        assert.deepStrictEqual(g2!.topLogprobs!.map((r) => [...r]), want2)
+      }
+      // more than the server is asked for: a typed, non-transient failure that names both numbers
+      const err = yield* Effect.flip(ev.generate([request({ topLogprobs: 4 })]))
+      assert.isTrue(err._tag === "EngineFailure" && !err.transient && /top-4 .*top-3/.test(err.message))
+    }).pipe(Effect.scoped, Effect.provide(Events.layerMemory)))
+
+  it("vllmTopRow from a full distribution equals the embedded engine's top-k rows (sample.ts topLogprobs)", () => {
+    let seed = 12345
+    const next = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648)
+    for (let trial = 0; trial < 200; trial++) {
+      const n = 2 + Math.floor(next() * 40)
+      const logits = Array.from({ length: n }, () => (next() - 0.5) * 12)
+      const lse = Math.log(logits.reduce((a, x) => a + Math.exp(x), 0))
+      const sampled = Math.floor(next() * n)
+      const k = 1 + Math.floor(next() * Math.min(n, 12))
+      const full = logits.map((x) => x - lse)
+      const mine = vllmTopRow(full, full[sampled]!, k)
+      const theirs = topLogprobs(logits, 0, n, k, sampled)
+      assert.strictEqual(mine.length, theirs.length, `trial ${trial}`)
+      for (let i = 0; i < mine.length; i++) assert.closeTo(mine[i]!, theirs[i]!, 1e-12, `trial ${trial} position ${i}`)
+    }
+  })
 
   it.live("the entropy point is configurable (lower / upper)", () =>
     Effect.gen(function*() {
