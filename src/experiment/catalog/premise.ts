@@ -32,12 +32,14 @@ import { runRollout } from "../../rollout/runner.ts"
 import { Toolbox } from "../../tools/Toolbox.ts"
 import { Sampler } from "../../rollout/Sampler.ts"
 import { writeFileAtomic, writeJsonAtomic } from "../../io/atomic.ts"
-import { mergePatch, RunConfig as RunConfigSchema, type RunConfigJson } from "../../run/config.ts"
+import { mergePatch, RunConfig as RunConfigSchema, type RunConfigJson, stableJson } from "../../run/config.ts"
 import { builtinRegistries } from "../registries.ts"
 import { type Components, registryComponents } from "../resolve.ts"
 import { batchFigures, promptIndices, rewardEvent, scoreTree } from "../../run/loop.ts"
 import { readEventsFile, RunStore } from "../../io/RunStore.ts"
 import { coldStart } from "../coldStart.ts"
+import { defaultSftCacheDir, sftKey } from "../../run/sft.ts"
+import { createHash } from "node:crypto"
 import type { PremiseTask, ResultOutcome } from "../../tasks/premiseCommon.ts"
 import type { TaskDefinition } from "../../tasks/Task.ts"
 import type { Experiment, RunOptions } from "../Experiment.ts"
@@ -748,7 +750,14 @@ export const premiseEvaluate = (dir: string) =>
             toolbox: registryComponents(builtinRegistries).toolbox(arm.config, task),
             label: `cold start ${v} (seed ${coldSeed})`
           })
-          evaluated.push(yield* evaluateWeights(arm, premiseEvalSeed, cold.params, `${v}.cold-start`, seed))
+          // the cold start's evaluation depends only on its weights and the evaluation settings: cached (shared cold starts are evaluated once)
+          const cacheFile = NodePath.join(defaultSftCacheDir(), "..", "premise-eval", `${sftKey(arm.config, coldSeed)}-${premiseEvalSeed}-${
+            createHash("sha256").update(stableJson({ eval: arm.config.eval, callLimit: arm.config.rollout.callLimit, window: arm.config.rollout.window })).digest("hex").slice(0, 12)
+          }.json`)
+          const cached = fs.existsSync(cacheFile) ? (JSON.parse(fs.readFileSync(cacheFile, "utf8")) as Evaluated) : undefined
+          const e = cached ?? (yield* evaluateWeights(arm, premiseEvalSeed, cold.params, `${v}.cold-start`, seed))
+          if (cached === undefined) yield* writeJsonAtomic(cacheFile, e)
+          evaluated.push({ ...e, seed })
         }
         const ck = readCheckpoint(NodePath.join(dir, "checkpoints", checkpointName(arm.name, seed, arm.config.rl.steps), "policy.safetensors"))
         evaluated.push(yield* evaluateWeights(arm, premiseEvalSeed, ck.params, arm.name, seed))
@@ -814,14 +823,16 @@ export const premiseOf = (variants: ReadonlyArray<string>): Experiment => {
  * lr 5e-4 (2.5× the flagship's, so 6 steps move the policy about as far as 15 at 2e-4), 512 held-out
  * questions per evaluation, greedy, with the same tool-result keys for every arm and seed.
  */
-export const premisePowerArms: ReadonlyArray<ArmSpec> = [
-  ...premiseVariants.filter((v) => v.name === "flaky").flatMap((v) => [
-    ...coreArms(v),
-    { name: `${v.name}.grpo-m6`, sampler: "global", set: { task: v.task, rollout: { budget: 6 } } } satisfies ArmSpec,
-    { name: `${v.name}.arpo-b8`, sampler: "arpo", set: { task: v.task, rollout: { beta: 8 } } } satisfies ArmSpec
-  ]),
-  ...premiseVariants.filter((v) => v.name === "flaky-control").flatMap((v) => coreArms(v).filter((a) => a.name.endsWith(".grpo") || a.name.endsWith(".arpo")))
-]
+export const premisePowerArms: ReadonlyArray<ArmSpec> = premiseVariants.filter((v) => v.name === "flaky").flatMap((v) => [
+  ...coreArms(v),
+  { name: `${v.name}.grpo-m6`, sampler: "global", set: { task: v.task, rollout: { budget: 6 } } } satisfies ArmSpec,
+  { name: `${v.name}.arpo-b8`, sampler: "arpo", set: { task: v.task, rollout: { beta: 8 } } } satisfies ArmSpec
+])
+
+/** The control's arms, added with `control: true`: GRPO and ARPO (ARPO there branches like random-branch: ΔH ≈ 0). */
+export const premisePowerControlArms: ReadonlyArray<ArmSpec> = premiseVariants.filter((v) => v.name === "flaky-control").flatMap((v) =>
+  coreArms(v).filter((a) => a.name.endsWith(".grpo") || a.name.endsWith(".arpo"))
+)
 
 const powerSet = {
   sft: { steps: 400, seed: 1 },
@@ -831,15 +842,17 @@ const powerSet = {
   checkpointEvery: 6
 }
 
-export const premisePowerSpec: ExperimentSpec = {
-  ...rlSpec(premisePowerArms),
+/** The power study's spec; `control` adds the control's GRPO and ARPO arms. */
+export const premisePowerSpecOf = (control: boolean): ExperimentSpec => ({
+  ...rlSpec(control ? [...premisePowerArms, ...premisePowerControlArms] : premisePowerArms),
   name: "premise-power",
-  description: "The power study on the flaky pair: GRPO, compute-matched GRPO, ARPO (β 0.2 and 8), random-branch and AEPO, 10 RL seeds, 512 held-out questions",
+  description: "The power study on the flaky calculator: GRPO, compute-matched GRPO, ARPO (β 0.2 and 8), random-branch and AEPO, 10 RL seeds, 512 held-out questions",
   profiles: {
     quick: { seeds: [1], set: powerSet },
     full: { seeds: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], set: powerSet }
   }
-}
+})
+export const premisePowerSpec = premisePowerSpecOf(false)
 
 /** The merged tables of the per-seed runs under `root` (each seed's premise.json), written to premise-power.md/json. */
 export const premisePowerSummary = (root: string, wallS: number) =>
@@ -860,23 +873,26 @@ export const premisePowerSummary = (root: string, wallS: number) =>
 /**
  * `premise-power`: one `premise` run per seed (each evaluated as soon as it ends) under one directory, and
  * the merged tables after every seed, so a study stopped early still answers for the seeds it finished.
+ * `root`: continue a study in its directory (more seeds); `control`: add the control's arms.
  */
-export const premisePower: Experiment = {
-  name: premisePowerSpec.name,
+export const premisePowerOf = (options: { readonly control?: boolean; readonly root?: string } = {}): Experiment => ({
+  name: "premise-power",
   description: premisePowerSpec.description,
-  run: (options) =>
+  run: (run) =>
     Effect.gen(function*() {
-      const seeds = options.seeds ?? premisePowerSpec.profiles[options.profile].seeds
-      const root = NodePath.join(options.out, "premise-power", new Date().toISOString().replace(/:/g, "-").replace(/\.\d+Z$/, "Z"))
+      const spec = premisePowerSpecOf(options.control ?? false)
+      const seeds = run.seeds ?? spec.profiles[run.profile].seeds
+      const root = options.root ?? NodePath.join(run.out, "premise-power", new Date().toISOString().replace(/:/g, "-").replace(/\.\d+Z$/, "Z"))
       fs.mkdirSync(root, { recursive: true })
       const started = performance.now()
       let lines: ReadonlyArray<string> = []
       for (const seed of seeds) {
-        yield* define(premisePowerSpec).run({ ...options, seeds: [seed], out: root })
+        yield* define(spec).run({ ...run, seeds: [seed], out: root })
         lines = yield* premisePowerSummary(root, (performance.now() - started) / 1000)
         yield* Console.error(`premise-power: seed ${seed} done, ${((performance.now() - started) / 1000).toFixed(0)} s; tables in ${NodePath.join(root, "premise-power.md")}`)
       }
       for (const line of [...lines, "", `Tables: ${NodePath.join(root, "premise-power.md")}`, root]) yield* Console.log(line)
       return root
     })
-}
+})
+export const premisePower: Experiment = premisePowerOf()
