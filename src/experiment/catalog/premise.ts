@@ -756,7 +756,10 @@ export const premiseEvaluate = (dir: string) =>
           }.json`)
           const cached = fs.existsSync(cacheFile) ? (JSON.parse(fs.readFileSync(cacheFile, "utf8")) as Evaluated) : undefined
           const e = cached ?? (yield* evaluateWeights(arm, premiseEvalSeed, cold.params, `${v}.cold-start`, seed))
-          if (cached === undefined) yield* writeJsonAtomic(cacheFile, e)
+          if (cached === undefined) {
+            fs.mkdirSync(NodePath.dirname(cacheFile), { recursive: true })
+            yield* writeJsonAtomic(cacheFile, e)
+          }
           evaluated.push({ ...e, seed })
         }
         const ck = readCheckpoint(NodePath.join(dir, "checkpoints", checkpointName(arm.name, seed, arm.config.rl.steps), "policy.safetensors"))
@@ -886,7 +889,17 @@ export const premisePowerOf = (options: { readonly control?: boolean; readonly r
       fs.mkdirSync(root, { recursive: true })
       const started = performance.now()
       let lines: ReadonlyArray<string> = []
-      for (const seed of seeds) {
+      // a continued study: seeds whose RL finished but whose evaluation did not are evaluated, not rerun
+      const done = new Set<number>()
+      const runsDir = NodePath.join(root, "premise-power")
+      for (const d of fs.existsSync(runsDir) ? fs.readdirSync(runsDir).map((x) => NodePath.join(runsDir, x)) : []) {
+        if (!fs.existsSync(NodePath.join(d, "config.json"))) continue
+        const stored = JSON.parse(fs.readFileSync(NodePath.join(d, "config.json"), "utf8")) as StoredRun
+        const finished = stored.arms.every((a) => stored.seeds.every((sd) => fs.existsSync(NodePath.join(d, "checkpoints", checkpointName(a.name, sd, Number(a.config.rl["steps"])), "state.json"))))
+        if (!fs.existsSync(NodePath.join(d, "premise.json")) && finished) yield* premiseConclusion(undefined as never, d)
+        if (fs.existsSync(NodePath.join(d, "premise.json"))) for (const sd of stored.seeds) done.add(sd)
+      }
+      for (const seed of seeds.filter((x) => !done.has(x))) {
         yield* define(spec).run({ ...run, seeds: [seed], out: root })
         lines = yield* premisePowerSummary(root, (performance.now() - started) / 1000)
         yield* Console.error(`premise-power: seed ${seed} done, ${((performance.now() - started) / 1000).toFixed(0)} s; tables in ${NodePath.join(root, "premise-power.md")}`)
