@@ -5,16 +5,19 @@ optional activation checkpointing, and the checkpoint/export formats: `hf` (a tr
 directory), `hf-lora` (a peft adapter directory), `gguf` (workers/hf_gguf.py). It does not implement the
 protocol, the loss or the optimizer (trainer.py does, model-agnostic) and never tokenizes.
 """
+import base64
 import json
 import math
 import os
 import re
 import shutil
+import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import atomicfile
 import hf_model as H
 
 COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -230,16 +233,40 @@ class HfPolicy:
     # -- checkpoints (weights + optimizer state, float32, exact resume) -------------------------------------------------
 
     def save(self, directory, m, v, state):
-        os.makedirs(directory, exist_ok=True)
-        if self.lora is not None:
-            save_adapter(self.model, directory, self.lora, os.path.abspath(self.directory))
-        else:
-            H.save_pretrained(self.model, directory, source=self.ckpt, dtype=torch.float32)
-        H.write_safetensors(os.path.join(directory, "optimizer.safetensors"),
-                            [("optim.m." + n, x) for n, x in zip(self.names, m)] +
-                            [("optim.v." + n, x) for n, x in zip(self.names, v)], {"format": "arpo-optimizer-v1"})
-        with open(os.path.join(directory, "arpo_trainer_state.json"), "w") as f:
-            json.dump({**state, "kind": "hf-lora" if self.lora is not None else "hf", "names": self.names}, f)
+        """The checkpoint directory, atomically: written into a hidden temp sibling (every file fsynced), then
+        renamed into place (an existing one moved aside first and removed after), so `directory` is either absent,
+        the old checkpoint or the whole new one, also after a SIGKILL. Besides the weights and the AdamW moments it
+        keeps the optimizer's step (bias correction), the policy version and torch's RNG states (CPU and CUDA)."""
+        directory = os.path.abspath(directory)
+        parent, base = os.path.dirname(directory), os.path.basename(directory)
+        os.makedirs(parent, exist_ok=True)
+        tag = f"{os.getpid()}-{int(time.time() * 1000)}"
+        tmp = os.path.join(parent, f".{base}.tmp-{tag}")
+        try:
+            os.makedirs(tmp)
+            if self.lora is not None:
+                save_adapter(self.model, tmp, self.lora, os.path.abspath(self.directory))
+            else:
+                H.save_pretrained(self.model, tmp, source=self.ckpt, dtype=torch.float32)
+            H.write_safetensors(os.path.join(tmp, "optimizer.safetensors"),
+                                [("optim.m." + n, x) for n, x in zip(self.names, m)] +
+                                [("optim.v." + n, x) for n, x in zip(self.names, v)], {"format": "arpo-optimizer-v1"})
+            full = {**state, "kind": "hf-lora" if self.lora is not None else "hf", "names": self.names, "rng": rng_state()}
+            atomicfile.write_atomic(os.path.join(tmp, "arpo_trainer_state.json"), [json.dumps(full).encode("utf-8")])
+            for f in os.listdir(tmp):
+                _fsync(os.path.join(tmp, f))
+            _fsync(tmp)
+            old = None
+            if os.path.exists(directory):
+                old = os.path.join(parent, f".{base}.old-{tag}")
+                os.rename(directory, old)
+            os.rename(tmp, directory)
+            _fsync(parent)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
     def load(self, directory, protocol_error):
         """Weights (and, when present, optimizer moments) from a directory written by `save` or `export`;
@@ -249,6 +276,8 @@ class HfPolicy:
         if os.path.exists(state_path):
             with open(state_path) as f:
                 state = json.load(f)
+            if state.get("rng") is not None:
+                set_rng_state(state["rng"])
         params = dict(self.model.named_parameters())
         if self.lora is not None:
             path = os.path.join(directory, "adapter_model.safetensors")
@@ -313,6 +342,38 @@ class HfPolicy:
                                hf_gguf.GGML_F16 if dtype == "float16" else hf_gguf.GGML_F32)
             return {"files": [os.path.basename(path)]}
         raise ValueError(f"export: unknown format {fmt!r} (hf, hf-lora, gguf)")
+
+
+def rng_state():
+    """torch's global generator states (CPU, and each CUDA device's when CUDA is up), base64, for a checkpoint."""
+    out = {"cpu": base64.b64encode(torch.get_rng_state().numpy().tobytes()).decode("ascii")}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda"] = [base64.b64encode(s.numpy().tobytes()).decode("ascii") for s in torch.cuda.get_rng_state_all()]
+    return out
+
+
+def set_rng_state(rng):
+    """Restores what `rng_state` kept (CUDA states only when this process has as many devices)."""
+    def tensor(b64):
+        return torch.tensor(list(base64.b64decode(b64)), dtype=torch.uint8)
+    torch.set_rng_state(tensor(rng["cpu"]))
+    cuda = rng.get("cuda")
+    if cuda and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
+        torch.cuda.set_rng_state_all([tensor(s) for s in cuda])
+
+
+def _fsync(path):
+    """fsync a file or directory by path (best effort for directories on platforms that cannot open them)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 class _NoCast:

@@ -169,7 +169,7 @@ const stateFile = "state.json"
 const weightsFile = "policy.safetensors"
 
 /** The last complete checkpoint (its state.json written) of an arm and seed: its step, or -1. */
-const lastCheckpoint = (store: RunStore["Service"], arm: string, seed: number) =>
+export const lastCheckpoint = (store: RunStore["Service"], arm: string, seed: number) =>
   Effect.gen(function*() {
     const prefix = `${arm}.seed${seed}.step-`
     const names = (yield* store.listCheckpoints).filter((n) => n.startsWith(prefix) && fs.existsSync(NodePath.join(store.checkpointPath(n), stateFile)))
@@ -186,7 +186,7 @@ export const configHashFile = "config.json.sha256"
 const sha256 = (bytes: Uint8Array): string => createHash("sha256").update(bytes).digest("hex")
 
 /** Record config.json's hash at the start of a run (atomically: a resume never reads half a hash). */
-const recordConfigHash = (dir: string) =>
+export const recordConfigHash = (dir: string) =>
   Effect.gen(function*() {
     const fileSystem = yield* FileSystem.FileSystem
     const bytes = yield* fileSystem.readFile(NodePath.join(dir, "config.json"))
@@ -201,6 +201,18 @@ export const configChanged = (dir: string): string | undefined => {
   const now = sha256(fs.readFileSync(NodePath.join(dir, "config.json")))
   return recorded === now ? undefined : `${NodePath.join(dir, "config.json")} changed since the run started (SHA-256 ${now.slice(0, 12)}…, recorded ${recorded.slice(0, 12)}… in ${configHashFile})`
 }
+
+/** Resume's first check: config.json as the run started — refused when it changed, unless `force` (warned, hash recorded anew). */
+export const requireConfigUnchanged = (dir: string, force: boolean) =>
+  Effect.gen(function*() {
+    const changed = configChanged(dir)
+    if (changed === undefined) return
+    if (!force) {
+      return yield* new RunNotResumable({ dir, message: `${changed}; the run would continue under a configuration it did not start with. Restore config.json, or resume with --force to continue anyway` })
+    }
+    yield* Console.error(`arpo: warning: ${changed}; continuing with the edited configuration (--force)`)
+    yield* recordConfigHash(dir)
+  })
 
 /** A checkpoint to resume from must be whole: state.json for this arm, seed and step, and readable weights. */
 const checkCheckpoint = (dir: string, path: string, arm: string, seed: number, step: number) =>
@@ -445,14 +457,7 @@ export const define = (spec: ExperimentSpec): Experiment => ({
         return yield* new RunNotResumable({ dir, message: `${dir} is a run of ${stored.experiment}, not ${spec.name}` })
       }
       // before anything is changed: config.json as the run started, and every checkpoint to resume from readable
-      const changed = configChanged(dir)
-      if (changed !== undefined) {
-        if (resumeOptions.force !== true) {
-          return yield* new RunNotResumable({ dir, message: `${changed}; the run would continue under a configuration it did not start with. Restore config.json, or resume with --force to continue anyway` })
-        }
-        yield* Console.error(`arpo: warning: ${changed}; continuing with the edited configuration (--force)`)
-        yield* recordConfigHash(dir)
-      }
+      yield* requireConfigUnchanged(dir, resumeOptions.force === true)
       const starts = new Map<string, number>()
       for (const { arm, seed } of order(arms, stored.seeds)) {
         const last = yield* lastCheckpoint(store, arm.name, seed)

@@ -5,7 +5,10 @@
  * colocated with the PyTorch trainer in one worker (no inference server; a weight sync is a version bump).
  * Profiles: `smoke` (alias `quick`; CPU, the tiny qwen2 fixture, a protocol cold start, 2 RL steps: proves
  * the plumbing in CI) and `gpu` (alias `full`; ARPO_SPEC §5.3's reasoning settings scaled to one GPU).
- * It does not resume runs (the embedded experiments do) and does not download checkpoints.
+ * Runs resume (`arpo resume <dir>`) as the embedded experiments' do: at each checkpoint step the trainer's weights,
+ * AdamW moments, optimizer step, policy version and torch RNG states go to checkpoints/<arm>.seed<k>.step-<n>/
+ * (atomically), then state.json marks it complete; a resumed arm reloads it and continues at step n + 1.
+ * It does not download checkpoints.
  */
 import { NodeServices } from "@effect/platform-node"
 import { Console, Context, Effect, Layer, Schema } from "effect"
@@ -42,7 +45,7 @@ import { builtinRegistries, settingsOf } from "../registries.ts"
 import { registryComponents } from "../resolve.ts"
 import { runArm } from "../../run/loop.ts"
 import { WeightSync } from "../../run/weightSync.ts"
-import { writeFileAtomic } from "../../io/atomic.ts"
+import { writeFileAtomic, writeJsonAtomic } from "../../io/atomic.ts"
 import { makeProgress } from "../../io/progress.ts"
 import { RunStore } from "../../io/RunStore.ts"
 import * as Arpo from "../../tasks/arpo.ts"
@@ -51,7 +54,16 @@ import type { TaskDefinition } from "../../tasks/Task.ts"
 import { type Toolbox, Toolbox as ToolboxService } from "../../tools/Toolbox.ts"
 import * as HfPytorch from "../../trainer/hfPytorch.ts"
 import { type PolicyTrainOptions, Trainer } from "../../trainer/Trainer.ts"
-import { conclusion, trainingCost } from "../define.ts"
+import {
+  checkpointName,
+  conclusion,
+  interruptedLines,
+  lastCheckpoint,
+  recordConfigHash,
+  requireConfigUnchanged,
+  RunNotResumable,
+  trainingCost
+} from "../define.ts"
 import type { Experiment, RunOptions } from "../Experiment.ts"
 
 const Int = (min: number) => Schema.Int.pipe(Schema.check(Schema.isGreaterThanOrEqualTo(min)))
@@ -318,22 +330,26 @@ const workerOptions = (c: RealModelConfig, hfModel: string, seed: number): HfPyt
  */
 export const colocated = (c: RealModelConfig, hfModel: string, tokenizer: Tokenizer, seed: number): Layer.Layer<Trainer | Engine, unknown, Events> =>
   Layer.effectContext(
-    Effect.gen(function*() {
-      const trainer = yield* HfPytorch.makeHf({
-        ...workerOptions(c, hfModel, seed),
-        adam: { ...defaultAdamW, lr: c.rl.lr, weightDecay: 0 },
-        train: trainOptionsOf(c)
-      })
-      const engine = yield* Torch.make(trainer.worker.session, {
-        tokenizer,
-        maxBatch: c.engine.maxBatch,
-        cacheTokens: c.engine.cacheTokens,
-        prefillTokens: c.engine.prefillTokens,
-        dtype: c.model.dtype
-      })
-      return Context.make(Trainer, trainer).pipe(Context.add(Engine, engine))
-    })
+    Effect.map(colocatedParts(c, hfModel, tokenizer, seed), ({ engine, trainer }) => Context.make(Trainer, trainer).pipe(Context.add(Engine, engine)))
   ).pipe(Layer.provide(NodeServices.layer))
+
+/** The colocated trainer and engine, and the engine's controls (a checkpoint drops its kept KV). */
+const colocatedParts = (c: RealModelConfig, hfModel: string, tokenizer: Tokenizer, seed: number) =>
+  Effect.gen(function*() {
+    const trainer = yield* HfPytorch.makeHf({
+      ...workerOptions(c, hfModel, seed),
+      adam: { ...defaultAdamW, lr: c.rl.lr, weightDecay: 0 },
+      train: trainOptionsOf(c)
+    })
+    const { engine, control } = yield* Torch.makeWithControl(trainer.worker.session, {
+      tokenizer,
+      maxBatch: c.engine.maxBatch,
+      cacheTokens: c.engine.cacheTokens,
+      prefillTokens: c.engine.prefillTokens,
+      dtype: c.model.dtype
+    })
+    return { trainer, engine, control }
+  })
 
 
 /** The model's tokenizer, listing the tools in the chat template when the call format needs it. */
@@ -436,7 +452,50 @@ export const coldStart = (c: RealModelConfig, seed: number, task: TaskDefinition
 // ---------------------------------------------------------------------------------------------------------------------
 // The run
 
-const runOne = (run: string, arm: ResolvedRealArm, seed: number, tasks: Map<string, TaskDefinition>) =>
+const stateFile = "state.json"
+
+/** The checkpoint directory of (arm, seed, step): the HF trainer's save (weights, optimizer, counters, RNG) + state.json. */
+const checkpointDir = (store: RunStore["Service"], arm: string, seed: number, step: number) => store.checkpointPath(checkpointName(arm, seed, step))
+
+/** A safetensors file whose header reads and whose data the file holds whole (a cheap check: the data is not read). */
+const safetensorsWhole = (file: string): string | undefined => {
+  const fd = fs.openSync(file, "r")
+  try {
+    const size = fs.fstatSync(fd).size
+    const len = Buffer.alloc(8)
+    if (size < 8 || fs.readSync(fd, len, 0, 8, 0) !== 8) return "shorter than its header"
+    const n = Number(len.readBigUInt64LE(0))
+    if (8 + n > size) return "header longer than the file"
+    const head = Buffer.alloc(n)
+    fs.readSync(fd, head, 0, n, 8)
+    const header = JSON.parse(head.toString("utf8")) as Record<string, { data_offsets?: [number, number] }>
+    const end = Object.entries(header).reduce((a, [k, t]) => (k === "__metadata__" ? a : Math.max(a, t.data_offsets?.[1] ?? 0)), 0)
+    return 8 + n + end > size ? `truncated (${size} bytes, the header needs ${8 + n + end})` : undefined
+  } catch (e) {
+    return `unreadable header (${(e as Error).message})`
+  } finally {
+    fs.closeSync(fd)
+  }
+}
+
+/** A checkpoint to resume from must be whole: state.json for this arm, seed and step, the trainer state, whole safetensors files. */
+const checkCheckpoint = (dir: string, path: string, arm: string, seed: number, step: number) =>
+  Effect.gen(function*() {
+    const bad = (why: string) =>
+      new RunNotResumable({ dir, message: `checkpoint ${path} is damaged (${why}); nothing was changed. Delete it to resume from the checkpoint before it` })
+    const read = (file: string) =>
+      Effect.try({ try: () => JSON.parse(fs.readFileSync(NodePath.join(path, file), "utf8")) as Record<string, unknown>, catch: (e) => bad(`${file}: ${(e as Error).message}`) })
+    const s = yield* read(stateFile)
+    if (s["arm"] !== arm || s["seed"] !== seed || s["step"] !== step) return yield* bad(`${stateFile} says arm ${String(s["arm"])} seed ${String(s["seed"])} step ${String(s["step"])}`)
+    yield* read("arpo_trainer_state.json")
+    for (const f of fs.readdirSync(path).filter((f) => f.endsWith(".safetensors")).sort()) {
+      const why = safetensorsWhole(NodePath.join(path, f))
+      if (why !== undefined) return yield* bad(`${f}: ${why}`)
+    }
+  })
+
+/** Run (or continue from step `from`: checkpoint `from − 1` reloaded) one arm and seed. */
+const runOne = (run: string, arm: ResolvedRealArm, seed: number, from: number, tasks: Map<string, TaskDefinition>) =>
   Effect.gen(function*() {
     const c = arm.config
     const store = yield* RunStore
@@ -447,48 +506,111 @@ const runOne = (run: string, arm: ResolvedRealArm, seed: number, tasks: Map<stri
     const toolbox = Arpo.toolboxLocal(taskConfig)
     const tokenizer = yield* tokenizerOf(c)
     const coldStarted = performance.now()
+    // a resumed arm needs it too: the worker starts from it (a LoRA run's base), then loads the checkpoint
     const cold = yield* coldStart(c, seed, task, toolbox, tokenizer)
     const coldMs = cold.cached || cold.steps === 0 ? 0 : performance.now() - coldStarted
     const started = performance.now()
+    const held: { control?: Torch.TorchEngineControl } = {}
     const services = Layer.unwrap(Effect.gen(function*() {
-      const both = yield* Layer.build(colocated(c, cold.dir, tokenizer, seed))
-      const engine = Layer.succeed(Engine, Context.get(both, Engine))
+      const parts = yield* colocatedParts(c, cold.dir, tokenizer, seed).pipe(Effect.provide(NodeServices.layer))
+      held.control = parts.control
+      const engine = Layer.succeed(Engine, parts.engine)
       // WeightSync negotiates the format (the trainer's in-worker handle) and loads it after every step
       return WeightSync.layer.pipe(Layer.provideMerge(Layer.mergeAll(
         samplerFor(c, arm.sampler).pipe(Layer.provideMerge(Layer.mergeAll(engine, toolbox))),
         registryComponents(builtinRegistries).estimator(loopConfig(c)),
-        Layer.succeed(Trainer, Context.get(both, Trainer)),
+        Layer.succeed(Trainer, parts.trainer),
         Evaluator.layer({ task, settings: c.eval, rollout: { ...c.rollout, name: "global" }, engine, toolbox })
       )))
     }))
     const progress = yield* makeProgress({ label: `${arm.name} seed ${seed}`, total: c.rl.steps })
     yield* Effect.gen(function*() {
       const trainer = yield* Trainer
+      if (from > 0) {
+        yield* trainer.load(checkpointDir(store, arm.name, seed, from - 1))
+        // the checkpoint's weights to the engine; no event (a run continued equals one run straight through)
+        yield* (yield* WeightSync).sync(yield* trainer.weights(), { emit: false })
+      }
+      const checkpoint = (step: number) =>
+        Effect.gen(function*() {
+          const dir = checkpointDir(store, arm.name, seed, step)
+          // the worker writes the directory atomically (a temp sibling renamed into place)
+          yield* trainer.save(dir)
+          // the engine's kept KV goes too: a resumed run starts with none, so must the run that continues
+          if (held.control !== undefined) yield* held.control.release
+          yield* store.syncEvents
+          // state.json is written last: a checkpoint directory without it is incomplete and ignored
+          yield* writeJsonAtomic(NodePath.join(dir, stateFile), { arm: arm.name, seed, step, policyVersion: yield* trainer.policyVersion }).pipe(
+            Effect.provide(NodeServices.layer)
+          )
+        })
       yield* runArm({
         run,
         arm: arm.name,
         seed,
         config: loopConfig(c),
         task,
-        from: 0,
+        from,
         coldStart: { steps: cold.steps, finalLoss: cold.finalLoss },
         progress,
-        ...(c.checkpointEvery > 0
-          ? {
-            checkpoint: (step: number) =>
-              Effect.gen(function*() {
-                if (step % c.checkpointEvery !== 0 && step !== c.rl.steps) return
-                yield* trainer.save(store.checkpointPath(`${arm.name}.seed${seed}.step-${String(step).padStart(6, "0")}`))
-              })
-          }
-          : {})
+        ...(c.checkpointEvery > 0 ? { checkpoint } : {})
       })
     }).pipe(Effect.provide(services), Effect.scoped)
     const wallMs = performance.now() - started
-    yield* progress.finish(`${arm.name} seed ${seed}: ${c.rl.steps} RL steps in ${(wallMs / 1000).toFixed(1)} s`)
+    yield* progress.finish(`${arm.name} seed ${seed}: RL steps ${from}…${c.rl.steps} in ${(wallMs / 1000).toFixed(1)} s`)
     yield* emit({ _tag: "metric", name: "arm.wallMs", value: wallMs }).pipe(withScope({ run, arm: arm.name, seed, step: c.rl.steps }))
     // the cold start is shared by the arms: its time is recorded once, by the arm that trained it (0 from the cache)
     yield* emit({ _tag: "metric", name: "coldStart.wallMs", value: coldMs }).pipe(withScope({ run, arm: arm.name, seed, step: c.rl.steps }))
+  })
+
+/** Seeds × arms in order (seed-major), each from its start step (0, or one past its last checkpoint); then the reports. */
+const execute = (arms: ReadonlyArray<ResolvedRealArm>, seeds: ReadonlyArray<number>, starts: ReadonlyMap<string, number>) =>
+  Effect.gen(function*() {
+    const store = yield* RunStore
+    const run = NodePath.basename(store.paths.dir)
+    const tasks = new Map<string, TaskDefinition>()
+    yield* Effect.gen(function*() {
+      for (const seed of seeds) {
+        for (const arm of arms) {
+          const from = starts.get(`${arm.name}/${seed}`) ?? 0
+          if (from <= arm.config.rl.steps) yield* runOne(run, arm, seed, from, tasks)
+        }
+      }
+    }).pipe(Effect.onInterrupt(() => Effect.forEach(interruptedLines(store.paths.dir), (line) => Console.error(line), { discard: true })))
+    const written = yield* writeReports
+    const log = yield* store.readEvents
+    const wall = new Map<string, number>([["", 0]])
+    for (const { stamp, event } of log.events) {
+      if (event._tag === "metric" && event.name === "arm.wallMs") wall.set(stamp.arm, event.value)
+      if (event._tag === "metric" && event.name === "coldStart.wallMs") wall.set("", wall.get("")! + event.value)
+    }
+    for (const line of conclusion(written.summary, store.paths.dir, wall, trainingCost(log.events))) yield* Console.log(line)
+    return store.paths.dir
+  }).pipe(Effect.provide(RunStore.eventsLayer))
+
+/** What config.json holds for a real-model run. */
+interface StoredRealRun {
+  readonly experiment: string
+  readonly seeds: ReadonlyArray<number>
+  readonly arms: ReadonlyArray<{ readonly name: string; readonly sampler: string; readonly config: unknown }>
+}
+
+/** The arms of a run directory's config.json, each config decoded again (a hand-edited one is refused by key). */
+const readStored = (dir: string, config: unknown) =>
+  Effect.gen(function*() {
+    const stored = config as StoredRealRun
+    if (typeof stored !== "object" || stored === null || !Array.isArray(stored.arms) || !Array.isArray(stored.seeds)) {
+      return yield* new RunNotResumable({ dir, message: `${dir}/config.json does not describe a real-model run (no arms or seeds)` })
+    }
+    if (stored.experiment !== "real-model") return yield* new RunNotResumable({ dir, message: `${dir} is a run of ${String(stored.experiment)}, not real-model` })
+    const arms: Array<ResolvedRealArm> = []
+    for (const a of stored.arms) {
+      const decoded = yield* Schema.decodeUnknownEffect(RealModelConfig)(a.config, { errors: "all", onExcessProperty: "error" }).pipe(
+        Effect.mapError((e) => new ConfigInvalid({ key: "", message: `${dir}/config.json arm ${a.name}: invalid config: ${e.message}` }))
+      )
+      arms.push({ name: a.name, sampler: a.sampler, config: decoded })
+    }
+    return { seeds: stored.seeds, arms }
   })
 
 /** The CLI experiment. */
@@ -511,23 +633,36 @@ export const realModel: Experiment = {
         sweep: options.sweep,
         arms: resolved.map((a) => ({ name: a.name, sampler: a.sampler, config: Schema.encodeSync(RealModelConfig)(a.config) }))
       }
-      return yield* Effect.gen(function*() {
-        const store = yield* RunStore
-        const run = NodePath.basename(store.paths.dir)
-        const tasks = new Map<string, TaskDefinition>()
-        for (const seed of seeds) for (const arm of resolved) yield* runOne(run, arm, seed, tasks)
-        const written = yield* writeReports
-        const log = yield* store.readEvents
-        const wall = new Map<string, number>([["", 0]])
-        for (const { stamp, event } of log.events) {
-          if (event._tag === "metric" && event.name === "arm.wallMs") wall.set(stamp.arm, event.value)
-          if (event._tag === "metric" && event.name === "coldStart.wallMs") wall.set("", wall.get("")! + event.value)
-        }
-        for (const line of conclusion(written.summary, store.paths.dir, wall, trainingCost(log.events))) yield* Console.log(line)
-        return store.paths.dir
-      }).pipe(
-        Effect.provide(RunStore.eventsLayer),
+      return yield* Effect.andThen(RunStore.use((store) => recordConfigHash(store.paths.dir)), execute(resolved, seeds, new Map())).pipe(
         Effect.provide(RunStore.layerCreate({ root: options.out, experiment: "real-model", config: stored as never }))
       )
-    })
+    }),
+  resume: (dir, resumeOptions = {}) =>
+    Effect.gen(function*() {
+      const store = yield* RunStore
+      const { seeds, arms: resolved } = yield* readStored(dir, yield* store.readConfig)
+      // before anything is changed: config.json as the run started, and every checkpoint to resume from whole
+      yield* requireConfigUnchanged(dir, resumeOptions.force === true)
+      const starts = new Map<string, number>()
+      for (const seed of seeds) {
+        for (const arm of resolved) {
+          const last = yield* lastCheckpoint(store, arm.name, seed)
+          if (last >= 0) yield* checkCheckpoint(dir, checkpointDir(store, arm.name, seed, last), arm.name, seed, last)
+          starts.set(`${arm.name}/${seed}`, last + 1)
+        }
+      }
+      for (const seed of seeds) {
+        for (const arm of resolved) {
+          const last = starts.get(`${arm.name}/${seed}`)! - 1
+          // events after the checkpoint are recomputed: drop them so nothing is recorded twice
+          if (last < arm.config.rl.steps) yield* store.truncateAfterStep(last, { arm: arm.name, seed })
+        }
+      }
+      // a save the kill cut short left a hidden temp directory (never a checkpoint): its space is freed
+      const checkpoints = NodePath.join(dir, "checkpoints")
+      if (fs.existsSync(checkpoints)) {
+        for (const f of fs.readdirSync(checkpoints)) if (/^\..*\.tmp-\d+-\d+$/.test(f)) fs.rmSync(NodePath.join(checkpoints, f), { recursive: true, force: true })
+      }
+      return yield* execute(resolved, seeds, starts)
+    }).pipe(Effect.provide(RunStore.layerOpen(dir)))
 }
