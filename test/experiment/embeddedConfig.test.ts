@@ -4,7 +4,8 @@
  * config with their defaults, `--set` changes them, a misspelt key is still a ConfigInvalid naming the
  * component's keys, and a tiny ARPO run sampled on 2 threads records the same events as on 1 thread
  * (tokens, rewards, losses, metrics; only the split of engine.call's context tokens into computed and
- * reused may differ, since a prefix held by one thread is recomputed by the other).
+ * reused may differ, since a prefix held by one thread is recomputed by the other); one trained on
+ * packed trees records the unpacked run's events up to float rounding.
  */
 import { Effect, Exit } from "effect"
 import * as fs from "node:fs"
@@ -67,5 +68,22 @@ describe("embedded speed settings in the run config", () => {
     expect(a.length).toBeGreaterThan(10)
     expect(a.filter((e) => (e as { event: { _tag: string } }).event._tag === "engine.call").length).toBeGreaterThan(0)
     expect(b).toEqual(a)
+  }, 240_000)
+
+  it("a tiny ARPO run with trainer.treePacking = true trains on packed trees: the same events up to float rounding", async () => {
+    const options = (out: string, set: Record<string, string>) => ({ profile: "quick" as const, seeds: undefined, set: { "rl.steps": "1", "sft.steps": "20", ...set }, sweep: {}, out })
+    const plain = await comparableEvents(await run(define(arpoOnly()).run(options(tempDir("arpo-runs-"), {}))))
+    const packed = await comparableEvents(await run(define(arpoOnly()).run(options(tempDir("arpo-runs-"), { "trainer.treePacking": "true" }))))
+    expect(packed.length).toBe(plain.length)
+    // walks both events: equal structure, strings and integers; other numbers within float rounding
+    const close = (a: unknown, b: unknown, where: string): void => {
+      if (typeof a === "number" && typeof b === "number" && !(Number.isInteger(a) && Number.isInteger(b))) {
+        if (Math.abs(a - b) > 1e-5 + 1e-4 * Math.abs(a)) throw new Error(`${where}: ${a} vs ${b}`)
+      } else if (typeof a === "object" && a !== null && typeof b === "object" && b !== null) {
+        expect(Object.keys(b).sort()).toEqual(Object.keys(a).sort())
+        for (const k of Object.keys(a)) close((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], `${where}.${k}`)
+      } else expect(b, where).toEqual(a)
+    }
+    plain.forEach((e, i) => close(e, packed[i], `event ${i}`))
   }, 240_000)
 })
