@@ -3,17 +3,29 @@
  * torch tier, skipped with a printed reason where `import torch` fails — the smoke profile end to end on the
  * qwen2-tiny fixture: a protocol cold start, then GRPO, ARPO and AEPO with the torch engine colocated with the
  * PyTorch trainer, a report with reward, ΔH and tool-call figures for every arm, and ARPO branching on exact
- * entropies after real tool results.
+ * entropies after real tool results; and that run (3 RL steps, a checkpoint at each) killed with SIGKILL in a child
+ * process right after arm aepo's step-2 checkpoint, continued with `arpo resume`, ends with the same events
+ * (wall-clock `…Ms` fields aside, concurrent tool calls' events in one order) and the same checkpoint bytes: grpo and
+ * arpo kept as they were, aepo's step 3 trained from the reloaded weights, nonzero AdamW moments, optimizer step,
+ * policy version and RNG state. An evaluation right before that checkpoint, so the engine's kept KV is at stake too. A damaged
+ * checkpoint is refused and a cut-short save's temp directory removed before anything changes.
  */
-import { spawnSync } from "node:child_process"
+import { NodeServices } from "@effect/platform-node"
+import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
-import { Effect } from "effect"
+import { fileURLToPath } from "node:url"
+import { Effect, Layer } from "effect"
+import { TestConsole } from "effect/testing"
 import { beforeAll, describe, expect, it } from "vitest"
+import { cliWith } from "../../src/cli/app.ts"
+import { Experiments, registry } from "../../src/cli/experiments.ts"
 import * as Torch from "../../src/engine/torch.ts"
 import { realModel, resolve, smokeModel } from "../../src/experiment/catalog/realModel.ts"
 import { readEventsFile } from "../../src/io/RunStore.ts"
-import { run, tempDir } from "../run/tiny.ts"
+import { comparableEvents, run, tempDir } from "../run/tiny.ts"
+
+const repoRoot = NodePath.resolve(NodePath.dirname(fileURLToPath(import.meta.url)), "../..")
 
 const python = Torch.defaultPython()
 const torchProbe = spawnSync(python, ["-c", "import torch"], { encoding: "utf8", timeout: 60_000 })
@@ -42,17 +54,24 @@ describe("real-model config", () => {
   })
 })
 
+// the smoke profile with a third RL step and a checkpoint at every step (what the resume test needs: aepo's step 2 is
+// the first with rewards that vary, so its checkpoint carries nonzero AdamW moments into step 3; evaluations at
+// steps 0, 2 and 3, so an evaluation's kept KV precedes that checkpoint)
+const smokeSet: Record<string, string> = { "model.path": smokeModel, "rl.steps": "3", checkpointEvery: "1" }
+let smokeDir: string | undefined
+
 describe.skipIf(!torchOk)("real-model smoke (torch tier)", () => {
   it("runs GRPO, ARPO and AEPO on qwen2-tiny with the colocated torch engine and reports every arm", async () => {
     const out = tempDir("arpo-runs-")
-    const dir = await run(realModel.run({ profile: "quick", seeds: undefined, set: { "model.path": smokeModel }, sweep: {}, out }))
+    const dir = await run(realModel.run({ profile: "quick", seeds: undefined, set: smokeSet, sweep: {}, out }))
+    smokeDir = dir
     for (const f of ["report.md", "report.html", "summary.json", "config.json"]) expect(fs.existsSync(NodePath.join(dir, f))).toBe(true)
     const log = await run(readEventsFile(NodePath.join(dir, "events.jsonl")))
     const of = (arm: string, tag: string) => log.events.filter((e) => e.stamp.arm === arm && e.event._tag === tag).map((e) => e.event as Record<string, unknown>)
     for (const arm of ["grpo", "arpo", "aepo"]) {
-      expect(of(arm, "reward.batch").length).toBe(2)
+      expect(of(arm, "reward.batch").length).toBe(3)
       expect(of(arm, "train.step").length).toBeGreaterThan(0)
-      expect(of(arm, "eval").length).toBe(2)
+      expect(of(arm, "eval").length).toBe(3)
       // the torch engine served the rollouts and reported its prefix reuse
       const calls = of(arm, "engine.call")
       expect(calls.length).toBeGreaterThan(0)
@@ -68,4 +87,93 @@ describe.skipIf(!torchOk)("real-model smoke (torch tier)", () => {
     expect(branches.every((b) => Number.isFinite(b["deltaH"] as number) && (b["hInitial"] as number) > 0)).toBe(true)
     expect(of("grpo", "rollout.branch").length).toBe(0)
   }, 1_200_000) // about a minute of CPU; machines shared by many jobs run it several times slower
+
+  it("a run killed with SIGKILL after a checkpoint resumes (arpo resume) to the uninterrupted run's events", async () => {
+    // the smoke run above is the uninterrupted run (the cold start is cached by now)
+    const baseline = smokeDir
+    if (baseline === undefined) throw new Error("the smoke run above failed: no uninterrupted run to compare with")
+    const out = tempDir("arpo-runs-")
+    const child = spawn(process.execPath, ["--import", "tsx", NodePath.join(repoRoot, "test/experiment/realModelMain.ts"), out, JSON.stringify(smokeSet)], {
+      cwd: repoRoot,
+      env: process.env,
+      stdio: "ignore"
+    })
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on("exit", (_code, signal) => resolve(signal)))
+    const runDir = () => {
+      const parent = NodePath.join(out, "real-model")
+      const names = fs.existsSync(parent) ? fs.readdirSync(parent) : []
+      return names.length === 0 ? undefined : NodePath.join(parent, names[0]!)
+    }
+    const ck = (dir: string, arm: string, step: number) => NodePath.join(dir, "checkpoints", `${arm}.seed1.step-00000${step}`)
+    const marker = () => {
+      const d = runDir()
+      return d !== undefined && fs.existsSync(NodePath.join(ck(d, "aepo", 2), "state.json"))
+    }
+    const deadline = Date.now() + 600_000
+    while (!marker() && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 20))
+    child.kill("SIGKILL")
+    expect(await exited).toBe("SIGKILL")
+    const dir = runDir()!
+    expect(marker()).toBe(true)
+    expect(fs.existsSync(NodePath.join(dir, "summary.json"))).toBe(false)
+    // the checkpoint: weights, AdamW moments, optimizer step and policy version, torch's RNG state; aepo's step 2
+    // trained on rewards that vary, so the moments it carries into step 3 are not zero
+    const state = JSON.parse(fs.readFileSync(NodePath.join(ck(dir, "aepo", 2), "arpo_trainer_state.json"), "utf8"))
+    expect(state).toMatchObject({ kind: "hf", policyVersion: 2, step: 2 })
+    expect(typeof state.rng.cpu).toBe("string")
+    for (const f of ["model.safetensors", "optimizer.safetensors", "config.json"]) expect(fs.existsSync(NodePath.join(ck(dir, "aepo", 2), f))).toBe(true)
+    const log = await run(readEventsFile(NodePath.join(baseline, "events.jsonl")))
+    const aepo2 = log.events.find((e) => e.stamp.arm === "aepo" && e.stamp.step === 2 && e.event._tag === "train.step")!.event as { gradNorm: number }
+    expect(aepo2.gradNorm).toBeGreaterThan(0)
+
+    // a save cut short (a hidden temp directory) and a damaged checkpoint in a copy: refused before anything changes
+    const copy = NodePath.join(tempDir("arpo-copy-"), "real-model", NodePath.basename(dir))
+    fs.cpSync(dir, copy, { recursive: true })
+    const weights = NodePath.join(ck(copy, "aepo", 2), "model.safetensors")
+    fs.truncateSync(weights, fs.statSync(weights).size - 64)
+    const events = fs.readFileSync(NodePath.join(copy, "events.jsonl"))
+    const refused = await run(Effect.flip(realModel.resume!(copy)))
+    expect((refused as Error).message).toMatch(/aepo\.seed1\.step-000002 is damaged \(model\.safetensors: truncated/)
+    expect(fs.readFileSync(NodePath.join(copy, "events.jsonl")).equals(events)).toBe(true)
+    const stale = NodePath.join(dir, "checkpoints", ".aepo.seed1.step-000003.tmp-1-2")
+    fs.mkdirSync(stale)
+
+    await cli(["resume", dir])
+    expect(fs.existsSync(stale)).toBe(false)
+    const resumed = await comparableEvents(dir)
+    const straight = await comparableEvents(baseline)
+    expect(straight.length).toBeGreaterThan(100)
+    expect(inToolOrder(resumed)).toEqual(inToolOrder(straight))
+    // every checkpoint, aepo's step 3 (trained from the reloaded one) included: the same weights, moments and counters
+    const names = fs.readdirSync(NodePath.join(baseline, "checkpoints")).sort()
+    expect(names.length).toBe(9)
+    expect(fs.readdirSync(NodePath.join(dir, "checkpoints")).sort()).toEqual(names)
+    for (const name of names) {
+      for (const f of ["model.safetensors", "optimizer.safetensors", "arpo_trainer_state.json"]) {
+        const same = fs.readFileSync(NodePath.join(dir, "checkpoints", name, f)).equals(fs.readFileSync(NodePath.join(baseline, "checkpoints", name, f)))
+        expect(same, `${name}/${f}`).toBe(true)
+      }
+    }
+  }, 900_000)
 })
+
+const cli = (args: ReadonlyArray<string>) =>
+  run(cliWith(args).pipe(Effect.provideService(Experiments, registry([realModel])), Effect.provide(Layer.mergeAll(NodeServices.layer, TestConsole.layer))))
+
+/**
+ * Concurrent tool calls (one round's calls run at once) emit their `tool.call` events in the order they finish, which
+ * is timing, not computation: within each run of consecutive `tool.call` events the bodies are put in one order.
+ */
+const inToolOrder = (events: ReadonlyArray<unknown>): ReadonlyArray<unknown> => {
+  const out = [...events] as Array<{ stamp: unknown; event: { _tag: string } }>
+  for (let i = 0; i < out.length;) {
+    let j = i
+    while (j < out.length && out[j]!.event._tag === "tool.call") j++
+    if (j > i) {
+      const bodies = out.slice(i, j).map((e) => e.event).sort((a, b) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1))
+      bodies.forEach((b, k) => (out[i + k] = { ...out[i + k]!, event: b }))
+    }
+    i = j + 1
+  }
+  return out
+}
