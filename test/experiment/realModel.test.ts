@@ -3,8 +3,8 @@
  * torch tier, skipped with a printed reason where `import torch` fails — the smoke profile end to end on the
  * qwen2-tiny fixture: a protocol cold start, then GRPO, ARPO and AEPO with the torch engine colocated with the
  * PyTorch trainer, a report with reward, ΔH and tool-call figures for every arm, and ARPO branching on exact
- * entropies after real tool results; and that run (3 RL steps, a checkpoint at each) killed with SIGKILL in a child
- * process right after arm aepo's step-2 checkpoint, continued with `arpo resume`, ends with the same events
+ * entropies after real tool results; and that run (3 RL steps, a checkpoint at each) with arm aepo killed by SIGKILL
+ * (an `arpo resume` child process) right after its step-2 checkpoint, continued with `arpo resume`, ends with the same events
  * (wall-clock `…Ms` fields aside, concurrent tool calls' events in one order) and the same checkpoint bytes: grpo and
  * arpo kept as they were, aepo's step 3 trained from the reloaded weights, nonzero AdamW moments, optimizer step,
  * policy version and RNG state. An evaluation right before that checkpoint, so the engine's kept KV is at stake too. A damaged
@@ -89,31 +89,27 @@ describe.skipIf(!torchOk)("real-model smoke (torch tier)", () => {
   }, 1_200_000) // about a minute of CPU; machines shared by many jobs run it several times slower
 
   it("a run killed with SIGKILL after a checkpoint resumes (arpo resume) to the uninterrupted run's events", async () => {
-    // the smoke run above is the uninterrupted run (the cold start is cached by now)
+    // the smoke run above is the uninterrupted run (the cold start is cached by now). To spend CPU on one arm only,
+    // the process killed is `arpo resume` on a copy of it with aepo not yet run (its checkpoints removed, so its
+    // events are dropped and it runs from step 0): grpo and arpo finished, aepo killed mid-way, then resumed again
     const baseline = smokeDir
     if (baseline === undefined) throw new Error("the smoke run above failed: no uninterrupted run to compare with")
-    const out = tempDir("arpo-runs-")
-    const child = spawn(process.execPath, ["--import", "tsx", NodePath.join(repoRoot, "test/experiment/realModelMain.ts"), out, JSON.stringify(smokeSet)], {
+    const dir = NodePath.join(tempDir("arpo-runs-"), "real-model", NodePath.basename(baseline))
+    fs.cpSync(baseline, dir, { recursive: true })
+    for (const f of fs.readdirSync(NodePath.join(dir, "checkpoints"))) if (f.startsWith("aepo.")) fs.rmSync(NodePath.join(dir, "checkpoints", f), { recursive: true })
+    for (const f of ["summary.json", "report.md", "report.html"]) fs.rmSync(NodePath.join(dir, f))
+    const child = spawn(process.execPath, ["--conditions=development", "--import", "tsx", NodePath.join(repoRoot, "src/cli/main.ts"), "resume", dir], {
       cwd: repoRoot,
       env: process.env,
       stdio: "ignore"
     })
     const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on("exit", (_code, signal) => resolve(signal)))
-    const runDir = () => {
-      const parent = NodePath.join(out, "real-model")
-      const names = fs.existsSync(parent) ? fs.readdirSync(parent) : []
-      return names.length === 0 ? undefined : NodePath.join(parent, names[0]!)
-    }
     const ck = (dir: string, arm: string, step: number) => NodePath.join(dir, "checkpoints", `${arm}.seed1.step-00000${step}`)
-    const marker = () => {
-      const d = runDir()
-      return d !== undefined && fs.existsSync(NodePath.join(ck(d, "aepo", 2), "state.json"))
-    }
+    const marker = () => fs.existsSync(NodePath.join(ck(dir, "aepo", 2), "state.json"))
     const deadline = Date.now() + 600_000
     while (!marker() && Date.now() < deadline && child.exitCode === null) await new Promise((r) => setTimeout(r, 20))
     child.kill("SIGKILL")
     expect(await exited).toBe("SIGKILL")
-    const dir = runDir()!
     expect(marker()).toBe(true)
     expect(fs.existsSync(NodePath.join(dir, "summary.json"))).toBe(false)
     // the checkpoint: weights, AdamW moments, optimizer step and policy version, torch's RNG state; aepo's step 2
@@ -143,7 +139,7 @@ describe.skipIf(!torchOk)("real-model smoke (torch tier)", () => {
     const resumed = await comparableEvents(dir)
     const straight = await comparableEvents(baseline)
     expect(straight.length).toBeGreaterThan(100)
-    expect(inToolOrder(resumed)).toEqual(inToolOrder(straight))
+    expect(normalized(resumed)).toEqual(normalized(straight))
     // every checkpoint, aepo's step 3 (trained from the reloaded one) included: the same weights, moments and counters
     const names = fs.readdirSync(NodePath.join(baseline, "checkpoints")).sort()
     expect(names.length).toBe(9)
@@ -161,11 +157,15 @@ const cli = (args: ReadonlyArray<string>) =>
   run(cliWith(args).pipe(Effect.provideService(Experiments, registry([realModel])), Effect.provide(Layer.mergeAll(NodeServices.layer, TestConsole.layer))))
 
 /**
- * Concurrent tool calls (one round's calls run at once) emit their `tool.call` events in the order they finish, which
- * is timing, not computation: within each run of consecutive `tool.call` events the bodies are put in one order.
+ * Two things that are no computation: concurrent tool calls (one round's calls run at once) emit their `tool.call`
+ * events in the order they finish (timing), so within each run of consecutive `tool.call` events the bodies are put
+ * in one order; and a checkpoint event's path is cut to `checkpoints/<name>` (the copied run's grpo and arpo events
+ * name the directory they were written in).
  */
-const inToolOrder = (events: ReadonlyArray<unknown>): ReadonlyArray<unknown> => {
-  const out = [...events] as Array<{ stamp: unknown; event: { _tag: string } }>
+const normalized = (events: ReadonlyArray<unknown>): ReadonlyArray<unknown> => {
+  const out = (events as ReadonlyArray<{ stamp: unknown; event: { _tag: string; path?: string } }>).map((e) =>
+    e.event._tag === "checkpoint" && e.event.path !== undefined ? { ...e, event: { ...e.event, path: e.event.path.slice(e.event.path.indexOf("checkpoints/")) } } : e
+  )
   for (let i = 0; i < out.length;) {
     let j = i
     while (j < out.length && out[j]!.event._tag === "tool.call") j++
