@@ -160,7 +160,9 @@ export const RealModelConfig = Schema.Struct({
   eval: EvalSettings,
   engine: EngineSettings,
   /** save the trainer's checkpoint every this many RL steps and at the last (0: never) */
-  checkpointEvery: Int(0)
+  checkpointEvery: Int(0),
+  /** checkpoints kept per arm and seed, the newest (0: all); a full fine-tuning checkpoint is 12 bytes per parameter */
+  checkpointKeep: Int(0)
 })
 export type RealModelConfig = typeof RealModelConfig.Type
 export type RealModelConfigJson = typeof RealModelConfig.Encoded
@@ -202,7 +204,8 @@ export const defaultConfig: RealModelConfigJson = {
   },
   eval: { every: 25, questions: 180, k: 1, maxResponseTokens: 4096 },
   engine: { maxBatch: 256, cacheTokens: 1 << 21, prefillTokens: 16_384 },
-  checkpointEvery: 25
+  checkpointEvery: 25,
+  checkpointKeep: 0
 }
 
 type Patch = { readonly [K in keyof RealModelConfigJson]?: Partial<RealModelConfigJson[K]> }
@@ -236,7 +239,8 @@ export const gpuProfile: Patch = {
   rollout: { budget: 16, initial: 8, callLimit: 3, maxResponseTokens: 4096, window: 20, alpha: 0.5, beta: 0.2, branchFactor: 1 },
   eval: { every: 25, questions: 180, k: 1, maxResponseTokens: 4096 },
   engine: { maxBatch: 256, cacheTokens: 1 << 21, prefillTokens: 16_384 },
-  checkpointEvery: 25
+  checkpointEvery: 25,
+  checkpointKeep: 2
 }
 
 export interface RealArm {
@@ -459,7 +463,12 @@ const checkpointDir = (store: RunStore["Service"], arm: string, seed: number, st
 
 /** A safetensors file whose header reads and whose data the file holds whole (a cheap check: the data is not read). */
 const safetensorsWhole = (file: string): string | undefined => {
-  const fd = fs.openSync(file, "r")
+  let fd: number
+  try {
+    fd = fs.openSync(file, "r")
+  } catch (e) {
+    return `unreadable (${(e as Error).message})`
+  }
   try {
     const size = fs.fstatSync(fd).size
     const len = Buffer.alloc(8)
@@ -543,6 +552,14 @@ const runOne = (run: string, arm: ResolvedRealArm, seed: number, from: number, t
           yield* writeJsonAtomic(NodePath.join(dir, stateFile), { arm: arm.name, seed, step, policyVersion: yield* trainer.policyVersion }).pipe(
             Effect.provide(NodeServices.layer)
           )
+          // older checkpoints beyond checkpointKeep go once this one is complete (a resume needs only the newest)
+          if (c.checkpointKeep > 0) {
+            const prefix = `${arm.name}.seed${seed}.step-`
+            const older = (yield* store.listCheckpoints).filter((n) => n.startsWith(prefix) && Number(n.slice(prefix.length)) < step)
+            for (const n of older.slice(0, Math.max(0, older.length - (c.checkpointKeep - 1)))) {
+              yield* Effect.sync(() => fs.rmSync(store.checkpointPath(n), { recursive: true, force: true }))
+            }
+          }
         })
       yield* runArm({
         run,
