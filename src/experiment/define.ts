@@ -415,6 +415,27 @@ const registeredNames = (r: Registrations): Record<string, ReadonlyArray<string>
 
 const encodeArm = (arm: ResolvedArm) => ({ name: arm.name, sampler: arm.sampler, config: Schema.encodeSync(RunConfigSchema)(arm.config) })
 
+/**
+ * What a run directory's config.json records of an experiment run: experiment, profile, seeds, the CLI's
+ * `--set`/`--sweep`, every resolved arm's encoded config, the experiment file and its registrations (so
+ * resume / eval / report can rebuild it). Shared by `define` and the catalog studies with their own loops.
+ */
+export const storedRunOf = (
+  spec: ExperimentSpec,
+  options: RunOptions,
+  arms: ReadonlyArray<ResolvedArm>,
+  seeds: ReadonlyArray<number>
+): StoredRun => ({
+  experiment: spec.name,
+  profile: options.profile,
+  seeds,
+  set: options.set,
+  sweep: options.sweep,
+  arms: arms.map(encodeArm),
+  ...(options.source !== undefined ? { source: options.source } : {}),
+  ...(spec.register !== undefined ? { registered: registeredNames(spec.register) } : {})
+})
+
 /** A profile in words: its seeds and its config changes as dotted key=value pairs. */
 export const profileInfo = (p: Profile): { readonly seeds: ReadonlyArray<number>; readonly changes: string } => {
   const pairs: Array<string> = []
@@ -435,16 +456,7 @@ export const define = (spec: ExperimentSpec): Experiment => ({
     Effect.gen(function*() {
       const arms = yield* resolveArms(spec, options)
       const seeds = options.seeds ?? spec.profiles[options.profile].seeds
-      const stored: StoredRun = {
-        experiment: spec.name,
-        profile: options.profile,
-        seeds,
-        set: options.set,
-        sweep: options.sweep,
-        arms: arms.map(encodeArm),
-        ...(options.source !== undefined ? { source: options.source } : {}),
-        ...(spec.register !== undefined ? { registered: registeredNames(spec.register) } : {})
-      }
+      const stored = storedRunOf(spec, options, arms, seeds)
       return yield* Effect.andThen(RunStore.use((store) => recordConfigHash(store.paths.dir)), execute(spec, arms, seeds, new Map())).pipe(
         Effect.provide(RunStore.layerCreate({ root: options.out, experiment: spec.name, config: stored }))
       )

@@ -12,7 +12,7 @@
  * It does not change the samplers: the ΔH the samplers decide on is still the runner's paper form.
  */
 import { serving } from "../../run/weightSync.ts"
-import { Console, Effect, Layer, Schema } from "effect"
+import { Console, Effect, Layer } from "effect"
 import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import { deltaHOf, initialWindow, profileOf, resultWindows, type WindowForm, windowForms, windowValue } from "../../core/deltaH.ts"
@@ -32,7 +32,7 @@ import { runRollout } from "../../rollout/runner.ts"
 import { Toolbox } from "../../tools/Toolbox.ts"
 import { Sampler } from "../../rollout/Sampler.ts"
 import { writeFileAtomic, writeJsonAtomic } from "../../io/atomic.ts"
-import { mergePatch, RunConfig as RunConfigSchema, type RunConfigJson, stableJson } from "../../run/config.ts"
+import { mergePatch, type RunConfigJson, stableJson } from "../../run/config.ts"
 import { builtinRegistries } from "../registries.ts"
 import { type Components, registryComponents } from "../resolve.ts"
 import { batchFigures, promptIndices, rewardEvent, scoreTree } from "../../run/loop.ts"
@@ -43,7 +43,7 @@ import { createHash } from "node:crypto"
 import type { PremiseTask, ResultOutcome } from "../../tasks/premiseCommon.ts"
 import type { TaskDefinition } from "../../tasks/Task.ts"
 import type { Experiment, RunOptions } from "../Experiment.ts"
-import { type ArmSpec, checkpointName, define, type ExperimentSpec, readStoredRun, type ResolvedArm, resolveArms, type StoredRun } from "../define.ts"
+import { type ArmSpec, checkpointName, define, type ExperimentSpec, readStoredRun, type ResolvedArm, resolveArms, type StoredRun, storedRunOf } from "../define.ts"
 import { baseConfig } from "./defaults.ts"
 
 // ---------------------------------------------------------------------------------------------------
@@ -356,14 +356,7 @@ export const runPremiseEntropy = (spec: ExperimentSpec, options: RunOptions) =>
   Effect.gen(function*() {
     const arms = yield* resolveArms(spec, options)
     const seeds = options.seeds ?? spec.profiles[options.profile].seeds
-    const stored: StoredRun = {
-      experiment: spec.name,
-      profile: options.profile,
-      seeds,
-      set: options.set,
-      sweep: options.sweep,
-      arms: arms.map((a) => ({ name: a.name, sampler: a.sampler, config: Schema.encodeSync(RunConfigSchema)(a.config) }))
-    }
+    const stored = storedRunOf(spec, options, arms, seeds)
     return yield* Effect.gen(function*() {
       const store = yield* RunStore
       const dir = store.paths.dir

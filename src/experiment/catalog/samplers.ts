@@ -6,7 +6,7 @@
  * `reward.batch` and `metric` events alone and written to the run directory as samplers.md / samplers.json
  * (besides events.jsonl and the usual reports). It does not train, checkpoint or resume.
  */
-import { Console, Effect, Layer, Schema } from "effect"
+import { Console, Effect, Layer } from "effect"
 import * as NodePath from "node:path"
 import { derive, root } from "../../core/random.ts"
 import { Engine, promptTokens } from "../../engine/Engine.ts"
@@ -16,8 +16,7 @@ import { writeReports } from "../../report/report.ts"
 import { Sampler } from "../../rollout/Sampler.ts"
 import type { Experiment, RunOptions } from "../Experiment.ts"
 import { writeFileAtomic, writeJsonAtomic } from "../../io/atomic.ts"
-import { RunConfig as RunConfigSchema } from "../../run/config.ts"
-import { type ExperimentSpec, type ResolvedArm, resolveArms, type StoredRun } from "../define.ts"
+import { type ExperimentSpec, type ResolvedArm, resolveArms, storedRunOf } from "../define.ts"
 import { componentsOf } from "../define.ts"
 import { serving } from "../../run/weightSync.ts"
 import { batchFigures, promptIndices, rewardEvent, scoreTree } from "../../run/loop.ts"
@@ -361,14 +360,7 @@ export const runSamplersStudy = (spec: ExperimentSpec, options: RunOptions) =>
   Effect.gen(function*() {
     const arms = yield* resolveArms(spec, options)
     const seeds = options.seeds ?? spec.profiles[options.profile].seeds
-    const stored: StoredRun = {
-      experiment: spec.name,
-      profile: options.profile,
-      seeds,
-      set: options.set,
-      sweep: options.sweep,
-      arms: arms.map((a) => ({ name: a.name, sampler: a.sampler, config: Schema.encodeSync(RunConfigSchema)(a.config) }))
-    }
+    const stored = storedRunOf(spec, options, arms, seeds)
     return yield* Effect.gen(function*() {
       const store = yield* RunStore
       const dir = store.paths.dir
