@@ -15,7 +15,8 @@ import {
 } from "../core/branching.ts"
 import { windowSum } from "../core/entropy.ts"
 import { derive } from "../core/random.ts"
-import type { RolloutTree } from "../core/tree.ts"
+import { initialWindow, resultWindows, type WindowForm, windowValue } from "../core/deltaH.ts"
+import { type RolloutTree, trajectories } from "../core/tree.ts"
 import { type AepoConfig, AepoConfig as AepoConfigSchema, type AepoConfigInput, decodeConfig } from "./config.ts"
 import { globalPolicy } from "./global.ts"
 import { branchAtProbes, type Policy, topUp } from "./policy.ts"
@@ -43,23 +44,58 @@ export const aepoPolicy = (c: AepoConfig, initial: ReadonlyArray<number>): Polic
 }
 
 /**
- * Global samples for one prompt from its probe rollout (windows ÷ ln V, the code's scale):
- * "reference": `clamp(floor(M·σ(s·(H_root − H_high))) + 1, 1, M)`, H_high the mean window over all rounds;
- * "paper": `round(M·σ(s·(H_root − mean H_tool)))`, H_tool the windows after tool results.
+ * The probe's windows ÷ ln V in a form other than the paper's (`rollout.deltaHWindow`, src/core/deltaH.ts):
+ * the response's opening window and the window after each tool result, of each trajectory that did not fail.
+ * An empty window (a result the trajectory ended after) is left out, as the paper form leaves out what has no
+ * model segment.
  */
-export const initialFromProbe = (c: AepoConfig, tree: RolloutTree, vocabSize: number): number => {
-  const lnV = Math.log(vocabSize)
+const formWindows = (tree: RolloutTree, k: number, form: Exclude<WindowForm, "paper">, lnV: number) => {
+  const windows: Array<number> = []
+  const afterTool: Array<number> = []
+  let root: number | undefined
+  for (const t of trajectories(tree)) {
+    if (t.finish === "failed") continue
+    const init = initialWindow(t.roles, t.entropies, k)
+    if (init.tokens.length === 0) continue
+    const r = windowValue(init.tokens, init.firstSegment, k, form) / lnV
+    root ??= r
+    windows.push(r)
+    for (const w of resultWindows(t.roles, t.entropies, k)) {
+      if (w.after.length === 0) continue
+      const v = windowValue(w.after, w.firstSegment, k, form) / lnV
+      afterTool.push(v)
+      windows.push(v)
+    }
+  }
+  return { root, windows, afterTool }
+}
+
+/** The probe's windows ÷ ln V in the paper form: the first ≤ k tokens of each model segment (as the released code). */
+const paperWindows = (tree: RolloutTree, k: number, lnV: number) => {
   const windows: Array<number> = []
   const afterTool: Array<number> = []
   let root: number | undefined
   for (const n of tree.nodes) {
     if (n.kind !== "model" || n.finish === "failed" || n.tokens.length === 0) continue
-    const w = windowSum(n.entropies, c.window) / lnV
+    const w = windowSum(n.entropies, k) / lnV
     const parent = tree.nodes[n.parent]!
     if (parent.kind === "prompt" && root === undefined) root = w
     if (parent.kind === "tool") afterTool.push(w)
     windows.push(w)
   }
+  return { root, windows, afterTool }
+}
+
+/**
+ * Global samples for one prompt from its probe rollout (windows ÷ ln V, the code's scale), the windows in the
+ * configured form (`rollout.deltaHWindow`: the paper's first-segment sums, or continued / mean as the branch
+ * decisions use them):
+ * "reference": `clamp(floor(M·σ(s·(H_root − H_high))) + 1, 1, M)`, H_high the mean window over all rounds;
+ * "paper": `round(M·σ(s·(H_root − mean H_tool)))`, H_tool the windows after tool results.
+ */
+export const initialFromProbe = (c: AepoConfig, tree: RolloutTree, vocabSize: number): number => {
+  const lnV = Math.log(vocabSize)
+  const { root, windows, afterTool } = c.deltaHWindow === "paper" ? paperWindows(tree, c.window, lnV) : formWindows(tree, c.window, c.deltaHWindow, lnV)
   if (root === undefined) return Math.min(c.initial, c.budget)
   if (c.initialSplit === "paper") return aepoPaperGlobalSamples(c.budget, root, afterTool, c.splitScale)
   const high = windows.reduce((a, b) => a + b, 0) / windows.length

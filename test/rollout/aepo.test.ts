@@ -46,6 +46,27 @@ describe("aepo sampler", () => {
     assert.strictEqual(initialFromProbe(p, tree, 64), aepoPaperGlobalSamples(12, 4 / lnV, [1 / lnV], 3))
   })
 
+  it("the dynamic split measures its windows in the configured form (rollout.deltaHWindow); the paper form is unchanged", () => {
+    // k = 2: the response opens with a 1-token segment (a call), then after the result a 3-token segment
+    const tree: RolloutTree = { prompt: 0, nodes: [{ parent: -1, kind: "prompt", tokens: [tokenId(20)], logprobs: [], entropies: [] }, model(0, [3]), tool(1), model(2, [0.5, 0.5, 9])] }
+    const lnV = Math.log(64)
+    // root window per form: paper = first segment's sum (3), mean = k × its mean (6), continued = the first k
+    // model tokens across the result (3 + 0.5); the window after the result is 1 in every form
+    const roots = { paper: 3, mean: 6, continued: 3.5 } as const
+    const got: Record<string, number> = {}
+    for (const form of ["paper", "mean", "continued"] as const) {
+      const r = Schema.decodeUnknownSync(AepoConfig)({ budget: 12, window: 2, splitScale: 4, deltaHWindow: form })
+      got[form] = initialFromProbe(r, tree, 64)
+      assert.strictEqual(got[form], aepoInitialRollouts(12, roots[form] / lnV, (roots[form] / lnV + 1 / lnV) / 2, 4), `reference split, ${form}`)
+      const p = Schema.decodeUnknownSync(AepoConfig)({ budget: 12, window: 2, initialSplit: "paper", splitScale: 4, deltaHWindow: form })
+      assert.strictEqual(initialFromProbe(p, tree, 64), aepoPaperGlobalSamples(12, roots[form] / lnV, [1 / lnV], 4), `paper split, ${form}`)
+    }
+    // the forms give different splits here, so the form is honoured, not ignored
+    assert.notStrictEqual(got["mean"], got["paper"])
+    assert.notStrictEqual(got["continued"], got["mean"])
+    assert.notStrictEqual(got["continued"], got["paper"])
+  })
+
   it.effect("the dynamic split sets how many global samples each prompt starts with; the probe is outside the budget", () =>
     Effect.gen(function*() {
       const { trees, events } = yield* run({ budget: 8 })
