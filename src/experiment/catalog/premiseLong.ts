@@ -1,0 +1,298 @@
+/**
+ * `premise-long` (issue 15): do GRPO, ARPO and random-branch separate on the flaky calculator with longer
+ * training than the power study's 6 RL steps? The power study's machinery (premise.ts: its cold start,
+ * arms, greedy 512-question evaluation with shared tool-result keys, paired bootstrap over seeds ×
+ * questions) over more RL steps, with every kept checkpoint (every `every` steps) evaluated too, so the
+ * report shows held-out accuracy over training per arm, beside the sampled training accuracy per step
+ * from the events. One `premise-long` run per seed under one directory, merged after every seed, so a
+ * study stopped early answers for the seeds it finished.
+ * It does not change the samplers, the tasks or the evaluation; it adds no arm the power study lacks.
+ */
+import { Console, Effect } from "effect"
+import * as fs from "node:fs"
+import * as NodePath from "node:path"
+import { readEventsFile } from "../../io/RunStore.ts"
+import { writeFileAtomic, writeJsonAtomic } from "../../io/atomic.ts"
+import { readCheckpoint } from "../../model/checkpoint.ts"
+import { bootstrap, differenceRange, pairedTable, unit } from "../../report/bootstrap.ts"
+import type { Summary } from "../../report/summarize.ts"
+import { linePlot, type LineSeries } from "../../report/svg.ts"
+import type { Experiment } from "../Experiment.ts"
+import { type ArmSpec, checkpointName, define, type ExperimentSpec, readStoredRun, type StoredRun } from "../define.ts"
+import { type ArmCost, type Evaluated, evaluateWeights, premiseEvalSeed, premiseEvaluate, premisePowerSpecOf, premiseTables, premiseVariants } from "./premise.ts"
+
+const flaky = premiseVariants.find((v) => v.name === "flaky")!
+
+/**
+ * The arms, named as in the power study so its paired comparisons apply: GRPO (M = 8), ARPO at β = 8 on
+ * the raw ΔH scale (where the term moves P_t: P_t ≥ 0.9 at a third of the branch points in §4),
+ * random-branch (α = 0.5), and optionally compute-matched GRPO (M = 6) and AEPO.
+ */
+export const premiseLongArmSpecs: Readonly<Record<string, ArmSpec>> = {
+  grpo: { name: "flaky.grpo", sampler: "global", set: { task: flaky.task } },
+  "arpo-b8": { name: "flaky.arpo-b8", sampler: "arpo", set: { task: flaky.task, rollout: { beta: 8 } } },
+  random: { name: "flaky.random", sampler: "random-branch", set: { task: flaky.task } },
+  "grpo-m6": { name: "flaky.grpo-m6", sampler: "global", set: { task: flaky.task, rollout: { budget: 6 } } },
+  aepo: { name: "flaky.aepo", sampler: "aepo", set: { task: flaky.task, loss: { balancedClip: true }, advantage: { entropyAlpha: 0.2 } } }
+}
+
+export interface PremiseLongOptions {
+  /** RL steps per arm and seed */
+  readonly steps: number
+  /** checkpoint (and held-out evaluation) every this many steps */
+  readonly every: number
+  readonly lr: number
+  /** arm keys of `premiseLongArmSpecs` */
+  readonly arms: ReadonlyArray<string>
+  /** continue a study in this directory */
+  readonly root?: string
+}
+
+export const premiseLongDefaults: PremiseLongOptions = { steps: 24, every: 8, lr: 5e-4, arms: ["grpo", "arpo-b8", "random"] }
+
+/** The spec of one seed's run: the power study's config (shared seed-1 cold start, 512 questions) with more steps. */
+export const premiseLongSpecOf = (o: PremiseLongOptions): ExperimentSpec => {
+  const unknown = o.arms.filter((a) => premiseLongArmSpecs[a] === undefined)
+  if (unknown.length > 0) throw new Error(`premise-long: unknown arms ${unknown.join(", ")} (known: ${Object.keys(premiseLongArmSpecs).join(", ")})`)
+  const set = {
+    sft: { steps: 400, seed: 1 },
+    rl: { steps: o.steps, promptsPerStep: 8, lr: o.lr },
+    eval: { questions: 512 },
+    engine: { maxSlots: 256 },
+    checkpointEvery: o.every
+  }
+  return {
+    ...premisePowerSpecOf(false),
+    name: "premise-long",
+    description: "Longer training on the flaky calculator: GRPO, ARPO (β 8) and random-branch from the power study's cold start, held-out accuracy over training, paired over seeds × questions",
+    arms: o.arms.map((a) => premiseLongArmSpecs[a]!),
+    profiles: { quick: { seeds: [1], set }, full: { seeds: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], set } },
+    conclude: premiseLongConclusion
+  }
+}
+
+/** An evaluated policy at an RL step (0: the cold start). */
+export type StepEvaluated = Evaluated & { readonly step: number }
+
+/** Sampled training accuracy of one RL step (temperature 1, the step's prompts × M). */
+export interface TrainingPoint {
+  readonly arm: string
+  readonly seed: number
+  readonly step: number
+  readonly accuracy: number
+  readonly reward: number
+}
+
+/** What one seed's run contributes (premise-long.json in its directory). */
+export interface LongRun {
+  readonly seeds: ReadonlyArray<number>
+  readonly steps: number
+  readonly every: number
+  /** every arm's checkpoints and the cold start, evaluated */
+  readonly evaluated: ReadonlyArray<StepEvaluated>
+  readonly training: ReadonlyArray<TrainingPoint>
+  readonly costs: ReadonlyArray<ArmCost>
+}
+
+/** Evaluate a finished run: the cold start and every arm's kept checkpoints; training accuracy per step from its events. */
+export const premiseLongEvaluate = (dir: string) =>
+  Effect.gen(function*() {
+    const { seeds, evaluated, costs } = yield* premiseEvaluate(dir)
+    const config = JSON.parse(fs.readFileSync(NodePath.join(dir, "config.json"), "utf8")) as unknown
+    const { arms } = yield* readStoredRun(dir, config)
+    const steps = arms[0]!.config.rl.steps
+    const every = arms[0]!.config.checkpointEvery
+    const out: Array<StepEvaluated> = evaluated.map((e) => ({ ...e, step: e.arm.endsWith(".cold-start") ? 0 : steps }))
+    for (const seed of seeds) {
+      for (const arm of arms) {
+        for (let step = every; step < steps; step += every) {
+          const ck = readCheckpoint(NodePath.join(dir, "checkpoints", checkpointName(arm.name, seed, step), "policy.safetensors"))
+          out.push({ ...(yield* evaluateWeights(arm, premiseEvalSeed, ck.params, arm.name, seed)), step })
+        }
+      }
+    }
+    const log = yield* readEventsFile(NodePath.join(dir, "events.jsonl"))
+    const training: Array<TrainingPoint> = []
+    for (const { stamp, event } of log.events) {
+      if (event._tag === "reward.batch") training.push({ arm: stamp.arm, seed: stamp.seed, step: stamp.step, accuracy: event.accuracy, reward: event.mean })
+    }
+    const run: LongRun = { seeds, steps, every, evaluated: out, training, costs }
+    return run
+  })
+
+const f = (x: number | null, d = 3) => (x === null || Number.isNaN(x) ? "–" : x.toFixed(d))
+const meanOf = (xs: ReadonlyArray<number>) => (xs.length === 0 ? Number.NaN : xs.reduce((a, b) => a + b, 0) / xs.length)
+
+const perSeed = (all: ReadonlyArray<StepEvaluated>, arm: string, step: number) =>
+  new Map(all.filter((e) => e.arm === arm && e.step === step).map((e) => [e.seed, e.questions.map((q) => q.accuracy)] as const))
+
+/** The cold start is one policy for every arm: its row stands at step 0 of each arm. */
+const atStep = (all: ReadonlyArray<StepEvaluated>, arm: string, step: number) => (step === 0 ? perSeed(all, "flaky.cold-start", 0) : perSeed(all, arm, step))
+
+const accuracyAt = (all: ReadonlyArray<StepEvaluated>, arm: string, step: number) =>
+  bootstrap([...atStep(all, arm, step).values()], { label: `premise-long ${arm} @${step}`, range: unit })
+
+const differenceAt = (all: ReadonlyArray<StepEvaluated>, a: string, b: string, stepA: number, stepB = stepA) => {
+  const t = pairedTable(atStep(all, a, stepA), atStep(all, b, stepB))
+  return t === null ? null : bootstrap(t.table, { label: `premise-long ${a}@${stepA} − ${b}@${stepB}`, range: differenceRange(unit) })
+}
+
+const short = (arm: string) => arm.replace(/^flaky\./, "")
+
+/** The pairs compared at every evaluated step (where both arms ran). */
+const longPairs: ReadonlyArray<readonly [string, string]> = [
+  ["arpo-b8", "grpo"],
+  ["arpo-b8", "random"],
+  ["random", "grpo"],
+  ["arpo-b8", "grpo-m6"],
+  ["random", "grpo-m6"],
+  ["grpo", "grpo-m6"],
+  ["aepo", "grpo"],
+  ["aepo", "arpo-b8"]
+]
+
+/** The merged study's tables (markdown lines) and its plot (SVG). */
+export const premiseLongTables = (runs: ReadonlyArray<LongRun>): { readonly lines: ReadonlyArray<string>; readonly svg: string } => {
+  const seeds = runs.flatMap((r) => r.seeds).sort((a, b) => a - b)
+  const evaluated = runs.flatMap((r) => r.evaluated)
+  const training = runs.flatMap((r) => r.training)
+  const costs = runs.flatMap((r) => r.costs)
+  const steps = Math.max(...runs.map((r) => r.steps))
+  const evalSteps = [...new Set(evaluated.map((e) => e.step))].sort((a, b) => a - b)
+  const arms = [...new Set(evaluated.map((e) => e.arm))].filter((a) => !a.endsWith(".cold-start"))
+  const lines: Array<string> = []
+  lines.push(`## After ${steps} RL steps`, "", ...premiseTables(evaluated.filter((e) => e.step === steps || e.step === 0), costs, seeds))
+  lines.push(
+    "",
+    `## Held-out greedy accuracy over training (step 0 = the shared cold start; mean over seeds × 512 questions, 95% bootstrap interval)`,
+    "",
+    `| arm | ${evalSteps.map((s) => `step ${s}`).join(" | ")} |`,
+    `|---|${"---:|".repeat(evalSteps.length)}`
+  )
+  for (const arm of arms) {
+    lines.push(`| ${short(arm)} | ${evalSteps.map((s) => {
+      const st = accuracyAt(evaluated, arm, s)
+      return `${f(st.mean)} [${f(st.lo)}, ${f(st.hi)}] (${st.n})`
+    }).join(" | ")} |`)
+  }
+  lines.push("", "Paired differences at each evaluated step (a − b over the same seeds × questions; verdict where the interval excludes 0):", "")
+  lines.push(`| a − b | ${evalSteps.filter((s) => s > 0).map((s) => `step ${s}`).join(" | ")} |`, `|---|${"---:|".repeat(evalSteps.filter((s) => s > 0).length)}`)
+  const cell = (d: ReturnType<typeof differenceAt>, a: string, b: string) =>
+    d === null ? "–" : `${f(d.mean)} [${f(d.lo)}, ${f(d.hi)}]${d.lo === null || d.hi === null ? " (no interval)" : d.lo > 0 ? ` ${a} better` : d.hi < 0 ? ` ${b} better` : ""}`
+  for (const [a, b] of longPairs) {
+    if (!arms.includes(`flaky.${a}`) || !arms.includes(`flaky.${b}`)) continue
+    lines.push(`| ${a} − ${b} | ${evalSteps.filter((s) => s > 0).map((s) => cell(differenceAt(evaluated, `flaky.${a}`, `flaky.${b}`, s), a, b)).join(" | ")} |`)
+  }
+  for (const arm of arms) {
+    lines.push(`| ${short(arm)} − cold start | ${evalSteps.filter((s) => s > 0).map((s) => cell(differenceAt(evaluated, arm, arm, s, 0), short(arm), "cold start")).join(" | ")} |`)
+  }
+  // sampled training accuracy, per block of `every` steps: mean over the block's steps per seed, then over seeds
+  const every = runs[0]?.every ?? steps
+  const blocks = Array.from({ length: Math.ceil(steps / every) }, (_, i) => [i * every + 1, Math.min(steps, (i + 1) * every)] as const)
+  lines.push(
+    "",
+    "Sampled training accuracy during RL (temperature 1, the step's 8 prompts × M trajectories; per seed the mean over the block's steps, then mean over seeds with a 95% bootstrap interval over seeds):",
+    "",
+    `| arm | ${blocks.map(([a, b]) => `steps ${a}–${b}`).join(" | ")} | last − first block |`,
+    `|---|${"---:|".repeat(blocks.length + 1)}`
+  )
+  const blockValues = (arm: string, [lo, hi]: readonly [number, number]) =>
+    seeds.map((s) => meanOf(training.filter((t) => t.arm === arm && t.seed === s && t.step >= lo && t.step <= hi).map((t) => t.accuracy))).filter((x) => !Number.isNaN(x))
+  for (const arm of arms) {
+    const cells = blocks.map((b) => {
+      const st = bootstrap(blockValues(arm, b).map((v) => [v]), { label: `premise-long train ${arm} ${b[0]}`, range: unit })
+      return `${f(st.mean)} [${f(st.lo)}, ${f(st.hi)}]`
+    })
+    const first = blockValues(arm, blocks[0]!)
+    const last = blockValues(arm, blocks[blocks.length - 1]!)
+    const d = first.length === last.length && first.length > 0
+      ? bootstrap(last.map((v, i) => [v - first[i]!]), { label: `premise-long train ${arm} last − first`, range: differenceRange(unit) })
+      : null
+    lines.push(`| ${short(arm)} | ${cells.join(" | ")} | ${d === null ? "–" : `${f(d.mean)} [${f(d.lo)}, ${f(d.hi)}]`} |`)
+  }
+  const series: Array<LineSeries> = arms.map((arm) => ({
+    name: short(arm),
+    points: evalSteps.map((s) => {
+      const st = accuracyAt(evaluated, arm, s)
+      return { x: s, y: st.mean, ...(st.lo === null || st.hi === null ? {} : { lo: st.lo, hi: st.hi }) }
+    }),
+    seeds: seeds.map((sd) => evalSteps.map((s) => ({ x: s, y: meanOf(atStep(evaluated, arm, s).get(sd) ?? []) })))
+  }))
+  const svg = linePlot({
+    title: `Held-out greedy accuracy over RL steps (flaky calculator, ${seeds.length} seeds × 512 questions; bands 95%)`,
+    xLabel: "RL step",
+    yLabel: "accuracy",
+    series,
+    range: { lo: 0, hi: 1 }
+  })
+  return { lines, svg }
+}
+
+/** One run's conclusion: evaluate it and write premise-long.json / .md in its directory. */
+export const premiseLongConclusion = (_summary: Summary, dir: string) =>
+  Effect.gen(function*() {
+    const run = yield* premiseLongEvaluate(dir)
+    yield* writeJsonAtomic(NodePath.join(dir, "premise-long.json"), run)
+    const { lines } = premiseLongTables([run])
+    yield* writeFileAtomic(NodePath.join(dir, "premise-long.md"), `# premise-long (one run)\n\n${lines.join("\n")}\n`)
+    return [...lines, "", `Tables: ${NodePath.join(dir, "premise-long.md")}`]
+  })
+
+const runDirs = (root: string) => {
+  const d = NodePath.join(root, "premise-long")
+  return fs.existsSync(d) ? fs.readdirSync(d).map((x) => NodePath.join(d, x)).filter((x) => fs.statSync(x).isDirectory()).sort() : []
+}
+
+/** The merged tables of the per-seed runs under `root`, written to premise-long.md / .json / .svg there. */
+export const premiseLongSummary = (root: string, wallS: number) =>
+  Effect.gen(function*() {
+    const dirs = runDirs(root).filter((d) => fs.existsSync(NodePath.join(d, "premise-long.json")))
+    const runs = dirs.map((d) => JSON.parse(fs.readFileSync(NodePath.join(d, "premise-long.json"), "utf8")) as LongRun)
+    if (runs.length === 0) return [] as ReadonlyArray<string>
+    const seeds = runs.flatMap((r) => r.seeds).sort((a, b) => a - b)
+    const { lines, svg } = premiseLongTables(runs)
+    const head = [`${seeds.length} seeds (${seeds.join(",")}), wall ${wallS.toFixed(0)} s; runs: ${dirs.map((d) => NodePath.basename(d)).join(", ")}`, ""]
+    yield* writeFileAtomic(NodePath.join(root, "premise-long.md"), `# premise-long: longer training on the flaky calculator\n\n${[...head, ...lines].join("\n")}\n`)
+    yield* writeFileAtomic(NodePath.join(root, "premise-long.svg"), svg)
+    yield* writeJsonAtomic(NodePath.join(root, "premise-long.json"), { seeds, wallS, dirs: dirs.map((d) => NodePath.basename(d)), runs })
+    return [...head, ...lines]
+  })
+
+/**
+ * `premise-long`: one run per seed (evaluated as it ends) under one directory and the merged tables after
+ * every seed. A continued study (`root`) skips seeds with a premise-long.json and evaluates seeds whose RL
+ * finished without one.
+ */
+export const premiseLongOf = (o: PremiseLongOptions = premiseLongDefaults): Experiment => {
+  const spec = premiseLongSpecOf(o)
+  return {
+    name: spec.name,
+    description: spec.description,
+    run: (run) =>
+      Effect.gen(function*() {
+        const seeds = run.seeds ?? spec.profiles[run.profile].seeds
+        const root = o.root ?? NodePath.join(run.out, "premise-long", new Date().toISOString().replace(/:/g, "-").replace(/\.\d+Z$/, "Z"))
+        fs.mkdirSync(root, { recursive: true })
+        const started = performance.now()
+        const done = new Set<number>()
+        for (const d of runDirs(root)) {
+          if (!fs.existsSync(NodePath.join(d, "config.json"))) continue
+          const stored = JSON.parse(fs.readFileSync(NodePath.join(d, "config.json"), "utf8")) as StoredRun
+          const finished = stored.arms.every((a) =>
+            stored.seeds.every((sd) => fs.existsSync(NodePath.join(d, "checkpoints", checkpointName(a.name, sd, Number(a.config.rl["steps"])), "state.json")))
+          )
+          if (!fs.existsSync(NodePath.join(d, "premise-long.json")) && finished) yield* premiseLongConclusion(undefined as never, d)
+          if (fs.existsSync(NodePath.join(d, "premise-long.json"))) for (const sd of stored.seeds) done.add(sd)
+        }
+        let lines: ReadonlyArray<string> = []
+        for (const seed of seeds.filter((x) => !done.has(x))) {
+          yield* define(spec).run({ ...run, seeds: [seed], out: root })
+          lines = yield* premiseLongSummary(root, (performance.now() - started) / 1000)
+          yield* Console.error(`premise-long: seed ${seed} done, ${((performance.now() - started) / 1000).toFixed(0)} s; tables in ${NodePath.join(root, "premise-long.md")}`)
+        }
+        if (lines.length === 0) lines = yield* premiseLongSummary(root, (performance.now() - started) / 1000)
+        for (const line of [...lines, "", `Tables: ${NodePath.join(root, "premise-long.md")}`, root]) yield* Console.log(line)
+        return root
+      })
+  }
+}
