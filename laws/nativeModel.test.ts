@@ -1,0 +1,175 @@
+/**
+ * Laws of the native trainer (src/model/native/): on generated batches of the real tiny config (untied and
+ * tied head), its value, per-token log-probs, entropies, clip indicators and every gradient leaf equal
+ * the jax-js Learner's within float32 tolerance, for the policy loss (clip-higher, dual clip, balanced
+ * clip, KL) and for SFT; one AdamW step on the same gradient gives the same weights.
+ */
+import fc from "fast-check"
+import { beforeAll, describe, expect, it } from "vitest"
+import type { TrainSequence } from "../src/core/batch.ts"
+import { aggregationScale, normalizer, type PolicyLossConfig } from "../src/core/loss.ts"
+import { derive, intBelow, root, uniform } from "../src/core/random.ts"
+import { tokenIds } from "../src/core/tokens.ts"
+import { type ModelConfig, tinyConfig } from "../src/model/config.ts"
+import { NativeLearner } from "../src/model/native/learner.ts"
+import { disposeParams, fromLeaves, leaves } from "../src/model/params.ts"
+import { Policy } from "../src/model/policy.ts"
+import { ensureBackend } from "../src/model/runtime.ts"
+import { numpy as np } from "@jax-js/jax"
+import { Learner, packMicroBatches } from "../src/model/train.ts"
+
+beforeAll(ensureBackend)
+
+const pad = 267
+const rows = 4
+
+const configs: Array<[string, ModelConfig]> = [["untied head", tinyConfig], ["tied head", { ...tinyConfig, tiedHead: true }]]
+
+const lossConfig: fc.Arbitrary<PolicyLossConfig> = fc.record({
+  clipLow: fc.constantFrom(0.1, 0.2),
+  clipHigh: fc.constantFrom(0.2, 0.28),
+  dualClip: fc.option(fc.constantFrom(2, 3), { nil: undefined }),
+  balancedClip: fc.boolean(),
+  klCoef: fc.constantFrom(0, 0.1),
+  klEstimator: fc.constantFrom("k1" as const, "k2" as const, "k3" as const),
+  aggregation: fc.constantFrom("token-mean" as const, "seq-mean-token-sum" as const, "seq-mean-token-mean" as const, "seq-mean-token-sum-norm" as const)
+})
+
+/** 6 sequences of 30–60 tokens (two micro-batches: 4 rows and 2), prompt unmasked, old log-probs near the current ones. */
+const batchOf = (seed: number, current: (tokens: ReadonlyArray<ReadonlyArray<number>>) => Array<Float64Array>): Array<TrainSequence> => {
+  const k = derive(root(seed), "native-law")
+  const toks = Array.from({ length: 6 }, (_, s) => {
+    const n = 30 + intBelow(uniform(derive(k, s, "length"), 0), 31)
+    return Array.from({ length: n }, (_, t) => intBelow(uniform(derive(k, s, "tokens"), t), 267))
+  })
+  const lp = current(toks)
+  return toks.map((tokens, s) => {
+    const start = 5 + intBelow(uniform(derive(k, s, "start"), 0), 10)
+    const u = (t: number, what: string) => uniform(derive(k, s, what), t)
+    return {
+      tokens: tokenIds(tokens),
+      responseStart: start,
+      lossMask: tokens.map((_, t) => (t >= start && u(t, "mask") < 0.85 ? 1 : 0)),
+      advantages: tokens.map((_, t) => (t >= start ? (s % 2 === 0 ? 1 : -1) * (0.2 + u(t, "adv")) : 0)),
+      oldLogprobs: tokens.map((_, t) => (t >= start ? lp[s]![t]! + (u(t, "old") - 0.5) * 0.8 : 0)),
+      refLogprobs: tokens.map((_, t) => lp[s]![t]! + (u(t, "ref") - 0.5) * 2),
+      weight: 0.5 + u(0, "weight"),
+      group: 0,
+      policyVersion: 0
+    }
+  })
+}
+
+const maxAbs = (xs: ArrayLike<number>): number => {
+  let m = 0
+  for (let i = 0; i < xs.length; i++) m = Math.max(m, Math.abs(xs[i]!))
+  return m
+}
+
+/** max |a − b| ≤ rel · max|b| + abs, with the figures in the message on failure. */
+const close = (what: string, a: ArrayLike<number>, b: ArrayLike<number>, rel: number, abs: number): void => {
+  expect(a.length, `${what}: length`).toBe(b.length)
+  let worst = 0
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!))
+  const bound = rel * maxAbs(b) + abs
+  expect(worst, `${what}: max |Δ| ${worst} > ${bound}`).toBeLessThanOrEqual(bound)
+}
+
+/** Compares one objective's value, aux and gradient between the two learners on the same micro-batches. */
+const compare = (jax: Learner, native: NativeLearner, objective: PolicyLossConfig | "sft", seqs: ReadonlyArray<TrainSequence>): void => {
+  const norm = normalizer({ sequences: seqs })
+  const scaleOf = objective === "sft"
+    ? () => 1 / norm.tokens
+    : (i: number, masked: number) => aggregationScale(objective.aggregation, norm, masked) * seqs[i]!.weight
+  const mbs = packMicroBatches(seqs, scaleOf, rows, tinyConfig.context, pad)
+  const j = jax.valueAndGrad(objective, mbs)
+  const n = native.valueAndGrad(objective, mbs)
+  expect(Math.abs(n.value - j.value), `value ${n.value} vs ${j.value}`).toBeLessThanOrEqual(1e-5 * Math.abs(j.value) + 1e-6)
+  mbs.forEach((mb, k) => {
+    const real = mb.realRows * mb.length
+    const masked = (xs: ArrayLike<number>) => Array.from({ length: real }, (_, i) => (mb.mask[i] === 1 ? xs[i]! : 0))
+    close(`logp of micro-batch ${k}`, n.logp[k]!.subarray(0, real), j.logp[k]!.subarray(0, real), 1e-5, 1e-5)
+    close(`entropy of micro-batch ${k}`, n.entropy[k]!.subarray(0, real), j.entropy[k]!.subarray(0, real), 1e-5, 1e-5)
+    if (objective !== "sft") expect(masked(n.clipActive[k]!), `clip indicators of micro-batch ${k}`).toEqual(masked(j.clipActive[k]!))
+  })
+  // the generated old log-probs put a good share of tokens on the clipped side (so both branches are compared)
+  if (objective !== "sft") expect(n.clipActive.reduce((acc, c) => acc + c.reduce((a, b) => a + b, 0), 0)).toBeGreaterThan(5)
+  const jg = leaves(j.grad).map((a) => a.ref.dataSync() as Float32Array)
+  disposeParams(j.grad)
+  const names = native.leafNames
+  jg.forEach((g, i) => close(`gradient of ${names[i]}`, n.grad[i]!, g, 1e-4, 1e-6))
+}
+
+describe("native trainer laws", () => {
+  for (const [name, config] of configs) {
+    // built on first use (after the backend is up), shared by the laws of this head variant
+    let made: { policy: Policy; jax: Learner; native: NativeLearner } | undefined
+    const setup = () => {
+      if (made === undefined) {
+        const policy = Policy.init(config, root(5))
+        made = { policy, jax: new Learner(policy), native: new NativeLearner(policy) }
+      }
+      return made
+    }
+    const current = (toks: ReadonlyArray<ReadonlyArray<number>>) => setup().jax.logprobs(toks.map((tokens) => ({ tokens })), rows, pad)
+
+    it(`the native policy loss's value, log-probs, entropies, clip indicators and gradient equal jax-js's (${name})`, () => {
+      fc.assert(
+        fc.property(lossConfig, fc.integer({ min: 0, max: 1_000_000 }), (loss, seed) => compare(setup().jax, setup().native, loss, batchOf(seed, current))),
+        {
+          seed: 19,
+          numRuns: 4,
+          // always both sides of dual clip and KL, besides the generated mixes
+          examples: [
+            [{ clipLow: 0.2, clipHigh: 0.28, dualClip: 3, balancedClip: true, klCoef: 0.1, klEstimator: "k3", aggregation: "token-mean" }, 1],
+            [{ clipLow: 0.2, clipHigh: 0.2, dualClip: undefined, balancedClip: false, klCoef: 0, klEstimator: "k3", aggregation: "seq-mean-token-mean" }, 2]
+          ]
+        }
+      )
+    })
+
+    it(`the native SFT loss's value, log-probs, entropies and gradient equal jax-js's (${name})`, () => {
+      fc.assert(
+        fc.property(fc.integer({ min: 0, max: 1_000_000 }), (seed) => compare(setup().jax, setup().native, "sft", batchOf(seed, current))),
+        { seed: 20, numRuns: 2 }
+      )
+    })
+
+    it(`one native AdamW step on a gradient gives jax-js's weights and moments (${name})`, () => {
+      fc.assert(
+        fc.property(fc.integer({ min: 0, max: 1_000_000 }), fc.constantFrom(1, 0.05, Infinity), (seed, maxGradNorm) => {
+          const { policy } = setup()
+          const p0 = Policy.fromHost(config, policy.toHost())
+          const pj = Policy.fromHost(config, policy.toHost())
+          const adam = { lr: 3e-3, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.05, maxGradNorm }
+          const lj = new Learner(pj, adam)
+          const ln = new NativeLearner(p0, adam)
+          // two steps, so the moments and the bias correction both matter
+          for (let step = 0; step < 2; step++) {
+            const seqs = batchOf(seed + step, current)
+            const mbs = packMicroBatches(seqs, () => 0.01, rows, config.context, pad)
+            const g = lj.valueAndGrad("sft", mbs).grad
+            const host = leaves(g).map((a) => Float32Array.from(a.ref.dataSync() as Float32Array))
+            const normJ = lj.apply(fromLeaves(config, host.map((h, i) => np.array(h, { shape: leaves(g)[i]!.shape }))))
+            disposeParams(g)
+            const normN = ln.apply(host)
+            expect(Math.abs(normN - normJ), `grad norm ${normN} vs ${normJ}`).toBeLessThanOrEqual(1e-4 * normJ)
+          }
+          const wj = pj.toHost()
+          const wn = ln.hostWeights()
+          wj.forEach((t, i) => close(`weights ${t.name}`, wn[i]!, t.data, 1e-6, 1e-7))
+          const pushed = p0.toHost()
+          pushed.forEach((t, i) => close(`pushed weights ${t.name}`, t.data, wn[i]!, 0, 0))
+          const sj = lj.optimizerState()
+          const sn = ln.optimizerState()
+          sj.m.forEach((m, i) => close(`m ${wj[i]!.name}`, sn.m[i]!, m, 1e-4, 1e-9))
+          sj.v.forEach((v, i) => close(`v ${wj[i]!.name}`, sn.v[i]!, v, 1e-4, 1e-12))
+          lj.dispose()
+          disposeParams(pj.params)
+          disposeParams(p0.params)
+        }),
+        { seed: 21, numRuns: 2 }
+      )
+    })
+  }
+})

@@ -1,0 +1,283 @@
+/**
+ * `NativeLearner`: the embedded trainer's learner (train.ts's `Learner` contract: policy and SFT steps,
+ * value-and-grad, teacher-forced log-probs, AdamW state) on the hand-written model of model.ts instead of
+ * jax-js's tape. It holds the weights, their gradient and the AdamW moments as float32 arrays, runs AdamW
+ * exactly as `Learner.apply` does (global-norm clipping, bias correction, decoupled decay on matrices),
+ * and after every step pushes the new weights into the shared `Policy` so the jax-js sampler serves them.
+ * It does not train packed trees, float64 policies, nor data-parallel on worker threads (typed errors).
+ */
+import { Schema } from "effect"
+import type { TrainSequence } from "../../core/batch.ts"
+import { aggregationScale, klEstimators, type Normalizer, type PolicyLossConfig } from "../../core/loss.ts"
+import type { ModelConfig } from "../config.ts"
+import { specs, toDevice } from "../params.ts"
+import type { Policy } from "../policy.ts"
+import {
+  type AdamWConfig,
+  type AnyMicroBatch,
+  defaultAdamW,
+  type MicroBatch,
+  packMicroBatches,
+  type SftSequence,
+  type StepStats,
+  type TreePackingOptions
+} from "../train.ts"
+import { policyTokenLoss, sftTokenLoss, type TokenLoss } from "./loss.ts"
+import { backward, forward, type NativeOps, type NativeWeights, nativeWeights, type Rope, ropeOf } from "./model.ts"
+import { plainOps } from "./plain.ts"
+
+/** A feature the native learner does not have (yet): packed trees, float64 weights, worker threads. */
+export class NativeTrainerUnsupported extends Schema.TaggedError<NativeTrainerUnsupported>()("NativeTrainerUnsupported", {
+  feature: Schema.String,
+  message: Schema.String
+}) {}
+
+/**
+ * Memory and matmul for the learner: `NativeOps` plus `scoped(f)`, which frees whatever `f` allocated once
+ * it returns (a heap's mark/release; plain arrays just leave it to the GC).
+ */
+export interface NativeBackend extends NativeOps {
+  readonly scoped: <A>(f: () => A) => A
+}
+
+export const plainBackend: NativeBackend = { ...plainOps, scoped: (f) => f() }
+
+const isTree = (mb: AnyMicroBatch): boolean => (mb as { kind?: string }).kind === "tree"
+
+export interface NativeValueAndGrad {
+  readonly value: number
+  /** the summed gradient, leaves in checkpoint order (the learner's buffers: valid until its next call) */
+  readonly grad: ReadonlyArray<Float32Array>
+  /** per micro-batch [rows·T] (zero on padding rows) */
+  readonly logp: Array<Float32Array>
+  readonly entropy: Array<Float32Array>
+  readonly clipActive: Array<Float32Array>
+}
+
+export class NativeLearner {
+  readonly policy: Policy
+  adam: AdamWConfig
+  private readonly config: ModelConfig
+  private readonly backend: NativeBackend
+  private readonly rope: Rope
+  private readonly weights: NativeWeights
+  private readonly grad: NativeWeights
+  private readonly m: ReadonlyArray<Float32Array>
+  private readonly v: ReadonlyArray<Float32Array>
+  /** weight decay applies to matrices only (checkpoint order) */
+  private readonly decays: ReadonlyArray<boolean>
+  private t = 0
+  /** the policy generation our weights were last read from or pushed as */
+  private generation: number
+
+  constructor(policy: Policy, adam: AdamWConfig = defaultAdamW, backend: NativeBackend = plainBackend) {
+    if (policy.dtype !== "float32") {
+      throw new NativeTrainerUnsupported({ feature: "float64", message: `native trainer: the policy is ${policy.dtype}; the native model computes in float32 only` })
+    }
+    this.policy = policy
+    this.adam = adam
+    this.config = policy.config
+    this.backend = backend
+    this.rope = ropeOf(policy.config)
+    const ss = specs(policy.config)
+    const sizes = ss.map((s) => s.shape.reduce((a, b) => a * b, 1))
+    const leavesOf = () => sizes.map((n) => backend.alloc(n).fill(0))
+    this.weights = nativeWeights(policy.config, leavesOf())
+    this.grad = nativeWeights(policy.config, leavesOf())
+    this.m = leavesOf()
+    this.v = leavesOf()
+    this.decays = ss.map((s) => s.shape.length >= 2)
+    this.generation = -1
+    this.pull()
+  }
+
+  /** The weight names in checkpoint order (for messages). */
+  get leafNames(): ReadonlyArray<string> {
+    return specs(this.config).map((s) => s.name)
+  }
+
+  get step(): number {
+    return this.t
+  }
+
+  /** Reads the policy's weights when they changed since we last read or pushed them (a checkpoint load, a weight sync). */
+  private pull(): void {
+    if (this.generation === this.policy.generation) return
+    this.policy.toHost().forEach((h, i) => this.weights.leaves[i]!.set(h.data))
+    this.generation = this.policy.generation
+  }
+
+  /** Installs our weights in the policy (the sampler's copy). */
+  private push(): void {
+    const ss = specs(this.config)
+    this.policy.replace(toDevice(this.config, ss.map((s, i) => ({ name: s.name, shape: s.shape, data: this.weights.leaves[i]! })), this.policy.dtype))
+    this.generation = this.policy.generation
+  }
+
+  /** The current weights, leaves in checkpoint order (the learner's buffers; do not write). */
+  hostWeights(): ReadonlyArray<Float32Array> {
+    this.pull()
+    return this.weights.leaves
+  }
+
+  optimizerState(): { step: number; m: ReadonlyArray<Float32Array>; v: ReadonlyArray<Float32Array> } {
+    return { step: this.t, m: this.m.map((a) => Float32Array.from(a)), v: this.v.map((a) => Float32Array.from(a)) }
+  }
+
+  setOptimizerState(step: number, m: ReadonlyArray<ArrayLike<number>>, v: ReadonlyArray<ArrayLike<number>>): void {
+    const set = (dst: ReadonlyArray<Float32Array>, src: ReadonlyArray<ArrayLike<number>>, what: string) => {
+      if (src.length !== dst.length) throw new NativeTrainerUnsupported({ feature: "optimizer state", message: `optimizer state ${what}: ${src.length} tensors, expected ${dst.length}` })
+      dst.forEach((a, i) => {
+        if (src[i]!.length !== a.length) throw new NativeTrainerUnsupported({ feature: "optimizer state", message: `optimizer state ${what}: tensor ${i} has ${src[i]!.length} values, expected ${a.length}` })
+      })
+      dst.forEach((a, i) => a.set(src[i]!))
+    }
+    set(this.m, m, "m")
+    set(this.v, v, "v")
+    this.t = step
+  }
+
+  resetOptimizer(): void {
+    for (const a of [...this.m, ...this.v]) a.fill(0)
+    this.t = 0
+  }
+
+  /** Value, per-token aux and gradient of one objective summed over plain micro-batches (no update). */
+  valueAndGrad(objective: PolicyLossConfig | "sft", mbs: ReadonlyArray<AnyMicroBatch>): NativeValueAndGrad {
+    if (mbs.length === 0) throw new NativeTrainerUnsupported({ feature: "empty step", message: "native trainer: no micro-batches" })
+    this.pull()
+    for (const g of this.grad.leaves) g.fill(0)
+    let value = 0
+    const logp: Array<Float32Array> = []
+    const entropy: Array<Float32Array> = []
+    const clipActive: Array<Float32Array> = []
+    mbs.forEach((any, k) => {
+      if (isTree(any)) {
+        throw new NativeTrainerUnsupported({ feature: "treePacking", message: `native trainer: micro-batch ${k} is a packed tree; use trainer.kernels = jax with trainer.treePacking` })
+      }
+      const mb = any as MicroBatch
+      const rows = mb.realRows
+      const T = mb.length
+      const out = this.backend.scoped(() => {
+        const f = forward(this.config, this.backend, this.weights, this.rope, mb.tokens, rows, T)
+        const loss: TokenLoss = objective === "sft" ? sftTokenLoss(mb, f.logp, rows) : policyTokenLoss(objective, mb, f.logp, rows)
+        backward(this.config, this.backend, this.weights, this.rope, f, loss.dlogp, this.grad)
+        const pad = (x: Float32Array) => {
+          const o = new Float32Array(mb.rows * T)
+          o.set(x.subarray(0, rows * T))
+          return o
+        }
+        return { value: loss.value, logp: pad(f.logp), entropy: pad(f.entropy), clipActive: pad(loss.clipActive) }
+      })
+      value += out.value
+      logp.push(out.logp)
+      entropy.push(out.entropy)
+      clipActive.push(out.clipActive)
+    })
+    return { value, grad: this.grad.leaves, logp, entropy, clipActive }
+  }
+
+  /** Teacher-forced log-probs of each sequence under the current weights (entry 0 is 0), packed as policy steps pack. */
+  logprobs(seqs: ReadonlyArray<{ readonly tokens: ReadonlyArray<number> }>, microRows: number, pad: number): Array<Float64Array> {
+    this.pull()
+    const mbs = packMicroBatches(seqs.map((s) => ({ tokens: s.tokens, lossMask: [] })), () => 0, microRows, this.config.context, pad)
+    const out: Array<Float64Array> = []
+    for (const mb of mbs) {
+      this.backend.scoped(() => {
+        const f = forward(this.config, this.backend, this.weights, this.rope, mb.tokens, mb.realRows, mb.length)
+        for (let b = 0; b < mb.realRows; b++) {
+          const n = seqs[out.length]!.tokens.length
+          out.push(Float64Array.from(f.logp.subarray(b * mb.length, b * mb.length + n)))
+        }
+      })
+    }
+    return out
+  }
+
+  /**
+   * Clips the gradient's global norm and takes one AdamW step (bias-corrected moments, decoupled weight
+   * decay on matrices), as `Learner.apply`; pushes the new weights into the policy. Returns the pre-clip norm.
+   */
+  apply(grad: ReadonlyArray<Float32Array> = this.grad.leaves): number {
+    this.pull()
+    const a = this.adam
+    let ss = 0
+    for (const g of grad) for (let i = 0; i < g.length; i++) ss += g[i]! * g[i]!
+    const norm = Math.sqrt(ss)
+    const gs = Number.isFinite(a.maxGradNorm) && norm > a.maxGradNorm ? a.maxGradNorm / (norm + 1e-6) : 1
+    this.t += 1
+    const bc1 = 1 - a.beta1 ** this.t
+    const bc2 = 1 - a.beta2 ** this.t
+    grad.forEach((g, k) => {
+      const p = this.weights.leaves[k]!
+      const m = this.m[k]!
+      const v = this.v[k]!
+      const wd = this.decays[k] ? a.weightDecay : 0
+      for (let i = 0; i < p.length; i++) {
+        const gi = g[i]! * gs
+        const mi = (m[i] = m[i]! * a.beta1 + gi * (1 - a.beta1))
+        const vi = (v[i] = v[i]! * a.beta2 + gi * gi * (1 - a.beta2))
+        const update = mi / bc1 / (Math.sqrt(vi / bc2) + a.eps)
+        p[i] = p[i]! - (update + p[i]! * wd) * a.lr
+      }
+    })
+    this.push()
+    return norm
+  }
+
+  /** One optimizer step of the policy loss over `seqs`, normalized by `norm` (the mini-batch's counts). */
+  policyStep(seqs: ReadonlyArray<TrainSequence>, config: PolicyLossConfig, norm: Normalizer, microRows: number, pad: number, trees?: TreePackingOptions): StepStats {
+    const t0 = performance.now()
+    if (trees !== undefined) {
+      throw new NativeTrainerUnsupported({ feature: "treePacking", message: "native trainer: policy steps on packed trees are not implemented; use trainer.kernels = jax with trainer.treePacking" })
+    }
+    const scaleOf = (i: number, masked: number) => aggregationScale(config.aggregation, norm, masked) * seqs[i]!.weight
+    const mbs = packMicroBatches(seqs, scaleOf, microRows, this.config.context, pad)
+    const r = this.valueAndGrad(config, mbs)
+    let tokens = 0
+    let clipped = 0
+    let ent = 0
+    let mismatch = 0
+    let kl = 0
+    let klTokens = 0
+    mbs.forEach((mb, k) => {
+      for (let i = 0; i < mb.mask.length; i++) {
+        if (mb.mask[i] !== 1) continue
+        tokens++
+        clipped += r.clipActive[k]![i]!
+        ent += r.entropy[k]![i]!
+        const lp = r.logp[k]![i]!
+        mismatch += Math.abs(mb.oldLogprobs[i]! - lp)
+        if (seqs[k * microRows + Math.floor(i / mb.length)]?.refLogprobs !== undefined) {
+          kl += klEstimators[config.klEstimator].value(lp, mb.refLogprobs[i]!)
+          klTokens++
+        }
+      }
+    })
+    const gradNorm = this.apply(r.grad)
+    const d = (x: number, n: number) => (n > 0 ? x / n : 0)
+    return {
+      loss: r.value,
+      gradNorm,
+      clipFraction: d(clipped, tokens),
+      kl: d(kl, klTokens),
+      entropy: d(ent, tokens),
+      tokens,
+      logprobMismatch: d(mismatch, tokens),
+      trainMs: performance.now() - t0
+    }
+  }
+
+  /** One optimizer step of token-mean next-token cross-entropy over masked tokens. */
+  sftStep(seqs: ReadonlyArray<SftSequence>, microRows: number, pad: number): { loss: number; tokens: number; gradNorm: number; trainMs: number } {
+    const t0 = performance.now()
+    let total = 0
+    for (const s of seqs) for (let t = 0; t < s.lossMask.length; t++) total += s.lossMask[t] === 1 ? 1 : 0
+    const mbs = packMicroBatches(seqs, () => (total > 0 ? 1 / total : 0), microRows, this.config.context, pad)
+    const r = this.valueAndGrad("sft", mbs)
+    const gradNorm = this.apply(r.grad)
+    return { loss: r.value, tokens: total, gradNorm, trainMs: performance.now() - t0 }
+  }
+
+  dispose(): void {}
+}

@@ -1,0 +1,448 @@
+/**
+ * The embedded model's forward and backward pass written out by hand over Float32Arrays (llm.c style):
+ * exactly the network of src/model/forward.ts (token embedding; per layer RMSNorm → q,k,v → half-split
+ * rotary positions → causal softmax attention → o projection + residual → RMSNorm → SwiGLU + residual;
+ * final RMSNorm; tied or untied head; log-softmax, per-token log-prob and entropy) on the plain padded
+ * micro-batches of train.ts (`packMicroBatches`), so the jax-js tape and its kernels are out of the loop.
+ * Every matrix product goes through the `NativeOps.matmul` it is given (the wasm SIMD kernel or a plain-JS
+ * one); the rest is loops here. It does not compute losses (see loss.ts), run an optimizer (learner.ts),
+ * nor handle packed trees (tree attention masks, positions by depth).
+ */
+import { Schema } from "effect"
+import { headDim, type ModelConfig } from "../config.ts"
+import { ropeHost } from "../forward.ts"
+import { specs } from "../params.ts"
+
+/** Bad input to the native model (a weight of the wrong size, a token outside the vocabulary, a shape over the context). */
+export class NativeModelInputInvalid extends Schema.TaggedError<NativeModelInputInvalid>()("NativeModelInputInvalid", {
+  where: Schema.String,
+  message: Schema.String
+}) {}
+
+export interface MatmulOptions {
+  readonly transA?: boolean
+  readonly transB?: boolean
+  readonly accumulate?: boolean
+}
+
+/**
+ * What the model needs from its memory and its matmul: `alloc(n)` a zeroed Float32Array of n values
+ * (views the matmul can read), `matmul(out, a, b, m, k, n, opts)` = out[m×n] (+)= op(a)[m×k] · op(b)[k×n],
+ * row-major, op = transpose when asked (a is then stored [k×m], b [n×k]).
+ */
+export interface NativeOps {
+  readonly alloc: (n: number) => Float32Array
+  readonly matmul: (out: Float32Array, a: Float32Array, b: Float32Array, m: number, k: number, n: number, opts?: MatmulOptions) => void
+}
+
+export interface NativeLayer {
+  readonly attnNorm: Float32Array
+  readonly wq: Float32Array
+  readonly wk: Float32Array
+  readonly wv: Float32Array
+  readonly wo: Float32Array
+  readonly mlpNorm: Float32Array
+  readonly wGate: Float32Array
+  readonly wUp: Float32Array
+  readonly wDown: Float32Array
+}
+
+/** The weights (or a gradient of the same shape) as named views over flat leaves in checkpoint order. */
+export interface NativeWeights {
+  readonly leaves: ReadonlyArray<Float32Array>
+  readonly embed: Float32Array
+  readonly layers: ReadonlyArray<NativeLayer>
+  readonly finalNorm: Float32Array
+  /** [d, vocab], or undefined when the head is tied to `embed` */
+  readonly head: Float32Array | undefined
+}
+
+const layerKeys = ["attnNorm", "wq", "wk", "wv", "wo", "mlpNorm", "wGate", "wUp", "wDown"] as const
+
+/** Names the leaves (checkpoint order, `specs(c)`); each must have its tensor's size. */
+export const nativeWeights = (c: ModelConfig, leaves: ReadonlyArray<Float32Array>): NativeWeights => {
+  const ss = specs(c)
+  if (leaves.length !== ss.length) {
+    throw new NativeModelInputInvalid({ where: "native weights", message: `expected ${ss.length} tensors, got ${leaves.length}` })
+  }
+  ss.forEach((s, i) => {
+    const n = s.shape.reduce((a, b) => a * b, 1)
+    if (leaves[i]!.length !== n) {
+      throw new NativeModelInputInvalid({ where: `native weights: tensor ${i} (${s.name})`, message: `${leaves[i]!.length} values, expected ${n} ([${s.shape}])` })
+    }
+  })
+  let i = 0
+  const next = () => leaves[i++]!
+  const embed = next()
+  const layers: Array<NativeLayer> = []
+  for (let l = 0; l < c.layers; l++) {
+    const layer = {} as Record<(typeof layerKeys)[number], Float32Array>
+    for (const k of layerKeys) layer[k] = next()
+    layers.push(layer)
+  }
+  const finalNorm = next()
+  const head = c.tiedHead ? undefined : next()
+  return { leaves, embed, layers, finalNorm, head }
+}
+
+/** Rotary tables [context, headDim] in float32, the values jax-js uses (`ropeTables`). */
+export interface Rope {
+  readonly cos: Float32Array
+  readonly sin: Float32Array
+}
+
+export const ropeOf = (c: ModelConfig): Rope => {
+  const { cos, sin } = ropeHost(c)
+  return { cos: Float32Array.from(cos), sin: Float32Array.from(sin) }
+}
+
+/** One layer's saved activations (rows n = b·T + t; q, k, v and probs per head: [rows, heads, T, ·]). */
+interface LayerActs {
+  /** the residual stream entering the layer [N, d] */
+  readonly x: Float32Array
+  readonly h1: Float32Array
+  readonly rstd1: Float32Array
+  /** after rotary positions [B, H, T, hd] */
+  readonly q: Float32Array
+  readonly k: Float32Array
+  readonly v: Float32Array
+  /** attention weights [B, H, T, T] (zero above the diagonal) */
+  readonly probs: Float32Array
+  /** attention output, heads merged [N, d] */
+  readonly att: Float32Array
+  /** the residual after attention [N, d] */
+  readonly x1: Float32Array
+  readonly h2: Float32Array
+  readonly rstd2: Float32Array
+  readonly gate: Float32Array
+  readonly up: Float32Array
+  /** silu(gate) · up [N, m] */
+  readonly act: Float32Array
+}
+
+/** A forward pass's saved state: what the backward pass reads, and the per-token outputs. */
+export interface Forward {
+  readonly rows: number
+  readonly length: number
+  readonly tokens: Int32Array
+  readonly layers: ReadonlyArray<LayerActs>
+  /** the residual stream before the final norm [N, d] */
+  readonly xF: Float32Array
+  readonly hF: Float32Array
+  readonly rstdF: Float32Array
+  /** softmax of the logits [N, V] (the logits are overwritten) */
+  readonly probs: Float32Array
+  /** [N]: entry b·T + t is log p(token t | tokens < t); entry t = 0 is 0 */
+  readonly logp: Float32Array
+  readonly entropy: Float32Array
+}
+
+/** y = x · g / √(mean(x²) + eps) per row; saves 1/√(…) per row. */
+const rmsNorm = (y: Float32Array, rstd: Float32Array, x: Float32Array, g: Float32Array, rows: number, d: number, eps: number): void => {
+  for (let n = 0; n < rows; n++) {
+    const o = n * d
+    let ss = 0
+    for (let i = 0; i < d; i++) ss += x[o + i]! * x[o + i]!
+    const r = 1 / Math.sqrt(ss / d + eps)
+    rstd[n] = r
+    for (let i = 0; i < d; i++) y[o + i] = x[o + i]! * r * g[i]!
+  }
+}
+
+/**
+ * Backward of `rmsNorm`: dx += r·(dy⊙g) − r³/d · x · Σ(dy⊙g⊙x), dg += Σ_rows dy⊙x·r.
+ */
+const rmsNormBackward = (dx: Float32Array, dg: Float32Array, dy: Float32Array, x: Float32Array, rstd: Float32Array, g: Float32Array, rows: number, d: number): void => {
+  for (let n = 0; n < rows; n++) {
+    const o = n * d
+    const r = rstd[n]!
+    let dot = 0
+    for (let i = 0; i < d; i++) dot += dy[o + i]! * g[i]! * x[o + i]!
+    const c = (r * r * r * dot) / d
+    for (let i = 0; i < d; i++) {
+      dx[o + i] = dx[o + i]! + r * dy[o + i]! * g[i]! - c * x[o + i]!
+      dg[i] = dg[i]! + dy[o + i]! * x[o + i]! * r
+    }
+  }
+}
+
+/**
+ * [N, d] (row b·T + t, head h at columns h·hd…) → [B, H, T, hd], applying the rotary rotation when `rope`
+ * is given: per head, dims i and i + hd/2 form a pair (a, b) ↦ (a·cos − b·sin, b·cos + a·sin) at angle t·θ_i.
+ */
+const splitHeads = (out: Float32Array, x: Float32Array, B: number, T: number, H: number, hd: number, rope: Rope | undefined): void => {
+  const d = H * hd
+  const half = hd / 2
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < H; h++) {
+      for (let t = 0; t < T; t++) {
+        const src = (b * T + t) * d + h * hd
+        const dst = ((b * H + h) * T + t) * hd
+        if (rope === undefined) {
+          for (let i = 0; i < hd; i++) out[dst + i] = x[src + i]!
+          continue
+        }
+        const ro = t * hd
+        for (let i = 0; i < half; i++) {
+          const a = x[src + i]!
+          const bb = x[src + i + half]!
+          const c = rope.cos[ro + i]!
+          const s = rope.sin[ro + i]!
+          out[dst + i] = a * c - bb * s
+          out[dst + i + half] = bb * c + a * s
+        }
+      }
+    }
+  }
+}
+
+/** Transpose of `splitHeads` (the inverse rotation when `rope` is given): [B, H, T, hd] → [N, d]. */
+const mergeHeads = (out: Float32Array, x: Float32Array, B: number, T: number, H: number, hd: number, rope: Rope | undefined): void => {
+  const d = H * hd
+  const half = hd / 2
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < H; h++) {
+      for (let t = 0; t < T; t++) {
+        const dst = (b * T + t) * d + h * hd
+        const src = ((b * H + h) * T + t) * hd
+        if (rope === undefined) {
+          for (let i = 0; i < hd; i++) out[dst + i] = x[src + i]!
+          continue
+        }
+        const ro = t * hd
+        for (let i = 0; i < half; i++) {
+          const da = x[src + i]!
+          const db = x[src + i + half]!
+          const c = rope.cos[ro + i]!
+          const s = rope.sin[ro + i]!
+          out[dst + i] = da * c + db * s
+          out[dst + i + half] = db * c - da * s
+        }
+      }
+    }
+  }
+}
+
+/** In place over a [T, T] score block: causal softmax of scale · s per row (zero above the diagonal). */
+const causalSoftmax = (p: Float32Array, T: number, scale: number): void => {
+  for (let i = 0; i < T; i++) {
+    const o = i * T
+    let max = -Infinity
+    for (let j = 0; j <= i; j++) max = Math.max(max, p[o + j]! * scale)
+    let sum = 0
+    for (let j = 0; j <= i; j++) {
+      const e = Math.exp(p[o + j]! * scale - max)
+      p[o + j] = e
+      sum += e
+    }
+    const inv = 1 / sum
+    for (let j = 0; j <= i; j++) p[o + j] = p[o + j]! * inv
+    for (let j = i + 1; j < T; j++) p[o + j] = 0
+  }
+}
+
+const silu = (a: number): number => a / (1 + Math.exp(-a))
+
+/**
+ * The forward pass of `B` rows of `T` tokens (`tokens[b·T + t]`), saving what the backward pass needs.
+ * Every buffer comes from `ops.alloc`, so a caller that scopes the arena frees them all at once.
+ */
+export const forward = (c: ModelConfig, ops: NativeOps, w: NativeWeights, rope: Rope, tokens: Int32Array, B: number, T: number): Forward => {
+  const d = c.dModel
+  const m = c.mlpWidth
+  const H = c.heads
+  const hd = headDim(c)
+  const V = c.vocab
+  const N = B * T
+  if (T > c.context) throw new NativeModelInputInvalid({ where: "native forward", message: `${T} tokens per row exceed the context ${c.context}` })
+  if (tokens.length < N) throw new NativeModelInputInvalid({ where: "native forward", message: `${tokens.length} tokens for ${B} rows of ${T}` })
+  const { alloc, matmul } = ops
+  const scale = 1 / Math.sqrt(hd)
+
+  let x = alloc(N * d)
+  for (let n = 0; n < N; n++) {
+    const tok = tokens[n]!
+    if (!(tok >= 0 && tok < V)) throw new NativeModelInputInvalid({ where: `native forward: row ${Math.floor(n / T)} position ${n % T}`, message: `token ${tok} is outside the vocabulary of ${V}` })
+    x.set(w.embed.subarray(tok * d, tok * d + d), n * d)
+  }
+  const tmp = alloc(N * d)
+  const layers: Array<LayerActs> = []
+  for (const p of w.layers) {
+    const h1 = alloc(N * d)
+    const rstd1 = alloc(N)
+    rmsNorm(h1, rstd1, x, p.attnNorm, N, d, c.normEps)
+    const q = alloc(N * d)
+    const k = alloc(N * d)
+    const v = alloc(N * d)
+    matmul(tmp, h1, p.wq, N, d, d)
+    splitHeads(q, tmp, B, T, H, hd, rope)
+    matmul(tmp, h1, p.wk, N, d, d)
+    splitHeads(k, tmp, B, T, H, hd, rope)
+    matmul(tmp, h1, p.wv, N, d, d)
+    splitHeads(v, tmp, B, T, H, hd, undefined)
+    const probs = alloc(B * H * T * T)
+    for (let bh = 0; bh < B * H; bh++) {
+      const P = probs.subarray(bh * T * T, (bh + 1) * T * T)
+      const qs = q.subarray(bh * T * hd, (bh + 1) * T * hd)
+      const ks = k.subarray(bh * T * hd, (bh + 1) * T * hd)
+      const vs = v.subarray(bh * T * hd, (bh + 1) * T * hd)
+      matmul(P, qs, ks, T, hd, T, { transB: true })
+      causalSoftmax(P, T, scale)
+      matmul(tmp.subarray(bh * T * hd, (bh + 1) * T * hd), P, vs, T, T, hd)
+    }
+    const att = alloc(N * d)
+    mergeHeads(att, tmp, B, T, H, hd, undefined)
+    const x1 = alloc(N * d)
+    x1.set(x)
+    matmul(x1, att, p.wo, N, d, d, { accumulate: true })
+    const h2 = alloc(N * d)
+    const rstd2 = alloc(N)
+    rmsNorm(h2, rstd2, x1, p.mlpNorm, N, d, c.normEps)
+    const gate = alloc(N * m)
+    const up = alloc(N * m)
+    const act = alloc(N * m)
+    matmul(gate, h2, p.wGate, N, d, m)
+    matmul(up, h2, p.wUp, N, d, m)
+    for (let i = 0; i < N * m; i++) act[i] = silu(gate[i]!) * up[i]!
+    const x2 = alloc(N * d)
+    x2.set(x1)
+    matmul(x2, act, p.wDown, N, m, d, { accumulate: true })
+    layers.push({ x, h1, rstd1, q, k, v, probs, att, x1, h2, rstd2, gate, up, act })
+    x = x2
+  }
+  const hF = alloc(N * d)
+  const rstdF = alloc(N)
+  rmsNorm(hF, rstdF, x, w.finalNorm, N, d, c.normEps)
+  const probs = alloc(N * V)
+  if (w.head !== undefined) matmul(probs, hF, w.head, N, d, V)
+  else matmul(probs, hF, w.embed, N, d, V, { transB: true })
+  const logp = alloc(N).fill(0)
+  const entropy = alloc(N).fill(0)
+  // row n's logits predict token n + 1 of the same row; the softmax replaces the logits in place
+  for (let n = 0; n < N; n++) {
+    const o = n * V
+    let max = -Infinity
+    for (let j = 0; j < V; j++) max = Math.max(max, probs[o + j]!)
+    let sum = 0
+    for (let j = 0; j < V; j++) sum += Math.exp(probs[o + j]! - max)
+    const lse = max + Math.log(sum)
+    const t = n % T
+    let ent = 0
+    for (let j = 0; j < V; j++) {
+      const lsm = probs[o + j]! - lse
+      const pj = Math.exp(lsm)
+      ent -= pj * lsm
+      probs[o + j] = pj
+      if (t + 1 < T && j === tokens[n + 1]) logp[n + 1] = lsm
+    }
+    if (t + 1 < T) entropy[n + 1] = ent
+  }
+  return { rows: B, length: T, tokens, layers, xF: x, hF, rstdF, probs, logp, entropy }
+}
+
+/**
+ * The backward pass: given dL/d logp per token (`dlogp[b·T + t]`, entry t = 0 ignored), ADDS every
+ * weight's gradient into `grad` (same layout as the weights). Scratch buffers come from `ops.alloc`.
+ */
+export const backward = (c: ModelConfig, ops: NativeOps, w: NativeWeights, rope: Rope, f: Forward, dlogp: ArrayLike<number>, grad: NativeWeights): void => {
+  const d = c.dModel
+  const m = c.mlpWidth
+  const H = c.heads
+  const hd = headDim(c)
+  const V = c.vocab
+  const B = f.rows
+  const T = f.length
+  const N = B * T
+  const { alloc, matmul } = ops
+  const scale = 1 / Math.sqrt(hd)
+
+  // d logp[n+1] / d logits[n, j] = onehot(token n+1)_j − softmax_j (the last position of a row predicts nothing)
+  const dlogits = alloc(N * V).fill(0)
+  for (let n = 0; n < N; n++) {
+    if (n % T === T - 1) continue
+    const g = dlogp[n + 1]!
+    if (g === 0) continue
+    const o = n * V
+    for (let j = 0; j < V; j++) dlogits[o + j] = -g * f.probs[o + j]!
+    dlogits[o + f.tokens[n + 1]!] += g
+  }
+  const dh = alloc(N * d)
+  if (w.head !== undefined) {
+    matmul(dh, dlogits, w.head, N, V, d, { transB: true })
+    matmul(grad.head!, f.hF, dlogits, d, N, V, { transA: true, accumulate: true })
+  } else {
+    matmul(dh, dlogits, w.embed, N, V, d)
+    matmul(grad.embed, dlogits, f.hF, V, N, d, { transA: true, accumulate: true })
+  }
+  const dx = alloc(N * d).fill(0)
+  rmsNormBackward(dx, grad.finalNorm, dh, f.xF, f.rstdF, w.finalNorm, N, d)
+
+  const dact = alloc(N * m)
+  const dgate = alloc(N * m)
+  const dup = alloc(N * m)
+  const datt = alloc(N * d)
+  const dout = alloc(N * d)
+  const dq = alloc(N * d)
+  const dk = alloc(N * d)
+  const dv = alloc(N * d)
+  const dqm = alloc(N * d)
+  const dP = alloc(T * T)
+  for (let l = c.layers - 1; l >= 0; l--) {
+    const p = w.layers[l]!
+    const gp = grad.layers[l]!
+    const a = f.layers[l]!
+    // MLP: x2 = x1 + (silu(h2·Wg) ⊙ h2·Wu)·Wd
+    matmul(dact, dx, p.wDown, N, d, m, { transB: true })
+    matmul(gp.wDown, a.act, dx, m, N, d, { transA: true, accumulate: true })
+    for (let i = 0; i < N * m; i++) {
+      const g = a.gate[i]!
+      const sg = 1 / (1 + Math.exp(-g))
+      dgate[i] = dact[i]! * a.up[i]! * sg * (1 + g * (1 - sg))
+      dup[i] = dact[i]! * g * sg
+    }
+    matmul(dh, dgate, p.wGate, N, m, d, { transB: true })
+    matmul(dh, dup, p.wUp, N, m, d, { transB: true, accumulate: true })
+    matmul(gp.wGate, a.h2, dgate, d, N, m, { transA: true, accumulate: true })
+    matmul(gp.wUp, a.h2, dup, d, N, m, { transA: true, accumulate: true })
+    rmsNormBackward(dx, gp.mlpNorm, dh, a.x1, a.rstd2, p.mlpNorm, N, d)
+    // attention: x1 = x + attention(…)·Wo
+    matmul(datt, dx, p.wo, N, d, d, { transB: true })
+    matmul(gp.wo, a.att, dx, d, N, d, { transA: true, accumulate: true })
+    splitHeads(dout, datt, B, T, H, hd, undefined)
+    for (let bh = 0; bh < B * H; bh++) {
+      const span = (x: Float32Array) => x.subarray(bh * T * hd, (bh + 1) * T * hd)
+      const P = a.probs.subarray(bh * T * T, (bh + 1) * T * T)
+      const dO = span(dout)
+      // dP = dO · vᵀ; dv = Pᵀ · dO
+      matmul(dP, dO, span(a.v), T, hd, T, { transB: true })
+      matmul(span(dv), P, dO, T, T, hd, { transA: true })
+      // softmax backward: dS = P ⊙ (dP − Σ_j P·dP), times the score scale
+      for (let i = 0; i < T; i++) {
+        const o = i * T
+        let dot = 0
+        for (let j = 0; j <= i; j++) dot += P[o + j]! * dP[o + j]!
+        for (let j = 0; j <= i; j++) dP[o + j] = P[o + j]! * (dP[o + j]! - dot) * scale
+        for (let j = i + 1; j < T; j++) dP[o + j] = 0
+      }
+      // dq = dS · k; dk = dSᵀ · q
+      matmul(span(dq), dP, span(a.k), T, T, hd)
+      matmul(span(dk), dP, span(a.q), T, T, hd, { transA: true })
+    }
+    // back through the rotation and the head split; dh = dq·Wqᵀ + dk·Wkᵀ + dv·Wvᵀ
+    mergeHeads(dqm, dq, B, T, H, hd, rope)
+    matmul(dh, dqm, p.wq, N, d, d, { transB: true })
+    matmul(gp.wq, a.h1, dqm, d, N, d, { transA: true, accumulate: true })
+    mergeHeads(dqm, dk, B, T, H, hd, rope)
+    matmul(dh, dqm, p.wk, N, d, d, { transB: true, accumulate: true })
+    matmul(gp.wk, a.h1, dqm, d, N, d, { transA: true, accumulate: true })
+    mergeHeads(dqm, dv, B, T, H, hd, undefined)
+    matmul(dh, dqm, p.wv, N, d, d, { transB: true, accumulate: true })
+    matmul(gp.wv, a.h1, dqm, d, N, d, { transA: true, accumulate: true })
+    rmsNormBackward(dx, gp.attnNorm, dh, a.x, a.rstd1, p.attnNorm, N, d)
+  }
+  // the embedding: a scatter-add of each row's gradient
+  for (let n = 0; n < N; n++) {
+    const o = f.tokens[n]! * d
+    for (let i = 0; i < d; i++) grad.embed[o + i] = grad.embed[o + i]! + dx[n * d + i]!
+  }
+}
