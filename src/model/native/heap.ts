@@ -29,19 +29,21 @@ export const Wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssem
 const PAGE = 65536
 /** bytes at the bottom of every heap reserved for the kernels' own scratch (an edge tile) */
 export const KERNEL_SCRATCH_BYTES = 1024
+/** bytes at the top of every heap never handed out: kernels may read a few floats past a view's end */
+export const KERNEL_GUARD_BYTES = 64
 const ALIGN = 16
 
 const align = (x: number) => (x + ALIGN - 1) & ~(ALIGN - 1)
 
 export class Heap {
-  /** the heap's size in bytes (a whole number of 64 KiB pages, at least what was asked for) */
+  /** the bytes it can hand out (at least what was asked for: whole 64 KiB pages less the kernels' scratch and guard) */
   readonly capacity: number
   readonly memory: WasmMemory
   private top = KERNEL_SCRATCH_BYTES
 
   private constructor(memory: WasmMemory) {
     this.memory = memory
-    this.capacity = memory.buffer.byteLength
+    this.capacity = memory.buffer.byteLength - KERNEL_GUARD_BYTES
   }
 
   /** A heap of at least `bytes` bytes (rounded up to 64 KiB pages; wasm32 allows up to 4 GiB). */
@@ -49,7 +51,7 @@ export class Heap {
     if (!Number.isSafeInteger(bytes) || bytes <= 0 || bytes > 65536 * PAGE) {
       throw new NativeArgumentError({ argument: "bytes", message: `Heap.create: bytes must be an integer in 1..${65536 * PAGE}, got ${bytes}` })
     }
-    const pages = Math.ceil((bytes + KERNEL_SCRATCH_BYTES) / PAGE)
+    const pages = Math.ceil((bytes + KERNEL_SCRATCH_BYTES + KERNEL_GUARD_BYTES) / PAGE)
     return new Heap(new Wasm.Memory({ initial: pages, maximum: pages }))
   }
 

@@ -6,6 +6,16 @@
  * and `out` must not overlap `a` or `b`.
  */
 import { type Heap, NativeArgumentError } from "./heap.ts"
+import { kernelsFor, NR } from "./kernels.ts"
+
+/** k-block: an A tile's rows (MR×KC) and a packed B panel (KC×NR) stay in L1 */
+const KC = 256
+/** row block: the A block read in place (MC×KC floats, 256 KiB) stays in L2 */
+const MC = 256
+/** column block: the packed B block (KC×NC floats, 1 MiB) */
+const NC = NR * 128
+
+const roundUp = (x: number, to: number) => Math.ceil(x / to) * to
 
 export interface MatmulOptions {
   /** a is stored [k×m] (op(a) = aᵀ) */
@@ -55,5 +65,55 @@ export const matmul = (heap: Heap, out: Float32Array, a: Float32Array, b: Float3
   for (const [name, v] of [["out", out], ["a", a], ["b", b]] as const) {
     if (!heap.owns(v)) throw bad(name, `${name} is not a view of this heap (allocate it with heap.alloc)`)
   }
-  matmulJs(out, a, b, m, k, n, opts)
+  checkMatmul(out, a, b, m, k, n)
+  const { transA = false, transB = false, accumulate = false } = opts
+  if (m === 0 || n === 0) return
+  if (k === 0) {
+    if (!accumulate) out.fill(0)
+    return
+  }
+  const kernels = kernelsFor(heap.memory)
+  const kcMax = Math.min(KC, k)
+  const ncMax = Math.min(NC, roundUp(n, NR))
+  const need = kcMax * ncMax * 4 + 16
+  if (heap.free < need) throw bad("heap", `needs ${need} free bytes of heap scratch to pack b, ${heap.free} free`)
+  const mark = heap.mark()
+  try {
+    const bp = heap.allocUninit(kcMax * ncMax)
+    const block = transA ? kernels.blockCols : kernels.blockRows
+    for (let jc = 0; jc < n; jc += NC) {
+      const nc = Math.min(NC, n - jc)
+      for (let pc = 0; pc < k; pc += KC) {
+        const kc = Math.min(KC, k - pc)
+        if (transB) packBT(bp, b, k, pc, kc, jc, nc)
+        else kernels.packB(b.byteOffset + (pc * n + jc) * 4, n, bp.byteOffset, kc, nc)
+        const acc = accumulate || pc > 0 ? 1 : 0
+        for (let ic = 0; ic < m; ic += MC) {
+          const mc = Math.min(MC, m - ic)
+          const c = out.byteOffset + (ic * n + jc) * 4
+          if (transA) block(a.byteOffset + (pc * m + ic) * 4, m * 4, bp.byteOffset, c, mc, nc, kc, n, acc)
+          else block(a.byteOffset + (ic * k + pc) * 4, k * 4, bp.byteOffset, c, mc, nc, kc, n, acc)
+        }
+      }
+    }
+  } finally {
+    heap.release(mark)
+  }
+}
+
+/** b stored [n×k]: ceil(nc/NR) panels of kc×NR, dst[(panel·kc + p)·NR + c] = b[(jc + panel·NR + c)·k + pc + p], zero past nc */
+const packBT = (dst: Float32Array, b: Float32Array, k: number, pc: number, kc: number, jc: number, nc: number) => {
+  const panels = Math.ceil(nc / NR)
+  for (let jp = 0; jp < panels; jp++) {
+    const base = jp * kc * NR
+    const j0 = jc + jp * NR
+    const cols = Math.min(NR, jc + nc - j0)
+    for (let c = 0; c < NR; c++) {
+      if (c >= cols) {
+        for (let p = 0, d = base + c; p < kc; p++, d += NR) dst[d] = 0
+        continue
+      }
+      for (let p = 0, d = base + c, s = (j0 + c) * k + pc; p < kc; p++, d += NR, s++) dst[d] = b[s]!
+    }
+  }
 }
