@@ -41,6 +41,9 @@ import { type ModelConfig, parameterCount, smallConfig, tinyConfig } from "../..
 import { defaultGeneratorOptions, Generator } from "../../src/model/generate.ts"
 import { GradPool } from "../../src/model/parallel.ts"
 import { Policy } from "../../src/model/policy.ts"
+import { Heap } from "../../src/model/native/heap.ts"
+import { kernelsFor } from "../../src/model/native/kernels.ts"
+import { matmul as nativeMatmul } from "../../src/model/native/matmul.ts"
 import { ensureBackend, setKernelInstanceCache } from "../../src/model/runtime.ts"
 import { SamplerPool } from "../../src/model/samplerPool.ts"
 import { padId } from "../../src/model/tokenizer.ts"
@@ -48,7 +51,7 @@ import { Learner, packMicroBatches, packTreeMicroBatches } from "../../src/model
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 const quick = process.argv.includes("--quick")
-/** `--only loss|tiny|trees|small`: one section (for development; the committed results come from whole runs) */
+/** `--only matmul|loss|tiny|trees|small`: one section (for development; the committed results come from whole runs) */
 const only = process.argv.includes("--only") ? process.argv[process.argv.indexOf("--only") + 1] : undefined
 const runs = (section: string) => only === undefined || only === section
 /** Timed repetitions of every figure (after one untimed warm-up); the figure is their median. */
@@ -188,6 +191,71 @@ const matmulPeak = async (): Promise<Figure> => {
   a.dispose()
   b.dispose()
   return timed("jax-js matmul peak (1024³ f32)", t, "GFLOP/s", (ms) => (2 * n ** 3) / (ms / 1000) / 1e9)
+}
+
+/**
+ * The native matmul (src/model/native/matmul.ts, a wasm SIMD128 kernel) against jax-js's jitted
+ * np.matmul on the same shapes, timed interleaved: 1024³, and the tiny model's training shapes (3,328 =
+ * 16 sequences × 208 tokens per micro-batch), their gradient forms (Aᵀ·B, A·Bᵀ) and a decode step. Each
+ * repetition runs the product enough times to take ~50 ms; the 1024³ figure is also put against the
+ * machine's 1-thread numpy peak.
+ */
+const benchMatmul = async (machinePeak?: MachinePeak): Promise<Array<Figure>> => {
+  const shapes: Array<{ label: string; m: number; k: number; n: number; transA?: boolean; transB?: boolean }> = [
+    { label: "1024³", m: 1024, k: 1024, n: 1024 },
+    { label: "training forward [3328×128]·[128×384]", m: 3328, k: 128, n: 384 },
+    { label: "training forward [3328×384]·[384×128]", m: 3328, k: 384, n: 128 },
+    { label: "output head [3328×128]·[128×268]", m: 3328, k: 128, n: 268 },
+    { label: "weight gradient [3328×128]ᵀ·[3328×384]", m: 128, k: 3328, n: 384, transA: true },
+    { label: "input gradient [3328×384]·[128×384]ᵀ", m: 3328, k: 384, n: 128, transB: true },
+    { label: "decode [64×128]·[128×384]", m: 64, k: 128, n: 384 }
+  ]
+  const heap = Heap.create(64 * 2 ** 20)
+  const fma = kernelsFor(heap.memory).fma
+  const figures: Array<Figure> = []
+  for (const { label, m, k, n, transA = false, transB = false } of shapes) {
+    const flops = 2 * m * k * n
+    const inner = Math.max(1, Math.round(1.5e9 / flops))
+    heap.reset()
+    const a = heap.alloc(m * k)
+    const b = heap.alloc(k * n)
+    const out = heap.alloc(m * n)
+    a.forEach((_, i) => (a[i] = ((i * 7) % 13) / 13 - 0.5))
+    b.forEach((_, i) => (b[i] = ((i * 5) % 11) / 11 - 0.5))
+    const ja = np.array(Float32Array.from(a), { shape: transA ? [k, m] : [m, k] })
+    const jb = np.array(Float32Array.from(b), { shape: transB ? [n, k] : [k, n] })
+    const mm = jit((x: np.Array, y: np.Array) => np.matmul(transA ? np.transpose(x) : x, transB ? np.transpose(y) : y))
+    const opts = { transA, transB }
+    const t = await interleave({
+      native: () => {
+        for (let i = 0; i < inner; i++) nativeMatmul(heap, out, a, b, m, k, n, opts)
+      },
+      jax: async () => {
+        for (let i = 0; i < inner; i++) {
+          const r = mm(ja.ref, jb.ref)
+          await r.blockUntilReady()
+          r.dispose()
+        }
+      }
+    }, Math.max(REPS, 5))
+    // the two agree (a spot check: the benchmark must not time a wrong kernel)
+    const ref = mm(ja.ref, jb.ref).dataSync() as Float32Array
+    for (let i = 0; i < out.length; i += 97) {
+      if (Math.abs(out[i]! - ref[i]!) > 1e-3 * (1 + Math.abs(ref[i]!))) throw new Error(`bench: native matmul ${label} element ${i}: ${out[i]} vs jax-js ${ref[i]}`)
+    }
+    ja.dispose()
+    jb.dispose()
+    const gf = (ms: number) => (flops * inner) / (ms / 1000) / 1e9
+    figures.push(timed(`native matmul (wasm SIMD${fma ? ", relaxed FMA" : ""}), ${label}`, t.native, "GFLOP/s", gf, {
+      baseline: "jax-js jitted np.matmul, same shape (interleaved)", baselineValue: gf(t.jax.median), ratio: t.jax.median / t.native.median
+    }))
+    if (label === "1024³" && machinePeak !== undefined) {
+      figures.push(timed(`native matmul, 1024³, against the machine's 1-thread matmul peak`, t.native, "GFLOP/s", gf, {
+        baseline: "numpy 1024³ f32 matmul, 1 thread (same run)", baselineValue: machinePeak.one, ratio: gf(t.native.median) / machinePeak.one
+      }))
+    }
+  }
+  return figures
 }
 
 /**
@@ -506,6 +574,7 @@ export default async function main(): Promise<void> {
   const figures: Array<Figure> = [
     peak,
     ...numpy,
+    ...(runs("matmul") ? await benchMatmul(machinePeak) : []),
     ...(runs("loss") ? await benchLoss() : []),
     ...(runs("tiny") ? await benchModel("tiny", tinyConfig, peak.value, machinePeak) : []),
     ...(runs("trees") ? await benchTreePacking() : []),
