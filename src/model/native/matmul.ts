@@ -8,11 +8,11 @@
 import { type Heap, NativeArgumentError } from "./heap.ts"
 import { kernelsFor, NR } from "./kernels.ts"
 
-/** k-block: an A tile's rows (MR×KC) and a packed B panel (KC×NR) stay in L1 */
-const KC = 256
-/** row block: the A block read in place (MC×KC floats, 256 KiB) stays in L2 */
-const MC = 256
-/** column block: the packed B block (KC×NC floats, 1 MiB) */
+/** largest k-block: an A tile's rows (MR×KC) and a packed B panel (KC×NR) stay in L1; k is split evenly */
+const KC = 384
+/** row block: the A block read in place (MC×KC floats, 192 KiB) stays in L2 */
+const MC = 128
+/** column block: the packed B block (KC×NC floats, 1.5 MiB) */
 const NC = NR * 128
 
 const roundUp = (x: number, to: number) => Math.ceil(x / to) * to
@@ -73,7 +73,8 @@ export const matmul = (heap: Heap, out: Float32Array, a: Float32Array, b: Float3
     return
   }
   const kernels = kernelsFor(heap.memory)
-  const kcMax = Math.min(KC, k)
+  // k in equal blocks of at most KC (k = 3328: 9 × 370, not 8 × 384 + 256)
+  const kcMax = Math.ceil(k / Math.ceil(k / KC))
   const ncMax = Math.min(NC, roundUp(n, NR))
   const need = kcMax * ncMax * 4 + 16
   if (heap.free < need) throw bad("heap", `needs ${need} free bytes of heap scratch to pack b, ${heap.free} free`)
@@ -83,8 +84,8 @@ export const matmul = (heap: Heap, out: Float32Array, a: Float32Array, b: Float3
     const block = transA ? kernels.blockCols : kernels.blockRows
     for (let jc = 0; jc < n; jc += NC) {
       const nc = Math.min(NC, n - jc)
-      for (let pc = 0; pc < k; pc += KC) {
-        const kc = Math.min(KC, k - pc)
+      for (let pc = 0; pc < k; pc += kcMax) {
+        const kc = Math.min(kcMax, k - pc)
         if (transB) packBT(bp, b, k, pc, kc, jc, nc)
         else kernels.packB(b.byteOffset + (pc * n + jc) * 4, n, bp.byteOffset, kc, nc)
         const acc = accumulate || pc > 0 ? 1 : 0
