@@ -10,6 +10,9 @@
  * (balanced clip), a compute-matched GRPO (M = 6), ARPO with β ∈ {2, 8, 32} and with the standardised ΔH, 10 seeds, 40 RL steps,
  * 256 questions.
  *
+ * Every variant and seed runs as one part in its own lane (`--lanes n` child processes at once, default the
+ * CPU cores; `arpo resume <dir> [--lanes n]` continues the unfinished parts).
+ *
  * Reproduce: `npm run arpo -- run premise --profile quick|full`, or some variants only:
  * `PREMISE_VARIANTS=flaky,flaky-control npm run arpo -- run experiments/premise.ts --profile quick`.
  * Wall times and results: docs/results.md.

@@ -9,7 +9,8 @@ import { Argument, Command, Flag } from "effect/cli"
 import * as NodePath from "node:path"
 import { RunStore } from "../io/RunStore.ts"
 import { experimentOfRun, ExperimentUnsupported } from "./experiments.ts"
-import { presentErrors } from "./present.ts"
+import { badInput, presentErrors } from "./present.ts"
+import { lanesFlag } from "./run.ts"
 import { requireRunDirectory } from "./runDir.ts"
 
 /** Which experiment a run directory belongs to. */
@@ -23,13 +24,15 @@ export const resumeCommand = Command.make(
   {
     dir: Argument.String("dir").pipe(Argument.withDescription("the run directory, runs/<experiment>/<run-id>")),
     force: Flag.Boolean("force").pipe(Flag.withDefault(false), Flag.withDescription("resume although config.json changed since the run started (warns)")),
+    lanes: lanesFlag,
     experiment: Flag.String("experiment").pipe(
       Flag.optional,
       Flag.withDescription("the experiment (a name or a module file; default: the file the run came from, else its name)")
     )
   },
-  ({ dir, force, experiment: given }) =>
+  ({ dir, force, lanes, experiment: given }) =>
     Effect.gen(function*() {
+      if (Option.isSome(lanes) && lanes.value < 1) return yield* badInput(`--lanes ${lanes.value}: give a whole number ≥ 1`)
       yield* requireRunDirectory(dir)
       const config = yield* RunStore.use((s) => s.readConfig).pipe(Effect.provide(RunStore.layerOpen(dir)))
       const name = experimentOf(dir, config)
@@ -37,7 +40,7 @@ export const resumeCommand = Command.make(
       if (experiment.resume === undefined) {
         return yield* new ExperimentUnsupported({ experiment: name, message: `experiment ${name} cannot resume runs (it has no resume)` })
       }
-      const out = yield* experiment.resume(dir, { force })
+      const out = yield* experiment.resume(dir, { force, ...(Option.isSome(lanes) ? { lanes: lanes.value } : {}) })
       yield* Console.log(out)
     }).pipe(presentErrors)
 ).pipe(Command.withDescription("Resume a run from its last checkpoint; prints the run directory as the last line"))

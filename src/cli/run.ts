@@ -33,6 +33,12 @@ export const parseSweep = (raw: Readonly<Record<string, string>>): Result.Result
   return Result.succeed(out)
 }
 
+/** `--lanes n` of run and resume: the experiment's independent parts at once in n child processes (where it splits). */
+export const lanesFlag = Flag.Int("lanes").pipe(
+  Flag.optional,
+  Flag.withDescription("run the experiment's independent parts (premise: one variant and seed each) in n child processes at once (default: the CPU cores; experiments that do not split ignore it)")
+)
+
 /** The examples `arpo run --help` gives for --sweep (a test resolves them against the flagship). */
 export const sweepExamples = { everyArm: "rl.lr=1e-6,3e-6", oneArm: "arpo:rollout.beta=0,1" } as const
 
@@ -56,7 +62,8 @@ export const runCommand = Command.make(
         `sweep a config value, one arm per value: --sweep ${sweepExamples.everyArm} (every arm) or --sweep ${sweepExamples.oneArm} (that arm only); repeatable`
       )
     ),
-    out: Flag.String("out").pipe(Flag.withDefault("runs"), Flag.withDescription("runs root: writes <out>/<experiment>/<run-id>/"))
+    out: Flag.String("out").pipe(Flag.withDefault("runs"), Flag.withDescription("runs root: writes <out>/<experiment>/<run-id>/")),
+    lanes: lanesFlag
   },
   (input) =>
     Effect.gen(function*() {
@@ -64,12 +71,14 @@ export const runCommand = Command.make(
       if (Result.isFailure(seeds)) return yield* badInput(seeds.failure)
       const sweep = parseSweep(Option.getOrElse(input.sweep, () => ({})))
       if (Result.isFailure(sweep)) return yield* badInput(sweep.failure)
+      if (Option.isSome(input.lanes) && input.lanes.value < 1) return yield* badInput(`--lanes ${input.lanes.value}: give a whole number ≥ 1`)
       const options: RunOptions = {
         profile: input.profile === "smoke" ? "quick" : input.profile === "gpu" ? "full" : input.profile,
         seeds: seeds.success,
         set: Option.getOrElse(input.set, () => ({})),
         sweep: sweep.success,
         out: input.out,
+        ...(Option.isSome(input.lanes) ? { lanes: input.lanes.value } : {}),
         // a run of an experiment file records the file, so `arpo resume` / `eval` / `report` find it again
         ...(Option.isSome(input.experiment) && looksLikeFile(input.experiment.value) ? { source: NodePath.resolve(input.experiment.value) } : {})
       }

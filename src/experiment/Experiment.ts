@@ -20,10 +20,14 @@ export interface RunOptions {
   readonly out: string
   /** the experiment module file this experiment was loaded from (recorded in config.json for resume / eval / report) */
   readonly source?: string
+  /** `--lanes n`: independent parts of the run at once in n child processes, for experiments that split (`premise`); undefined: the experiment's default */
+  readonly lanes?: number
 }
 
 export interface ResumeOptions {
   readonly force?: boolean
+  /** `--lanes n` (as for run): how many child processes continue the run's unfinished parts at once */
+  readonly lanes?: number
 }
 
 export interface EvalOptions {

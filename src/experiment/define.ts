@@ -215,7 +215,7 @@ export const requireConfigUnchanged = (dir: string, force: boolean) =>
   })
 
 /** A checkpoint to resume from must be whole: state.json for this arm, seed and step, and readable weights. */
-const checkCheckpoint = (dir: string, path: string, arm: string, seed: number, step: number) =>
+export const checkCheckpoint = (dir: string, path: string, arm: string, seed: number, step: number) =>
   Effect.gen(function*() {
     const bad = (why: string) =>
       new RunNotResumable({ dir, message: `checkpoint ${path} is damaged (${why}); nothing was changed. Delete it to resume from the checkpoint before it` })
@@ -228,8 +228,8 @@ const checkCheckpoint = (dir: string, path: string, arm: string, seed: number, s
     }
   })
 
-/** Run (or continue, from step `from`) one arm and seed, with the events going to the run's Events. */
-const runOne = (spec: ExperimentSpec, run: string, arm: ResolvedArm, seed: number, from: number) =>
+/** Run (or continue, from step `from`) one arm and seed, with the events going to the run's Events (stamped `run`). */
+export const runOne = (spec: ExperimentSpec, run: string, arm: ResolvedArm, seed: number, from: number) =>
   Effect.gen(function*() {
     const store = yield* RunStore
     const fileSystem = yield* FileSystem.FileSystem
@@ -294,7 +294,7 @@ const runOne = (spec: ExperimentSpec, run: string, arm: ResolvedArm, seed: numbe
   })
 
 /** Seeds × arms in order (seed-major, so a partial run already compares the arms of its first seed). */
-const order = (arms: ReadonlyArray<ResolvedArm>, seeds: ReadonlyArray<number>) => seeds.flatMap((seed) => arms.map((arm) => ({ arm, seed })))
+export const order = (arms: ReadonlyArray<ResolvedArm>, seeds: ReadonlyArray<number>) => seeds.flatMap((seed) => arms.map((arm) => ({ arm, seed })))
 
 /** The lines that end a run: the headline, per-arm figures (RL wall time per seed), the cold start, where the reports are. */
 export const conclusion = (
@@ -382,12 +382,19 @@ const execute = (spec: ExperimentSpec, arms: ReadonlyArray<ResolvedArm>, seeds: 
         yield* runOne(spec, run, arm, seed, from)
       }
     }).pipe(Effect.onInterrupt(() => Effect.forEach(interruptedLines(store.paths.dir), (line) => Console.error(line), { discard: true })))
+    return yield* finishRun(spec)
+  }).pipe(Effect.provide(RunStore.eventsLayer))
+
+/** The end of a run whose arms are done: summary.json and the reports from events.jsonl, the experiment's conclusion, the closing lines. */
+export const finishRun = (spec: ExperimentSpec) =>
+  Effect.gen(function*() {
+    const store = yield* RunStore
     const written = yield* writeReports
     const log = yield* store.readEvents
     const extra = spec.conclude === undefined ? [] : yield* spec.conclude(written.summary, store.paths.dir)
     for (const line of [...conclusion(written.summary, store.paths.dir, wallPerArm(log.events), trainingCost(log.events)), ...extra]) yield* Console.log(line)
     return store.paths.dir
-  }).pipe(Effect.provide(RunStore.eventsLayer))
+  })
 
 /** Decode the stored arms of a run directory's config.json (component sections by the experiment's registries). */
 export const readStoredRun = (

@@ -8,7 +8,9 @@
  *   entropy profile −k…+k around the result. It answers: does entropy rise after uncertain results and
  *   not after certain ones?
  * - `premise`: RL. GRPO, ARPO, random-branch and AEPO at an equal rollout budget on every variant, with
- *   paired comparisons over seeds × held-out questions (see `premiseComparisons`).
+ *   paired comparisons over seeds × held-out questions (see `premiseTables`). Each variant and seed is a part
+ *   run in its own lane (src/experiment/lanes.ts: `--lanes n` child processes, default the CPU cores), which
+ *   also evaluates its arms; the parts merge into one run directory, the same whatever the number of lanes.
  * It does not change the samplers: the ΔH the samplers decide on is still the runner's paper form.
  */
 import { serving } from "../../run/weightSync.ts"
@@ -43,7 +45,25 @@ import { createHash } from "node:crypto"
 import type { PremiseTask, ResultOutcome } from "../../tasks/premiseCommon.ts"
 import type { TaskDefinition } from "../../tasks/Task.ts"
 import type { Experiment, RunOptions } from "../Experiment.ts"
-import { type ArmSpec, checkpointName, define, type ExperimentSpec, readStoredRun, type ResolvedArm, resolveArms, type StoredRun, storedRunOf } from "../define.ts"
+import {
+  type ArmSpec,
+  checkpointName,
+  define,
+  type ExperimentSpec,
+  finishRun,
+  interruptedLines,
+  order,
+  readStoredRun,
+  recordConfigHash,
+  requireConfigUnchanged,
+  type ResolvedArm,
+  resolveArms,
+  RunNotResumable,
+  type StoredRun,
+  storedRunOf
+} from "../define.ts"
+import { defaultLanes, LaneFailed, type LanePart, laneParts, lanesDir, partDir, partDoneFile, runPartRl, runParts, mergeLanes } from "../lanes.ts"
+import { fileURLToPath } from "node:url"
 import { baseConfig } from "./defaults.ts"
 
 // ---------------------------------------------------------------------------------------------------
@@ -721,19 +741,29 @@ export const premiseTables = (evaluated: ReadonlyArray<Evaluated>, costs: Readon
   return lines
 }
 
-/** Evaluate every arm's last checkpoint and each variant's cold start (per seed) of a finished run; the costs from its events. */
-export const premiseEvaluate = (dir: string) =>
+/** The key under which an evaluation is kept: its label and RL seed. */
+const evaluatedKey = (label: string, seed: number) => `${label}\u0000${seed}`
+
+/**
+ * Evaluate units (arm, seed) in run order: each unit's last checkpoint under `checkpoints`, and before the first
+ * unit of a variant and seed, that variant's cold start (its evaluation cached beside the cold-start cache:
+ * it depends only on the weights and the evaluation settings). `known` evaluations are taken, not recomputed.
+ */
+export const evaluateUnits = (
+  checkpoints: string,
+  units: ReadonlyArray<{ readonly arm: ResolvedArm; readonly seed: number }>,
+  known: ReadonlyMap<string, Evaluated> = new Map()
+) =>
   Effect.gen(function*() {
-    const config = JSON.parse(fs.readFileSync(NodePath.join(dir, "config.json"), "utf8")) as unknown
-    const { stored, arms } = yield* readStoredRun(dir, config)
-    const log = yield* readEventsFile(NodePath.join(dir, "events.jsonl"))
     const evaluated: Array<Evaluated> = []
     const seen = new Set<string>()
-    for (const seed of stored.seeds) {
-      for (const arm of arms) {
-        const v = variantOf(arm.name)
-        if (!seen.has(`${v}/${seed}`)) {
-          seen.add(`${v}/${seed}`)
+    for (const { arm, seed } of units) {
+      const v = variantOf(arm.name)
+      if (!seen.has(`${v}/${seed}`)) {
+        seen.add(`${v}/${seed}`)
+        const had = known.get(evaluatedKey(`${v}.cold-start`, seed))
+        if (had !== undefined) evaluated.push(had)
+        else {
           const task = yield* registryComponents(builtinRegistries).task(arm.config)
           const coldSeed = arm.config.sft.seed ?? seed
           const cold = yield* coldStart({
@@ -755,10 +785,40 @@ export const premiseEvaluate = (dir: string) =>
           }
           evaluated.push({ ...e, seed })
         }
-        const ck = readCheckpoint(NodePath.join(dir, "checkpoints", checkpointName(arm.name, seed, arm.config.rl.steps), "policy.safetensors"))
+      }
+      const had = known.get(evaluatedKey(arm.name, seed))
+      if (had !== undefined) evaluated.push(had)
+      else {
+        const ck = readCheckpoint(NodePath.join(checkpoints, checkpointName(arm.name, seed, arm.config.rl.steps), "policy.safetensors"))
         evaluated.push(yield* evaluateWeights(arm, premiseEvalSeed, ck.params, arm.name, seed))
       }
     }
+    return evaluated
+  })
+
+/** Evaluations the lanes of a run made (each part's `done.json`), by label and seed. */
+const laneEvaluations = (dir: string): ReadonlyMap<string, Evaluated> => {
+  const out = new Map<string, Evaluated>()
+  if (!fs.existsSync(lanesDir(dir))) return out
+  for (const part of fs.readdirSync(lanesDir(dir)).sort()) {
+    const file = NodePath.join(partDir(dir, part), partDoneFile)
+    if (!fs.existsSync(file)) continue
+    const done = JSON.parse(fs.readFileSync(file, "utf8")) as { evaluated?: ReadonlyArray<Evaluated> }
+    for (const e of done.evaluated ?? []) out.set(evaluatedKey(e.arm, e.seed), e)
+  }
+  return out
+}
+
+/**
+ * Evaluate every arm's last checkpoint and each variant's cold start (per seed) of a finished run (taking
+ * what its lanes evaluated already); the costs from its events.
+ */
+export const premiseEvaluate = (dir: string) =>
+  Effect.gen(function*() {
+    const config = JSON.parse(fs.readFileSync(NodePath.join(dir, "config.json"), "utf8")) as unknown
+    const { stored, arms } = yield* readStoredRun(dir, config)
+    const log = yield* readEventsFile(NodePath.join(dir, "events.jsonl"))
+    const evaluated = yield* evaluateUnits(NodePath.join(dir, "checkpoints"), order(arms, stored.seeds), laneEvaluations(dir))
     return { seeds: stored.seeds, evaluated, costs: armCosts(log.events) }
   })
 
@@ -791,21 +851,97 @@ export const premiseQuickSpec = rlSpec(premiseVariants.flatMap((v) => [
 ]))
 export const premiseFullSpec = rlSpec(premiseVariants.flatMap((v) => [...coreArms(v), ...fullExtraArms(v)]))
 
-/** `premise`: the quick profile runs GRPO, ARPO, ARPO β = 8, random-branch and AEPO per variant; the full profile every arm (config.json lists them). */
-export const premise: Experiment = {
-  name: "premise",
-  description: premiseFullSpec.description,
-  run: (options) => define(options.profile === "quick" ? premiseQuickSpec : premiseFullSpec).run(options),
-  resume: (dir) => define(premiseFullSpec).resume!(dir),
-  evaluate: (checkpoint, options) => define(premiseFullSpec).evaluate!(checkpoint, options)
+// ---------------------------------------------------------------------------------------------------
+// lanes: the variants × seeds of a run at once (src/experiment/lanes.ts)
+
+/** The parts of a premise run: one per variant and seed (its arms share the cold start), in run order. */
+export const premiseParts = (arms: ReadonlyArray<ResolvedArm>, seeds: ReadonlyArray<number>): ReadonlyArray<LanePart> =>
+  laneParts(arms, seeds, (arm, seed) => `${variantOf(arm.name)}.seed${seed}`)
+
+/** One part: its RL in lanes/<part>/, then its arms' and its cold start's evaluations, kept in done.json (written last). */
+const premisePart = (dir: string, part: LanePart) =>
+  Effect.gen(function*() {
+    yield* runPartRl(premiseFullSpec, dir, part)
+    const evaluated = yield* evaluateUnits(NodePath.join(partDir(dir, part.id), "checkpoints"), part.units)
+    yield* writeJsonAtomic(NodePath.join(partDir(dir, part.id), partDoneFile), { part: part.id, evaluated })
+  })
+
+/** A lane's process (premiseLane.ts) runs this: the part named `partId` of the run in `dir`. */
+export const runPremisePart = (dir: string, partId: string) =>
+  Effect.gen(function*() {
+    const config = JSON.parse(fs.readFileSync(NodePath.join(dir, "config.json"), "utf8")) as unknown
+    const { stored, arms } = yield* readStoredRun(dir, config)
+    const parts = premiseParts(arms, stored.seeds)
+    const part = parts.find((p) => p.id === partId)
+    if (part === undefined) {
+      return yield* new LaneFailed({ dir, part: partId, message: `${dir}/config.json has no part ${partId} (its parts: ${parts.map((p) => p.id).join(", ")})` })
+    }
+    yield* premisePart(dir, part)
+  })
+
+/** The module a lane's child process runs (the .ts sources, or the built .js). */
+export const premiseLaneEntry = fileURLToPath(new URL(import.meta.url.endsWith(".ts") ? "./premiseLane.ts" : "./premiseLane.js", import.meta.url))
+
+/** The parts not done yet in `lanes` lanes, merged, then the reports and the conclusion (premise.md). */
+const runWithLanes = (spec: ExperimentSpec, dir: string, arms: ReadonlyArray<ResolvedArm>, seeds: ReadonlyArray<number>, lanes: number) =>
+  Effect.gen(function*() {
+    const parts = premiseParts(arms, seeds)
+    yield* runParts({ dir, parts, lanes, entry: premiseLaneEntry, inProcess: (part) => premisePart(dir, part) }).pipe(
+      Effect.onInterrupt(() => Effect.forEach(interruptedLines(dir), (line) => Console.error(line), { discard: true }))
+    )
+    yield* mergeLanes(dir, parts)
+    return yield* finishRun(spec)
+  })
+
+/**
+ * The premise experiment on a spec per profile: every variant and seed is a part (src/experiment/lanes.ts),
+ * `lanes` of them at once (`--lanes`, default the CPU cores), each in its own process; `arpo resume`
+ * continues the parts not done. A run directory without `lanes/` (made before lanes) resumes as before.
+ */
+export const premiseWithLanes = (specOf: (profile: "quick" | "full") => ExperimentSpec): Experiment => {
+  const plain = define(premiseFullSpec)
+  return {
+    name: premiseFullSpec.name,
+    description: premiseFullSpec.description,
+    run: (options) =>
+      Effect.gen(function*() {
+        const spec = specOf(options.profile)
+        const arms = yield* resolveArms(spec, options)
+        const seeds = options.seeds ?? spec.profiles[options.profile].seeds
+        const stored = storedRunOf(spec, options, arms, seeds)
+        return yield* Effect.gen(function*() {
+          const dir = (yield* RunStore).paths.dir
+          fs.mkdirSync(lanesDir(dir), { recursive: true })
+          yield* recordConfigHash(dir)
+          return yield* runWithLanes(spec, dir, arms, seeds, options.lanes ?? defaultLanes())
+        }).pipe(Effect.provide(RunStore.layerCreate({ root: options.out, experiment: spec.name, config: stored })))
+      }),
+    resume: (dir, resumeOptions = {}) =>
+      fs.existsSync(lanesDir(dir))
+        ? Effect.gen(function*() {
+          const store = yield* RunStore
+          const { stored, arms } = yield* readStoredRun(dir, yield* store.readConfig)
+          if (stored.experiment !== premiseFullSpec.name) {
+            return yield* new RunNotResumable({ dir, message: `${dir} is a run of ${stored.experiment}, not ${premiseFullSpec.name}` })
+          }
+          yield* requireConfigUnchanged(dir, resumeOptions.force === true)
+          return yield* runWithLanes(premiseFullSpec, dir, arms, stored.seeds, resumeOptions.lanes ?? defaultLanes())
+        }).pipe(Effect.provide(RunStore.layerOpen(dir)))
+        : plain.resume!(dir, resumeOptions),
+    evaluate: plain.evaluate!,
+    report: plain.report!
+  }
 }
+
+/** `premise`: the quick profile runs GRPO, ARPO, ARPO β = 8, random-branch and AEPO per variant; the full profile every arm (config.json lists them). */
+export const premise: Experiment = premiseWithLanes((profile) => (profile === "quick" ? premiseQuickSpec : premiseFullSpec))
 
 /** `premise` over some variants only (names from `premiseVariants`), with the profile's arms. */
 export const premiseOf = (variants: ReadonlyArray<string>): Experiment => {
   const unknown = variants.filter((v) => !premiseVariants.some((p) => p.name === v))
   if (unknown.length > 0) throw new Error(`premise: unknown variants ${unknown.join(", ")} (known: ${premiseVariants.map((p) => p.name).join(", ")})`)
   const only = (spec: ExperimentSpec): ExperimentSpec => ({ ...spec, arms: spec.arms.filter((a) => variants.includes(variantOf(a.name))) })
-  return { ...premise, run: (options) => define(only(options.profile === "quick" ? premiseQuickSpec : premiseFullSpec)).run(options) }
+  return premiseWithLanes((profile) => only(profile === "quick" ? premiseQuickSpec : premiseFullSpec))
 }
 
 // ---------------------------------------------------------------------------------------------------
