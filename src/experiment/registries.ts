@@ -131,6 +131,13 @@ const initialWithinBudget = Schema.makeFilter((c: { readonly initial: number; re
     : `initial (N = ${c.initial}) exceeds budget (M = ${c.budget})`
 )
 
+/** The native trainer computes plain micro-batches on the main thread: not with gradient workers or packed trees. */
+const nativeKernelsAlone = Schema.makeFilter((c: { readonly kernels: string; readonly workers: number; readonly treePacking: boolean }) =>
+  c.kernels !== "native" || (c.workers === 1 && !c.treePacking)
+    ? undefined
+    : `kernels = native computes on the main thread on plain micro-batches: it needs workers = 1 (got ${c.workers}) and treePacking = false (got ${c.treePacking})`
+)
+
 /** The embedded engine, empty until the run's WeightSync loads the trainer's weights. */
 const embeddedEngine = (maxSlots: number, threads = 1): Layer.Layer<Engine, unknown, Events> =>
   EmbeddedEngine.layerEmbedded(undefined, { maxSlots, threads })
@@ -150,13 +157,14 @@ export const embeddedEngineOf = (config: RunConfig): Layer.Layer<Engine, unknown
 export const embeddedTrainerOf = (
   config: RunConfig,
   initial: InitialWeights | Policy,
-  options: { readonly workers?: number; readonly treePacking?: boolean } = {}
+  options: { readonly workers?: number; readonly treePacking?: boolean; readonly kernels?: "jax" | "native" } = {}
 ): Layer.Layer<Trainer, never, Events> =>
   EmbeddedTrainer.layerEmbedded(initial, {
     adam: { ...defaultAdamW, lr: config.rl.lr, weightDecay: 0 },
     train: trainOptionsOf(config),
     ...(options.workers !== undefined && options.workers > 1 ? { workers: options.workers } : {}),
-    ...(options.treePacking === true ? { treePacking: true } : {})
+    ...(options.treePacking === true ? { treePacking: true } : {}),
+    ...(options.kernels === "native" ? { kernels: "native" as const } : {})
   })
 
 export const samplers: ReadonlyArray<SamplerEntry> = [
@@ -258,8 +266,10 @@ export const trainers: ReadonlyArray<TrainerEntry> = [
       /** threads computing each policy step's gradients (the main thread plus workers − 1) */
       workers: withDefault(Int(1), 1),
       /** train policy steps on packed rollout trees (docs/tree-packing.md); equal up to float rounding, so off by default */
-      treePacking: withDefault(Schema.Boolean, false)
-    }),
+      treePacking: withDefault(Schema.Boolean, false),
+      /** gradients by jax-js ("jax") or by the hand-written model of src/model/native/ (docs/native-trainer.md); equal up to float rounding */
+      kernels: withDefault(Schema.Literals(["jax", "native"]), "jax")
+    }).pipe(Schema.check(nativeKernelsAlone)),
     (c, { run, initial }) => embeddedTrainerOf(run, initial, c)
   ),
   entry(

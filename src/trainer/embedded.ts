@@ -5,6 +5,7 @@
  * natively an in-process `embedded` handle (the embedded engine takes its own references: a load is a
  * version bump), or a GGUF file it exports for llama.cpp engines. With `workers: n > 1`, policy steps compute gradients data-parallel on the main thread and
  * n − 1 worker threads (scoped: closing the layer terminates them); SFT steps stay on the main thread.
+ * With `kernels: "native"` the gradients come from the hand-written model of src/model/native/ instead of jax-js.
  */
 import { Effect, Layer, type Scope } from "effect"
 import * as fs from "node:fs"
@@ -22,6 +23,7 @@ import { ensureBackend } from "../model/runtime.ts"
 import { padId } from "../model/tokenizer.ts"
 import { type AdamWConfig, defaultAdamW, Learner, type TreePackingOptions } from "../model/train.ts"
 import { embeddedWeights } from "../model/weightsHandle.ts"
+import { NativeLearner, NativeTrainerUnsupported } from "../model/native/learner.ts"
 import {
   CheckpointFailure,
   type InitialWeights,
@@ -47,6 +49,12 @@ export interface EmbeddedTrainerOptions {
    * backward. Same loss and gradient as unpacked up to float rounding. Default off.
    */
   readonly treePacking?: boolean | TreePackingOptions
+  /**
+   * Which kernels compute gradients: "jax" (jax-js's jit-compiled tape, the default) or "native" (the
+   * hand-written forward and backward of src/model/native/, docs/native-trainer.md; equal up to float
+   * rounding; plain micro-batches on the main thread only: not with `workers` > 1 nor `treePacking`).
+   */
+  readonly kernels?: "jax" | "native"
   /** where GGUF exports are written (default: a private temporary directory removed with the scope) */
   readonly exportDir?: string
 }
@@ -76,10 +84,14 @@ export const make = (initial: Policy | InitialWeights, options: EmbeddedTrainerO
     // weights it uploaded itself are its own to free (an engine that loaded them holds its own references)
     if (!(initial instanceof Policy)) yield* Effect.addFinalizer(() => Effect.sync(() => disposeParams(policy.params)))
     const events = yield* Events
-    const learner = new Learner(policy, options.adam ?? defaultAdamW)
+    const native = options.kernels === "native"
+    const learner: Learner | NativeLearner = native ? new NativeLearner(policy, options.adam ?? defaultAdamW) : new Learner(policy, options.adam ?? defaultAdamW)
     yield* Effect.addFinalizer(() => Effect.sync(() => learner.dispose()))
     const workers = Math.max(1, Math.floor(options.workers ?? 1))
-    const pool = workers > 1
+    const unsupported = native && workers > 1
+      ? new NativeTrainerUnsupported({ feature: "workers", message: `native trainer: ${workers} gradient threads asked; it computes on the main thread only (use workers = 1)` })
+      : undefined
+    const pool = workers > 1 && learner instanceof Learner
       ? yield* Effect.acquireRelease(
         Effect.sync(() => GradPool.start(policy.config, policy.dtype, workers - 1)),
         (p) => Effect.promise(() => p.terminate())
@@ -89,7 +101,7 @@ export const make = (initial: Policy | InitialWeights, options: EmbeddedTrainerO
     const pad = options.pad ?? padId
     const trees = options.treePacking === true ? {} : options.treePacking || undefined
     const name = `embedded(${policy.config.layers}x${policy.config.dModel})`
-    const native = () => embeddedWeights(policy.version, { config: policy.config, dtype: policy.dtype, params: policy.params })
+    const handle = () => embeddedWeights(policy.version, { config: policy.config, dtype: policy.dtype, params: policy.params })
 
     // GGUF exports: one file per version in a private directory; a file is kept until the next-but-one
     // export, so an engine still loading the previous version finds it
@@ -115,7 +127,7 @@ export const make = (initial: Policy | InitialWeights, options: EmbeddedTrainerO
     })
     const weights = (format: WeightsFormat = "embedded"): Effect.Effect<PolicyWeights, TrainerFailure | WeightsFormatUnsupported> =>
       format === "embedded"
-        ? Effect.sync(native)
+        ? Effect.sync(handle)
         : format === "gguf"
         ? exportGguf
         : Effect.fail(new WeightsFormatUnsupported({ engine: "(asked)", accepts: [format], trainer: name, produces: [...formats] }))
@@ -126,11 +138,13 @@ export const make = (initial: Policy | InitialWeights, options: EmbeddedTrainerO
       setVersion: (v) => Effect.sync(() => policy.setVersion(v)),
       logprobs: (sequences, microBatchRows) => Effect.try({ try: () => learner.logprobs(sequences, microBatchRows, pad), catch: fail }),
       policyStep: (mini, loss, norm, microBatchRows) =>
-        pool
+        unsupported !== undefined
+          ? Effect.fail(fail(unsupported))
+          : pool && learner instanceof Learner
           ? Effect.tryPromise({ try: () => learner.policyStepParallel(pool, mini, loss, norm, microBatchRows, pad, trees), catch: fail })
           : Effect.try({ try: () => learner.policyStep(mini, loss, norm, microBatchRows, pad, trees), catch: fail }),
       sftStep: (batch, microBatchRows) => Effect.try({ try: () => learner.sftStep(batch.sequences, microBatchRows, pad), catch: fail }),
-      weightsAt: () => Effect.sync(native)
+      weightsAt: () => Effect.sync(handle)
     }, events, defaults)
 
     return Trainer.of({

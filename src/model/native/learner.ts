@@ -22,9 +22,10 @@ import {
   type StepStats,
   type TreePackingOptions
 } from "../train.ts"
+import { heapBackend, type NativeBackend, plainBackend } from "./backend.ts"
+import { Heap } from "./heap.ts"
 import { policyTokenLoss, sftTokenLoss, type TokenLoss } from "./loss.ts"
-import { backward, forward, type NativeOps, type NativeWeights, nativeWeights, type Rope, ropeOf } from "./model.ts"
-import { plainOps } from "./plain.ts"
+import { backward, forward, type NativeWeights, nativeWeights, type Rope, ropeOf, workspaceFloats } from "./model.ts"
 
 /** A feature the native learner does not have (yet): packed trees, float64 weights, worker threads. */
 export class NativeTrainerUnsupported extends Schema.TaggedError<NativeTrainerUnsupported>()("NativeTrainerUnsupported", {
@@ -32,15 +33,21 @@ export class NativeTrainerUnsupported extends Schema.TaggedError<NativeTrainerUn
   message: Schema.String
 }) {}
 
-/**
- * Memory and matmul for the learner: `NativeOps` plus `scoped(f)`, which frees whatever `f` allocated once
- * it returns (a heap's mark/release; plain arrays just leave it to the GC).
- */
-export interface NativeBackend extends NativeOps {
-  readonly scoped: <A>(f: () => A) => A
+/** Where the learner computes: on a wasm heap with the SIMD matmul (default), or in plain JS (a reference). */
+export type NativeMemory = "heap" | "plain"
+
+/** The learner's buffers: weights, gradient and AdamW moments, on one backend. */
+interface State {
+  readonly backend: NativeBackend
+  readonly heap: Heap | undefined
+  readonly weights: NativeWeights
+  readonly grad: NativeWeights
+  readonly m: ReadonlyArray<Float32Array>
+  readonly v: ReadonlyArray<Float32Array>
 }
 
-export const plainBackend: NativeBackend = { ...plainOps, scoped: (f) => f() }
+/** bytes a heap keeps free beyond the model's workspace: the matmul's packing scratch and slack */
+const HEAP_SLACK_BYTES = 4 << 20
 
 const isTree = (mb: AnyMicroBatch): boolean => (mb as { kind?: string }).kind === "tree"
 
@@ -58,37 +65,68 @@ export class NativeLearner {
   readonly policy: Policy
   adam: AdamWConfig
   private readonly config: ModelConfig
-  private readonly backend: NativeBackend
+  private readonly memory: NativeMemory
   private readonly rope: Rope
-  private readonly weights: NativeWeights
-  private readonly grad: NativeWeights
-  private readonly m: ReadonlyArray<Float32Array>
-  private readonly v: ReadonlyArray<Float32Array>
+  private readonly sizes: ReadonlyArray<number>
+  private state: State
   /** weight decay applies to matrices only (checkpoint order) */
   private readonly decays: ReadonlyArray<boolean>
   private t = 0
   /** the policy generation our weights were last read from or pushed as */
   private generation: number
 
-  constructor(policy: Policy, adam: AdamWConfig = defaultAdamW, backend: NativeBackend = plainBackend) {
+  constructor(policy: Policy, adam: AdamWConfig = defaultAdamW, memory: NativeMemory = "heap") {
     if (policy.dtype !== "float32") {
       throw new NativeTrainerUnsupported({ feature: "float64", message: `native trainer: the policy is ${policy.dtype}; the native model computes in float32 only` })
     }
     this.policy = policy
     this.adam = adam
     this.config = policy.config
-    this.backend = backend
+    this.memory = memory
     this.rope = ropeOf(policy.config)
     const ss = specs(policy.config)
-    const sizes = ss.map((s) => s.shape.reduce((a, b) => a * b, 1))
-    const leavesOf = () => sizes.map((n) => backend.alloc(n).fill(0))
-    this.weights = nativeWeights(policy.config, leavesOf())
-    this.grad = nativeWeights(policy.config, leavesOf())
-    this.m = leavesOf()
-    this.v = leavesOf()
+    this.sizes = ss.map((s) => s.shape.reduce((a, b) => a * b, 1))
     this.decays = ss.map((s) => s.shape.length >= 2)
+    // a heap for 16 rows of the full context to start with; `reserve` grows it when a micro-batch needs more
+    this.state = this.build(workspaceFloats(policy.config, 16, policy.config.context), undefined)
     this.generation = -1
     this.pull()
+  }
+
+  /** Fresh buffers with room for `workspace` floats of activations, holding `from`'s values when given. */
+  private build(workspace: number, from: State | undefined): State {
+    const total = this.sizes.reduce((a, b) => a + b, 0)
+    const heap = this.memory === "heap" ? Heap.create((4 * total + 8 * this.sizes.length + workspace) * 4 + HEAP_SLACK_BYTES) : undefined
+    const backend = heap === undefined ? plainBackend : heapBackend(heap)
+    const leavesOf = (old: ReadonlyArray<Float32Array> | undefined) =>
+      this.sizes.map((n, i) => {
+        const a = backend.alloc(n)
+        if (old === undefined) a.fill(0)
+        else a.set(old[i]!)
+        return a
+      })
+    return {
+      backend,
+      heap,
+      weights: nativeWeights(this.config, leavesOf(from?.weights.leaves)),
+      grad: nativeWeights(this.config, leavesOf(from?.grad.leaves)),
+      m: leavesOf(from?.m),
+      v: leavesOf(from?.v)
+    }
+  }
+
+  /** Makes sure the heap has room for a micro-batch of B rows of T tokens (a larger heap, same values, if not). */
+  private reserve(B: number, T: number): void {
+    const heap = this.state.heap
+    if (heap === undefined) return
+    const need = workspaceFloats(this.config, B, T) * 4 + HEAP_SLACK_BYTES
+    if (heap.free >= need) return
+    this.state = this.build(Math.ceil(workspaceFloats(this.config, B, T) * 1.25), this.state)
+  }
+
+  /** Bytes of the learner's wasm heap (0 in plain JS); it grows when a micro-batch needs more room. */
+  get heapBytes(): number {
+    return this.state.heap?.capacity ?? 0
   }
 
   /** The weight names in checkpoint order (for messages). */
@@ -103,25 +141,25 @@ export class NativeLearner {
   /** Reads the policy's weights when they changed since we last read or pushed them (a checkpoint load, a weight sync). */
   private pull(): void {
     if (this.generation === this.policy.generation) return
-    this.policy.toHost().forEach((h, i) => this.weights.leaves[i]!.set(h.data))
+    this.policy.toHost().forEach((h, i) => this.state.weights.leaves[i]!.set(h.data))
     this.generation = this.policy.generation
   }
 
   /** Installs our weights in the policy (the sampler's copy). */
   private push(): void {
     const ss = specs(this.config)
-    this.policy.replace(toDevice(this.config, ss.map((s, i) => ({ name: s.name, shape: s.shape, data: this.weights.leaves[i]! })), this.policy.dtype))
+    this.policy.replace(toDevice(this.config, ss.map((s, i) => ({ name: s.name, shape: s.shape, data: this.state.weights.leaves[i]! })), this.policy.dtype))
     this.generation = this.policy.generation
   }
 
   /** The current weights, leaves in checkpoint order (the learner's buffers; do not write). */
   hostWeights(): ReadonlyArray<Float32Array> {
     this.pull()
-    return this.weights.leaves
+    return this.state.weights.leaves
   }
 
   optimizerState(): { step: number; m: ReadonlyArray<Float32Array>; v: ReadonlyArray<Float32Array> } {
-    return { step: this.t, m: this.m.map((a) => Float32Array.from(a)), v: this.v.map((a) => Float32Array.from(a)) }
+    return { step: this.t, m: this.state.m.map((a) => Float32Array.from(a)), v: this.state.v.map((a) => Float32Array.from(a)) }
   }
 
   setOptimizerState(step: number, m: ReadonlyArray<ArrayLike<number>>, v: ReadonlyArray<ArrayLike<number>>): void {
@@ -132,13 +170,13 @@ export class NativeLearner {
       })
       dst.forEach((a, i) => a.set(src[i]!))
     }
-    set(this.m, m, "m")
-    set(this.v, v, "v")
+    set(this.state.m, m, "m")
+    set(this.state.v, v, "v")
     this.t = step
   }
 
   resetOptimizer(): void {
-    for (const a of [...this.m, ...this.v]) a.fill(0)
+    for (const a of [...this.state.m, ...this.state.v]) a.fill(0)
     this.t = 0
   }
 
@@ -146,7 +184,7 @@ export class NativeLearner {
   valueAndGrad(objective: PolicyLossConfig | "sft", mbs: ReadonlyArray<AnyMicroBatch>): NativeValueAndGrad {
     if (mbs.length === 0) throw new NativeTrainerUnsupported({ feature: "empty step", message: "native trainer: no micro-batches" })
     this.pull()
-    for (const g of this.grad.leaves) g.fill(0)
+    for (const g of this.state.grad.leaves) g.fill(0)
     let value = 0
     const logp: Array<Float32Array> = []
     const entropy: Array<Float32Array> = []
@@ -158,10 +196,11 @@ export class NativeLearner {
       const mb = any as MicroBatch
       const rows = mb.realRows
       const T = mb.length
-      const out = this.backend.scoped(() => {
-        const f = forward(this.config, this.backend, this.weights, this.rope, mb.tokens, rows, T)
+      this.reserve(rows, T)
+      const out = this.state.backend.scoped(() => {
+        const f = forward(this.config, this.state.backend, this.state.weights, this.rope, mb.tokens, rows, T)
         const loss: TokenLoss = objective === "sft" ? sftTokenLoss(mb, f.logp, rows) : policyTokenLoss(objective, mb, f.logp, rows)
-        backward(this.config, this.backend, this.weights, this.rope, f, loss.dlogp, this.grad)
+        backward(this.config, this.state.backend, this.state.weights, this.rope, f, loss.dlogp, this.state.grad)
         const pad = (x: Float32Array) => {
           const o = new Float32Array(mb.rows * T)
           o.set(x.subarray(0, rows * T))
@@ -174,7 +213,7 @@ export class NativeLearner {
       entropy.push(out.entropy)
       clipActive.push(out.clipActive)
     })
-    return { value, grad: this.grad.leaves, logp, entropy, clipActive }
+    return { value, grad: this.state.grad.leaves, logp, entropy, clipActive }
   }
 
   /** Teacher-forced log-probs of each sequence under the current weights (entry 0 is 0), packed as policy steps pack. */
@@ -183,8 +222,9 @@ export class NativeLearner {
     const mbs = packMicroBatches(seqs.map((s) => ({ tokens: s.tokens, lossMask: [] })), () => 0, microRows, this.config.context, pad)
     const out: Array<Float64Array> = []
     for (const mb of mbs) {
-      this.backend.scoped(() => {
-        const f = forward(this.config, this.backend, this.weights, this.rope, mb.tokens, mb.realRows, mb.length)
+      this.reserve(mb.realRows, mb.length)
+      this.state.backend.scoped(() => {
+        const f = forward(this.config, this.state.backend, this.state.weights, this.rope, mb.tokens, mb.realRows, mb.length)
         for (let b = 0; b < mb.realRows; b++) {
           const n = seqs[out.length]!.tokens.length
           out.push(Float64Array.from(f.logp.subarray(b * mb.length, b * mb.length + n)))
@@ -198,7 +238,7 @@ export class NativeLearner {
    * Clips the gradient's global norm and takes one AdamW step (bias-corrected moments, decoupled weight
    * decay on matrices), as `Learner.apply`; pushes the new weights into the policy. Returns the pre-clip norm.
    */
-  apply(grad: ReadonlyArray<Float32Array> = this.grad.leaves): number {
+  apply(grad: ReadonlyArray<Float32Array> = this.state.grad.leaves): number {
     this.pull()
     const a = this.adam
     let ss = 0
@@ -209,9 +249,9 @@ export class NativeLearner {
     const bc1 = 1 - a.beta1 ** this.t
     const bc2 = 1 - a.beta2 ** this.t
     grad.forEach((g, k) => {
-      const p = this.weights.leaves[k]!
-      const m = this.m[k]!
-      const v = this.v[k]!
+      const p = this.state.weights.leaves[k]!
+      const m = this.state.m[k]!
+      const v = this.state.v[k]!
       const wd = this.decays[k] ? a.weightDecay : 0
       for (let i = 0; i < p.length; i++) {
         const gi = g[i]! * gs

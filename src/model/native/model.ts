@@ -12,18 +12,13 @@ import { Schema } from "effect"
 import { headDim, type ModelConfig } from "../config.ts"
 import { ropeHost } from "../forward.ts"
 import { specs } from "../params.ts"
+import type { MatmulOptions } from "./matmul.ts"
 
 /** Bad input to the native model (a weight of the wrong size, a token outside the vocabulary, a shape over the context). */
 export class NativeModelInputInvalid extends Schema.TaggedError<NativeModelInputInvalid>()("NativeModelInputInvalid", {
   where: Schema.String,
   message: Schema.String
 }) {}
-
-export interface MatmulOptions {
-  readonly transA?: boolean
-  readonly transB?: boolean
-  readonly accumulate?: boolean
-}
 
 /**
  * What the model needs from its memory and its matmul: `alloc(n)` a zeroed Float32Array of n values
@@ -135,6 +130,22 @@ export interface Forward {
   /** [N]: entry b·T + t is log p(token t | tokens < t); entry t = 0 is 0 */
   readonly logp: Float32Array
   readonly entropy: Float32Array
+}
+
+/**
+ * An upper bound on the floats `forward` and `backward` allocate for B rows of T tokens (with 4 floats of
+ * alignment slack per buffer): what a fixed-size heap must hold besides the weights. Kept in step with
+ * the allocations below (a test checks a heap's use against it).
+ */
+export const workspaceFloats = (c: ModelConfig, B: number, T: number): number => {
+  const N = B * T
+  const d = c.dModel
+  const m = c.mlpWidth
+  const perLayer = 8 * N * d + 2 * N + 3 * N * m + B * c.heads * T * T
+  const fwd = 2 * N * d + c.layers * perLayer + N * d + 3 * N + N * c.vocab
+  const bwd = N * c.vocab + 8 * N * d + 3 * N * m + T * T
+  const buffers = 7 + 14 * c.layers + 12
+  return fwd + bwd + 4 * buffers
 }
 
 /** y = x · g / √(mean(x²) + eps) per row; saves 1/√(…) per row. */
