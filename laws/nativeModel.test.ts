@@ -35,11 +35,11 @@ const lossConfig: fc.Arbitrary<PolicyLossConfig> = fc.record({
   aggregation: fc.constantFrom("token-mean" as const, "seq-mean-token-sum" as const, "seq-mean-token-mean" as const, "seq-mean-token-sum-norm" as const)
 })
 
-/** 6 sequences of 30–60 tokens (two micro-batches: 4 rows and 2), prompt unmasked, old log-probs near the current ones. */
+/** 6 sequences of 30–140 tokens (two micro-batches: 4 rows and 2; attention in 1–3 query blocks), prompt unmasked, old log-probs near the current ones. */
 const batchOf = (seed: number, current: (tokens: ReadonlyArray<ReadonlyArray<number>>) => Array<Float64Array>): Array<TrainSequence> => {
   const k = derive(root(seed), "native-law")
   const toks = Array.from({ length: 6 }, (_, s) => {
-    const n = 30 + intBelow(uniform(derive(k, s, "length"), 0), 31)
+    const n = 30 + intBelow(uniform(derive(k, s, "length"), 0), 111)
     return Array.from({ length: n }, (_, t) => intBelow(uniform(derive(k, s, "tokens"), t), 267))
   })
   const lp = current(toks)

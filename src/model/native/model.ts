@@ -101,7 +101,7 @@ interface LayerActs {
   readonly q: Float32Array
   readonly k: Float32Array
   readonly v: Float32Array
-  /** attention weights [B, H, T, T] (zero above the diagonal) */
+  /** attention weights per (row, head): query blocks [s, e) × keys [0, e) (`causalFloats(T)` each; zero above the diagonal) */
   readonly probs: Float32Array
   /** attention output, heads merged [N, d] */
   readonly att: Float32Array
@@ -110,6 +110,8 @@ interface LayerActs {
   readonly h2: Float32Array
   readonly rstd2: Float32Array
   readonly gate: Float32Array
+  /** σ(gate) */
+  readonly sig: Float32Array
   readonly up: Float32Array
   /** silu(gate) · up [N, m] */
   readonly act: Float32Array
@@ -141,10 +143,10 @@ export const workspaceFloats = (c: ModelConfig, B: number, T: number): number =>
   const N = B * T
   const d = c.dModel
   const m = c.mlpWidth
-  const perLayer = 8 * N * d + 2 * N + 3 * N * m + B * c.heads * T * T
+  const perLayer = 8 * N * d + 2 * N + 4 * N * m + B * c.heads * causalFloats(T)
   const fwd = 2 * N * d + c.layers * perLayer + N * d + 3 * N + N * c.vocab
-  const bwd = N * c.vocab + 8 * N * d + 3 * N * m + T * T
-  const buffers = 7 + 14 * c.layers + 12
+  const bwd = N * c.vocab + 8 * N * d + 3 * N * m + Math.min(T, attentionBlock) * T
+  const buffers = 7 + 15 * c.layers + 12
   return fwd + bwd + 4 * buffers
 }
 
@@ -234,25 +236,44 @@ const mergeHeads = (out: Float32Array, x: Float32Array, B: number, T: number, H:
   }
 }
 
-/** In place over a [T, T] score block: causal softmax of scale · s per row (zero above the diagonal). */
-const causalSoftmax = (p: Float32Array, T: number, scale: number): void => {
-  for (let i = 0; i < T; i++) {
-    const o = i * T
+/**
+ * Query rows per block of causal attention (as jax-js's `attentionBlock`): queries [s, e) are scored
+ * against keys [0, e) only, so the masked upper triangle is mostly skipped (at T = 208, 64% of T×T).
+ */
+export const attentionBlock = 64
+
+/** The score floats of one head's blocks: Σ over blocks [s, e) of (e − s)·e. */
+export const causalFloats = (T: number): number => {
+  let n = 0
+  for (let s = 0; s < T; s += attentionBlock) {
+    const e = Math.min(T, s + attentionBlock)
+    n += (e - s) * e
+  }
+  return n
+}
+
+/**
+ * In place over the scores of queries [s, e) × keys [0, e) (row-major, e columns): softmax of scale · x
+ * over the keys j ≤ i of each query i, zero for j > i.
+ */
+const causalSoftmax = (p: Float32Array, s: number, e: number, scale: number): void => {
+  for (let i = s; i < e; i++) {
+    const o = (i - s) * e
     let max = -Infinity
-    for (let j = 0; j <= i; j++) max = Math.max(max, p[o + j]! * scale)
+    for (let j = 0; j <= i; j++) max = Math.max(max, p[o + j]!)
+    max *= scale
     let sum = 0
     for (let j = 0; j <= i; j++) {
-      const e = Math.exp(p[o + j]! * scale - max)
-      p[o + j] = e
-      sum += e
+      const x = Math.exp(p[o + j]! * scale - max)
+      p[o + j] = x
+      sum += x
     }
     const inv = 1 / sum
     for (let j = 0; j <= i; j++) p[o + j] = p[o + j]! * inv
-    for (let j = i + 1; j < T; j++) p[o + j] = 0
+    for (let j = i + 1; j < e; j++) p[o + j] = 0
   }
 }
 
-const silu = (a: number): number => a / (1 + Math.exp(-a))
 
 /**
  * The forward pass of `B` rows of `T` tokens (`tokens[b·T + t]`), saving what the backward pass needs.
@@ -291,15 +312,19 @@ export const forward = (c: ModelConfig, ops: NativeOps, w: NativeWeights, rope: 
     splitHeads(k, tmp, B, T, H, hd, rope)
     matmul(tmp, h1, p.wv, N, d, d)
     splitHeads(v, tmp, B, T, H, hd, undefined)
-    const probs = alloc(B * H * T * T)
+    const block = causalFloats(T)
+    const probs = alloc(B * H * block)
     for (let bh = 0; bh < B * H; bh++) {
-      const P = probs.subarray(bh * T * T, (bh + 1) * T * T)
-      const qs = q.subarray(bh * T * hd, (bh + 1) * T * hd)
-      const ks = k.subarray(bh * T * hd, (bh + 1) * T * hd)
-      const vs = v.subarray(bh * T * hd, (bh + 1) * T * hd)
-      matmul(P, qs, ks, T, hd, T, { transB: true })
-      causalSoftmax(P, T, scale)
-      matmul(tmp.subarray(bh * T * hd, (bh + 1) * T * hd), P, vs, T, T, hd)
+      const span = (x: Float32Array, from: number, to: number) => x.subarray((bh * T + from) * hd, (bh * T + to) * hd)
+      let at = bh * block
+      for (let s0 = 0; s0 < T; s0 += attentionBlock) {
+        const e = Math.min(T, s0 + attentionBlock)
+        const P = probs.subarray(at, at + (e - s0) * e)
+        at += (e - s0) * e
+        matmul(P, span(q, s0, e), span(k, 0, e), e - s0, hd, e, { transB: true })
+        causalSoftmax(P, s0, e, scale)
+        matmul(span(tmp, s0, e), P, span(v, 0, e), e - s0, e, hd)
+      }
     }
     const att = alloc(N * d)
     mergeHeads(att, tmp, B, T, H, hd, undefined)
@@ -312,13 +337,20 @@ export const forward = (c: ModelConfig, ops: NativeOps, w: NativeWeights, rope: 
     const gate = alloc(N * m)
     const up = alloc(N * m)
     const act = alloc(N * m)
+    const sig = alloc(N * m)
     matmul(gate, h2, p.wGate, N, d, m)
     matmul(up, h2, p.wUp, N, d, m)
-    for (let i = 0; i < N * m; i++) act[i] = silu(gate[i]!) * up[i]!
+    // gate keeps σ(gate) from here on (the backward pass needs both): act = gate·σ(gate)·up
+    for (let i = 0; i < N * m; i++) {
+      const g = gate[i]!
+      const sg = 1 / (1 + Math.exp(-g))
+      act[i] = g * sg * up[i]!
+      sig[i] = sg
+    }
     const x2 = alloc(N * d)
     x2.set(x1)
     matmul(x2, act, p.wDown, N, m, d, { accumulate: true })
-    layers.push({ x, h1, rstd1, q, k, v, probs, att, x1, h2, rstd2, gate, up, act })
+    layers.push({ x, h1, rstd1, q, k, v, probs, att, x1, h2, rstd2, gate, sig, up, act })
     x = x2
   }
   const hF = alloc(N * d)
@@ -334,19 +366,25 @@ export const forward = (c: ModelConfig, ops: NativeOps, w: NativeWeights, rope: 
     const o = n * V
     let max = -Infinity
     for (let j = 0; j < V; j++) max = Math.max(max, probs[o + j]!)
-    let sum = 0
-    for (let j = 0; j < V; j++) sum += Math.exp(probs[o + j]! - max)
-    const lse = max + Math.log(sum)
     const t = n % T
-    let ent = 0
+    const targetLogit = t + 1 < T ? probs[o + tokens[n + 1]!]! : 0
+    // one exp per logit: e_j = exp(l_j − max); lse = max + log Σe; entropy = lse − Σ e_j·l_j / Σe
+    let sum = 0
+    let dot = 0
     for (let j = 0; j < V; j++) {
-      const lsm = probs[o + j]! - lse
-      const pj = Math.exp(lsm)
-      ent -= pj * lsm
-      probs[o + j] = pj
-      if (t + 1 < T && j === tokens[n + 1]) logp[n + 1] = lsm
+      const l = probs[o + j]!
+      const e = Math.exp(l - max)
+      probs[o + j] = e
+      sum += e
+      dot += e * l
     }
-    if (t + 1 < T) entropy[n + 1] = ent
+    const lse = max + Math.log(sum)
+    const inv = 1 / sum
+    if (t + 1 < T) {
+      logp[n + 1] = targetLogit - lse
+      entropy[n + 1] = lse - dot * inv
+    }
+    for (let j = 0; j < V; j++) probs[o + j] = probs[o + j]! * inv
   }
   return { rows: B, length: T, tokens, layers, xF: x, hF, rstdF, probs, logp, entropy }
 }
@@ -397,7 +435,7 @@ export const backward = (c: ModelConfig, ops: NativeOps, w: NativeWeights, rope:
   const dk = alloc(N * d)
   const dv = alloc(N * d)
   const dqm = alloc(N * d)
-  const dP = alloc(T * T)
+  const dP = alloc(Math.min(T, attentionBlock) * T)
   for (let l = c.layers - 1; l >= 0; l--) {
     const p = w.layers[l]!
     const gp = grad.layers[l]!
@@ -407,7 +445,7 @@ export const backward = (c: ModelConfig, ops: NativeOps, w: NativeWeights, rope:
     matmul(gp.wDown, a.act, dx, m, N, d, { transA: true, accumulate: true })
     for (let i = 0; i < N * m; i++) {
       const g = a.gate[i]!
-      const sg = 1 / (1 + Math.exp(-g))
+      const sg = a.sig[i]!
       dgate[i] = dact[i]! * a.up[i]! * sg * (1 + g * (1 - sg))
       dup[i] = dact[i]! * g * sg
     }
@@ -420,24 +458,34 @@ export const backward = (c: ModelConfig, ops: NativeOps, w: NativeWeights, rope:
     matmul(datt, dx, p.wo, N, d, d, { transB: true })
     matmul(gp.wo, a.att, dx, d, N, d, { transA: true, accumulate: true })
     splitHeads(dout, datt, B, T, H, hd, undefined)
+    const block = causalFloats(T)
+    dv.fill(0)
+    dk.fill(0)
     for (let bh = 0; bh < B * H; bh++) {
-      const span = (x: Float32Array) => x.subarray(bh * T * hd, (bh + 1) * T * hd)
-      const P = a.probs.subarray(bh * T * T, (bh + 1) * T * T)
-      const dO = span(dout)
-      // dP = dO · vᵀ; dv = Pᵀ · dO
-      matmul(dP, dO, span(a.v), T, hd, T, { transB: true })
-      matmul(span(dv), P, dO, T, T, hd, { transA: true })
-      // softmax backward: dS = P ⊙ (dP − Σ_j P·dP), times the score scale
-      for (let i = 0; i < T; i++) {
-        const o = i * T
-        let dot = 0
-        for (let j = 0; j <= i; j++) dot += P[o + j]! * dP[o + j]!
-        for (let j = 0; j <= i; j++) dP[o + j] = P[o + j]! * (dP[o + j]! - dot) * scale
-        for (let j = i + 1; j < T; j++) dP[o + j] = 0
+      const span = (x: Float32Array, from: number, to: number) => x.subarray((bh * T + from) * hd, (bh * T + to) * hd)
+      let at = bh * block
+      for (let s0 = 0; s0 < T; s0 += attentionBlock) {
+        const e = Math.min(T, s0 + attentionBlock)
+        const size = (e - s0) * e
+        const P = a.probs.subarray(at, at + size)
+        at += size
+        const dS = dP.subarray(0, size)
+        const dO = span(dout, s0, e)
+        // dP = dO · vᵀ; dv += Pᵀ · dO
+        matmul(dS, dO, span(a.v, 0, e), e - s0, hd, e, { transB: true })
+        matmul(span(dv, 0, e), P, dO, e, e - s0, hd, { transA: true, accumulate: true })
+        // softmax backward: dS = P ⊙ (dP − Σ_j P·dP), times the score scale
+        for (let i = s0; i < e; i++) {
+          const o = (i - s0) * e
+          let dot = 0
+          for (let j = 0; j <= i; j++) dot += P[o + j]! * dS[o + j]!
+          for (let j = 0; j <= i; j++) dS[o + j] = P[o + j]! * (dS[o + j]! - dot) * scale
+          for (let j = i + 1; j < e; j++) dS[o + j] = 0
+        }
+        // dq = dS · k; dk += dSᵀ · q
+        matmul(span(dq, s0, e), dS, span(a.k, 0, e), e - s0, e, hd)
+        matmul(span(dk, 0, e), dS, span(a.q, s0, e), e, e - s0, hd, { transA: true, accumulate: true })
       }
-      // dq = dS · k; dk = dSᵀ · q
-      matmul(span(dq), dP, span(a.k), T, T, hd)
-      matmul(span(dk), dP, span(a.q), T, T, hd, { transA: true })
     }
     // back through the rotation and the head split; dh = dq·Wqᵀ + dk·Wkᵀ + dv·Wvᵀ
     mergeHeads(dqm, dq, B, T, H, hd, rope)
