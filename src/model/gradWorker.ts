@@ -1,25 +1,44 @@
 /**
  * Worker-thread entry of data-parallel training (started by parallel.ts, imported by nothing else):
- * holds a copy of the policy on its own jax-js heap and answers gradient requests for its share of a
- * step's micro-batches with the value, the gradient leaves and the per-token aux on the host. It never
- * updates weights itself: the main thread sends the current weights whenever they changed.
+ * holds a copy of the policy on its own heap (jax-js's, or a native learner's wasm heap with kernels
+ * "native") and answers gradient requests for its share of a step's micro-batches with the value, the
+ * gradient leaves and the per-token aux on the host. It never updates weights itself: the main thread
+ * sends the current weights whenever they changed.
  */
 import { parentPort, workerData } from "node:worker_threads"
 import type { ModelConfig } from "./config.ts"
-import type { GradReply, GradRequest } from "./parallel.ts"
+import { NativeLearner } from "./native/learner.ts"
+import type { GradKernels, GradReply, GradRequest } from "./parallel.ts"
 import { disposeParams, type DTypeName, leaves, specs, toDevice } from "./params.ts"
 import { Policy } from "./policy.ts"
 import { ensureBackend } from "./runtime.ts"
 import { Learner } from "./train.ts"
 
-const { config, dtype } = workerData as { config: ModelConfig; dtype: DTypeName }
+const { config, dtype, kernels } = workerData as { config: ModelConfig; dtype: DTypeName; kernels: GradKernels }
 const port = parentPort!
 let learner: Learner | undefined
+let native: NativeLearner | undefined
 
 const copy = (d: ArrayLike<number>): Float32Array | Float64Array =>
   d instanceof Float64Array ? Float64Array.from(d) : Float32Array.from(d)
 
+const handleNative = (req: GradRequest): GradReply => {
+  if (req.weights) {
+    const names = specs(config)
+    const host = req.weights.map((data, i) => ({ name: names[i]!.name, shape: names[i]!.shape, data }))
+    // the learner reads the policy's weights when its generation moved
+    if (native === undefined) native = new NativeLearner(Policy.fromHost(config, host, 0, dtype))
+    else native.policy.replace(toDevice(config, host, dtype))
+  }
+  if (native === undefined) throw new Error("grad worker: a request came before any weights")
+  const r = native.valueAndGrad(req.objective, req.mbs)
+  // views of the learner's heap are copied out (a wasm memory's buffer cannot be transferred)
+  const own = (a: Float32Array) => (a.byteOffset === 0 && a.byteLength === a.buffer.byteLength ? a : Float32Array.from(a))
+  return { id: req.id, ok: true, value: r.value, grad: r.grad.map((g) => Float32Array.from(g)), logp: r.logp.map(own), entropy: r.entropy.map(own), clipActive: r.clipActive.map(own) }
+}
+
 const handle = (req: GradRequest): GradReply => {
+  if (kernels === "native") return handleNative(req)
   if (req.weights) {
     const names = specs(config)
     const host = req.weights.map((data, i) => ({ name: names[i]!.name, shape: names[i]!.shape, data }))

@@ -22,6 +22,7 @@ import {
   type StepStats,
   type TreePackingOptions
 } from "../train.ts"
+import { type GradPool, nativeValueAndGradParallel } from "../parallel.ts"
 import { heapBackend, type NativeBackend, plainBackend } from "./backend.ts"
 import { Heap } from "./heap.ts"
 import { policyTokenLoss, sftTokenLoss, type TokenLoss } from "./loss.ts"
@@ -268,12 +269,34 @@ export class NativeLearner {
   /** One optimizer step of the policy loss over `seqs`, normalized by `norm` (the mini-batch's counts). */
   policyStep(seqs: ReadonlyArray<TrainSequence>, config: PolicyLossConfig, norm: Normalizer, microRows: number, pad: number, trees?: TreePackingOptions): StepStats {
     const t0 = performance.now()
+    const mbs = this.packPolicy(seqs, config, norm, microRows, pad, trees)
+    return this.finishPolicyStep(t0, seqs, config, mbs, this.valueAndGrad(config, mbs), microRows)
+  }
+
+  /** `policyStep` with the gradient computed data-parallel on the main thread and a GradPool started with kernels "native" (parallel.ts). */
+  async policyStepParallel(
+    pool: GradPool,
+    seqs: ReadonlyArray<TrainSequence>,
+    config: PolicyLossConfig,
+    norm: Normalizer,
+    microRows: number,
+    pad: number,
+    trees?: TreePackingOptions
+  ): Promise<StepStats> {
+    const t0 = performance.now()
+    const mbs = this.packPolicy(seqs, config, norm, microRows, pad, trees)
+    return this.finishPolicyStep(t0, seqs, config, mbs, await nativeValueAndGradParallel(this, pool, config, mbs), microRows)
+  }
+
+  private packPolicy(seqs: ReadonlyArray<TrainSequence>, config: PolicyLossConfig, norm: Normalizer, microRows: number, pad: number, trees?: TreePackingOptions): Array<MicroBatch> {
     if (trees !== undefined) {
       throw new NativeTrainerUnsupported({ feature: "treePacking", message: "native trainer: policy steps on packed trees are not implemented; use trainer.kernels = jax with trainer.treePacking" })
     }
     const scaleOf = (i: number, masked: number) => aggregationScale(config.aggregation, norm, masked) * seqs[i]!.weight
-    const mbs = packMicroBatches(seqs, scaleOf, microRows, this.config.context, pad)
-    const r = this.valueAndGrad(config, mbs)
+    return packMicroBatches(seqs, scaleOf, microRows, this.config.context, pad)
+  }
+
+  private finishPolicyStep(t0: number, seqs: ReadonlyArray<TrainSequence>, config: PolicyLossConfig, mbs: ReadonlyArray<MicroBatch>, r: NativeValueAndGrad, microRows: number): StepStats {
     let tokens = 0
     let clipped = 0
     let ent = 0
