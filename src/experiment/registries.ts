@@ -131,11 +131,11 @@ const initialWithinBudget = Schema.makeFilter((c: { readonly initial: number; re
     : `initial (N = ${c.initial}) exceeds budget (M = ${c.budget})`
 )
 
-/** The native trainer computes plain micro-batches on the main thread: not with gradient workers or packed trees. */
-const nativeKernelsAlone = Schema.makeFilter((c: { readonly kernels: string; readonly workers: number; readonly treePacking: boolean }) =>
-  c.kernels !== "native" || (c.workers === 1 && !c.treePacking)
+/** The native trainer computes plain micro-batches: not packed trees. */
+const nativeKernelsAlone = Schema.makeFilter((c: { readonly kernels: string; readonly treePacking: boolean }) =>
+  c.kernels !== "native" || !c.treePacking
     ? undefined
-    : `kernels = native computes on the main thread on plain micro-batches: it needs workers = 1 (got ${c.workers}) and treePacking = false (got ${c.treePacking})`
+    : "kernels = native trains plain micro-batches: it needs treePacking = false (packed trees need kernels = jax)"
 )
 
 /** The embedded engine, empty until the run's WeightSync loads the trainer's weights. */

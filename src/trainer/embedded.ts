@@ -23,7 +23,7 @@ import { ensureBackend } from "../model/runtime.ts"
 import { padId } from "../model/tokenizer.ts"
 import { type AdamWConfig, defaultAdamW, Learner, type TreePackingOptions } from "../model/train.ts"
 import { embeddedWeights } from "../model/weightsHandle.ts"
-import { NativeLearner, NativeTrainerUnsupported } from "../model/native/learner.ts"
+import { NativeLearner } from "../model/native/learner.ts"
 import {
   CheckpointFailure,
   type InitialWeights,
@@ -52,7 +52,7 @@ export interface EmbeddedTrainerOptions {
   /**
    * Which kernels compute gradients: "jax" (jax-js's jit-compiled tape, the default) or "native" (the
    * hand-written forward and backward of src/model/native/, docs/native-trainer.md; equal up to float
-   * rounding; plain micro-batches on the main thread only: not with `workers` > 1 nor `treePacking`).
+   * rounding; plain micro-batches only: not with `treePacking`; with `workers` > 1 each worker runs its own).
    */
   readonly kernels?: "jax" | "native"
   /** where GGUF exports are written (default: a private temporary directory removed with the scope) */
@@ -88,12 +88,9 @@ export const make = (initial: Policy | InitialWeights, options: EmbeddedTrainerO
     const learner: Learner | NativeLearner = native ? new NativeLearner(policy, options.adam ?? defaultAdamW) : new Learner(policy, options.adam ?? defaultAdamW)
     yield* Effect.addFinalizer(() => Effect.sync(() => learner.dispose()))
     const workers = Math.max(1, Math.floor(options.workers ?? 1))
-    const unsupported = native && workers > 1
-      ? new NativeTrainerUnsupported({ feature: "workers", message: `native trainer: ${workers} gradient threads asked; it computes on the main thread only (use workers = 1)` })
-      : undefined
-    const pool = workers > 1 && learner instanceof Learner
+    const pool = workers > 1
       ? yield* Effect.acquireRelease(
-        Effect.sync(() => GradPool.start(policy.config, policy.dtype, workers - 1)),
+        Effect.sync(() => GradPool.start(policy.config, policy.dtype, workers - 1, native ? "native" : "jax")),
         (p) => Effect.promise(() => p.terminate())
       )
       : undefined
@@ -138,9 +135,7 @@ export const make = (initial: Policy | InitialWeights, options: EmbeddedTrainerO
       setVersion: (v) => Effect.sync(() => policy.setVersion(v)),
       logprobs: (sequences, microBatchRows) => Effect.try({ try: () => learner.logprobs(sequences, microBatchRows, pad), catch: fail }),
       policyStep: (mini, loss, norm, microBatchRows) =>
-        unsupported !== undefined
-          ? Effect.fail(fail(unsupported))
-          : pool && learner instanceof Learner
+        pool
           ? Effect.tryPromise({ try: () => learner.policyStepParallel(pool, mini, loss, norm, microBatchRows, pad, trees), catch: fail })
           : Effect.try({ try: () => learner.policyStep(mini, loss, norm, microBatchRows, pad, trees), catch: fail }),
       sftStep: (batch, microBatchRows) => Effect.try({ try: () => learner.sftStep(batch.sequences, microBatchRows, pad), catch: fail }),
