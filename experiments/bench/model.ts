@@ -5,7 +5,9 @@
  * larger); training and the RL iteration also with 2 data-parallel threads (main + 1 worker), and the
  * TIS log-prob pass (the trainer's no-grad forward of the batch) against the training step; sampling
  * on 2 threads (SamplerPool) and with jax-js's per-dispatch kernel instantiation; the RL math (core loss,
- * its fast path, numpy in a python3 child); training on packed trees against unpacked on ARPO batches.
+ * its fast path, numpy in a python3 child); training on packed trees against unpacked on ARPO batches;
+ * the native model (src/model/native/: hand-written forward/backward on a wasm SIMD matmul) training on
+ * 1 and 2 threads and in the RL iteration, against jax-js; the native matmul against jax-js's matmul.
  * Every timed figure is the median of REPS timed repetitions after an untimed warm-up, with their range
  * and the 1-minute load average when they started and ended; variants compared with each other (1 vs 2
  * threads, …) are timed interleaved (a, b, a, b, …) so a load swing on a shared machine hits both.
@@ -43,6 +45,7 @@ import { GradPool } from "../../src/model/parallel.ts"
 import { Policy } from "../../src/model/policy.ts"
 import { Heap } from "../../src/model/native/heap.ts"
 import { kernelsFor } from "../../src/model/native/kernels.ts"
+import { NativeLearner } from "../../src/model/native/learner.ts"
 import { matmul as nativeMatmul } from "../../src/model/native/matmul.ts"
 import { ensureBackend, setKernelInstanceCache } from "../../src/model/runtime.ts"
 import { SamplerPool } from "../../src/model/samplerPool.ts"
@@ -299,6 +302,9 @@ const benchModel = async (label: string, c: ModelConfig, peak: number, machinePe
   const gen = new Generator(policy, { ...defaultGeneratorOptions(-1, padId), maxSlots: 64, prefixCacheTokens: 0 })
   const learner = new Learner(policy)
   const pool = GradPool.start(c, "float32", 1)
+  // the native model's learner (src/model/native/) on the same policy, and its 2-thread pool
+  const native = new NativeLearner(policy)
+  const nativePool = GradPool.start(c, "float32", 1, "native")
   const prompt = Array.from({ length: PROMPT }, (_, i) => 65 + i)
   const requests = (it: number) =>
     Array.from({ length: ROLLOUTS }, (_, i) => ({ tokens: prompt, maxTokens: NEW, temperature: 1, topP: 1, stopTokens: [], key: derive(root(2), it, i) }))
@@ -326,7 +332,9 @@ const benchModel = async (label: string, c: ModelConfig, peak: number, machinePe
   const norm = normalizer({ sequences: batch })
   const train = await interleave({
     one: () => learner.policyStep(batch, defaultPolicyLossConfig, norm, 16, padId),
-    two: () => learner.policyStepParallel(pool, batch, defaultPolicyLossConfig, norm, 16, padId)
+    two: () => learner.policyStepParallel(pool, batch, defaultPolicyLossConfig, norm, 16, padId),
+    nativeOne: () => native.policyStep(batch, defaultPolicyLossConfig, norm, 16, padId),
+    nativeTwo: () => native.policyStepParallel(nativePool, batch, defaultPolicyLossConfig, norm, 16, padId)
   })
   // the trainer's own π_old for TIS: one no-grad forward of the same batch, packed as the step packs it
   const tis = await time(() => void learner.logprobs(batch, 16, padId))
@@ -348,12 +356,19 @@ const benchModel = async (label: string, c: ModelConfig, peak: number, machinePe
     const b = rolloutBatch(prompt, r)
     await learner.policyStepParallel(pool, b, defaultPolicyLossConfig, normalizer({ sequences: b }), 16, padId)
   }
+  const iterationNative = async () => {
+    const r = await samplers.generate(requests(it++))
+    const b = rolloutBatch(prompt, r)
+    await native.policyStepParallel(nativePool, b, defaultPolicyLossConfig, normalizer({ sequences: b }), 16, padId)
+  }
   const rl = await interleave({
     one: iteration((b) => learner.policyStep(b, defaultPolicyLossConfig, normalizer({ sequences: b }), 16, padId)),
     two: iteration((b) => learner.policyStepParallel(pool, b, defaultPolicyLossConfig, normalizer({ sequences: b }), 16, padId)),
-    both: iteration2
+    both: iteration2,
+    bothNative: iterationNative
   })
   await pool.terminate()
+  await nativePool.terminate()
   await samplers.dispose()
   learner.dispose()
   gen.dispose()
@@ -372,6 +387,12 @@ const benchModel = async (label: string, c: ModelConfig, peak: number, machinePe
     t("training throughput, 2 data-parallel threads", train.two, "tok/s", tps(trainTokens), {
       baseline: "1 thread (interleaved)", baselineValue: tps(trainTokens)(train.one.median), ratio: train.one.median / train.two.median
     }),
+    t("native training throughput (src/model/native: hand-written model, wasm SIMD matmul), 1 thread", train.nativeOne, "tok/s", tps(trainTokens), {
+      baseline: "jax-js, 1 thread (interleaved)", baselineValue: tps(trainTokens)(train.one.median), ratio: train.one.median / train.nativeOne.median
+    }),
+    t("native training throughput, 2 data-parallel threads", train.nativeTwo, "tok/s", tps(trainTokens), {
+      baseline: "jax-js, 2 threads (interleaved)", baselineValue: tps(trainTokens)(train.two.median), ratio: train.two.median / train.nativeTwo.median
+    }),
     t("training compute, 1 thread", train.one, "GFLOP/s", gflops, { baseline: "jax-js 1024³ f32 matmul", baselineValue: peak, ratio: gflops(train.one.median) / peak }),
     t("training compute, 2 threads", train.two, "GFLOP/s", gflops, { baseline: "jax-js 1024³ f32 matmul", baselineValue: peak, ratio: gflops(train.two.median) / peak }),
     ...(machinePeak === undefined ? [] : [
@@ -380,6 +401,12 @@ const benchModel = async (label: string, c: ModelConfig, peak: number, machinePe
       }),
       t("training compute, 2 threads, against the machine's 2-thread matmul peak", train.two, "GFLOP/s", gflops, {
         baseline: "numpy 1024³ f32 matmul, 2 threads (same run)", baselineValue: machinePeak.two, ratio: gflops(train.two.median) / machinePeak.two, goal: "≥ 20% of the 2-thread peak"
+      }),
+      t("native training compute, 1 thread, against the machine's 1-thread matmul peak", train.nativeOne, "GFLOP/s", gflops, {
+        baseline: "numpy 1024³ f32 matmul, 1 thread (same run)", baselineValue: machinePeak.one, ratio: gflops(train.nativeOne.median) / machinePeak.one
+      }),
+      t("native training compute, 2 threads, against the machine's 2-thread matmul peak", train.nativeTwo, "GFLOP/s", gflops, {
+        baseline: "numpy 1024³ f32 matmul, 2 threads (same run)", baselineValue: machinePeak.two, ratio: gflops(train.nativeTwo.median) / machinePeak.two, goal: "≥ 20% of the 2-thread peak"
       }),
       t("sampling compute, 1 thread, against the machine's 1-thread matmul peak", sampling, "GFLOP/s", sflops, {
         baseline: "numpy 1024³ f32 matmul, 1 thread (same run)", baselineValue: machinePeak.one, ratio: sflops(sampling.median) / machinePeak.one
@@ -402,6 +429,9 @@ const benchModel = async (label: string, c: ModelConfig, peak: number, machinePe
     }),
     t("RL iteration, sampling and training on 2 threads each", rl.both, "s", (ms) => ms / 1000, {
       goal: "≤ 3 s", baseline: "1 thread (interleaved)", baselineValue: rl.one.median / 1000, ratio: rl.both.median / rl.one.median
+    }),
+    t("RL iteration, sampling on 2 threads, native training on 2 threads", rl.bothNative, "s", (ms) => ms / 1000, {
+      goal: "≤ 3 s", baseline: "jax-js training on 2 threads, sampling on 2 (interleaved)", baselineValue: rl.both.median / 1000, ratio: rl.bothNative.median / rl.both.median
     }),
     f("KV decode step per token (from medians)", decodePerToken, "ms/token", {
       baseline: "full forward per token (scoring)", baselineValue: forwardPerToken, ratio: decodePerToken / forwardPerToken
