@@ -135,6 +135,10 @@ class Fn {
   f32x4Add() { return this.simd(0xe4) }
   f32x4Mul() { return this.simd(0xe6) }
   f32x4RelaxedMadd() { return this.simd(0x105) }
+  /** i8x16.shuffle by 32-bit lanes: lanes 0–3 of the first operand, 4–7 of the second */
+  shuffle32(l0: number, l1: number, l2: number, l3: number) {
+    return this.simd(0x0d, ...[l0, l1, l2, l3].flatMap((l) => [4 * l, 4 * l + 1, 4 * l + 2, 4 * l + 3]))
+  }
 
   /** the function's body entry: locals grouped by run of type, then the code, then `end` */
   bytes(): Array<number> {
@@ -319,12 +323,75 @@ const packRows = (NR: number): Fn => {
   return f
 }
 
+/**
+ * packBT(b, ldb, dst, kc, nc): packs B = btᵀ, bt row-major [nc×kc] (leading dimension ldb floats), into
+ * ceil(nc/NR) panels of kc×NR floats, p-major, columns past nc zero: 4×4 blocks transposed with shuffles.
+ */
+const packCols = (NR: number): Fn => {
+  const f = new Fn(["b", "ldb", "dst", "kc", "nc"])
+  for (const n of ["j0", "p", "d", "cols", "q", "ldb4", "kc4", "src"]) f.local(n, I32)
+  const row = (c: number) => `r${c}`
+  for (let c = 0; c < NR; c++) f.local(row(c), I32)
+  for (let c = 0; c < 4; c++) f.local(`v${c}`, V128)
+  for (let c = 0; c < 4; c++) f.local(`t${c}`, V128)
+  f.get("ldb").i32(4).mul().set("ldb4")
+  f.get("kc").i32(-4).op(0x71).set("kc4")
+  f.get("dst").set("d")
+  f.for("j0", 0, "nc", NR, () => {
+    f.get("nc").get("j0").sub().set("cols")
+    f.get("cols").i32(NR).geS().if(() => {
+      for (let c = 0; c < NR; c++) f.get("b").get("j0").i32(c).add().get("ldb4").mul().add().set(row(c))
+      // 4 p at a time: per group of 4 columns, a 4×4 transpose (rows c, lanes p → rows p, lanes c)
+      f.for("p", 0, "kc4", 4, () => {
+        for (let g = 0; g < NR / 4; g++) {
+          for (let c = 0; c < 4; c++) f.get(row(4 * g + c)).v128Load(0, 0).set(`v${c}`)
+          f.get("v0").get("v1").shuffle32(0, 4, 1, 5).set("t0")
+          f.get("v0").get("v1").shuffle32(2, 6, 3, 7).set("t1")
+          f.get("v2").get("v3").shuffle32(0, 4, 1, 5).set("t2")
+          f.get("v2").get("v3").shuffle32(2, 6, 3, 7).set("t3")
+          const out = (q: number, x: string, y: string, lo: boolean) =>
+            f.get("d").get(x).get(y).shuffle32(lo ? 0 : 2, lo ? 1 : 3, lo ? 4 : 6, lo ? 5 : 7).v128Store((q * NR + 4 * g) * 4)
+          out(0, "t0", "t2", true)
+          out(1, "t0", "t2", false)
+          out(2, "t1", "t3", true)
+          out(3, "t1", "t3", false)
+        }
+        for (let c = 0; c < NR; c++) f.inc(row(c), 16)
+        f.inc("d", 4 * NR * 4)
+      })
+      // the last kc mod 4 p, element by element
+      f.get("kc4").set("p")
+      f.block(() => f.loop(() => {
+        f.get("p").get("kc").ltS().eqz().brIf(1)
+        for (let c = 0; c < NR; c++) f.get("d").get(row(c)).f32Load().f32Store(c * 4)
+        for (let c = 0; c < NR; c++) f.inc(row(c), 4)
+        f.inc("d", NR * 4)
+        f.inc("p", 1)
+        f.br(0)
+      }))
+    }, () => {
+      // a partial panel: element by element, zeros past nc
+      f.for("p", 0, "kc", 1, () => {
+        for (let v = 0; v < NR / 4; v++) f.get("d").v128Zero().v128Store(v * 16)
+        f.for("q", 0, "cols", 1, () => {
+          f.get("d").get("q").i32(4).mul().add()
+          f.get("b").get("j0").get("q").add().get("ldb4").mul().add().get("p").i32(4).mul().add().f32Load()
+          f.f32Store()
+        })
+        f.inc("d", NR * 4)
+      })
+    })
+  })
+  return f
+}
+
 /** The module's bytes (with relaxed-SIMD fused multiply-add, or mul + add). */
 export const kernelModuleBytes = (fma: boolean, mr = MR, nr = NR, ku = KU): Uint8Array =>
   moduleBytes([
     { name: "blockRows", fn: gemmBlock("rows", fma, mr, nr, ku) },
     { name: "blockCols", fn: gemmBlock("cols", fma, mr, nr, ku) },
-    { name: "packB", fn: packRows(nr) }
+    { name: "packB", fn: packRows(nr) },
+    { name: "packBT", fn: packCols(nr) }
   ])
 
 type Block = (a: number, stride: number, bp: number, c: number, mc: number, nc: number, kc: number, ldc: number, accumulate: number) => void
@@ -336,6 +403,8 @@ export interface Kernels {
   readonly blockCols: Block
   /** see packRows */
   readonly packB: (b: number, ldb: number, dst: number, kc: number, nc: number) => void
+  /** see packCols */
+  readonly packBT: (b: number, ldb: number, dst: number, kc: number, nc: number) => void
   /** whether the kernel uses relaxed-SIMD fused multiply-add */
   readonly fma: boolean
 }
@@ -357,7 +426,7 @@ export const kernelsFor = (memory: WasmMemory): Kernels => {
   if (hit !== undefined) return hit
   const { module, fma } = compile()
   const e = new Wasm.Instance(module, { env: { memory } }).exports
-  const k: Kernels = { blockRows: e.blockRows as Block, blockCols: e.blockCols as Block, packB: e.packB as Kernels["packB"], fma }
+  const k: Kernels = { blockRows: e.blockRows as Block, blockCols: e.blockCols as Block, packB: e.packB as Kernels["packB"], packBT: e.packBT as Kernels["packBT"], fma }
   instances.set(memory, k)
   return k
 }

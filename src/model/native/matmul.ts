@@ -62,9 +62,10 @@ export const matmulJs = (out: Float32Array, a: Float32Array, b: Float32Array, m:
 
 /** out[m×n] = (or +=, with accumulate) op(a)·op(b), all four views in `heap`. */
 export const matmul = (heap: Heap, out: Float32Array, a: Float32Array, b: Float32Array, m: number, k: number, n: number, opts: MatmulOptions = {}): void => {
-  for (const [name, v] of [["out", out], ["a", a], ["b", b]] as const) {
-    if (!heap.owns(v)) throw bad(name, `${name} is not a view of this heap (allocate it with heap.alloc)`)
-  }
+  const notOwned = (name: string) => bad(name, `${name} is not a view of this heap (allocate it with heap.alloc)`)
+  if (!heap.owns(out)) throw notOwned("out")
+  if (!heap.owns(a)) throw notOwned("a")
+  if (!heap.owns(b)) throw notOwned("b")
   checkMatmul(out, a, b, m, k, n)
   const { transA = false, transB = false, accumulate = false } = opts
   if (m === 0 || n === 0) return
@@ -86,7 +87,7 @@ export const matmul = (heap: Heap, out: Float32Array, a: Float32Array, b: Float3
       const nc = Math.min(NC, n - jc)
       for (let pc = 0; pc < k; pc += kcMax) {
         const kc = Math.min(kcMax, k - pc)
-        if (transB) packBT(bp, b, k, pc, kc, jc, nc)
+        if (transB) kernels.packBT(b.byteOffset + (jc * k + pc) * 4, k, bp.byteOffset, kc, nc)
         else kernels.packB(b.byteOffset + (pc * n + jc) * 4, n, bp.byteOffset, kc, nc)
         const acc = accumulate || pc > 0 ? 1 : 0
         for (let ic = 0; ic < m; ic += MC) {
@@ -99,22 +100,5 @@ export const matmul = (heap: Heap, out: Float32Array, a: Float32Array, b: Float3
     }
   } finally {
     heap.release(mark)
-  }
-}
-
-/** b stored [n×k]: ceil(nc/NR) panels of kc×NR, dst[(panel·kc + p)·NR + c] = b[(jc + panel·NR + c)·k + pc + p], zero past nc */
-const packBT = (dst: Float32Array, b: Float32Array, k: number, pc: number, kc: number, jc: number, nc: number) => {
-  const panels = Math.ceil(nc / NR)
-  for (let jp = 0; jp < panels; jp++) {
-    const base = jp * kc * NR
-    const j0 = jc + jp * NR
-    const cols = Math.min(NR, jc + nc - j0)
-    for (let c = 0; c < NR; c++) {
-      if (c >= cols) {
-        for (let p = 0, d = base + c; p < kc; p++, d += NR) dst[d] = 0
-        continue
-      }
-      for (let p = 0, d = base + c, s = (j0 + c) * k + pc; p < kc; p++, d += NR, s++) dst[d] = b[s]!
-    }
   }
 }
