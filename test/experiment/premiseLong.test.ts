@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { premisePowerSpecOf } from "../../src/experiment/catalog/premise.ts"
-import { type LongRun, premiseLongDefaults, premiseLongSpecOf, premiseLongTables, type StepEvaluated } from "../../src/experiment/catalog/premiseLong.ts"
+import { type LongRun, premiseLongCompact, premiseLongDefaults, premiseLongSpecOf, premiseLongTables, type StepEvaluated } from "../../src/experiment/catalog/premiseLong.ts"
 
 // 3 seeds × 40 questions, checkpoints at 8 and 16: GRPO stays at the cold start (every even question right);
 // ARPO gets 4 more questions per seed right at step 16 only (+0.10 exactly), none at step 8
@@ -50,6 +50,20 @@ describe("premise-long tables", () => {
   it("averages the sampled training accuracy per block of steps and reports last − first block", () => {
     assert.match(text, /\| arpo-b8 \| 0\.500 \[[^\]]+\] \| 0\.700 \[[^\]]+\] \| 0\.200 \[/)
     assert.match(text, /\| grpo \| 0\.500 \[[^\]]+\] \| 0\.500 \[[^\]]+\] \| 0\.000 /)
+  })
+
+  it("pools the checkpoints after the cold start per seed and question (ARPO +0.10 at step 16, 0 at step 8: +0.05)", () => {
+    assert.match(text, /\| arpo-b8 − grpo \| 0\.050 \[0\.0\d\d, 0\.\d\d\d\] arpo-b8 better \|$/m)
+  })
+
+  it("keeps every per-question outcome in the compact form, so every interval can be redone", () => {
+    const c = premiseLongCompact([run(1), run(2), run(3)])
+    assert.deepStrictEqual(c.seeds, [1, 2, 3])
+    const arpo16 = c.evaluated.find((e) => e.arm === "flaky.arpo-b8" && e.step === 16)!
+    assert.strictEqual(arpo16.perSeed.length, 3)
+    assert.strictEqual(arpo16.perSeed[0]!.accuracy, 0.6)
+    assert.strictEqual(arpo16.perSeed[0]!.perQuestion.split(",").length, 40)
+    assert.strictEqual(c.training.find((t) => t.arm === "flaky.arpo-b8" && t.seed === 2)!.accuracyPerStep[15], 0.7)
   })
 
   it("keeps the power study's final-step tables and draws accuracy over steps", () => {

@@ -186,6 +186,26 @@ export const premiseLongTables = (runs: ReadonlyArray<LongRun>): { readonly line
   for (const arm of arms) {
     lines.push(`| ${short(arm)} − cold start | ${evalSteps.filter((s) => s > 0).map((s) => cell(differenceAt(evaluated, arm, arm, s, 0), short(arm), "cold start")).join(" | ")} |`)
   }
+  // every checkpoint after the cold start pooled: per seed and question the mean over them (less checkpoint-to-checkpoint noise)
+  const later = evalSteps.filter((x) => x > 0)
+  const pooled = (arm: string) =>
+    new Map(seeds.flatMap((sd) => {
+      const rows = later.map((x) => atStep(evaluated, arm, x).get(sd))
+      if (rows.some((r) => r === undefined)) return []
+      return [[sd, rows[0]!.map((_, i) => meanOf(rows.map((r) => r![i]!)))] as const]
+    }))
+  lines.push(
+    "",
+    `Pooled over the checkpoints at steps ${later.join(", ")} (per seed and question the mean over them; a − b paired over seeds × questions):`,
+    "",
+    "| a − b | difference |",
+    "|---|---:|"
+  )
+  for (const [a, b] of longPairs) {
+    if (!arms.includes(`flaky.${a}`) || !arms.includes(`flaky.${b}`)) continue
+    const t = pairedTable(pooled(`flaky.${a}`), pooled(`flaky.${b}`))
+    if (t !== null) lines.push(`| ${a} − ${b} | ${cell(bootstrap(t.table, { label: `premise-long pooled ${a} − ${b}`, range: differenceRange(unit) }), a, b)} |`)
+  }
   // sampled training accuracy, per block of `every` steps: mean over the block's steps per seed, then over seeds
   const every = runs[0]?.every ?? steps
   const blocks = Array.from({ length: Math.ceil(steps / every) }, (_, i) => [i * every + 1, Math.min(steps, (i + 1) * every)] as const)
@@ -228,6 +248,56 @@ export const premiseLongTables = (runs: ReadonlyArray<LongRun>): { readonly line
   return { lines, svg }
 }
 
+/**
+ * The merged study in a compact form for experiments/results: per arm, step and seed the per-question
+ * outcomes (comma-separated, in the order of `questions`), sampled training accuracy per step, and each arm
+ * and seed's training cost; enough to redo every interval of the tables.
+ */
+export const premiseLongCompact = (runs: ReadonlyArray<LongRun>) => {
+  const evaluated = runs.flatMap((r) => r.evaluated)
+  const keys = [...new Set(evaluated.map((e) => `${e.arm}\u0000${e.step}`))]
+  const num = (x: number) => Number(x.toFixed(3)).toString()
+  return {
+    seeds: runs.flatMap((r) => r.seeds).sort((a, b) => a - b),
+    steps: Math.max(...runs.map((r) => r.steps)),
+    every: runs[0]?.every,
+    questions: evaluated[0]?.questions.map((q) => q.id) ?? [],
+    evaluated: keys.map((k) => {
+      const [arm, step] = k.split("\u0000") as [string, string]
+      return {
+        arm,
+        step: Number(step),
+        perSeed: evaluated.filter((e) => e.arm === arm && e.step === Number(step)).sort((a, b) => a.seed - b.seed).map((e) => ({
+          seed: e.seed,
+          accuracy: Number(meanOf(e.questions.map((q) => q.accuracy)).toFixed(4)),
+          toolCallsPerQuestion: Number(meanOf(e.questions.map((q) => q.toolCalls)).toFixed(3)),
+          tokensPerQuestion: Number(meanOf(e.questions.map((q) => q.tokens)).toFixed(2)),
+          evalS: Number((e.evalMs / 1000).toFixed(1)),
+          perQuestion: e.questions.map((q) => num(q.accuracy)).join(",")
+        }))
+      }
+    }),
+    training: [...new Set(runs.flatMap((r) => r.training.map((t) => `${t.arm}\u0000${t.seed}`)))].map((k) => {
+      const [arm, seed] = k.split("\u0000") as [string, string]
+      const ts = runs.flatMap((r) => r.training).filter((t) => t.arm === arm && t.seed === Number(seed)).sort((a, b) => a.step - b.step)
+      return { arm, seed: Number(seed), accuracyPerStep: ts.map((t) => Number(t.accuracy.toFixed(4))) }
+    }),
+    costs: runs.flatMap((r) => r.costs).map((c) => ({
+      arm: c.arm,
+      seed: c.seed,
+      tokensGenerated: c.tokensGenerated,
+      tokensComputed: c.tokensComputed,
+      trajectories: c.trajectories,
+      toolCalls: c.toolCalls,
+      considered: c.considered,
+      taken: c.taken,
+      rlWallS: Number((c.wallMs / 1000).toFixed(1)),
+      groupsVary: c.groupsVary.map((x) => Number(x.toFixed(4))),
+      probabilityMean: c.probability.length === 0 ? null : Number(meanOf(c.probability).toFixed(4))
+    }))
+  }
+}
+
 /** One run's conclusion: evaluate it and write premise-long.json / .md in its directory. */
 export const premiseLongConclusion = (_summary: Summary, dir: string) =>
   Effect.gen(function*() {
@@ -255,6 +325,7 @@ export const premiseLongSummary = (root: string, wallS: number) =>
     yield* writeFileAtomic(NodePath.join(root, "premise-long.md"), `# premise-long: longer training on the flaky calculator\n\n${[...head, ...lines].join("\n")}\n`)
     yield* writeFileAtomic(NodePath.join(root, "premise-long.svg"), svg)
     yield* writeJsonAtomic(NodePath.join(root, "premise-long.json"), { seeds, wallS, dirs: dirs.map((d) => NodePath.basename(d)), runs })
+    yield* writeJsonAtomic(NodePath.join(root, "premise-long.compact.json"), { wallS, dirs: dirs.map((d) => NodePath.basename(d)), ...premiseLongCompact(runs) })
     return [...head, ...lines]
   })
 

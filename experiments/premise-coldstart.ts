@@ -1,0 +1,94 @@
+/**
+ * Research script: is a longer SFT a usable cold start for the premise tasks (issue 15)? The chase task's
+ * 400-step cold start ends at SFT loss 0.42 and 0.063 held-out greedy accuracy (docs/results.md §4), too weak
+ * for RL to show anything. For each SFT length in PREMISE_COLDSTART_SFT (default 400,1200) and each variant
+ * in PREMISE_COLDSTART_VARIANTS (default chase,chase-control), it trains (or loads from the cache) the seed-1
+ * cold start and evaluates it greedily on the first PREMISE_COLDSTART_QUESTIONS (default 512) held-out
+ * questions with the premise studies' tool-result keys; paired difference of each length against the
+ * first, per variant, over the same questions (bootstrap over questions). It does no RL.
+ *
+ * Reproduce: `ARPO_CACHE_DIR=/work/cache npm run arpo -- run experiments/premise-coldstart.ts --profile quick`.
+ * Writes premise-coldstart.md / .json (per-question outcomes) under runs/premise-coldstart/<id>/.
+ */
+import { Console, Effect } from "effect"
+import * as fs from "node:fs"
+import * as NodePath from "node:path"
+import { writeFileAtomic, writeJsonAtomic } from "../src/io/atomic.ts"
+import { bootstrap, differenceRange, unit } from "../src/report/bootstrap.ts"
+import { coldStart } from "../src/experiment/coldStart.ts"
+import { resolveArms } from "../src/experiment/define.ts"
+import type { Experiment } from "../src/experiment/Experiment.ts"
+import { type Evaluated, evaluateWeights, premiseEvalSeed, premisePowerSpecOf, premiseVariants } from "../src/experiment/catalog/premise.ts"
+import { builtinRegistries } from "../src/experiment/registries.ts"
+import { registryComponents } from "../src/experiment/resolve.ts"
+
+const list = (name: string, fallback: string) => (process.env[name] === undefined || process.env[name] === "" ? fallback : process.env[name]!).split(",").map((s) => s.trim())
+const lengths = list("PREMISE_COLDSTART_SFT", "400,1200").map(Number)
+const variants = list("PREMISE_COLDSTART_VARIANTS", "chase,chase-control")
+const questions = Number(list("PREMISE_COLDSTART_QUESTIONS", "512")[0])
+for (const v of variants) if (!premiseVariants.some((p) => p.name === v)) throw new Error(`PREMISE_COLDSTART_VARIANTS: unknown variant ${v}`)
+for (const n of [...lengths, questions]) if (!Number.isInteger(n) || n <= 0) throw new Error(`premise-coldstart: expected positive integers, got ${n}`)
+
+const f = (x: number | null, d = 3) => (x === null || Number.isNaN(x) ? "–" : x.toFixed(d))
+
+interface Row {
+  readonly variant: string
+  readonly sftSteps: number
+  readonly finalLoss: number
+  readonly sftWallS: number
+  readonly cached: boolean
+  readonly evaluated: Evaluated
+}
+
+const experiment: Experiment = {
+  name: "premise-coldstart",
+  description: "Cold starts of the premise tasks at several SFT lengths: final SFT loss and held-out greedy accuracy, no RL",
+  run: (options) =>
+    Effect.gen(function*() {
+      const dir = NodePath.join(options.out, "premise-coldstart", new Date().toISOString().replace(/:/g, "-").replace(/\.\d+Z$/, "Z"))
+      fs.mkdirSync(dir, { recursive: true })
+      const rows: Array<Row> = []
+      const started = performance.now()
+      for (const steps of lengths) {
+        const spec = {
+          ...premisePowerSpecOf(false),
+          arms: premiseVariants.filter((v) => variants.includes(v.name)).map((v) => ({ name: v.name, sampler: "global", set: { task: v.task } })),
+          profiles: { quick: { seeds: [1], set: { sft: { steps, seed: 1 }, eval: { questions } } }, full: { seeds: [1], set: { sft: { steps, seed: 1 }, eval: { questions } } } }
+        }
+        for (const arm of yield* resolveArms(spec, options)) {
+          const components = registryComponents(builtinRegistries)
+          const task = yield* components.task(arm.config)
+          const cold = yield* coldStart({ config: arm.config, seed: 1, task, toolbox: components.toolbox(arm.config, task), label: `cold start ${arm.name} (${steps} SFT steps)` })
+          const evaluated = yield* evaluateWeights(arm, premiseEvalSeed, cold.params, `${arm.name}.sft${steps}`, 1)
+          rows.push({ variant: arm.name, sftSteps: steps, finalLoss: cold.finalLoss, sftWallS: cold.wallMs / 1000, cached: cold.cached, evaluated })
+          yield* writeJsonAtomic(NodePath.join(dir, "premise-coldstart.json"), { lengths, variants, questions, rows })
+          yield* Console.error(`${arm.name} ${steps} SFT steps: loss ${cold.finalLoss.toFixed(4)}, held-out ${(evaluated.questions.reduce((a, q) => a + q.accuracy, 0) / evaluated.questions.length).toFixed(3)}`)
+        }
+      }
+      const lines = [
+        `Cold starts (seed 1) of ${variants.join(", ")} at ${lengths.join(", ")} SFT steps; held-out greedy accuracy on ${questions} questions (tool-result key ${premiseEvalSeed}), 95% bootstrap interval over questions; wall ${((performance.now() - started) / 1000).toFixed(0)} s`,
+        "",
+        "| variant | SFT steps | final SFT loss | SFT wall s | held-out accuracy | tool calls / question | tokens / question |",
+        "|---|---:|---:|---:|---:|---:|---:|"
+      ]
+      for (const r of rows) {
+        const acc = bootstrap([r.evaluated.questions.map((q) => q.accuracy)], { label: `coldstart ${r.variant} ${r.sftSteps}`, range: unit })
+        const mean = (g: (q: Evaluated["questions"][number]) => number) => r.evaluated.questions.reduce((a, q) => a + g(q), 0) / r.evaluated.questions.length
+        lines.push(`| ${r.variant} | ${r.sftSteps} | ${f(r.finalLoss, 4)} | ${r.cached ? "cached" : f(r.sftWallS, 0)} | ${f(acc.mean)} [${f(acc.lo)}, ${f(acc.hi)}] | ${f(mean((q) => q.toolCalls), 2)} | ${f(mean((q) => q.tokens), 1)} |`)
+      }
+      lines.push("", `Paired differences against ${lengths[0]} SFT steps (same questions and tool-result keys):`, "", "| variant | a − b | difference |", "|---|---|---:|")
+      for (const v of variants) {
+        const base = rows.find((r) => r.variant === v && r.sftSteps === lengths[0])
+        for (const r of rows.filter((x) => x.variant === v && x.sftSteps !== lengths[0])) {
+          if (base === undefined) continue
+          const d = bootstrap([r.evaluated.questions.map((q, i) => q.accuracy - base.evaluated.questions[i]!.accuracy)], { label: `coldstart ${v} ${r.sftSteps} − ${lengths[0]}`, range: differenceRange(unit) })
+          lines.push(`| ${v} | ${r.sftSteps} − ${lengths[0]} | ${f(d.mean)} [${f(d.lo)}, ${f(d.hi)}] |`)
+        }
+      }
+      yield* writeFileAtomic(NodePath.join(dir, "premise-coldstart.md"), `# premise-coldstart\n\n${lines.join("\n")}\n`)
+      for (const line of [...lines, "", dir]) yield* Console.log(line)
+      return dir
+    })
+}
+
+export default experiment
