@@ -2,7 +2,8 @@
  * Laws of the native trainer (src/model/native/): on generated batches of the real tiny config (untied and
  * tied head), its value, per-token log-probs, entropies, clip indicators and every gradient leaf equal
  * the jax-js Learner's within float32 tolerance, for the policy loss (clip-higher, dual clip, balanced
- * clip, KL) and for SFT; one AdamW step on the same gradient gives the same weights.
+ * clip, KL) and for SFT, on plain rows and on packed rollout trees (per loss entry); one AdamW step on
+ * the same gradient gives the same weights.
  */
 import fc from "fast-check"
 import { beforeAll, describe, expect, it } from "vitest"
@@ -10,13 +11,14 @@ import type { TrainSequence } from "../src/core/batch.ts"
 import { aggregationScale, normalizer, type PolicyLossConfig } from "../src/core/loss.ts"
 import { derive, intBelow, root, uniform } from "../src/core/random.ts"
 import { tokenIds } from "../src/core/tokens.ts"
+import { packTree } from "../src/core/treePack.ts"
 import { type ModelConfig, tinyConfig } from "../src/model/config.ts"
 import { NativeLearner } from "../src/model/native/learner.ts"
 import { disposeParams, fromLeaves, leaves } from "../src/model/params.ts"
 import { Policy } from "../src/model/policy.ts"
 import { ensureBackend } from "../src/model/runtime.ts"
 import { numpy as np } from "@jax-js/jax"
-import { Learner, packMicroBatches } from "../src/model/train.ts"
+import { type AnyMicroBatch, Learner, packMicroBatches, packTreeMicroBatches } from "../src/model/train.ts"
 
 beforeAll(ensureBackend)
 
@@ -75,21 +77,56 @@ const close = (what: string, a: ArrayLike<number>, b: ArrayLike<number>, rel: nu
   expect(worst, `${what}: max |Δ| ${worst} > ${bound}`).toBeLessThanOrEqual(bound)
 }
 
-/** Compares one objective's value, aux and gradient between the two learners on the same micro-batches. */
-const compare = (jax: Learner, native: NativeLearner, objective: PolicyLossConfig | "sft", seqs: ReadonlyArray<TrainSequence>): void => {
+/**
+ * 6 sequences in two groups of 3 that share a prompt of 10–30 tokens; within a group, sequence j shares
+ * the first 8·j tokens of its continuation with sequence 0 (an ARPO-like tree), then continues on its own.
+ */
+const treeBatchOf = (seed: number, current: (tokens: ReadonlyArray<ReadonlyArray<number>>) => Array<Float64Array>): Array<TrainSequence> => {
+  const k = derive(root(seed), "native-tree-law")
+  const rand = (what: string, i: number, n: number) => intBelow(uniform(derive(k, what), i), n)
+  const toks = Array.from({ length: 6 }, (_, s) => {
+    const g = Math.floor(s / 3)
+    const j = s % 3
+    const prompt = Array.from({ length: 10 + rand("prompt-length", g, 21) }, (_, t) => rand(`prompt-${g}`, t, 267))
+    const shared = Array.from({ length: 8 * j }, (_, t) => rand(`branch-${g}`, t, 267))
+    const own = Array.from({ length: 10 + rand("own-length", s, 50) }, (_, t) => rand(`own-${s}`, t, 267))
+    return [...prompt, ...shared, ...own]
+  })
+  const lp = current(toks)
+  return toks.map((tokens, s) => {
+    const start = 10
+    const u = (t: number, what: string) => uniform(derive(k, s, what), t)
+    return {
+      tokens: tokenIds(tokens),
+      responseStart: start,
+      lossMask: tokens.map((_, t) => (t >= start && u(t, "mask") < 0.85 ? 1 : 0)),
+      advantages: tokens.map((_, t) => (t >= start ? (s % 2 === 0 ? 1 : -1) * (0.2 + u(t, "adv")) : 0)),
+      oldLogprobs: tokens.map((_, t) => (t >= start ? lp[s]![t]! + (u(t, "old") - 0.5) * 0.8 : 0)),
+      refLogprobs: tokens.map((_, t) => lp[s]![t]! + (u(t, "ref") - 0.5) * 2),
+      weight: 0.5 + u(0, "weight"),
+      group: 0,
+      policyVersion: 0
+    }
+  })
+}
+
+/** Compares one objective's value, aux and gradient between the two learners on the same micro-batches (plain rows, or packed trees of ≤ rowTokens tokens). */
+const compare = (jax: Learner, native: NativeLearner, objective: PolicyLossConfig | "sft", seqs: ReadonlyArray<TrainSequence>, rowTokens?: number): void => {
   const norm = normalizer({ sequences: seqs })
   const scaleOf = objective === "sft"
     ? () => 1 / norm.tokens
     : (i: number, masked: number) => aggregationScale(objective.aggregation, norm, masked) * seqs[i]!.weight
-  const mbs = packMicroBatches(seqs, scaleOf, rows, tinyConfig.context, pad)
+  const mbs: Array<AnyMicroBatch> = rowTokens === undefined || objective === "sft"
+    ? packMicroBatches(seqs, scaleOf, rows, tinyConfig.context, pad)
+    : packTreeMicroBatches(seqs, scaleOf, 2, tinyConfig.context, pad, rowTokens)
   const j = jax.valueAndGrad(objective, mbs)
   const n = native.valueAndGrad(objective, mbs)
   expect(Math.abs(n.value - j.value), `value ${n.value} vs ${j.value}`).toBeLessThanOrEqual(1e-5 * Math.abs(j.value) + 1e-6)
   mbs.forEach((mb, k) => {
-    const real = mb.realRows * mb.length
+    const real = "kind" in mb ? mb.index.length : mb.realRows * mb.length
     const masked = (xs: ArrayLike<number>) => Array.from({ length: real }, (_, i) => (mb.mask[i] === 1 ? xs[i]! : 0))
-    close(`logp of micro-batch ${k}`, n.logp[k]!.subarray(0, real), j.logp[k]!.subarray(0, real), 1e-5, 1e-5)
-    close(`entropy of micro-batch ${k}`, n.entropy[k]!.subarray(0, real), j.entropy[k]!.subarray(0, real), 1e-5, 1e-5)
+    close(`logp of micro-batch ${k}`, masked(n.logp[k]!), masked(j.logp[k]!), 1e-5, 1e-5)
+    close(`entropy of micro-batch ${k}`, masked(n.entropy[k]!), masked(j.entropy[k]!), 1e-5, 1e-5)
     if (objective !== "sft") expect(masked(n.clipActive[k]!), `clip indicators of micro-batch ${k}`).toEqual(masked(j.clipActive[k]!))
   })
   // the generated old log-probs put a good share of tokens on the clipped side (so both branches are compared)
@@ -124,6 +161,22 @@ describe("native trainer laws", () => {
             [{ clipLow: 0.2, clipHigh: 0.28, dualClip: 3, balancedClip: true, klCoef: 0.1, klEstimator: "k3", aggregation: "token-mean" }, 1],
             [{ clipLow: 0.2, clipHigh: 0.2, dualClip: undefined, balancedClip: false, klCoef: 0, klEstimator: "k3", aggregation: "seq-mean-token-mean" }, 2]
           ]
+        }
+      )
+    })
+
+    it(`on packed rollout trees the native policy loss's value, per-entry log-probs, entropies, clip indicators and gradient equal jax-js's (${name})`, () => {
+      fc.assert(
+        fc.property(lossConfig, fc.integer({ min: 0, max: 1_000_000 }), fc.constantFrom(128, 256), (loss, seed, rowTokens) => {
+          const seqs = treeBatchOf(seed, current)
+          const packing = packTree(seqs, rowTokens)
+          expect(packing.packedTokens).toBeLessThan(packing.sequenceTokens) // the shared prefixes are packed once
+          compare(setup().jax, setup().native, loss, seqs, rowTokens)
+        }),
+        {
+          seed: 22,
+          numRuns: 3,
+          examples: [[{ clipLow: 0.2, clipHigh: 0.28, dualClip: 3, balancedClip: true, klCoef: 0.1, klEstimator: "k2", aggregation: "seq-mean-token-mean" }, 3, 128]]
         }
       )
     })

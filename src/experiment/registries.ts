@@ -131,13 +131,6 @@ const initialWithinBudget = Schema.makeFilter((c: { readonly initial: number; re
     : `initial (N = ${c.initial}) exceeds budget (M = ${c.budget})`
 )
 
-/** The native trainer computes plain micro-batches: not packed trees. */
-const nativeKernelsAlone = Schema.makeFilter((c: { readonly kernels: string; readonly treePacking: boolean }) =>
-  c.kernels !== "native" || !c.treePacking
-    ? undefined
-    : "kernels = native trains plain micro-batches: it needs treePacking = false (packed trees need kernels = jax)"
-)
-
 /** The embedded engine, empty until the run's WeightSync loads the trainer's weights. */
 const embeddedEngine = (maxSlots: number, threads = 1): Layer.Layer<Engine, unknown, Events> =>
   EmbeddedEngine.layerEmbedded(undefined, { maxSlots, threads })
@@ -269,7 +262,7 @@ export const trainers: ReadonlyArray<TrainerEntry> = [
       treePacking: withDefault(Schema.Boolean, false),
       /** gradients by jax-js ("jax") or by the hand-written model of src/model/native/ (docs/native-trainer.md); equal up to float rounding */
       kernels: withDefault(Schema.Literals(["jax", "native"]), "jax")
-    }).pipe(Schema.check(nativeKernelsAlone)),
+    }),
     (c, { run, initial }) => embeddedTrainerOf(run, initial, c)
   ),
   entry(

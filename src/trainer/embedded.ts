@@ -52,7 +52,7 @@ export interface EmbeddedTrainerOptions {
   /**
    * Which kernels compute gradients: "jax" (jax-js's jit-compiled tape, the default) or "native" (the
    * hand-written forward and backward of src/model/native/, docs/native-trainer.md; equal up to float
-   * rounding; plain micro-batches only: not with `treePacking`; with `workers` > 1 each worker runs its own).
+   * rounding; with `treePacking` and with `workers` > 1 too, each worker running its own native model).
    */
   readonly kernels?: "jax" | "native"
   /** where GGUF exports are written (default: a private temporary directory removed with the scope) */

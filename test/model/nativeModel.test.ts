@@ -11,7 +11,7 @@ import { defaultPolicyLossConfig, normalizer } from "../../src/core/loss.ts"
 import { plainBackend as plainOps } from "../../src/model/native/backend.ts"
 import { Policy } from "../../src/model/policy.ts"
 import { ensureBackend } from "../../src/model/runtime.ts"
-import { Learner, packMicroBatches } from "../../src/model/train.ts"
+import { Learner, packMicroBatches, packTreeMicroBatches } from "../../src/model/train.ts"
 
 beforeAll(ensureBackend)
 
@@ -128,13 +128,16 @@ describe("native learner", () => {
     jax.dispose()
   })
 
-  it("packed trees and float64 policies are typed errors naming the feature", () => {
+  it("SFT on packed trees, float64 policies and bad tree layouts are typed errors naming what and where", () => {
     const policy = Policy.init(small, root(2))
     const learner = new NativeLearner(policy)
     const s: TrainSequence = { tokens: tokenIds([1, 2, 3]), responseStart: 1, lossMask: [0, 1, 1], advantages: [0, 1, 1], oldLogprobs: [0, -1, -1], weight: 1, group: 0, policyVersion: 0 }
-    const tree = () => learner.policyStep([s], defaultPolicyLossConfig, normalizer({ sequences: [s] }), 4, smallPad, {})
-    expect(tree).toThrow(NativeTrainerUnsupported)
-    expect(tree).toThrow(/packed trees/)
+    const trees = packTreeMicroBatches([s], () => 1, 4, small.context, smallPad)
+    const sft = () => learner.valueAndGrad("sft", trees)
+    expect(sft).toThrow(NativeTrainerUnsupported)
+    expect(sft).toThrow(/SFT steps take plain micro-batches/)
+    const broken = { ...trees[0]!, end: trees[0]!.end.map((e, i) => (i === 1 ? 0 : e)) }
+    expect(() => learner.valueAndGrad(defaultPolicyLossConfig, [broken])).toThrow(/row 0 token 1: subtree end 0/)
     expect(() => new NativeLearner(Policy.init(small, root(2), "float64"))).toThrow(/float64/)
   })
 })

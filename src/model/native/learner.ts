@@ -4,7 +4,8 @@
  * jax-js's tape. It holds the weights, their gradient and the AdamW moments as float32 arrays, runs AdamW
  * exactly as `Learner.apply` does (global-norm clipping, bias correction, decoupled decay on matrices),
  * and after every step pushes the new weights into the shared `Policy` so the jax-js sampler serves them.
- * It does not train packed trees, float64 policies, nor data-parallel on worker threads (typed errors).
+ * Plain micro-batches and packed trees (trainer.treePacking); with a GradPool of kind "native", steps on
+ * several threads (parallel.ts). It does not train float64 policies (a typed error).
  */
 import { Schema } from "effect"
 import type { TrainSequence } from "../../core/batch.ts"
@@ -16,19 +17,20 @@ import {
   type AdamWConfig,
   type AnyMicroBatch,
   defaultAdamW,
-  type MicroBatch,
   packMicroBatches,
+  packTreeMicroBatches,
   type SftSequence,
   type StepStats,
+  type TreeMicroBatch,
   type TreePackingOptions
 } from "../train.ts"
 import { type GradPool, nativeValueAndGradParallel } from "../parallel.ts"
 import { heapBackend, type NativeBackend, plainBackend } from "./backend.ts"
 import { Heap } from "./heap.ts"
-import { policyTokenLoss, sftTokenLoss, type TokenLoss } from "./loss.ts"
+import { policyTokenLoss, sftTokenLoss, type TokenLoss, treeTokenLoss } from "./loss.ts"
 import { backward, forward, type NativeWeights, nativeWeights, type Rope, ropeOf, workspaceFloats } from "./model.ts"
 
-/** A feature the native learner does not have (yet): packed trees, float64 weights, worker threads. */
+/** A feature or input the native learner does not take: float64 weights, SFT on packed trees, an empty step, a bad optimizer state. */
 export class NativeTrainerUnsupported extends Schema.TaggedError<NativeTrainerUnsupported>()("NativeTrainerUnsupported", {
   feature: Schema.String,
   message: Schema.String
@@ -50,7 +52,7 @@ interface State {
 /** bytes a heap keeps free beyond the model's workspace: the matmul's packing scratch and slack */
 const HEAP_SLACK_BYTES = 4 << 20
 
-const isTree = (mb: AnyMicroBatch): boolean => (mb as { kind?: string }).kind === "tree"
+const isTree = (mb: AnyMicroBatch): mb is TreeMicroBatch => (mb as { kind?: string }).kind === "tree"
 
 export interface NativeValueAndGrad {
   readonly value: number
@@ -181,7 +183,10 @@ export class NativeLearner {
     this.t = 0
   }
 
-  /** Value, per-token aux and gradient of one objective summed over plain micro-batches (no update). */
+  /**
+   * Value, aux and gradient of one objective summed over micro-batches (no update): aux per row token for
+   * plain micro-batches (zero on padding rows), per loss entry for packed trees (zero on padding entries).
+   */
   valueAndGrad(objective: PolicyLossConfig | "sft", mbs: ReadonlyArray<AnyMicroBatch>): NativeValueAndGrad {
     if (mbs.length === 0) throw new NativeTrainerUnsupported({ feature: "empty step", message: "native trainer: no micro-batches" })
     this.pull()
@@ -192,9 +197,24 @@ export class NativeLearner {
     const clipActive: Array<Float32Array> = []
     mbs.forEach((any, k) => {
       if (isTree(any)) {
-        throw new NativeTrainerUnsupported({ feature: "treePacking", message: `native trainer: micro-batch ${k} is a packed tree; use trainer.kernels = jax with trainer.treePacking` })
+        if (objective === "sft") throw new NativeTrainerUnsupported({ feature: "sft on packed trees", message: `native trainer: micro-batch ${k} is a packed tree; SFT steps take plain micro-batches` })
+        this.reserve(any.realRows, any.length)
+        const tree = any
+        const out = this.state.backend.scoped(() => {
+          const rows = tree.realRows
+          const f = forward(this.config, this.state.backend, this.state.weights, this.rope, tree.tokens, rows, tree.length, tree)
+          const loss = treeTokenLoss(objective, tree, f.logp, rows * tree.length)
+          backward(this.config, this.state.backend, this.state.weights, this.rope, f, loss.dlogp, this.state.grad)
+          const entropy = Float32Array.from(tree.index, (i, e) => (tree.mask[e] === 1 ? f.entropy[i]! : 0))
+          return { value: loss.value, logp: loss.entryLogp, entropy, clipActive: loss.clipActive }
+        })
+        value += out.value
+        logp.push(out.logp)
+        entropy.push(out.entropy)
+        clipActive.push(out.clipActive)
+        return
       }
-      const mb = any as MicroBatch
+      const mb = any
       const rows = mb.realRows
       const T = mb.length
       this.reserve(rows, T)
@@ -288,15 +308,14 @@ export class NativeLearner {
     return this.finishPolicyStep(t0, seqs, config, mbs, await nativeValueAndGradParallel(this, pool, config, mbs), microRows)
   }
 
-  private packPolicy(seqs: ReadonlyArray<TrainSequence>, config: PolicyLossConfig, norm: Normalizer, microRows: number, pad: number, trees?: TreePackingOptions): Array<MicroBatch> {
-    if (trees !== undefined) {
-      throw new NativeTrainerUnsupported({ feature: "treePacking", message: "native trainer: policy steps on packed trees are not implemented; use trainer.kernels = jax with trainer.treePacking" })
-    }
+  private packPolicy(seqs: ReadonlyArray<TrainSequence>, config: PolicyLossConfig, norm: Normalizer, microRows: number, pad: number, trees?: TreePackingOptions): Array<AnyMicroBatch> {
     const scaleOf = (i: number, masked: number) => aggregationScale(config.aggregation, norm, masked) * seqs[i]!.weight
-    return packMicroBatches(seqs, scaleOf, microRows, this.config.context, pad)
+    return trees === undefined
+      ? packMicroBatches(seqs, scaleOf, microRows, this.config.context, pad)
+      : packTreeMicroBatches(seqs, scaleOf, microRows, this.config.context, pad, trees.rowTokens)
   }
 
-  private finishPolicyStep(t0: number, seqs: ReadonlyArray<TrainSequence>, config: PolicyLossConfig, mbs: ReadonlyArray<MicroBatch>, r: NativeValueAndGrad, microRows: number): StepStats {
+  private finishPolicyStep(t0: number, seqs: ReadonlyArray<TrainSequence>, config: PolicyLossConfig, mbs: ReadonlyArray<AnyMicroBatch>, r: NativeValueAndGrad, microRows: number): StepStats {
     let tokens = 0
     let clipped = 0
     let ent = 0
@@ -311,7 +330,8 @@ export class NativeLearner {
         ent += r.entropy[k]![i]!
         const lp = r.logp[k]![i]!
         mismatch += Math.abs(mb.oldLogprobs[i]! - lp)
-        if (seqs[k * microRows + Math.floor(i / mb.length)]?.refLogprobs !== undefined) {
+        const s = isTree(mb) ? seqs[mb.sequence[i]!] : seqs[k * microRows + Math.floor(i / mb.length)]
+        if (s?.refLogprobs !== undefined) {
           kl += klEstimators[config.klEstimator].value(lp, mb.refLogprobs[i]!)
           klTokens++
         }

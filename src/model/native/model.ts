@@ -4,9 +4,10 @@
  * rotary positions → causal softmax attention → o projection + residual → RMSNorm → SwiGLU + residual;
  * final RMSNorm; tied or untied head; log-softmax, per-token log-prob and entropy) on the plain padded
  * micro-batches of train.ts (`packMicroBatches`), so the jax-js tape and its kernels are out of the loop.
- * Every matrix product goes through the `NativeOps.matmul` it is given (the wasm SIMD kernel or a plain-JS
- * one); the rest is loops here. It does not compute losses (see loss.ts), run an optimizer (learner.ts),
- * nor handle packed trees (tree attention masks, positions by depth).
+ * With a `TreeLayout` it runs packed rollout trees instead (src/core/treePack.ts: positions by depth, a
+ * tree attention mask, each token predicted by its parent's logits). Every matrix product goes through the
+ * `NativeOps.matmul` it is given (the wasm SIMD kernel or a plain-JS one); the rest is loops here. It does
+ * not compute losses (see loss.ts) nor run an optimizer (learner.ts).
  */
 import { Schema } from "effect"
 import { headDim, type ModelConfig } from "../config.ts"
@@ -20,9 +21,12 @@ export class NativeModelInputInvalid extends Schema.TaggedError<NativeModelInput
   message: Schema.String
 }) {}
 
+/** The typed error, with the place repeated in its message (what a person reads first). */
+const invalid = (where: string, message: string) => new NativeModelInputInvalid({ where, message: `${where}: ${message}` })
+
 /**
- * What the model needs from its memory and its matmul: `alloc(n)` a zeroed Float32Array of n values
- * (views the matmul can read), `matmul(out, a, b, m, k, n, opts)` = out[m×n] (+)= op(a)[m×k] · op(b)[k×n],
+ * What the model needs from its memory and its matmul: `alloc(n)` a Float32Array of n values, not
+ * necessarily zeroed (views the matmul can read), `matmul(out, a, b, m, k, n, opts)` = out[m×n] (+)= op(a)[m×k] · op(b)[k×n],
  * row-major, op = transpose when asked (a is then stored [k×m], b [n×k]).
  */
 export interface NativeOps {
@@ -58,12 +62,12 @@ const layerKeys = ["attnNorm", "wq", "wk", "wv", "wo", "mlpNorm", "wGate", "wUp"
 export const nativeWeights = (c: ModelConfig, leaves: ReadonlyArray<Float32Array>): NativeWeights => {
   const ss = specs(c)
   if (leaves.length !== ss.length) {
-    throw new NativeModelInputInvalid({ where: "native weights", message: `expected ${ss.length} tensors, got ${leaves.length}` })
+    throw invalid("native weights", `expected ${ss.length} tensors, got ${leaves.length}`)
   }
   ss.forEach((s, i) => {
     const n = s.shape.reduce((a, b) => a * b, 1)
     if (leaves[i]!.length !== n) {
-      throw new NativeModelInputInvalid({ where: `native weights: tensor ${i} (${s.name})`, message: `${leaves[i]!.length} values, expected ${n} ([${s.shape}])` })
+      throw invalid(`native weights: tensor ${i} (${s.name})`, `${leaves[i]!.length} values, expected ${n} ([${s.shape}])`)
     }
   })
   let i = 0
@@ -89,6 +93,19 @@ export interface Rope {
 export const ropeOf = (c: ModelConfig): Rope => {
   const { cos, sin } = ropeHost(c)
   return { cos: Float32Array.from(cos), sin: Float32Array.from(sin) }
+}
+
+/**
+ * How the tokens of a packed-tree micro-batch relate (train.ts's `TreeMicroBatch`), per row token [B·T]:
+ * its rotary position (depth), the end of its subtree (query i sees key j of its row iff j ≤ i < end[j]),
+ * the flat index of the token whose logits predict it, and whether it is predicted at all (log-prob 0 if
+ * not). Plain rows need none: token t sits at position t, sees keys ≤ t, and is predicted by t − 1.
+ */
+export interface TreeLayout {
+  readonly positions: Int32Array
+  readonly end: Int32Array
+  readonly parent: Int32Array
+  readonly predicted: ArrayLike<number>
 }
 
 /** One layer's saved activations (rows n = b·T + t; q, k, v and probs per head: [rows, heads, T, ·]). */
@@ -129,9 +146,11 @@ export interface Forward {
   readonly rstdF: Float32Array
   /** softmax of the logits [N, V] (the logits are overwritten) */
   readonly probs: Float32Array
-  /** [N]: entry b·T + t is log p(token t | tokens < t); entry t = 0 is 0 */
+  /** [N]: entry b·T + t is log p(token t | tokens < t) (given its ancestors, in a tree); 0 where nothing predicts it */
   readonly logp: Float32Array
+  /** [N]: the entropy of the distribution that predicts token b·T + t (0 where none does) */
   readonly entropy: Float32Array
+  readonly layout: TreeLayout | undefined
 }
 
 /**
@@ -144,9 +163,9 @@ export const workspaceFloats = (c: ModelConfig, B: number, T: number): number =>
   const d = c.dModel
   const m = c.mlpWidth
   const perLayer = 8 * N * d + 2 * N + 4 * N * m + B * c.heads * causalFloats(T)
-  const fwd = 2 * N * d + c.layers * perLayer + N * d + 3 * N + N * c.vocab
-  const bwd = N * c.vocab + 8 * N * d + 3 * N * m + Math.min(T, attentionBlock) * T
-  const buffers = 7 + 15 * c.layers + 12
+  const fwd = 2 * N * d + c.layers * perLayer + N * d + 5 * N + N * c.vocab
+  const bwd = N * c.vocab + N + 8 * N * d + 3 * N * m + Math.min(T, attentionBlock) * T
+  const buffers = 9 + 15 * c.layers + 13
   return fwd + bwd + 4 * buffers
 }
 
@@ -181,9 +200,10 @@ const rmsNormBackward = (dx: Float32Array, dg: Float32Array, dy: Float32Array, x
 
 /**
  * [N, d] (row b·T + t, head h at columns h·hd…) → [B, H, T, hd], applying the rotary rotation when `rope`
- * is given: per head, dims i and i + hd/2 form a pair (a, b) ↦ (a·cos − b·sin, b·cos + a·sin) at angle t·θ_i.
+ * is given: per head, dims i and i + hd/2 form a pair (a, b) ↦ (a·cos − b·sin, b·cos + a·sin) at angle t·θ_i
+ * (t the token's `positions` entry when given, else its index in the row).
  */
-const splitHeads = (out: Float32Array, x: Float32Array, B: number, T: number, H: number, hd: number, rope: Rope | undefined): void => {
+const splitHeads = (out: Float32Array, x: Float32Array, B: number, T: number, H: number, hd: number, rope: Rope | undefined, positions?: Int32Array): void => {
   const d = H * hd
   const half = hd / 2
   for (let b = 0; b < B; b++) {
@@ -195,7 +215,7 @@ const splitHeads = (out: Float32Array, x: Float32Array, B: number, T: number, H:
           for (let i = 0; i < hd; i++) out[dst + i] = x[src + i]!
           continue
         }
-        const ro = t * hd
+        const ro = (positions === undefined ? t : positions[b * T + t]!) * hd
         for (let i = 0; i < half; i++) {
           const a = x[src + i]!
           const bb = x[src + i + half]!
@@ -210,7 +230,7 @@ const splitHeads = (out: Float32Array, x: Float32Array, B: number, T: number, H:
 }
 
 /** Transpose of `splitHeads` (the inverse rotation when `rope` is given): [B, H, T, hd] → [N, d]. */
-const mergeHeads = (out: Float32Array, x: Float32Array, B: number, T: number, H: number, hd: number, rope: Rope | undefined): void => {
+const mergeHeads = (out: Float32Array, x: Float32Array, B: number, T: number, H: number, hd: number, rope: Rope | undefined, positions?: Int32Array): void => {
   const d = H * hd
   const half = hd / 2
   for (let b = 0; b < B; b++) {
@@ -222,7 +242,7 @@ const mergeHeads = (out: Float32Array, x: Float32Array, B: number, T: number, H:
           for (let i = 0; i < hd; i++) out[dst + i] = x[src + i]!
           continue
         }
-        const ro = t * hd
+        const ro = (positions === undefined ? t : positions[b * T + t]!) * hd
         for (let i = 0; i < half; i++) {
           const da = x[src + i]!
           const db = x[src + i + half]!
@@ -254,11 +274,13 @@ export const causalFloats = (T: number): number => {
 
 /**
  * In place over the scores of queries [s, e) × keys [0, e) (row-major, e columns): softmax of scale · x
- * over the keys j ≤ i of each query i, zero for j > i.
+ * over the keys j ≤ i of each query i, zero for j > i; with a row's subtree ends `end`, also zero for
+ * the keys j with end[j] ≤ i (not an ancestor of i).
  */
-const causalSoftmax = (p: Float32Array, s: number, e: number, scale: number): void => {
+const causalSoftmax = (p: Float32Array, s: number, e: number, scale: number, end?: Int32Array): void => {
   for (let i = s; i < e; i++) {
     const o = (i - s) * e
+    if (end !== undefined) for (let j = 0; j < i; j++) if (end[j]! <= i) p[o + j] = -Infinity
     let max = -Infinity
     for (let j = 0; j <= i; j++) max = Math.max(max, p[o + j]!)
     max *= scale
@@ -279,22 +301,34 @@ const causalSoftmax = (p: Float32Array, s: number, e: number, scale: number): vo
  * The forward pass of `B` rows of `T` tokens (`tokens[b·T + t]`), saving what the backward pass needs.
  * Every buffer comes from `ops.alloc`, so a caller that scopes the arena frees them all at once.
  */
-export const forward = (c: ModelConfig, ops: NativeOps, w: NativeWeights, rope: Rope, tokens: Int32Array, B: number, T: number): Forward => {
+export const forward = (c: ModelConfig, ops: NativeOps, w: NativeWeights, rope: Rope, tokens: Int32Array, B: number, T: number, layout?: TreeLayout): Forward => {
   const d = c.dModel
   const m = c.mlpWidth
   const H = c.heads
   const hd = headDim(c)
   const V = c.vocab
   const N = B * T
-  if (T > c.context) throw new NativeModelInputInvalid({ where: "native forward", message: `${T} tokens per row exceed the context ${c.context}` })
-  if (tokens.length < N) throw new NativeModelInputInvalid({ where: "native forward", message: `${tokens.length} tokens for ${B} rows of ${T}` })
+  if (T > c.context) throw invalid("native forward", `${T} tokens per row exceed the context ${c.context}`)
+  if (tokens.length < N) throw invalid("native forward", `${tokens.length} tokens for ${B} rows of ${T}`)
   const { alloc, matmul } = ops
   const scale = 1 / Math.sqrt(hd)
+  const positions = layout?.positions
+  if (layout !== undefined) {
+    for (let n = 0; n < N; n++) {
+      const pos = layout.positions[n]!
+      const end = layout.end[n]!
+      const parent = layout.parent[n]!
+      const where = `native forward (packed tree): row ${Math.floor(n / T)} token ${n % T}`
+      if (!(pos >= 0 && pos < c.context)) throw invalid(where, `position ${pos} is outside the context ${c.context}`)
+      if (!(end > n % T && end <= T)) throw invalid(where, `subtree end ${end} is not in (${n % T}, ${T}]`)
+      if (!(parent >= 0 && parent < N)) throw invalid(where, `parent ${parent} is outside the ${N} computed tokens`)
+    }
+  }
 
   let x = alloc(N * d)
   for (let n = 0; n < N; n++) {
     const tok = tokens[n]!
-    if (!(tok >= 0 && tok < V)) throw new NativeModelInputInvalid({ where: `native forward: row ${Math.floor(n / T)} position ${n % T}`, message: `token ${tok} is outside the vocabulary of ${V}` })
+    if (!(tok >= 0 && tok < V)) throw invalid(`native forward: row ${Math.floor(n / T)} position ${n % T}`, `token ${tok} is outside the vocabulary of ${V}`)
     x.set(w.embed.subarray(tok * d, tok * d + d), n * d)
   }
   const tmp = alloc(N * d)
@@ -307,9 +341,9 @@ export const forward = (c: ModelConfig, ops: NativeOps, w: NativeWeights, rope: 
     const k = alloc(N * d)
     const v = alloc(N * d)
     matmul(tmp, h1, p.wq, N, d, d)
-    splitHeads(q, tmp, B, T, H, hd, rope)
+    splitHeads(q, tmp, B, T, H, hd, rope, positions)
     matmul(tmp, h1, p.wk, N, d, d)
-    splitHeads(k, tmp, B, T, H, hd, rope)
+    splitHeads(k, tmp, B, T, H, hd, rope, positions)
     matmul(tmp, h1, p.wv, N, d, d)
     splitHeads(v, tmp, B, T, H, hd, undefined)
     const block = causalFloats(T)
@@ -317,12 +351,14 @@ export const forward = (c: ModelConfig, ops: NativeOps, w: NativeWeights, rope: 
     for (let bh = 0; bh < B * H; bh++) {
       const span = (x: Float32Array, from: number, to: number) => x.subarray((bh * T + from) * hd, (bh * T + to) * hd)
       let at = bh * block
+      const row = Math.floor(bh / H)
+      const ends = layout?.end.subarray(row * T, row * T + T)
       for (let s0 = 0; s0 < T; s0 += attentionBlock) {
         const e = Math.min(T, s0 + attentionBlock)
         const P = probs.subarray(at, at + (e - s0) * e)
         at += (e - s0) * e
         matmul(P, span(q, s0, e), span(k, 0, e), e - s0, hd, e, { transB: true })
-        causalSoftmax(P, s0, e, scale)
+        causalSoftmax(P, s0, e, scale, ends)
         matmul(span(tmp, s0, e), P, span(v, 0, e), e - s0, e, hd)
       }
     }
@@ -361,13 +397,19 @@ export const forward = (c: ModelConfig, ops: NativeOps, w: NativeWeights, rope: 
   else matmul(probs, hF, w.embed, N, d, V, { transB: true })
   const logp = alloc(N).fill(0)
   const entropy = alloc(N).fill(0)
-  // row n's logits predict token n + 1 of the same row; the softmax replaces the logits in place
+  // token n is predicted by the logits of row token parentOf(n) (n − 1 in a plain row), if at all; the
+  // target logits are read first, then every row's softmax replaces its logits in place
+  const parentOf = (n: number): number => (layout === undefined ? (n % T === 0 ? -1 : n - 1) : layout.predicted[n] === 1 ? layout.parent[n]! : -1)
+  for (let n = 0; n < N; n++) {
+    const r = parentOf(n)
+    if (r >= 0) logp[n] = probs[r * V + tokens[n]!]!
+  }
+  const lse = alloc(N)
+  const ent = alloc(N)
   for (let n = 0; n < N; n++) {
     const o = n * V
     let max = -Infinity
     for (let j = 0; j < V; j++) max = Math.max(max, probs[o + j]!)
-    const t = n % T
-    const targetLogit = t + 1 < T ? probs[o + tokens[n + 1]!]! : 0
     // one exp per logit: e_j = exp(l_j − max); lse = max + log Σe; entropy = lse − Σ e_j·l_j / Σe
     let sum = 0
     let dot = 0
@@ -378,19 +420,22 @@ export const forward = (c: ModelConfig, ops: NativeOps, w: NativeWeights, rope: 
       sum += e
       dot += e * l
     }
-    const lse = max + Math.log(sum)
     const inv = 1 / sum
-    if (t + 1 < T) {
-      logp[n + 1] = targetLogit - lse
-      entropy[n + 1] = lse - dot * inv
-    }
+    lse[n] = max + Math.log(sum)
+    ent[n] = lse[n]! - dot * inv
     for (let j = 0; j < V; j++) probs[o + j] = probs[o + j]! * inv
   }
-  return { rows: B, length: T, tokens, layers, xF: x, hF, rstdF, probs, logp, entropy }
+  for (let n = 0; n < N; n++) {
+    const r = parentOf(n)
+    if (r < 0) continue
+    logp[n] = logp[n]! - lse[r]!
+    entropy[n] = ent[r]!
+  }
+  return { rows: B, length: T, tokens, layers, xF: x, hF, rstdF, probs, logp, entropy, layout }
 }
 
 /**
- * The backward pass: given dL/d logp per token (`dlogp[b·T + t]`, entry t = 0 ignored), ADDS every
+ * The backward pass: given dL/d logp per token (`dlogp[b·T + t]`; ignored where nothing predicts it), ADDS every
  * weight's gradient into `grad` (same layout as the weights). Scratch buffers come from `ops.alloc`.
  */
 export const backward = (c: ModelConfig, ops: NativeOps, w: NativeWeights, rope: Rope, f: Forward, dlogp: ArrayLike<number>, grad: NativeWeights): void => {
@@ -405,15 +450,23 @@ export const backward = (c: ModelConfig, ops: NativeOps, w: NativeWeights, rope:
   const { alloc, matmul } = ops
   const scale = 1 / Math.sqrt(hd)
 
-  // d logp[n+1] / d logits[n, j] = onehot(token n+1)_j − softmax_j (the last position of a row predicts nothing)
+  // d logp[n] / d logits[r, j] = onehot(token n)_j − softmax_j for the row token r that predicts n (in a
+  // tree a branching token predicts several children: their terms add up)
   const dlogits = alloc(N * V).fill(0)
+  const layout = f.layout
+  const gsum = alloc(N).fill(0)
   for (let n = 0; n < N; n++) {
-    if (n % T === T - 1) continue
-    const g = dlogp[n + 1]!
+    const r = layout === undefined ? (n % T === 0 ? -1 : n - 1) : layout.predicted[n] === 1 ? layout.parent[n]! : -1
+    const g = dlogp[n]!
+    if (r < 0 || g === 0) continue
+    gsum[r] = gsum[r]! + g
+    dlogits[r * V + f.tokens[n]!] += g
+  }
+  for (let r = 0; r < N; r++) {
+    const g = gsum[r]!
     if (g === 0) continue
-    const o = n * V
-    for (let j = 0; j < V; j++) dlogits[o + j] = -g * f.probs[o + j]!
-    dlogits[o + f.tokens[n + 1]!] += g
+    const o = r * V
+    for (let j = 0; j < V; j++) dlogits[o + j] = dlogits[o + j]! - g * f.probs[o + j]!
   }
   const dh = alloc(N * d)
   if (w.head !== undefined) {
@@ -488,10 +541,10 @@ export const backward = (c: ModelConfig, ops: NativeOps, w: NativeWeights, rope:
       }
     }
     // back through the rotation and the head split; dh = dq·Wqᵀ + dk·Wkᵀ + dv·Wvᵀ
-    mergeHeads(dqm, dq, B, T, H, hd, rope)
+    mergeHeads(dqm, dq, B, T, H, hd, rope, layout?.positions)
     matmul(dh, dqm, p.wq, N, d, d, { transB: true })
     matmul(gp.wq, a.h1, dqm, d, N, d, { transA: true, accumulate: true })
-    mergeHeads(dqm, dk, B, T, H, hd, rope)
+    mergeHeads(dqm, dk, B, T, H, hd, rope, layout?.positions)
     matmul(dh, dqm, p.wk, N, d, d, { transB: true, accumulate: true })
     matmul(gp.wk, a.h1, dqm, d, N, d, { transA: true, accumulate: true })
     mergeHeads(dqm, dv, B, T, H, hd, undefined)
