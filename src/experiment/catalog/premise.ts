@@ -16,6 +16,7 @@
 import { serving } from "../../run/weightSync.ts"
 import { Console, Effect, Layer } from "effect"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as NodePath from "node:path"
 import { deltaHOf, initialWindow, profileOf, resultWindows, type WindowForm, windowForms, windowValue } from "../../core/deltaH.ts"
 import { derive, root, uniform } from "../../core/random.ts"
@@ -829,7 +830,7 @@ export const premiseEvalSeed = 1
 export const premiseConclusion = (_summary: Summary, dir: string) =>
   Effect.gen(function*() {
     const { seeds, evaluated, costs } = yield* premiseEvaluate(dir)
-    const lines = premiseTables(evaluated, costs, seeds)
+    const lines = [...premiseTables(evaluated, costs, seeds), ...partTimingLines(dir)]
     yield* writeFileAtomic(NodePath.join(dir, "premise.md"), `# Premise: RL on the premise tasks\n\n${lines.join("\n")}\n`)
     yield* writeJsonAtomic(NodePath.join(dir, "premise.json"), { seeds, evaluated, costs })
     return [...lines, "", `Tables: ${NodePath.join(dir, "premise.md")}`]
@@ -858,13 +859,72 @@ export const premiseFullSpec = rlSpec(premiseVariants.flatMap((v) => [...coreArm
 export const premiseParts = (arms: ReadonlyArray<ResolvedArm>, seeds: ReadonlyArray<number>): ReadonlyArray<LanePart> =>
   laneParts(arms, seeds, (arm, seed) => `${variantOf(arm.name)}.seed${seed}`)
 
-/** One part: its RL in lanes/<part>/, then its arms' and its cold start's evaluations, kept in done.json (written last). */
+/** Where a part's time went (this process's last run of it: a resumed part counts what it redid). */
+export interface PartTiming {
+  /** cold start (when not cached) and RL of its arms */
+  readonly trainWallS: number
+  readonly trainCpuS: number
+  /** its arms' and cold start's held-out evaluations */
+  readonly evalWallS: number
+  readonly evalCpuS: number
+  /** the cold start's SFT, when this run trained it (0: cached) */
+  readonly coldStartWallS: number
+  readonly load: ReadonlyArray<number>
+}
+
+const cpuSeconds = () => {
+  const u = process.cpuUsage()
+  return (u.user + u.system) / 1e6
+}
+
+/** One part: its RL in lanes/<part>/, then its arms' and its cold start's evaluations, kept in done.json (written last) with its timing. */
 const premisePart = (dir: string, part: LanePart) =>
   Effect.gen(function*() {
+    const t0 = performance.now()
+    const c0 = cpuSeconds()
     yield* runPartRl(premiseFullSpec, dir, part)
+    const t1 = performance.now()
+    const c1 = cpuSeconds()
     const evaluated = yield* evaluateUnits(NodePath.join(partDir(dir, part.id), "checkpoints"), part.units)
-    yield* writeJsonAtomic(NodePath.join(partDir(dir, part.id), partDoneFile), { part: part.id, evaluated })
+    const log = yield* readEventsFile(NodePath.join(partDir(dir, part.id), "events.jsonl"))
+    const coldMs = log.events.reduce((a, e) => a + (e.event._tag === "metric" && e.event.name === "coldStart.wallMs" ? e.event.value : 0), 0)
+    const timing: PartTiming = {
+      trainWallS: (t1 - t0) / 1000,
+      trainCpuS: c1 - c0,
+      evalWallS: (performance.now() - t1) / 1000,
+      evalCpuS: cpuSeconds() - c1,
+      coldStartWallS: coldMs / 1000,
+      load: os.loadavg()
+    }
+    yield* Console.error(
+      `${part.id}: cold start + RL ${timing.trainWallS.toFixed(1)} s wall, ${timing.trainCpuS.toFixed(1)} s CPU (cold start ${timing.coldStartWallS.toFixed(1)} s wall); evaluation ${
+        timing.evalWallS.toFixed(1)
+      } s wall, ${timing.evalCpuS.toFixed(1)} s CPU; load ${timing.load.map((x) => x.toFixed(1)).join(" ")}`
+    )
+    yield* writeJsonAtomic(NodePath.join(partDir(dir, part.id), partDoneFile), { part: part.id, evaluated, timing })
   })
+
+/** The report's lines on where each part's time went (runs in lanes only). */
+const partTimingLines = (dir: string): ReadonlyArray<string> => {
+  if (!fs.existsSync(lanesDir(dir))) return []
+  const rows: Array<string> = []
+  for (const part of fs.readdirSync(lanesDir(dir)).sort()) {
+    const file = NodePath.join(partDir(dir, part), partDoneFile)
+    if (!fs.existsSync(file)) continue
+    const t = (JSON.parse(fs.readFileSync(file, "utf8")) as { timing?: PartTiming }).timing
+    if (t === undefined) continue
+    rows.push(`| ${part} | ${f(t.coldStartWallS, 1)} | ${f(t.trainWallS, 1)} | ${f(t.trainCpuS, 1)} | ${f(t.evalWallS, 1)} | ${f(t.evalCpuS, 1)} | ${t.load.map((x) => x.toFixed(1)).join(" ")} |`)
+  }
+  if (rows.length === 0) return []
+  return [
+    "",
+    "Where each part's time went (its process, the last time it ran; seconds; CPU = user + system of the part's process; load = the machine's 1/5/15-minute load average as it ended):",
+    "",
+    "| part | cold start wall (0: cached) | cold start + RL wall | cold start + RL CPU | evaluation wall | evaluation CPU | load |",
+    "|---|---:|---:|---:|---:|---:|---|",
+    ...rows
+  ]
+}
 
 /** A lane's process (premiseLane.ts) runs this: the part named `partId` of the run in `dir`. */
 export const runPremisePart = (dir: string, partId: string) =>
