@@ -14,6 +14,7 @@ import { tokenIds } from "../src/core/tokens.ts"
 import { packTree } from "../src/core/treePack.ts"
 import { type ModelConfig, tinyConfig } from "../src/model/config.ts"
 import { NativeLearner } from "../src/model/native/learner.ts"
+import { expF32 } from "../src/model/native/model.ts"
 import { disposeParams, fromLeaves, leaves } from "../src/model/params.ts"
 import { Policy } from "../src/model/policy.ts"
 import { ensureBackend } from "../src/model/runtime.ts"
@@ -138,6 +139,16 @@ const compare = (jax: Learner, native: NativeLearner, objective: PolicyLossConfi
 }
 
 describe("native trainer laws", () => {
+  it("expF32 is e^x within 2e-7 relative on [−100, 88], exactly 0 below and at −∞, and NaN for NaN", () => {
+    fc.assert(
+      fc.property(fc.double({ min: -100, max: 88, noNaN: true }), (x) => Math.abs(expF32(x) - Math.exp(x)) <= 2e-7 * Math.exp(x)),
+      { seed: 23, numRuns: 20_000 }
+    )
+    fc.assert(fc.property(fc.double({ min: -1e300, max: -100.000001, noNaN: true }), (x) => expF32(x) === 0), { seed: 24, numRuns: 1000 })
+    expect(expF32(-Infinity)).toBe(0)
+    expect(expF32(Number.NaN)).toBeNaN()
+  })
+
   for (const [name, config] of configs) {
     // built on first use (after the backend is up), shared by the laws of this head variant
     let made: { policy: Policy; jax: Learner; native: NativeLearner } | undefined
