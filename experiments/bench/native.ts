@@ -4,11 +4,14 @@
  * by jax-js's Learner and by the NativeLearner (hand-written model on the wasm SIMD matmul), timed
  * interleaved on one thread; the training compute against the machine's float32 matmul peak (numpy /
  * OpenBLAS 1024³ on 1 and 2 threads in python3 children of the same run, where they run); and the RL
- * iteration (sample 64 × 200 on one thread, then the step) with either trainer. Every timed figure is the
- * median of REPS repetitions after an untimed warm-up, with its range and the 1-minute load average.
- * It does not time sampling on several threads or data-parallel training (see model.ts).
+ * iteration (sample 64 × 200 on one thread, then the step) with either trainer; and a policy step on ARPO
+ * batches (the rollout fixture's tiny policy sampling calculator trees) unpacked and on packed trees, by
+ * either trainer. Every timed figure is the median of REPS repetitions after an untimed warm-up, with its
+ * range and the 1-minute load average. It does not time sampling on several threads or data-parallel
+ * training (see model.ts).
  * Prints a table and writes experiments/results/native.json. Run: npm run bench -- native [--quick]
  */
+import { Effect, Layer } from "effect"
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -16,6 +19,15 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import type { TrainSequence } from "../../src/core/batch.ts"
 import { defaultPolicyLossConfig, normalizer } from "../../src/core/loss.ts"
+import { pack } from "../../src/core/pack.ts"
+import { leaves as leafIds } from "../../src/core/tree.ts"
+import { layerEmbedded } from "../../src/engine/embedded.ts"
+import { Events } from "../../src/events/Events.ts"
+import { layerArpo } from "../../src/rollout/arpo.ts"
+import { Sampler } from "../../src/rollout/Sampler.ts"
+import * as Calculator from "../../src/tools/calculator.ts"
+import { Toolbox } from "../../src/tools/Toolbox.ts"
+import { prompts as fixturePrompts, trainTinyPolicy } from "../../test/rollout/embeddedFixture.ts"
 import { derive, root } from "../../src/core/random.ts"
 import { tokenIds } from "../../src/core/tokens.ts"
 import { type ModelConfig, smallConfig, tinyConfig } from "../../src/model/config.ts"
@@ -175,6 +187,48 @@ const benchModel = async (label: string, c: ModelConfig, peaks: { one: Figure; t
   return figures
 }
 
+/**
+ * A policy step on ARPO batches (M = 16 per prompt, 8 initial, branching after tool results, soft
+ * attribution, ±1 advantages), by jax-js and by the native trainer, unpacked and on packed trees of at
+ * most the context's 256 tokens, timed interleaved.
+ */
+const benchTrees = async (): Promise<Array<Figure>> => {
+  const policy = await trainTinyPolicy(20, tinyConfig)
+  const trees = await Effect.runPromise(
+    Effect.scoped(
+      Effect.gen(function*() {
+        const sampler = yield* Sampler
+        return yield* sampler.sample(fixturePrompts(quick ? 4 : 8), { step: 0, key: root(11) })
+      }).pipe(Effect.provide(
+        layerArpo({ budget: 16, initial: 8, maxResponseTokens: 64, window: 6 }).pipe(
+          Layer.provideMerge(Layer.mergeAll(layerEmbedded(policy, { maxSlots: 64 }), Toolbox.layer([Calculator.tool({ name: "python" })]))),
+          Layer.provideMerge(Events.layerDiscard)
+        )
+      ))
+    )
+  )
+  const batch = pack(trees.map((tree) => ({ tree, advantages: Float64Array.from(leafIds(tree), (_, i) => (i % 3 === 0 ? 1 : -1)) })), { attribution: "soft" })
+  const seqs = batch.sequences
+  const norm = normalizer(batch)
+  // each learner on its own copy of the weights, so every variant steps from comparable weights
+  const copy = () => Policy.fromHost(tinyConfig, policy.toHost())
+  const jax = new Learner(copy())
+  const native = new NativeLearner(copy())
+  const packed = { rowTokens: tinyConfig.context }
+  const step = (l: Learner | NativeLearner, trees?: { rowTokens: number }) => () => l.policyStep(seqs, defaultPolicyLossConfig, norm, 16, padId, trees)
+  const t = await interleave({ jax: step(jax), jaxPacked: step(jax, packed), native: step(native), nativePacked: step(native, packed) })
+  jax.dispose()
+  const s = (ms: number) => ms / 1000
+  const label = `ARPO batch (${seqs.length} trajectories of ${trees.length} trees)`
+  const vs = (x: Timing) => ({ baseline: "jax-js, unpacked (interleaved)", baselineValue: t.jax.median / 1000, ratio: x.median / t.jax.median })
+  return [
+    timed(`${label}: policy step, jax-js, unpacked`, t.jax, "s", s),
+    timed(`${label}: policy step, jax-js, packed trees ≤ ${packed.rowTokens}`, t.jaxPacked, "s", s, vs(t.jaxPacked)),
+    timed(`${label}: policy step, native, unpacked`, t.native, "s", s, vs(t.native)),
+    timed(`${label}: policy step, native, packed trees ≤ ${packed.rowTokens}`, t.nativePacked, "s", s, vs(t.nativePacked))
+  ]
+}
+
 export default async function main(): Promise<void> {
   await ensureBackend()
   const loadStart = os.loadavg()
@@ -182,6 +236,7 @@ export default async function main(): Promise<void> {
   const figures: Array<Figure> = [
     ...(peaks === undefined ? [] : [peaks.one, peaks.two]),
     ...await benchModel("tiny", tinyConfig, peaks),
+    ...await benchTrees(),
     ...(quick ? [] : await benchModel("small (~4×)", smallConfig, peaks))
   ]
   const round = (xs: Array<number>) => xs.map((x) => Math.round(x * 100) / 100)
