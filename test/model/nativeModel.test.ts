@@ -137,7 +137,7 @@ describe("native learner", () => {
     expect(sft).toThrow(NativeTrainerUnsupported)
     expect(sft).toThrow(/SFT steps take plain micro-batches/)
     const broken = { ...trees[0]!, end: trees[0]!.end.map((e, i) => (i === 1 ? 0 : e)) }
-    expect(() => learner.valueAndGrad(defaultPolicyLossConfig, [broken])).toThrow(/row 0 token 1: subtree end 0/)
+    expect(() => learner.valueAndGrad(defaultPolicyLossConfig, [broken])).toThrow(/row 0 token 1 \(packed tree\): subtree end 0/)
     expect(() => new NativeLearner(Policy.init(small, root(2), "float64"))).toThrow(/float64/)
   })
 })

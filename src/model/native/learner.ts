@@ -17,6 +17,7 @@ import {
   type AdamWConfig,
   type AnyMicroBatch,
   defaultAdamW,
+  type MicroBatch,
   packMicroBatches,
   packTreeMicroBatches,
   type SftSequence,
@@ -53,6 +54,24 @@ interface State {
 const HEAP_SLACK_BYTES = 4 << 20
 
 const isTree = (mb: AnyMicroBatch): mb is TreeMicroBatch => (mb as { kind?: string }).kind === "tree"
+
+/** Per real row of a plain micro-batch: one past its last loss position (the tokens the loss depends on). */
+const lossLengths = (mb: MicroBatch): Int32Array =>
+  Int32Array.from({ length: mb.realRows }, (_, b) => {
+    for (let t = mb.length - 1; t >= 0; t--) if (mb.mask[b * mb.length + t] === 1) return t + 1
+    return 0
+  })
+
+/** Per real row of a packed-tree micro-batch: one past the last row token a loss entry reads. */
+const treeLengths = (mb: TreeMicroBatch): Int32Array => {
+  const out = new Int32Array(mb.realRows)
+  for (let e = 0; e < mb.index.length; e++) {
+    if (mb.mask[e] !== 1) continue
+    const b = Math.floor(mb.index[e]! / mb.length)
+    out[b] = Math.max(out[b]!, (mb.index[e]! % mb.length) + 1)
+  }
+  return out
+}
 
 export interface NativeValueAndGrad {
   readonly value: number
@@ -202,7 +221,7 @@ export class NativeLearner {
         const tree = any
         const out = this.state.backend.scoped(() => {
           const rows = tree.realRows
-          const f = forward(this.config, this.state.backend, this.state.weights, this.rope, tree.tokens, rows, tree.length, tree)
+          const f = forward(this.config, this.state.backend, this.state.weights, this.rope, tree.tokens, rows, tree.length, tree, treeLengths(tree))
           const loss = treeTokenLoss(objective, tree, f.logp, rows * tree.length)
           backward(this.config, this.state.backend, this.state.weights, this.rope, f, loss.dlogp, this.state.grad)
           const entropy = Float32Array.from(tree.index, (i, e) => (tree.mask[e] === 1 ? f.entropy[i]! : 0))
@@ -219,7 +238,7 @@ export class NativeLearner {
       const T = mb.length
       this.reserve(rows, T)
       const out = this.state.backend.scoped(() => {
-        const f = forward(this.config, this.state.backend, this.state.weights, this.rope, mb.tokens, rows, T)
+        const f = forward(this.config, this.state.backend, this.state.weights, this.rope, mb.tokens, rows, T, undefined, lossLengths(mb))
         const loss: TokenLoss = objective === "sft" ? sftTokenLoss(mb, f.logp, rows) : policyTokenLoss(objective, mb, f.logp, rows)
         backward(this.config, this.state.backend, this.state.weights, this.rope, f, loss.dlogp, this.state.grad)
         const pad = (x: Float32Array) => {
@@ -245,7 +264,8 @@ export class NativeLearner {
     for (const mb of mbs) {
       this.reserve(mb.realRows, mb.length)
       this.state.backend.scoped(() => {
-        const f = forward(this.config, this.state.backend, this.state.weights, this.rope, mb.tokens, mb.realRows, mb.length)
+        const lengths = Int32Array.from({ length: mb.realRows }, (_, b) => seqs[out.length + b]!.tokens.length)
+        const f = forward(this.config, this.state.backend, this.state.weights, this.rope, mb.tokens, mb.realRows, mb.length, undefined, lengths)
         for (let b = 0; b < mb.realRows; b++) {
           const n = seqs[out.length]!.tokens.length
           out.push(Float64Array.from(f.logp.subarray(b * mb.length, b * mb.length + n)))

@@ -108,17 +108,17 @@ export interface TreeLayout {
   readonly predicted: ArrayLike<number>
 }
 
-/** One layer's saved activations (rows n = b·T + t; q, k, v and probs per head: [rows, heads, T, ·]). */
+/** One layer's saved activations ([N, ·] over the computed tokens; q, k, v per row as heads [H, L_b, hd]). */
 interface LayerActs {
   /** the residual stream entering the layer [N, d] */
   readonly x: Float32Array
   readonly h1: Float32Array
   readonly rstd1: Float32Array
-  /** after rotary positions [B, H, T, hd] */
+  /** after rotary positions */
   readonly q: Float32Array
   readonly k: Float32Array
   readonly v: Float32Array
-  /** attention weights per (row, head): query blocks [s, e) × keys [0, e) (`causalFloats(T)` each; zero above the diagonal) */
+  /** attention weights per (row, head): query blocks [s, e) × keys [0, e) (`causalFloats(L_b)` each; zero above the diagonal) */
   readonly probs: Float32Array
   /** attention output, heads merged [N, d] */
   readonly att: Float32Array
@@ -136,9 +136,7 @@ interface LayerActs {
 
 /** A forward pass's saved state: what the backward pass reads, and the per-token outputs. */
 export interface Forward {
-  readonly rows: number
-  readonly length: number
-  readonly tokens: Int32Array
+  readonly rows: Rows
   readonly layers: ReadonlyArray<LayerActs>
   /** the residual stream before the final norm [N, d] */
   readonly xF: Float32Array
@@ -146,11 +144,10 @@ export interface Forward {
   readonly rstdF: Float32Array
   /** softmax of the logits [N, V] (the logits are overwritten) */
   readonly probs: Float32Array
-  /** [N]: entry b·T + t is log p(token t | tokens < t) (given its ancestors, in a tree); 0 where nothing predicts it */
+  /** [B·T]: entry b·T + t is log p(token t | tokens < t) (given its ancestors, in a tree); 0 where nothing predicts it or it was not computed */
   readonly logp: Float32Array
-  /** [N]: the entropy of the distribution that predicts token b·T + t (0 where none does) */
+  /** [B·T]: the entropy of the distribution that predicts token b·T + t (0 where none does) */
   readonly entropy: Float32Array
-  readonly layout: TreeLayout | undefined
 }
 
 /**
@@ -163,9 +160,9 @@ export const workspaceFloats = (c: ModelConfig, B: number, T: number): number =>
   const d = c.dModel
   const m = c.mlpWidth
   const perLayer = 8 * N * d + 2 * N + 4 * N * m + B * c.heads * causalFloats(T)
-  const fwd = 2 * N * d + c.layers * perLayer + N * d + 5 * N + N * c.vocab
+  const fwd = 2 * N * d + c.layers * perLayer + N * d + 6 * N + N * c.vocab
   const bwd = N * c.vocab + N + 8 * N * d + 3 * N * m + Math.min(T, attentionBlock) * T
-  const buffers = 9 + 15 * c.layers + 13
+  const buffers = 10 + 15 * c.layers + 13
   return fwd + bwd + 4 * buffers
 }
 
@@ -219,23 +216,48 @@ const rmsNormBackward = (dx: Float32Array, dg: Float32Array, dy: Float32Array, x
 }
 
 /**
- * [N, d] (row b·T + t, head h at columns h·hd…) → [B, H, T, hd], applying the rotary rotation when `rope`
- * is given: per head, dims i and i + hd/2 form a pair (a, b) ↦ (a·cos − b·sin, b·cos + a·sin) at angle t·θ_i
- * (t the token's `positions` entry when given, else its index in the row).
+ * The tokens a pass computes: the first `lengths[b]` tokens of each row b, laid end to end (compact token
+ * n is row token `padded[n]` = b·T + i). A row's later tokens cannot change the loss of earlier ones
+ * (attention looks back only), so padding and tokens after a row's last loss position are not computed.
  */
-const splitHeads = (out: Float32Array, x: Float32Array, B: number, T: number, H: number, hd: number, rope: Rope | undefined, positions?: Int32Array): void => {
+interface Rows {
+  readonly B: number
+  readonly T: number
+  readonly lengths: Int32Array
+  /** [B + 1]: row b's compact tokens are [offsets[b], offsets[b + 1]) */
+  readonly offsets: Int32Array
+  readonly N: number
+  /** [N]: b·T + i */
+  readonly padded: Int32Array
+  readonly tokens: Int32Array
+  /** [N]: rotary position (i, or the token's depth in a packed tree) */
+  readonly positions: Int32Array
+  /** [N]: the compact index of the token whose logits predict this one (−1: none; log-prob 0) */
+  readonly parent: Int32Array
+  /** [B + 1]: row b's attention weights start at probOffsets[b] (H blocks of causalFloats(lengths[b])) */
+  readonly probOffsets: Int32Array
+}
+
+/**
+ * [N, d] (compact token n, head h at columns h·hd…) → per row b, heads [H, L_b, hd] from offsets[b]·d,
+ * applying the rotary rotation when `rope` is given: per head, dims i and i + hd/2 form a pair
+ * (a, b) ↦ (a·cos − b·sin, b·cos + a·sin) at angle t·θ_i, t the token's rotary position.
+ */
+const splitHeads = (out: Float32Array, x: Float32Array, rows: Rows, H: number, hd: number, rope: Rope | undefined): void => {
   const d = H * hd
   const half = hd / 2
-  for (let b = 0; b < B; b++) {
+  for (let b = 0; b < rows.B; b++) {
+    const L = rows.lengths[b]!
+    const o0 = rows.offsets[b]!
     for (let h = 0; h < H; h++) {
-      for (let t = 0; t < T; t++) {
-        const src = (b * T + t) * d + h * hd
-        const dst = ((b * H + h) * T + t) * hd
+      for (let t = 0; t < L; t++) {
+        const src = (o0 + t) * d + h * hd
+        const dst = o0 * d + (h * L + t) * hd
         if (rope === undefined) {
           for (let i = 0; i < hd; i++) out[dst + i] = x[src + i]!
           continue
         }
-        const ro = (positions === undefined ? t : positions[b * T + t]!) * hd
+        const ro = rows.positions[o0 + t]! * hd
         for (let i = 0; i < half; i++) {
           const a = x[src + i]!
           const bb = x[src + i + half]!
@@ -249,20 +271,22 @@ const splitHeads = (out: Float32Array, x: Float32Array, B: number, T: number, H:
   }
 }
 
-/** Transpose of `splitHeads` (the inverse rotation when `rope` is given): [B, H, T, hd] → [N, d]. */
-const mergeHeads = (out: Float32Array, x: Float32Array, B: number, T: number, H: number, hd: number, rope: Rope | undefined, positions?: Int32Array): void => {
+/** Transpose of `splitHeads` (the inverse rotation when `rope` is given): per-row heads → [N, d]. */
+const mergeHeads = (out: Float32Array, x: Float32Array, rows: Rows, H: number, hd: number, rope: Rope | undefined): void => {
   const d = H * hd
   const half = hd / 2
-  for (let b = 0; b < B; b++) {
+  for (let b = 0; b < rows.B; b++) {
+    const L = rows.lengths[b]!
+    const o0 = rows.offsets[b]!
     for (let h = 0; h < H; h++) {
-      for (let t = 0; t < T; t++) {
-        const dst = (b * T + t) * d + h * hd
-        const src = ((b * H + h) * T + t) * hd
+      for (let t = 0; t < L; t++) {
+        const dst = (o0 + t) * d + h * hd
+        const src = o0 * d + (h * L + t) * hd
         if (rope === undefined) {
           for (let i = 0; i < hd; i++) out[dst + i] = x[src + i]!
           continue
         }
-        const ro = (positions === undefined ? t : positions[b * T + t]!) * hd
+        const ro = rows.positions[o0 + t]! * hd
         for (let i = 0; i < half; i++) {
           const da = x[src + i]!
           const db = x[src + i + half]!
@@ -317,38 +341,83 @@ const causalSoftmax = (p: Float32Array, s: number, e: number, scale: number, end
 }
 
 
+/** The computed tokens of B rows of T (`lengths[b]` of row b, default all), checked against the config and the layout. */
+const rowsOf = (c: ModelConfig, tokens: Int32Array, B: number, T: number, layout: TreeLayout | undefined, lengths: ArrayLike<number> | undefined): Rows => {
+  if (T > c.context) throw invalid("native forward", `${T} tokens per row exceed the context ${c.context}`)
+  if (tokens.length < B * T) throw invalid("native forward", `${tokens.length} tokens for ${B} rows of ${T}`)
+  const ls = Int32Array.from({ length: B }, (_, b) => (lengths === undefined ? T : lengths[b]!))
+  const offsets = new Int32Array(B + 1)
+  const probOffsets = new Int32Array(B + 1)
+  for (let b = 0; b < B; b++) {
+    const L = ls[b]!
+    if (!(Number.isInteger(L) && L >= 0 && L <= T)) throw invalid(`native forward: row ${b}`, `length ${L} is not in [0, ${T}]`)
+    offsets[b + 1] = offsets[b]! + L
+    probOffsets[b + 1] = probOffsets[b]! + c.heads * causalFloats(L)
+  }
+  const N = offsets[B]!
+  const padded = new Int32Array(N)
+  const toks = new Int32Array(N)
+  const positions = new Int32Array(N)
+  const parent = new Int32Array(N).fill(-1)
+  for (let b = 0; b < B; b++) {
+    const o0 = offsets[b]!
+    for (let i = 0; i < ls[b]!; i++) {
+      const n = o0 + i
+      const q = b * T + i
+      const where = `native forward: row ${b} token ${i}`
+      const tok = tokens[q]!
+      if (!(tok >= 0 && tok < c.vocab)) throw invalid(where, `token ${tok} is outside the vocabulary of ${c.vocab}`)
+      padded[n] = q
+      toks[n] = tok
+      if (layout === undefined) {
+        positions[n] = i
+        parent[n] = i > 0 ? n - 1 : -1
+        continue
+      }
+      const pos = layout.positions[q]!
+      const end = layout.end[q]!
+      if (!(pos >= 0 && pos < c.context)) throw invalid(`${where} (packed tree)`, `position ${pos} is outside the context ${c.context}`)
+      if (!(end > i && end <= T)) throw invalid(`${where} (packed tree)`, `subtree end ${end} is not in (${i}, ${T}]`)
+      positions[n] = pos
+      if (layout.predicted[q] === 1) {
+        const from = layout.parent[q]! - b * T
+        if (!(from >= 0 && from < i)) throw invalid(`${where} (packed tree)`, `parent ${layout.parent[q]} is not an earlier token of row ${b}`)
+        parent[n] = o0 + from
+      }
+    }
+  }
+  return { B, T, lengths: ls, offsets, N, padded, tokens: toks, positions, parent, probOffsets }
+}
+
 /**
- * The forward pass of `B` rows of `T` tokens (`tokens[b·T + t]`), saving what the backward pass needs.
+ * The forward pass of `B` rows of `T` tokens (`tokens[b·T + t]`; a packed tree's with `layout`), computing
+ * only the first `lengths[b]` tokens of row b (default: all T), saving what the backward pass needs.
  * Every buffer comes from `ops.alloc`, so a caller that scopes the arena frees them all at once.
  */
-export const forward = (c: ModelConfig, ops: NativeOps, w: NativeWeights, rope: Rope, tokens: Int32Array, B: number, T: number, layout?: TreeLayout): Forward => {
+export const forward = (
+  c: ModelConfig,
+  ops: NativeOps,
+  w: NativeWeights,
+  rope: Rope,
+  tokens: Int32Array,
+  B: number,
+  T: number,
+  layout?: TreeLayout,
+  lengths?: ArrayLike<number>
+): Forward => {
   const d = c.dModel
   const m = c.mlpWidth
   const H = c.heads
   const hd = headDim(c)
   const V = c.vocab
-  const N = B * T
-  if (T > c.context) throw invalid("native forward", `${T} tokens per row exceed the context ${c.context}`)
-  if (tokens.length < N) throw invalid("native forward", `${tokens.length} tokens for ${B} rows of ${T}`)
+  const rows = rowsOf(c, tokens, B, T, layout, lengths)
+  const N = rows.N
   const { alloc, matmul } = ops
   const scale = 1 / Math.sqrt(hd)
-  const positions = layout?.positions
-  if (layout !== undefined) {
-    for (let n = 0; n < N; n++) {
-      const pos = layout.positions[n]!
-      const end = layout.end[n]!
-      const parent = layout.parent[n]!
-      const where = `native forward (packed tree): row ${Math.floor(n / T)} token ${n % T}`
-      if (!(pos >= 0 && pos < c.context)) throw invalid(where, `position ${pos} is outside the context ${c.context}`)
-      if (!(end > n % T && end <= T)) throw invalid(where, `subtree end ${end} is not in (${n % T}, ${T}]`)
-      if (!(parent >= 0 && parent < N)) throw invalid(where, `parent ${parent} is outside the ${N} computed tokens`)
-    }
-  }
 
   let x = alloc(N * d)
   for (let n = 0; n < N; n++) {
-    const tok = tokens[n]!
-    if (!(tok >= 0 && tok < V)) throw invalid(`native forward: row ${Math.floor(n / T)} position ${n % T}`, `token ${tok} is outside the vocabulary of ${V}`)
+    const tok = rows.tokens[n]!
     x.set(w.embed.subarray(tok * d, tok * d + d), n * d)
   }
   const tmp = alloc(N * d)
@@ -361,29 +430,32 @@ export const forward = (c: ModelConfig, ops: NativeOps, w: NativeWeights, rope: 
     const k = alloc(N * d)
     const v = alloc(N * d)
     matmul(tmp, h1, p.wq, N, d, d)
-    splitHeads(q, tmp, B, T, H, hd, rope, positions)
+    splitHeads(q, tmp, rows, H, hd, rope)
     matmul(tmp, h1, p.wk, N, d, d)
-    splitHeads(k, tmp, B, T, H, hd, rope, positions)
+    splitHeads(k, tmp, rows, H, hd, rope)
     matmul(tmp, h1, p.wv, N, d, d)
-    splitHeads(v, tmp, B, T, H, hd, undefined)
-    const block = causalFloats(T)
-    const probs = alloc(B * H * block)
-    for (let bh = 0; bh < B * H; bh++) {
-      const span = (x: Float32Array, from: number, to: number) => x.subarray((bh * T + from) * hd, (bh * T + to) * hd)
-      let at = bh * block
-      const row = Math.floor(bh / H)
-      const ends = layout?.end.subarray(row * T, row * T + T)
-      for (let s0 = 0; s0 < T; s0 += attentionBlock) {
-        const e = Math.min(T, s0 + attentionBlock)
-        const P = probs.subarray(at, at + (e - s0) * e)
-        at += (e - s0) * e
-        matmul(P, span(q, s0, e), span(k, 0, e), e - s0, hd, e, { transB: true })
-        causalSoftmax(P, s0, e, scale, ends)
-        matmul(span(tmp, s0, e), P, span(v, 0, e), e - s0, e, hd)
+    splitHeads(v, tmp, rows, H, hd, undefined)
+    const probs = alloc(rows.probOffsets[B]!)
+    for (let b = 0; b < B; b++) {
+      const L = rows.lengths[b]!
+      const block = causalFloats(L)
+      const ends = layout?.end.subarray(b * T, b * T + L)
+      for (let h = 0; h < H; h++) {
+        const base = rows.offsets[b]! * d + h * L * hd
+        const span = (x: Float32Array, from: number, to: number) => x.subarray(base + from * hd, base + to * hd)
+        let at = rows.probOffsets[b]! + h * block
+        for (let s0 = 0; s0 < L; s0 += attentionBlock) {
+          const e = Math.min(L, s0 + attentionBlock)
+          const P = probs.subarray(at, at + (e - s0) * e)
+          at += (e - s0) * e
+          matmul(P, span(q, s0, e), span(k, 0, e), e - s0, hd, e, { transB: true })
+          causalSoftmax(P, s0, e, scale, ends)
+          matmul(span(tmp, s0, e), P, span(v, 0, e), e - s0, e, hd)
+        }
       }
     }
     const att = alloc(N * d)
-    mergeHeads(att, tmp, B, T, H, hd, undefined)
+    mergeHeads(att, tmp, rows, H, hd, undefined)
     const x1 = alloc(N * d)
     x1.set(x)
     matmul(x1, att, p.wo, N, d, d, { accumulate: true })
@@ -396,7 +468,7 @@ export const forward = (c: ModelConfig, ops: NativeOps, w: NativeWeights, rope: 
     const sig = alloc(N * m)
     matmul(gate, h2, p.wGate, N, d, m)
     matmul(up, h2, p.wUp, N, d, m)
-    // gate keeps σ(gate) from here on (the backward pass needs both): act = gate·σ(gate)·up
+    // σ(gate) is kept for the backward pass: act = gate·σ(gate)·up
     for (let i = 0; i < N * m; i++) {
       const g = gate[i]!
       const sg = 1 / (1 + expF32(-g))
@@ -415,14 +487,12 @@ export const forward = (c: ModelConfig, ops: NativeOps, w: NativeWeights, rope: 
   const probs = alloc(N * V)
   if (w.head !== undefined) matmul(probs, hF, w.head, N, d, V)
   else matmul(probs, hF, w.embed, N, d, V, { transB: true })
-  const logp = alloc(N).fill(0)
-  const entropy = alloc(N).fill(0)
-  // token n is predicted by the logits of row token parentOf(n) (n − 1 in a plain row), if at all; the
-  // target logits are read first, then every row's softmax replaces its logits in place
-  const parentOf = (n: number): number => (layout === undefined ? (n % T === 0 ? -1 : n - 1) : layout.predicted[n] === 1 ? layout.parent[n]! : -1)
+  // token n is predicted by the logits of token parent[n] (n − 1 in a plain row), if at all; the target
+  // logits are read first, then every token's softmax replaces its logits in place
+  const target = alloc(N)
   for (let n = 0; n < N; n++) {
-    const r = parentOf(n)
-    if (r >= 0) logp[n] = probs[r * V + tokens[n]!]!
+    const r = rows.parent[n]!
+    target[n] = r >= 0 ? probs[r * V + rows.tokens[n]!]! : 0
   }
   const lse = alloc(N)
   const ent = alloc(N)
@@ -445,13 +515,16 @@ export const forward = (c: ModelConfig, ops: NativeOps, w: NativeWeights, rope: 
     ent[n] = lse[n]! - dot * inv
     for (let j = 0; j < V; j++) probs[o + j] = probs[o + j]! * inv
   }
+  // per row token (padded layout; 0 where not computed or not predicted)
+  const logp = alloc(B * T).fill(0)
+  const entropy = alloc(B * T).fill(0)
   for (let n = 0; n < N; n++) {
-    const r = parentOf(n)
+    const r = rows.parent[n]!
     if (r < 0) continue
-    logp[n] = logp[n]! - lse[r]!
-    entropy[n] = ent[r]!
+    logp[rows.padded[n]!] = target[n]! - lse[r]!
+    entropy[rows.padded[n]!] = ent[r]!
   }
-  return { rows: B, length: T, tokens, layers, xF: x, hF, rstdF, probs, logp, entropy, layout }
+  return { rows, layers, xF: x, hF, rstdF, probs, logp, entropy }
 }
 
 /**
@@ -464,23 +537,21 @@ export const backward = (c: ModelConfig, ops: NativeOps, w: NativeWeights, rope:
   const H = c.heads
   const hd = headDim(c)
   const V = c.vocab
-  const B = f.rows
-  const T = f.length
-  const N = B * T
+  const rows = f.rows
+  const { B, T, N } = rows
   const { alloc, matmul } = ops
   const scale = 1 / Math.sqrt(hd)
 
-  // d logp[n] / d logits[r, j] = onehot(token n)_j − softmax_j for the row token r that predicts n (in a
+  // d logp[n] / d logits[r, j] = onehot(token n)_j − softmax_j for the token r that predicts n (in a
   // tree a branching token predicts several children: their terms add up)
   const dlogits = alloc(N * V).fill(0)
-  const layout = f.layout
   const gsum = alloc(N).fill(0)
   for (let n = 0; n < N; n++) {
-    const r = layout === undefined ? (n % T === 0 ? -1 : n - 1) : layout.predicted[n] === 1 ? layout.parent[n]! : -1
-    const g = dlogp[n]!
+    const r = rows.parent[n]!
+    const g = dlogp[rows.padded[n]!]!
     if (r < 0 || g === 0) continue
     gsum[r] = gsum[r]! + g
-    dlogits[r * V + f.tokens[n]!] += g
+    dlogits[r * V + rows.tokens[n]!] += g
   }
   for (let r = 0; r < N; r++) {
     const g = gsum[r]!
@@ -530,51 +601,55 @@ export const backward = (c: ModelConfig, ops: NativeOps, w: NativeWeights, rope:
     // attention: x1 = x + attention(…)·Wo
     matmul(datt, dx, p.wo, N, d, d, { transB: true })
     matmul(gp.wo, a.att, dx, d, N, d, { transA: true, accumulate: true })
-    splitHeads(dout, datt, B, T, H, hd, undefined)
-    const block = causalFloats(T)
+    splitHeads(dout, datt, rows, H, hd, undefined)
     dv.fill(0)
     dk.fill(0)
-    for (let bh = 0; bh < B * H; bh++) {
-      const span = (x: Float32Array, from: number, to: number) => x.subarray((bh * T + from) * hd, (bh * T + to) * hd)
-      let at = bh * block
-      for (let s0 = 0; s0 < T; s0 += attentionBlock) {
-        const e = Math.min(T, s0 + attentionBlock)
-        const size = (e - s0) * e
-        const P = a.probs.subarray(at, at + size)
-        at += size
-        const dS = dP.subarray(0, size)
-        const dO = span(dout, s0, e)
-        // dP = dO · vᵀ; dv += Pᵀ · dO
-        matmul(dS, dO, span(a.v, 0, e), e - s0, hd, e, { transB: true })
-        matmul(span(dv, 0, e), P, dO, e, e - s0, hd, { transA: true, accumulate: true })
-        // softmax backward: dS = P ⊙ (dP − Σ_j P·dP), times the score scale
-        for (let i = s0; i < e; i++) {
-          const o = (i - s0) * e
-          let dot = 0
-          for (let j = 0; j <= i; j++) dot += P[o + j]! * dS[o + j]!
-          for (let j = 0; j <= i; j++) dS[o + j] = P[o + j]! * (dS[o + j]! - dot) * scale
-          for (let j = i + 1; j < e; j++) dS[o + j] = 0
+    for (let b = 0; b < B; b++) {
+      const L = rows.lengths[b]!
+      const block = causalFloats(L)
+      for (let h = 0; h < H; h++) {
+        const base = rows.offsets[b]! * d + h * L * hd
+        const span = (x: Float32Array, from: number, to: number) => x.subarray(base + from * hd, base + to * hd)
+        let at = rows.probOffsets[b]! + h * block
+        for (let s0 = 0; s0 < L; s0 += attentionBlock) {
+          const e = Math.min(L, s0 + attentionBlock)
+          const size = (e - s0) * e
+          const P = a.probs.subarray(at, at + size)
+          at += size
+          const dS = dP.subarray(0, size)
+          const dO = span(dout, s0, e)
+          // dP = dO · vᵀ; dv += Pᵀ · dO
+          matmul(dS, dO, span(a.v, 0, e), e - s0, hd, e, { transB: true })
+          matmul(span(dv, 0, e), P, dO, e, e - s0, hd, { transA: true, accumulate: true })
+          // softmax backward: dS = P ⊙ (dP − Σ_j P·dP), times the score scale
+          for (let i = s0; i < e; i++) {
+            const o = (i - s0) * e
+            let dot = 0
+            for (let j = 0; j <= i; j++) dot += P[o + j]! * dS[o + j]!
+            for (let j = 0; j <= i; j++) dS[o + j] = P[o + j]! * (dS[o + j]! - dot) * scale
+            for (let j = i + 1; j < e; j++) dS[o + j] = 0
+          }
+          // dq = dS · k; dk += dSᵀ · q
+          matmul(span(dq, s0, e), dS, span(a.k, 0, e), e - s0, e, hd)
+          matmul(span(dk, 0, e), dS, span(a.q, s0, e), e, e - s0, hd, { transA: true, accumulate: true })
         }
-        // dq = dS · k; dk += dSᵀ · q
-        matmul(span(dq, s0, e), dS, span(a.k, 0, e), e - s0, e, hd)
-        matmul(span(dk, 0, e), dS, span(a.q, s0, e), e, e - s0, hd, { transA: true, accumulate: true })
       }
     }
     // back through the rotation and the head split; dh = dq·Wqᵀ + dk·Wkᵀ + dv·Wvᵀ
-    mergeHeads(dqm, dq, B, T, H, hd, rope, layout?.positions)
+    mergeHeads(dqm, dq, rows, H, hd, rope)
     matmul(dh, dqm, p.wq, N, d, d, { transB: true })
     matmul(gp.wq, a.h1, dqm, d, N, d, { transA: true, accumulate: true })
-    mergeHeads(dqm, dk, B, T, H, hd, rope, layout?.positions)
+    mergeHeads(dqm, dk, rows, H, hd, rope)
     matmul(dh, dqm, p.wk, N, d, d, { transB: true, accumulate: true })
     matmul(gp.wk, a.h1, dqm, d, N, d, { transA: true, accumulate: true })
-    mergeHeads(dqm, dv, B, T, H, hd, undefined)
+    mergeHeads(dqm, dv, rows, H, hd, undefined)
     matmul(dh, dqm, p.wv, N, d, d, { transB: true, accumulate: true })
     matmul(gp.wv, a.h1, dqm, d, N, d, { transA: true, accumulate: true })
     rmsNormBackward(dx, gp.attnNorm, dh, a.x, a.rstd1, p.attnNorm, N, d)
   }
-  // the embedding: a scatter-add of each row's gradient
+  // the embedding: a scatter-add of each token's gradient
   for (let n = 0; n < N; n++) {
-    const o = f.tokens[n]! * d
+    const o = rows.tokens[n]! * d
     for (let i = 0; i < d; i++) grad.embed[o + i] = grad.embed[o + i]! + dx[n * d + i]!
   }
 }
