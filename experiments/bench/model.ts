@@ -433,6 +433,17 @@ const benchModel = async (label: string, c: ModelConfig, peak: number, machinePe
     t("RL iteration, sampling on 2 threads, native training on 2 threads", rl.bothNative, "s", (ms) => ms / 1000, {
       goal: "≤ 3 s", baseline: "jax-js training on 2 threads, sampling on 2 (interleaved)", baselineValue: rl.both.median / 1000, ratio: rl.bothNative.median / rl.both.median
     }),
+    // CPU time of all threads: does an iteration do more work than its parts alone (weight pushes, copies, GC)?
+    t("RL iteration CPU time (all threads), sampling and jax-js training on 2 threads each", cpuTiming(rl.both), "s", (ms) => ms / 1000, {
+      baseline: "CPU time of 2-thread sampling + 2-thread jax-js training measured alone (medians)",
+      baselineValue: (cpuTiming(sampleAB.two).median + cpuTiming(train.two).median) / 1000,
+      ratio: cpuTiming(rl.both).median / (cpuTiming(sampleAB.two).median + cpuTiming(train.two).median)
+    }),
+    t("RL iteration CPU time (all threads), sampling and native training on 2 threads each", cpuTiming(rl.bothNative), "s", (ms) => ms / 1000, {
+      baseline: "CPU time of 2-thread sampling + 2-thread native training measured alone (medians)",
+      baselineValue: (cpuTiming(sampleAB.two).median + cpuTiming(train.nativeTwo).median) / 1000,
+      ratio: cpuTiming(rl.bothNative).median / (cpuTiming(sampleAB.two).median + cpuTiming(train.nativeTwo).median)
+    }),
     f("KV decode step per token (from medians)", decodePerToken, "ms/token", {
       baseline: "full forward per token (scoring)", baselineValue: forwardPerToken, ratio: decodePerToken / forwardPerToken
     })
