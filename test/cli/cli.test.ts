@@ -88,6 +88,9 @@ describe("arpo (in-process)", () => {
       calls.length = 0
       yield* cliWith(["run", "fake"])
       assert.deepStrictEqual(calls[0]!.arg, { profile: "quick", seeds: undefined, set: {}, sweep: {}, out: "runs" })
+      calls.length = 0
+      yield* cliWith(["run", "fake", "--lanes", "3"])
+      assert.strictEqual((calls[0]!.arg as RunOptions).lanes, 3)
     }).pipe(withFake, Effect.provide(env)))
 
   it.effect("an unknown experiment fails with 'experiment <name> not found; known: …'", () =>
@@ -103,6 +106,8 @@ describe("arpo (in-process)", () => {
     Effect.gen(function*() {
       const seeds = yield* Effect.flip(cliWith(["run", "fake", "--seeds", "1,two"]))
       assert.strictEqual(userMessage(seeds), `--seeds "1,two": "two" is not an integer`)
+      const lanes = yield* Effect.flip(cliWith(["run", "fake", "--lanes", "0"]))
+      assert.strictEqual(userMessage(lanes), "--lanes 0: give a whole number ≥ 1")
       const profile = yield* Effect.flip(cliWith(["run", "fake", "--profile", "huge"]))
       assert.strictEqual(tagOf(profile), "ShowHelp")
       const missing = yield* Effect.flip(cliWith(["run", "./no/such/experiment.ts"]))
