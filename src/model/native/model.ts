@@ -187,7 +187,7 @@ export const expF32 = (x: number): number => {
 }
 
 /** y = x · g / √(mean(x²) + eps) per row; saves 1/√(…) per row. */
-const rmsNorm = (y: Float32Array, rstd: Float32Array, x: Float32Array, g: Float32Array, rows: number, d: number, eps: number): void => {
+export const rmsNorm = (y: Float32Array, rstd: Float32Array, x: Float32Array, g: Float32Array, rows: number, d: number, eps: number): void => {
   for (let n = 0; n < rows; n++) {
     const o = n * d
     let ss = 0
