@@ -36,7 +36,7 @@ const ALIGN = 16
 const align = (x: number) => (x + ALIGN - 1) & ~(ALIGN - 1)
 
 export class Heap {
-  /** the bytes it can hand out (at least what was asked for: whole 64 KiB pages less the kernels' scratch and guard) */
+  /** where handed-out views end, in bytes from the memory's start: views lie in [KERNEL_SCRATCH_BYTES, capacity) */
   readonly capacity: number
   readonly memory: WasmMemory
   private top = KERNEL_SCRATCH_BYTES
@@ -48,8 +48,9 @@ export class Heap {
 
   /** A heap of at least `bytes` bytes (rounded up to 64 KiB pages; wasm32 allows up to 4 GiB). */
   static create(bytes: number): Heap {
-    if (!Number.isSafeInteger(bytes) || bytes <= 0 || bytes > 65536 * PAGE) {
-      throw new NativeArgumentError({ argument: "bytes", message: `Heap.create: bytes must be an integer in 1..${65536 * PAGE}, got ${bytes}` })
+    const most = 65536 * PAGE - KERNEL_SCRATCH_BYTES - KERNEL_GUARD_BYTES
+    if (!Number.isSafeInteger(bytes) || bytes <= 0 || bytes > most) {
+      throw new NativeArgumentError({ argument: "bytes", message: `Heap.create: bytes must be an integer in 1..${most}, got ${bytes}` })
     }
     const pages = Math.ceil((bytes + KERNEL_SCRATCH_BYTES + KERNEL_GUARD_BYTES) / PAGE)
     return new Heap(new Wasm.Memory({ initial: pages, maximum: pages }))

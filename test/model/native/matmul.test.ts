@@ -139,5 +139,8 @@ describe("native heap", () => {
     expect(x.length).toBe(3) // still attached
     h.reset()
     expect(h.alloc(1).byteOffset).toBe(x.byteOffset)
+    expect(() => Heap.create(0)).toThrow(NativeArgumentError)
+    expect(() => Heap.create(2 ** 32)).toThrow(NativeArgumentError)
+    expect(() => h.release(h.mark() + 16)).toThrow(NativeArgumentError)
   })
 })
