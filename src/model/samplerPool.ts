@@ -7,12 +7,18 @@
  * the others go to the least-loaded thread. Results come back in request order and, since every token
  * is drawn from uniform(request.key, i), the same requests give the same tokens as one thread (their
  * log-probs differ by float rounding only). Routing is deterministic. Weights go to a worker only when
- * they changed since its last request. It does not train; scoring stays on the main thread.
+ * they changed since its last request. Engine "native" samples with the native model's generator
+ * (native/generator.ts) on every thread instead of jax-js's (it keeps no prefix cache, so routing ignores
+ * held prefixes). It does not train; scoring stays on the main thread.
  */
 import { Worker } from "node:worker_threads"
 import { checkRequests, type GenRequest, type GenResult, Generator, type GeneratorOptions, type GenStats } from "./generate.ts"
+import { NativeGenerator } from "./native/generator.ts"
 import type { Policy } from "./policy.ts"
 import { PrefixCache } from "./prefix.ts"
+
+/** Which model samples: jax-js's Generator (generate.ts) or the native model's (native/generator.ts). */
+export type SamplerEngine = "jax" | "native"
 
 export interface SampleRequest {
   readonly id: number
@@ -84,7 +90,8 @@ export const routeRequests = (
 
 /** The main thread's Generator and `threads − 1` sampling workers; `dispose` releases all (idempotent). */
 export class SamplerPool {
-  readonly local: Generator
+  readonly local: Generator | NativeGenerator
+  private readonly source: Policy
   private readonly slots: Array<WorkerSlot>
   /** per thread, the token sequences it holds KV for (a mirror of its prefix cache, tokens only) */
   private readonly held: Array<PrefixCache>
@@ -92,18 +99,19 @@ export class SamplerPool {
   private nextId = 0
   private closed = false
 
-  private constructor(local: Generator, slots: Array<WorkerSlot>) {
+  private constructor(local: Generator | NativeGenerator, source: Policy, slots: Array<WorkerSlot>) {
     this.local = local
+    this.source = source
     this.slots = slots
     this.held = Array.from({ length: slots.length + 1 }, () => new PrefixCache(local.options.prefixCacheTokens))
-    this.heldGeneration = local.policy.generation
+    this.heldGeneration = source.generation
   }
 
   /** A pool over `policy` with `threads` threads in all (1: the main thread alone, no worker). */
-  static start(policy: Policy, options: GeneratorOptions, threads = 1): SamplerPool {
-    const local = new Generator(policy, options)
+  static start(policy: Policy, options: GeneratorOptions, threads = 1, engine: SamplerEngine = "jax"): SamplerPool {
+    const local = engine === "native" ? new NativeGenerator(policy, options) : new Generator(policy, options)
     const slots = Array.from({ length: Math.max(0, Math.floor(threads) - 1) }, (): WorkerSlot => {
-      const worker = new Worker(workerUrl, { workerData: { config: policy.config, dtype: policy.dtype, options } })
+      const worker = new Worker(workerUrl, { workerData: { config: policy.config, dtype: policy.dtype, options, engine } })
       const slot: WorkerSlot = { worker, generation: -1, pending: new Map() }
       const failAll = (e: Error) => {
         slot.failed ??= e
@@ -121,7 +129,7 @@ export class SamplerPool {
       worker.on("exit", (code) => failAll(new Error(`sampler worker exited (code ${code})`)))
       return slot
     })
-    return new SamplerPool(local, slots)
+    return new SamplerPool(local, policy, slots)
   }
 
   get threads(): number {
@@ -129,14 +137,14 @@ export class SamplerPool {
   }
 
   get policy(): Policy {
-    return this.local.policy
+    return this.source
   }
 
   private send(w: number, requests: ReadonlyArray<GenRequest>, weights: () => ReadonlyArray<Float32Array | Float64Array>): Promise<Extract<SampleReply, { ok: true }>> {
     const slot = this.slots[w]!
     if (slot.failed) return Promise.reject(slot.failed)
     const id = this.nextId++
-    const gen = this.local.policy.generation
+    const gen = this.source.generation
     const req: SampleRequest = slot.generation !== gen ? { id, requests, weights: weights() } : { id, requests }
     slot.generation = gen
     return new Promise((resolve, reject) => {
@@ -149,14 +157,16 @@ export class SamplerPool {
   async generate(requests: ReadonlyArray<GenRequest>): Promise<{ results: Array<GenResult>; stats: GenStats }> {
     if (this.closed) throw new Error("sampler pool: already disposed")
     if (this.slots.length === 0) return this.local.generate(requests)
-    const policy = this.local.policy
+    const policy = this.source
     checkRequests(policy.config, requests)
     if (this.heldGeneration !== policy.generation) {
       for (const h of this.held) h.clear()
       this.heldGeneration = policy.generation
     }
     const o = this.local.options
-    const route = o.prefixCacheTokens > 0
+    // the native generator keeps no prefix cache: nothing held to route by
+    const prefixes = o.prefixCacheTokens > 0 && this.local instanceof Generator
+    const route = prefixes
       ? routeRequests(requests, this.held, o.minReuse)
       : routeRequests(requests, this.held.map(() => ({ peek: () => 0 })), o.minReuse)
     const parts = this.held.map((_, t) => [...route.keys()].filter((i) => route[i] === t))
@@ -185,7 +195,7 @@ export class SamplerPool {
       parts[t]!.forEach((i, k) => {
         const r = share.results[k]!
         results[i] = r
-        if (o.prefixCacheTokens > 0) {
+        if (prefixes) {
           const all = [...requests[i]!.tokens, ...r.tokens]
           if (all.length - 1 >= o.minReuse) this.held[t]!.insert(Int32Array.from(all.slice(0, all.length - 1)), [], [])
         }

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest"
 import { derive, root } from "../../src/core/random.ts"
 import { tinyConfig } from "../../src/model/config.ts"
 import { defaultGeneratorOptions, type GenRequest, Generator } from "../../src/model/generate.ts"
+import { NativeGenerator } from "../../src/model/native/generator.ts"
 import { Policy } from "../../src/model/policy.ts"
 import { PrefixCache } from "../../src/model/prefix.ts"
 import { ensureBackend, setKernelInstanceCache } from "../../src/model/runtime.ts"
@@ -42,6 +43,28 @@ describe("sampler pool", () => {
       await pool.dispose()
     }
     await expect(pool.generate([req([1, 2, 3], 0)])).rejects.toThrow(/disposed/)
+  }, 60_000)
+
+  it("engine native: two threads give the same tokens for the same keys as the native generator on one, also after a weight change", async () => {
+    await ensureBackend()
+    const policy = Policy.init(config, root(5))
+    const single = new NativeGenerator(policy, options)
+    const pool = SamplerPool.start(policy, options, 2, "native")
+    try {
+      const prompts = [[1, 2, 3, 4, 5, 6, 7], [9, 8, 7, 6, 5, 4], [20, 21, 22, 23, 24, 25, 26, 27]]
+      const reqs = prompts.flatMap((p, i) => [req(p, 2 * i), req(p, 2 * i + 1)])
+      for (const round of [0, 1]) {
+        if (round === 1) policy.replace(Policy.init(config, root(6)).params) // new weights go to the worker
+        const a = single.generate(reqs)
+        const b = await pool.generate(reqs)
+        expect(b.results.map((r) => r.tokens)).toEqual(a.results.map((r) => r.tokens))
+        b.results.forEach((r, i) => r.logprobs.forEach((x, t) => expect(Math.abs(x - a.results[i]!.logprobs[t]!)).toBeLessThan(1e-5)))
+        expect(b.stats.newTokens).toBe(a.stats.newTokens)
+      }
+    } finally {
+      single.dispose()
+      await pool.dispose()
+    }
   }, 60_000)
 
   it("keeping kernel instances across dispatches changes no bit of the sampled tokens, log-probs and entropies", async () => {
