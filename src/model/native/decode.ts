@@ -10,7 +10,7 @@
  */
 import { headDim, type ModelConfig } from "../config.ts"
 import { NativeArgumentError } from "./heap.ts"
-import { NR } from "./kernels.ts"
+import type { AttentionKernels } from "./decodeKernels.ts"
 import { expF32, type NativeOps, type NativeWeights, rmsNorm, type Rope } from "./model.ts"
 
 /** Decode-time weights: q, k, v fused into one [d, 3d] projection and gate, up into one [d, 2m]. */
@@ -107,7 +107,7 @@ export const copyPrefix = (c: ModelConfig, cache: KvCache, from: number, to: num
 
 /** Floats `feed` allocates for N tokens of which R want logits (without alignment slack). */
 export const feedFloats = (c: ModelConfig, N: number, R: number): number =>
-  N * (6 * c.dModel + 3 * c.mlpWidth + 1) + (Math.ceil(c.heads / NR) * NR) * (2 * c.dModel + c.context) + R * (2 * c.dModel + 1 + c.vocab)
+  N * (6 * c.dModel + 3 * c.mlpWidth + 1) + c.heads * c.context + R * (2 * c.dModel + 1 + c.vocab)
 
 /** Rotates the pairs (i, i + half) of x[o …] by the angles of table row `ro` (in place). */
 const rotate = (x: Float32Array, o: number, cos: Float32Array, sin: Float32Array, ro: number, half: number): void => {
@@ -121,19 +121,41 @@ const rotate = (x: Float32Array, o: number, cos: Float32Array, sin: Float32Array
   }
 }
 
-/** Column `col` of x [rows, stride] ← softmax(scale · that column), in place. */
-const softmaxColumn = (x: Float32Array, col: number, stride: number, rows: number, scale: number): void => {
+/** x[o, o + n) ← softmax(scale · x[o, o + n)) in place. */
+const softmaxRow = (x: Float32Array, o: number, n: number, scale: number): void => {
   let max = -Infinity
-  for (let j = 0, o = col; j < rows; j++, o += stride) if (x[o]! > max) max = x[o]!
+  for (let j = 0; j < n; j++) if (x[o + j]! > max) max = x[o + j]!
   max *= scale
   let sum = 0
-  for (let j = 0, o = col; j < rows; j++, o += stride) {
-    const e = expF32(x[o]! * scale - max)
-    x[o] = e
+  for (let j = 0; j < n; j++) {
+    const e = expF32(x[o + j]! * scale - max)
+    x[o + j] = e
     sum += e
   }
   const inv = 1 / sum
-  for (let j = 0, o = col; j < rows; j++, o += stride) x[o] = x[o]! * inv
+  for (let j = 0; j < n; j++) x[o + j] = x[o + j]! * inv
+}
+
+/** `scores` of decodeKernels.ts in plain JS: out[h·L + j] = q_h · k_j (head h's slice of key row j). */
+const scoresJs = (out: Float32Array, q: Float32Array, qo: number, k: Float32Array, ko: number, stride: number, L: number, H: number, hd: number): void => {
+  for (let h = 0; h < H; h++) {
+    for (let j = 0; j < L; j++) {
+      let s = 0
+      for (let i = 0; i < hd; i++) s += q[qo + h * hd + i]! * k[ko + j * stride + h * hd + i]!
+      out[h * L + j] = s
+    }
+  }
+}
+
+/** `weighted` of decodeKernels.ts in plain JS: out[o + h·hd + i] = Σ_j p[h·L + j] · v[j·stride + h·hd + i]. */
+const weightedJs = (out: Float32Array, o: number, p: Float32Array, v: Float32Array, vo: number, stride: number, L: number, H: number, hd: number): void => {
+  for (let h = 0; h < H; h++) {
+    for (let i = 0; i < hd; i++) {
+      let s = 0
+      for (let j = 0; j < L; j++) s += p[h * L + j]! * v[vo + j * stride + h * hd + i]!
+      out[o + h * hd + i] = s
+    }
+  }
 }
 
 /**
@@ -141,7 +163,8 @@ const softmaxColumn = (x: Float32Array, col: number, stride: number, rows: numbe
  * and values into `cache`, and returns the logits [R, V] of the tokens listed in `logitRows` (R of them,
  * in that order). A token attends to positions ≤ its own of its slot: those of earlier calls and those
  * of this call (every key and value of a layer is written before its attention runs). Scratch comes from
- * `ops.alloc` (scope it). Throws NativeArgumentError for a token, slot or position out of range.
+ * `ops.alloc` (scope it). With `kernels` (the wasm attention of decodeKernels.ts on the memory of every
+ * buffer here, and a head size that is a multiple of 4) attention runs there, else in plain JS. Throws NativeArgumentError for a token, slot or position out of range.
  */
 export const feed = (
   c: ModelConfig,
@@ -152,7 +175,8 @@ export const feed = (
   tokens: Int32Array,
   slots: Int32Array,
   positions: Int32Array,
-  logitRows: Int32Array
+  logitRows: Int32Array,
+  kernels?: AttentionKernels
 ): Float32Array => {
   const d = c.dModel
   const m = c.mlpWidth
@@ -180,6 +204,8 @@ export const feed = (
     if (!(logitRows[r]! >= 0 && logitRows[r]! < N)) throw new NativeArgumentError({ argument: "logitRows", message: `native decode: logit row ${logitRows[r]} is not a token of this call (N = ${N})` })
   }
   const scale = 1 / Math.sqrt(hd)
+  const wasm = hd % 4 === 0 ? kernels : undefined
+  const scaleBits = new Int32Array(new Float32Array([scale]).buffer)[0]!
 
   const x = alloc(N * d)
   for (let n = 0; n < N; n++) x.set(w.embed.subarray(tokens[n]! * d, tokens[n]! * d + d), n * d)
@@ -189,11 +215,7 @@ export const feed = (
   const att = alloc(N * d)
   const gu = alloc(N * 2 * m)
   const act = alloc(N * m)
-  // heads padded to whole tiles of the matmul's NR columns (the padding columns stay zero)
-  const HP = Math.ceil(H / NR) * NR
-  const qbd = alloc(HP * d).fill(0)
-  const scoreBuf = alloc(HP * (maxPos + 1))
-  const heads = alloc(HP * d)
+  const scoreBuf = alloc(H * (maxPos + 4))
   cache.k.forEach((kc, l) => {
     const p = w.layers[l]!
     const vc = cache.v[l]!
@@ -208,29 +230,29 @@ export const feed = (
       kc.set(qkv.subarray(row + d, row + 2 * d), at)
       vc.set(qkv.subarray(row + 2 * d, row + 3 * d), at)
     }
-    // attention of each token over positions [0, pos] of its slot, all heads in two matmuls with the
-    // cache as the left operand (read in place, never packed): the slot's keys [L = pos + 1, d] times the
-    // block-diagonal Qᵀ [d, H] (column h holds q_h in head h's rows, zeros elsewhere) gives every head's
-    // scores [L, H]; softmax down each column; the values transposed [d, L] times those [L, H] give
-    // [d, H], whose column h in head h's rows is head h's output (H× the flops of per-head products, in
-    // two wasm calls instead of 2H JS loops)
+    // attention of each token over positions [0, pos] of its slot: every head's scores [H, L = pos + 1]
+    // (rows ld floats apart, the padding at −∞), softmax per head, every head's weighted sum of values,
+    // written into att[n] (heads side by side)
     for (let n = 0; n < N; n++) {
       const L = positions[n]! + 1
       const base = slots[n]! * cache.length * d
-      for (let hh = 0; hh < H; hh++) qbd.set(qkv.subarray(n * 3 * d + hh * hd, n * 3 * d + hh * hd + hd), hh * d + hh * hd)
-      const S = scoreBuf.subarray(0, L * HP)
-      matmul(S, kc.subarray(base, base + L * d), qbd, L, d, HP, { transB: true })
-      for (let hh = 0; hh < H; hh++) softmaxColumn(S, hh, HP, L, scale)
-      matmul(heads, vc.subarray(base, base + L * d), S, d, L, HP, { transA: true })
-      for (let hh = 0; hh < H; hh++) {
-        const o = n * d + hh * hd
-        for (let i = 0; i < hd; i++) att[o + i] = heads[(hh * hd + i) * HP + hh]!
+      if (wasm !== undefined) {
+        const ld = (L + 3) & ~3
+        wasm.scores(qkv.byteOffset + n * 3 * d * 4, kc.byteOffset + base * 4, d * 4, L, H, hd, scoreBuf.byteOffset, ld)
+        for (let hh = 0; hh < H; hh++) scoreBuf.fill(-Infinity, hh * ld + L, hh * ld + ld)
+        wasm.softmax(scoreBuf.byteOffset, H, ld, scaleBits, 0, 0, 0, 0)
+        wasm.weighted(scoreBuf.byteOffset, vc.byteOffset + base * 4, d * 4, L, H, hd, att.byteOffset + n * d * 4, ld)
+        continue
       }
+      scoresJs(scoreBuf, qkv, n * 3 * d, kc, base, d, L, H, hd)
+      for (let hh = 0; hh < H; hh++) softmaxRow(scoreBuf, hh * L, L, scale)
+      weightedJs(att, n * d, scoreBuf, vc, base, d, L, H, hd)
     }
     matmul(x, att, p.wo, N, d, d, { accumulate: true })
     rmsNorm(h, rstd, x, p.mlpNorm, N, d, c.normEps)
     matmul(gu, h, p.wGateUp, N, d, 2 * m)
-    for (let n = 0; n < N; n++) {
+    if (wasm !== undefined && m % 4 === 0) wasm.swiglu(gu.byteOffset, N, m, act.byteOffset, 0, 0, 0, 0)
+    else for (let n = 0; n < N; n++) {
       const g0 = n * 2 * m
       const a0 = n * m
       for (let i = 0; i < m; i++) {

@@ -18,6 +18,7 @@ import type { DTypeName, HostTensor } from "../params.ts"
 import { choose, logSumExp, topLogprobs } from "../sample.ts"
 import { heapBackend, type NativeBackend } from "./backend.ts"
 import { copyPrefix, type DecodeWeights, decodeWeightFloats, decodeWeightsOf, feed, feedFloats, kvCache, kvCacheFloats } from "./decode.ts"
+import { attentionKernelsFor, type AttentionKernels } from "./decodeKernels.ts"
 import { Heap } from "./heap.ts"
 import { nativeWeights, type Rope, ropeOf } from "./model.ts"
 
@@ -53,6 +54,7 @@ export class NativeGenerator {
   private readonly rope: Rope
   private heap: Heap | undefined
   private backend: NativeBackend | undefined
+  private kernels: AttentionKernels | undefined
   private weights: DecodeWeights | undefined
   /** the source generation the heap's weights were read from */
   private loaded = -1
@@ -75,6 +77,7 @@ export class NativeGenerator {
       this.scratch = Math.max(floats, Math.ceil(this.scratch * 1.25))
       this.heap = Heap.create((decodeWeightFloats(c) + 64 * (4 + 6 * c.layers) + this.scratch) * 4 + SLACK_BYTES)
       this.backend = heapBackend(this.heap)
+      this.kernels = attentionKernelsFor(this.heap.memory)
       this.loaded = -1
     }
     if (this.loaded !== this.policy.generation) {
@@ -144,7 +147,7 @@ export class NativeGenerator {
         for (let a = 0; a < toks.length; a += PREFILL) {
           const b = Math.min(toks.length, a + PREFILL)
           backend.scoped(() =>
-            feed(c, backend, weights, this.rope, cache, Int32Array.from(toks.slice(a, b)), Int32Array.from(sl.slice(a, b)), Int32Array.from(ps.slice(a, b)), new Int32Array(0))
+            feed(c, backend, weights, this.rope, cache, Int32Array.from(toks.slice(a, b)), Int32Array.from(sl.slice(a, b)), Int32Array.from(ps.slice(a, b)), new Int32Array(0), this.kernels)
           )
         }
       }
@@ -172,7 +175,7 @@ export class NativeGenerator {
         const sl = Int32Array.from(active)
         const ps = Int32Array.from(active, (i) => len[i]! - 1 + out[i]!.tokens.length)
         backend.scoped(() => {
-          const logits = feed(c, backend, weights, this.rope, cache, toks, sl, ps, Int32Array.from({ length: N }, (_, r) => r))
+          const logits = feed(c, backend, weights, this.rope, cache, toks, sl, ps, Int32Array.from({ length: N }, (_, r) => r), this.kernels)
           active.forEach((i, r) => {
             const q = reqs[i]!
             const g = out[i]!
@@ -230,7 +233,7 @@ export class NativeGenerator {
         for (let a = 0; a < toks.length; a += PREFILL) {
           const e = Math.min(toks.length, a + PREFILL)
           backend.scoped(() => {
-            const logits = feed(c, backend, weights, this.rope, cache, Int32Array.from(toks.slice(a, e)), Int32Array.from(sl.slice(a, e)), Int32Array.from(ps.slice(a, e)), Int32Array.from({ length: e - a }, (_, r) => r))
+            const logits = feed(c, backend, weights, this.rope, cache, Int32Array.from(toks.slice(a, e)), Int32Array.from(sl.slice(a, e)), Int32Array.from(ps.slice(a, e)), Int32Array.from({ length: e - a }, (_, r) => r), this.kernels)
             for (let r = 0; r < e - a; r++) {
               const b = sl[a + r]!
               const p = ps[a + r]!
@@ -255,6 +258,7 @@ export class NativeGenerator {
   dispose(): void {
     this.heap = undefined
     this.backend = undefined
+    this.kernels = undefined
     this.weights = undefined
     this.loaded = -1
   }

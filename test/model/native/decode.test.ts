@@ -38,7 +38,9 @@ beforeAll(async () => {
 describe("native generator against jax-js's", () => {
   const models = () => [
     { name: "tiny (random init)", policy: Policy.init(tinyConfig, root(7)) },
-    { name: "trained rollout fixture", policy: trained }
+    { name: "trained rollout fixture", policy: trained },
+    // head size 6 and MLP width 50 (not multiples of 4): attention and SwiGLU take the plain-JS paths
+    { name: "odd sizes (plain-JS paths)", policy: Policy.init({ ...tinyConfig, dModel: 36, heads: 6, mlpWidth: 50, layers: 1, context: 64 }, root(12)) }
   ]
 
   it("score: teacher-forced per-token log-probs and entropies equal jax-js's within float32 tolerance (|Δ| < 2e-4)", () => {
