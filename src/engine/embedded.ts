@@ -16,7 +16,7 @@ import { ContextTooLong, defaultGeneratorOptions, type GeneratorOptions } from "
 import { disposeParams, refParams, toDevice } from "../model/params.ts"
 import { Policy } from "../model/policy.ts"
 import { ensureBackend } from "../model/runtime.ts"
-import { SamplerPool } from "../model/samplerPool.ts"
+import { type SamplerEngine, SamplerPool } from "../model/samplerPool.ts"
 import { byteTokenizer } from "../model/tokenizer.ts"
 import { embeddedHandle, embeddedWeights } from "../model/weightsHandle.ts"
 import { ContextOverflow, Engine, EngineFailure, type Generation, scoreCallEvent, type Tokenizer } from "./Engine.ts"
@@ -26,6 +26,8 @@ export interface EmbeddedEngineOptions extends Partial<GeneratorOptions> {
   readonly tokenizer?: Tokenizer
   /** sampling threads: the main thread plus `threads − 1` sampler workers (src/model/samplerPool.ts; default 1) */
   readonly threads?: number
+  /** which model samples and scores: jax-js's (default) or the hand-written native one (src/model/native/generator.ts, docs/native-decode.md) */
+  readonly kernels?: SamplerEngine
 }
 
 const adapter = "embedded"
@@ -50,7 +52,7 @@ export const make = (
     yield* Effect.promise(ensureBackend)
     const events = yield* Events
     const tokenizer = options.tokenizer ?? byteTokenizer
-    const { name: givenName, tokenizer: _t, threads, ...rest } = options
+    const { name: givenName, tokenizer: _t, threads, kernels, ...rest } = options
     const genOptions: GeneratorOptions = { ...defaultGeneratorOptions(tokenizer.eos, tokenizer.pad), ...rest }
     const first = initial instanceof Policy
       ? embeddedWeights(initial.version, { config: initial.config, dtype: initial.dtype, params: initial.params })
@@ -83,7 +85,7 @@ export const make = (
             } else throw new RangeError("an embedded handle must hold { config, dtype, params }")
             if (served === undefined) {
               const policy = new Policy(incoming.config, incoming.params, w.version, incoming.dtype)
-              served = { policy, pool: SamplerPool.start(policy, genOptions, threads ?? 1) }
+              served = { policy, pool: SamplerPool.start(policy, genOptions, threads ?? 1, kernels ?? "jax") }
             } else {
               if (JSON.stringify(incoming.config) !== JSON.stringify(served.policy.config)) {
                 disposeParams(incoming.params)

@@ -132,14 +132,15 @@ const initialWithinBudget = Schema.makeFilter((c: { readonly initial: number; re
 )
 
 /** The embedded engine, empty until the run's WeightSync loads the trainer's weights. */
-const embeddedEngine = (maxSlots: number, threads = 1): Layer.Layer<Engine, unknown, Events> =>
-  EmbeddedEngine.layerEmbedded(undefined, { maxSlots, threads })
+const embeddedEngine = (maxSlots: number, threads = 1, kernels: "jax" | "native" = "jax"): Layer.Layer<Engine, unknown, Events> =>
+  EmbeddedEngine.layerEmbedded(undefined, { maxSlots, threads, ...(kernels === "native" ? { kernels } : {}) })
 
 /** The embedded engine of a run config (its `engine.maxSlots`, default 64, and `engine.threads`, default 1): the registered `embedded` engine's layer. */
 export const embeddedEngineOf = (config: RunConfig): Layer.Layer<Engine, unknown, Events> =>
   embeddedEngine(
     typeof config.engine["maxSlots"] === "number" ? config.engine["maxSlots"] : 64,
-    typeof config.engine["threads"] === "number" ? config.engine["threads"] : 1
+    typeof config.engine["threads"] === "number" ? config.engine["threads"] : 1,
+    config.engine["kernels"] === "native" ? "native" : "jax"
   )
 
 /**
@@ -191,9 +192,11 @@ export const engines: ReadonlyArray<EngineEntry> = [
     Schema.Struct({
       maxSlots: withDefault(Int(1), 64),
       /** sampling threads: the main thread plus threads − 1 sampler workers; the same tokens for the same keys (docs/embedded-model.md) */
-      threads: withDefault(Int(1), 1)
+      threads: withDefault(Int(1), 1),
+      /** which model samples: jax-js's or the hand-written native one (docs/native-decode.md) */
+      kernels: withDefault(Schema.Literals(["jax", "native"]), "jax")
     }),
-    (c) => embeddedEngine(c.maxSlots, c.threads)
+    (c) => embeddedEngine(c.maxSlots, c.threads, c.kernels)
   ),
   entry(
     "llama-cpp",

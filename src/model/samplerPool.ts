@@ -8,8 +8,8 @@
  * is drawn from uniform(request.key, i), the same requests give the same tokens as one thread (their
  * log-probs differ by float rounding only). Routing is deterministic. Weights go to a worker only when
  * they changed since its last request. Engine "native" samples with the native model's generator
- * (native/generator.ts) on every thread instead of jax-js's (it keeps no prefix cache, so routing ignores
- * held prefixes). It does not train; scoring stays on the main thread.
+ * (native/generator.ts) on every thread instead of jax-js's (with its own prefix cache per thread, routed
+ * the same way). It does not train; scoring stays on the main thread.
  */
 import { Worker } from "node:worker_threads"
 import { checkRequests, type GenRequest, type GenResult, Generator, type GeneratorOptions, type GenStats } from "./generate.ts"
@@ -164,8 +164,7 @@ export class SamplerPool {
       this.heldGeneration = policy.generation
     }
     const o = this.local.options
-    // the native generator keeps no prefix cache: nothing held to route by
-    const prefixes = o.prefixCacheTokens > 0 && this.local instanceof Generator
+    const prefixes = o.prefixCacheTokens > 0
     const route = prefixes
       ? routeRequests(requests, this.held, o.minReuse)
       : routeRequests(requests, this.held.map(() => ({ peek: () => 0 })), o.minReuse)

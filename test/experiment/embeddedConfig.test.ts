@@ -36,7 +36,7 @@ describe("embedded speed settings in the run config", () => {
   it("engine.threads and trainer.treePacking have defaults, take --set, and a misspelt key names the known keys", async () => {
     const defaults = await resolve({})
     if (Exit.isFailure(defaults)) throw new Error(String(defaults.cause))
-    expect(defaults.value[0]!.config.engine).toEqual({ name: "embedded", maxSlots: 16, threads: 1 })
+    expect(defaults.value[0]!.config.engine).toEqual({ name: "embedded", maxSlots: 16, threads: 1, kernels: "jax" })
     expect(defaults.value[0]!.config.trainer).toEqual({ name: "embedded", workers: 1, treePacking: false, kernels: "jax" })
 
     const set = await resolve({ "engine.threads": "2", "trainer.treePacking": "true", "trainer.workers": "2" })

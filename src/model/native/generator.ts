@@ -7,14 +7,17 @@
  * they share with an earlier leader of the wave and prefill the rest, then one decode step feeds every live
  * slot's last token. Its weights are read from its `WeightSource` (a `Policy`, or a worker's host copy)
  * whenever the source's generation changes, into one wasm heap that grows when a call needs more room.
- * It keeps no prefix cache across calls (`reusedTokens` counts only the within-wave copies), computes in
- * float32 only (a float64 source is a typed error), and is not thread-safe (one per thread).
+ * Across calls a host prefix cache (prefix.ts; entries hold each layer's keys and values as [tokens, d])
+ * keeps every sampled row's KV, so a later request extending it (an ARPO branch) copies that prefix
+ * instead of recomputing it, as generate.ts does; it is dropped on every weight change. It computes in
+ * float32 only (a float64 source is a typed error) and is not thread-safe (one per thread).
  */
 import { Schema } from "effect"
 import { uniform } from "../../core/random.ts"
 import type { ModelConfig } from "../config.ts"
 import { checkRequests, ContextTooLong, type GenRequest, type GenResult, type GeneratorOptions, type GenStats } from "../generate.ts"
 import type { DTypeName, HostTensor } from "../params.ts"
+import { PrefixCache } from "../prefix.ts"
 import { choose, logSumExp, topLogprobs } from "../sample.ts"
 import { heapBackend, type NativeBackend } from "./backend.ts"
 import { copyPrefix, type DecodeWeights, decodeWeightFloats, decodeWeightsOf, feed, feedFloats, kvCache, kvCacheFloats } from "./decode.ts"
@@ -51,6 +54,9 @@ const lcp = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): number => {
 export class NativeGenerator {
   readonly policy: WeightSource
   readonly options: GeneratorOptions
+  /** KV of earlier calls' rows, per layer [tokens, d] (cleared on every weight change) */
+  readonly prefix: PrefixCache
+  private prefixVersion: number
   private readonly rope: Rope
   private heap: Heap | undefined
   private backend: NativeBackend | undefined
@@ -68,6 +74,8 @@ export class NativeGenerator {
     this.policy = policy
     this.options = options
     this.rope = ropeOf(policy.config)
+    this.prefix = new PrefixCache(options.prefixCacheTokens)
+    this.prefixVersion = policy.generation
   }
 
   /** The heap with the current weights and at least `floats` floats of scratch free above them. */
@@ -93,6 +101,10 @@ export class NativeGenerator {
 
   generate(requests: ReadonlyArray<GenRequest>): { results: Array<GenResult>; stats: GenStats } {
     checkRequests(this.policy.config, requests)
+    if (this.policy.generation !== this.prefixVersion) {
+      this.prefix.clear()
+      this.prefixVersion = this.policy.generation
+    }
     const stats: GenStats = { sequences: requests.length, newTokens: 0, computedTokens: 0, reusedTokens: 0 }
     const results: Array<GenResult> = []
     for (let i = 0; i < requests.length; i += this.options.maxSlots) {
@@ -113,23 +125,37 @@ export class NativeGenerator {
     const { backend, weights } = this.ready(kvCacheFloats(c, n, Lc) + feedFloats(c, Math.max(PREFILL, n), n) + 64 * 16)
     return backend.scoped(() => {
       const cache = kvCache(c, backend.alloc, n, Lc)
-      // ---- plan: a request reuses the longest context prefix shared with an earlier leader (≥ minReuse)
+      // ---- plan: a request reuses the longest context prefix (≥ minReuse) held by the prefix cache or
+      // shared with an earlier leader of this wave (a follower copies it after the leaders' prefill)
       const start = new Int32Array(n)
       const source = new Int32Array(n).fill(-1)
+      const d = c.dModel
       for (let i = 0; i < n; i++) {
+        const toks = reqs[i]!.tokens
+        const hit = o.prefixCacheTokens > 0 ? this.prefix.lookup(toks, o.minReuse) : undefined
+        const fromCache = hit ? Math.min(hit.length, len[i]! - 1) : 0
         let best = 0
+        let bestJ = -1
         for (let j = 0; j < i; j++) {
           if (source[j] !== -1) continue
-          const l = Math.min(lcp(reqs[i]!.tokens, reqs[j]!.tokens), len[i]! - 1, len[j]! - 1)
+          const l = Math.min(lcp(toks, reqs[j]!.tokens), len[i]! - 1, len[j]! - 1)
           if (l > best) {
             best = l
-            source[i] = j
+            bestJ = j
           }
         }
-        if (best >= o.minReuse && best > 0) {
+        if (bestJ >= 0 && best > fromCache && best >= o.minReuse) {
+          source[i] = bestJ
           start[i] = best
           stats.reusedTokens += best
-        } else source[i] = -1
+        } else if (hit !== undefined && fromCache > 0) {
+          start[i] = fromCache
+          stats.reusedTokens += fromCache
+          for (let l = 0; l < c.layers; l++) {
+            cache.k[l]!.set(hit.entry.k[l]!.subarray(0, fromCache * d), i * Lc * d)
+            cache.v[l]!.set(hit.entry.v[l]!.subarray(0, fromCache * d), i * Lc * d)
+          }
+        }
       }
       // ---- prefill positions [start, len − 1) of the given slots, PREFILL tokens per call
       const prefill = (rows: ReadonlyArray<number>) => {
@@ -194,6 +220,16 @@ export class NativeGenerator {
             cur[i] = ch.token
           })
         })
+      }
+      // ---- keep every row's KV for later requests that share its prefix: positions < len − 1 + new
+      // tokens were fed (the last sampled token never was)
+      if (o.prefixCacheTokens > 0) {
+        for (let i = 0; i < n; i++) {
+          const valid = len[i]! - 1 + out[i]!.tokens.length
+          if (valid < o.minReuse) continue
+          const keep = (a: Float32Array) => a.slice(i * Lc * d, (i * Lc + valid) * d)
+          this.prefix.insert(Int32Array.from([...reqs[i]!.tokens, ...out[i]!.tokens].slice(0, valid)), cache.k.map(keep), cache.v.map(keep))
+        }
       }
       return reqs.map((_, i) => {
         const base = { ...out[i]!, finish: finish[i]! }
@@ -261,5 +297,6 @@ export class NativeGenerator {
     this.kernels = undefined
     this.weights = undefined
     this.loaded = -1
+    this.prefix.clear()
   }
 }

@@ -102,6 +102,25 @@ describe("native generator against jax-js's", () => {
     }
   }, 180_000)
 
+  it("branches of earlier results reuse their parents' KV from the prefix cache (counted as reused) and get the log-probs of recomputing it (|Δ| < 1e-4)", () => {
+    const policy = trained
+    const cached = new NativeGenerator(policy, { ...options, prefixCacheTokens: 65536 })
+    const fresh = new NativeGenerator(policy, { ...options, prefixCacheTokens: 0, minReuse: 1_000 })
+    const first = prompts(6).map((p, i) => req(p, 200 + i, 30))
+    const a = cached.generate(first).results
+    const branches = first.map((r, i) => req([...r.tokens, ...a[i]!.tokens.slice(0, 12)], 300 + i, 20))
+    const b = cached.generate(branches)
+    const f = fresh.generate(branches)
+    expect(b.stats.reusedTokens).toBe(branches.reduce((n, r) => n + r.tokens.length - 1, 0))
+    expect(f.stats.reusedTokens).toBe(0)
+    expect(b.stats.computedTokens).toBe(b.stats.newTokens)
+    expect(b.results.map((r) => r.tokens)).toEqual(f.results.map((r) => r.tokens))
+    b.results.forEach((r, i) => r.logprobs.forEach((x, t) => expect(Math.abs(x - f.results[i]!.logprobs[t]!)).toBeLessThan(1e-4)))
+    // a weight change drops the cache
+    policy.replace(Policy.fromHost(policy.config, policy.toHost()).params)
+    expect(cached.generate(branches).stats.reusedTokens).toBe(0)
+  }, 60_000)
+
   it("stops at a stop token (kept), at EOS, at maxTokens and at the context, like jax-js", () => {
     const policy = trained
     const jax = new Generator(policy, options)
