@@ -7,7 +7,8 @@
  * on 2 threads (SamplerPool) and with jax-js's per-dispatch kernel instantiation; the RL math (core loss,
  * its fast path, numpy in a python3 child); training on packed trees against unpacked on ARPO batches;
  * the native model (src/model/native/: hand-written forward/backward on a wasm SIMD matmul) training on
- * 1 and 2 threads and in the RL iteration, against jax-js; the native matmul against jax-js's matmul.
+ * 1 and 2 threads, its generator sampling on 1 and 2 threads, and both in the RL iteration, against
+ * jax-js; the native matmul against jax-js's matmul.
  * Every timed figure is the median of REPS timed repetitions after an untimed warm-up, with their range
  * and the 1-minute load average when they started and ended; variants compared with each other (1 vs 2
  * threads, …) are timed interleaved (a, b, a, b, …) so a load swing on a shared machine hits both.
@@ -329,11 +330,16 @@ const benchModel = async (label: string, c: ModelConfig, peak: number, machinePe
   const requests = (it: number) =>
     Array.from({ length: ROLLOUTS }, (_, i) => ({ tokens: prompt, maxTokens: NEW, temperature: 1, topP: 1, stopTokens: [], key: derive(root(2), it, i) }))
   const samplers = SamplerPool.start(policy, gen.options, 2)
+  // the native model's generator (src/model/native/generator.ts) on 1 and 2 threads
+  const nativeSampler1 = SamplerPool.start(policy, gen.options, 1, "native")
+  const nativeSamplers = SamplerPool.start(policy, gen.options, 2, "native")
   let it = 0
   let rollout = gen.generate(requests(it++))
   const sampleAB = await interleave({
     one: () => void (rollout = gen.generate(requests(it++))),
     two: async () => void (await samplers.generate(requests(it++))),
+    nativeOne: async () => void (await nativeSampler1.generate(requests(it++))),
+    nativeTwo: async () => void (await nativeSamplers.generate(requests(it++))),
     // jax-js as shipped: a new WebAssembly.Instance per kernel dispatch (src/model/runtime.ts)
     uncached: () => {
       setKernelInstanceCache(false)
@@ -372,11 +378,11 @@ const benchModel = async (label: string, c: ModelConfig, peak: number, machinePe
     await step(b)
   }
   // the 2-thread iterations also record, per repetition, the CPU time of their busiest thread in each phase
-  const busiest = { both: [] as Array<number>, bothNative: [] as Array<number> }
-  const iterationBusiest = (key: keyof typeof busiest, step: (b: Array<TrainSequence>) => Promise<unknown>) => async () => {
+  const busiest = { both: [] as Array<number>, bothNative: [] as Array<number>, allNative: [] as Array<number> }
+  const iterationBusiest = (key: keyof typeof busiest, step: (b: Array<TrainSequence>) => Promise<unknown>, sampler = samplers) => async () => {
     let r: Awaited<ReturnType<SamplerPool["generate"]>> | undefined
     const ms = await busiestThreadMs([
-      async () => void (r = await samplers.generate(requests(it++))),
+      async () => void (r = await sampler.generate(requests(it++))),
       () => step(rolloutBatch(prompt, r!))
     ])
     busiest[key].push(ms)
@@ -387,13 +393,16 @@ const benchModel = async (label: string, c: ModelConfig, peak: number, machinePe
     one: iteration((b) => learner.policyStep(b, defaultPolicyLossConfig, normalizer({ sequences: b }), 16, padId)),
     two: iteration((b) => learner.policyStepParallel(pool, b, defaultPolicyLossConfig, normalizer({ sequences: b }), 16, padId)),
     both: iteration2,
-    bothNative: iterationNative
+    bothNative: iterationNative,
+    allNative: iterationBusiest("allNative", (b) => native.policyStepParallel(nativePool, b, defaultPolicyLossConfig, normalizer({ sequences: b }), 16, padId), nativeSamplers)
   })
   // the first of each list is the untimed warm-up
   const busiestTiming = (xs: Array<number>) => timing(xs.slice(1), rl.both.load)
   await pool.terminate()
   await nativePool.terminate()
   await samplers.dispose()
+  await nativeSampler1.dispose()
+  await nativeSamplers.dispose()
   learner.dispose()
   gen.dispose()
   const decodePerToken = (sampling.median - oneStep.median) / (NEW - 1) / ROLLOUTS
@@ -443,6 +452,12 @@ const benchModel = async (label: string, c: ModelConfig, peak: number, machinePe
     t("sampling throughput, 2 threads (main + 1 sampler worker)", sampleAB.two, "tok/s", tps(sampled), {
       baseline: "1 thread (interleaved)", baselineValue: tps(sampled)(sampleAB.one.median), ratio: sampleAB.one.median / sampleAB.two.median
     }),
+    t("native sampling throughput (src/model/native/generator.ts), 1 thread", sampleAB.nativeOne, "tok/s", tps(sampled), {
+      baseline: "jax-js, 1 thread (interleaved)", baselineValue: tps(sampled)(sampleAB.one.median), ratio: sampleAB.one.median / sampleAB.nativeOne.median
+    }),
+    t("native sampling throughput, 2 threads (main + 1 sampler worker)", sampleAB.nativeTwo, "tok/s", tps(sampled), {
+      baseline: "jax-js, 2 threads (interleaved)", baselineValue: tps(sampled)(sampleAB.two.median), ratio: sampleAB.two.median / sampleAB.nativeTwo.median
+    }),
     t("sampling time, kernel instances kept across passes (src/model/runtime.ts)", sampleAB.one, "s", (ms) => ms / 1000, {
       baseline: "jax-js as shipped, a new instance per dispatch (interleaved)", baselineValue: sampleAB.uncached.median / 1000, ratio: sampleAB.one.median / sampleAB.uncached.median
     }),
@@ -456,6 +471,12 @@ const benchModel = async (label: string, c: ModelConfig, peak: number, machinePe
     }),
     t("RL iteration, sampling on 2 threads, native training on 2 threads", rl.bothNative, "s", (ms) => ms / 1000, {
       goal: "≤ 3 s", baseline: "jax-js training on 2 threads, sampling on 2 (interleaved)", baselineValue: rl.both.median / 1000, ratio: rl.bothNative.median / rl.both.median
+    }),
+    t("RL iteration, native sampling on 2 threads, native training on 2 threads", rl.allNative, "s", (ms) => ms / 1000, {
+      goal: "≤ 3 s", baseline: "jax-js sampling and training on 2 threads each (interleaved)", baselineValue: rl.both.median / 1000, ratio: rl.allNative.median / rl.both.median
+    }),
+    t("RL iteration, busiest thread's CPU time per phase summed (quiet-machine estimate), native sampling and training on 2 threads", busiestTiming(busiest.allNative), "s", (ms) => ms / 1000, {
+      goal: "≤ 3 s", baseline: "its wall time (interleaved)", baselineValue: rl.allNative.median / 1000, ratio: busiestTiming(busiest.allNative).median / rl.allNative.median
     }),
     // a load-independent estimate of the quiet machine's wall time: per phase (sampling; batch + training),
     // the CPU time of the main thread or of all other threads together, whichever is larger
