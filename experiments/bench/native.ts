@@ -6,7 +6,9 @@
  * OpenBLAS 1024³ on 1 and 2 threads in python3 children of the same run, where they run); and the RL
  * iteration (sample 64 × 200 on one thread, then the step) with either trainer; and a policy step on ARPO
  * batches (the rollout fixture's tiny policy sampling calculator trees) unpacked and on packed trees, by
- * either trainer. Every timed figure is the median of REPS repetitions after an untimed warm-up, with its
+ * either trainer; sampling 64 × 200 by jax-js's Generator and by the native one (native/generator.ts) on 1
+ * and 2 threads, and the RL iteration with either sampler and the native trainer (`--sampling` runs only
+ * these, merging them into the results file). Every timed figure is the median of REPS repetitions after an untimed warm-up, with its
  * range and the 1-minute load average. It does not time sampling on several threads or data-parallel
  * training (see model.ts).
  * Prints a table and writes experiments/results/native.json. Run: npm run bench -- native [--quick]
@@ -32,7 +34,9 @@ import { derive, root } from "../../src/core/random.ts"
 import { tokenIds } from "../../src/core/tokens.ts"
 import { type ModelConfig, smallConfig, tinyConfig } from "../../src/model/config.ts"
 import { defaultGeneratorOptions, Generator } from "../../src/model/generate.ts"
+import { NativeGenerator } from "../../src/model/native/generator.ts"
 import { NativeLearner } from "../../src/model/native/learner.ts"
+import { SamplerPool } from "../../src/model/samplerPool.ts"
 import { Policy } from "../../src/model/policy.ts"
 import { ensureBackend } from "../../src/model/runtime.ts"
 import { padId } from "../../src/model/tokenizer.ts"
@@ -229,14 +233,110 @@ const benchTrees = async (): Promise<Array<Figure>> => {
   ]
 }
 
+/**
+ * Sampling 64 × 200 new tokens (temperature 1, an 8-token prompt, no prefix cache) with jax-js's Generator
+ * and the native one, on 1 thread and on 2 (SamplerPool: the main thread + one worker), interleaved; then
+ * the RL iteration (sample, then one native policy step; the step's weights reach the sampler) with
+ * jax-js sampling on 1 thread against native sampling on 1 and 2 threads, interleaved, each variant on its
+ * own copy of the same initial weights.
+ */
+const benchSampling = async (c: ModelConfig): Promise<Array<Figure>> => {
+  const options = { ...defaultGeneratorOptions(-1, padId), maxSlots: ROLLOUTS, prefixCacheTokens: 0 }
+  const prompt = Array.from({ length: PROMPT }, (_, i) => 65 + i)
+  const requests = (it: number) => Array.from({ length: ROLLOUTS }, (_, i) => ({ tokens: prompt, maxTokens: NEW, temperature: 1, topP: 1, stopTokens: [], key: derive(root(2), it, i) }))
+  const policy = Policy.init(c, root(1))
+  const jax1 = new Generator(policy, options)
+  const native1 = new NativeGenerator(policy, options)
+  const jax2 = SamplerPool.start(policy, options, 2, "jax")
+  const native2 = SamplerPool.start(policy, options, 2, "native")
+  let tokens = 0
+  const count = (r: { stats: { newTokens: number } }) => {
+    tokens = r.stats.newTokens
+  }
+  // the process's CPU time per call of a one-thread variant (what its wall time would be on an idle core; the warm-up dropped)
+  const cpu: Record<"jax1" | "native1" | "rlJax1" | "rlNative1", Array<number>> = { jax1: [], native1: [], rlJax1: [], rlNative1: [] }
+  const onCpu = <A>(k: keyof typeof cpu, f: () => A): A => {
+    const c0 = process.cpuUsage()
+    const out = f()
+    const c = process.cpuUsage(c0)
+    cpu[k].push((c.user + c.system) / 1000)
+    return out
+  }
+  const cpuTiming = (k: keyof typeof cpu, load: [number, number]) => timingOf(cpu[k].slice(1), load)
+  const s = await interleave({
+    jax1: () => count(onCpu("jax1", () => jax1.generate(requests(0)))),
+    native1: () => count(onCpu("native1", () => native1.generate(requests(0)))),
+    jax2: async () => count(await jax2.generate(requests(0))),
+    native2: async () => count(await native2.generate(requests(0)))
+  })
+  jax1.dispose()
+  await jax2.dispose()
+  await native2.dispose()
+  const tps = (ms: number) => tokens / (ms / 1000)
+  const sampling = (name: string, t: Timing, base?: Timing, baseName?: string) =>
+    timed(`tiny: sampling ${ROLLOUTS} × ${NEW} tokens, ${name}`, t, "tok/s", tps, base === undefined ? {} : { baseline: `${baseName} (interleaved)`, baselineValue: tps(base.median), ratio: base.median / t.median })
+
+  // the RL iteration: each variant its own policy, learner and sampler (the learner's weight push bumps the generation the sampler reads)
+  const variant = (engine: "jax" | "native", threads: number) => {
+    const p = Policy.init(c, root(1))
+    const learner = new NativeLearner(p)
+    const pool = SamplerPool.start(p, options, threads, engine)
+    let it = 0
+    const run = async () => {
+      const c0 = process.cpuUsage()
+      const r = await pool.generate(requests(100 + it++))
+      const batch: Array<TrainSequence> = r.results.map((x, i) => ({
+        tokens: tokenIds([...prompt, ...x.tokens]),
+        responseStart: PROMPT,
+        lossMask: [...prompt.map(() => 0 as const), ...x.tokens.map(() => 1 as const)],
+        advantages: [...prompt.map(() => 0), ...x.tokens.map(() => (i % 2 === 0 ? 1 : -1))],
+        oldLogprobs: [...prompt.map(() => 0), ...x.logprobs],
+        weight: 1, group: 0, policyVersion: 0
+      }))
+      learner.policyStep(batch, defaultPolicyLossConfig, normalizer({ sequences: batch }), 16, padId)
+      const c = process.cpuUsage(c0)
+      if (threads === 1) cpu[engine === "jax" ? "rlJax1" : "rlNative1"].push((c.user + c.system) / 1000)
+    }
+    return { run, pool }
+  }
+  const vj = variant("jax", 1)
+  const vn1 = variant("native", 1)
+  const vn2 = variant("native", 2)
+  const rl = await interleave({ jax1: vj.run, native1: vn1.run, native2: vn2.run })
+  for (const v of [vj, vn1, vn2]) await v.pool.dispose()
+  const sec = (ms: number) => ms / 1000
+  const iteration = (name: string, t: Timing, extra: Partial<Figure> = {}) =>
+    timed(`tiny: RL iteration (sample ${ROLLOUTS} × ${NEW} + native policy step), ${name}`, t, "s", sec, extra)
+  const vsJax = (t: Timing) => ({ baseline: "jax-js sampling on 1 thread (interleaved)", baselineValue: rl.jax1.median / 1000, ratio: t.median / rl.jax1.median })
+  const cj = cpuTiming("jax1", s.jax1.load)
+  const cn = cpuTiming("native1", s.native1.load)
+  const rj = cpuTiming("rlJax1", rl.jax1.load)
+  const rn = cpuTiming("rlNative1", rl.native1.load)
+  return [
+    sampling("jax-js, 1 thread", s.jax1),
+    sampling("native, 1 thread", s.native1, s.jax1, "jax-js, 1 thread"),
+    sampling("jax-js, 1 thread, by CPU time", cj),
+    sampling("native, 1 thread, by CPU time", cn, cj, "jax-js, 1 thread, by CPU time"),
+    sampling("jax-js, 2 threads", s.jax2, s.jax1, "jax-js, 1 thread"),
+    sampling("native, 2 threads", s.native2, s.jax2, "jax-js, 2 threads"),
+    iteration("jax-js sampling, 1 thread", rl.jax1),
+    iteration("native sampling, 1 thread", rl.native1, vsJax(rl.native1)),
+    iteration("jax-js sampling, 1 thread, CPU time", rj),
+    iteration("native sampling, 1 thread, CPU time", rn, { baseline: "jax-js sampling on 1 thread, CPU time (interleaved)", baselineValue: rj.median / 1000, ratio: rn.median / rj.median }),
+    iteration("native sampling, 2 threads", rl.native2, { ...vsJax(rl.native2), goal: "≤ 3 s (issue 19, with both cores)" })
+  ]
+}
+
 export default async function main(): Promise<void> {
   await ensureBackend()
   const loadStart = os.loadavg()
-  const peaks = numpyPeaks()
-  const figures: Array<Figure> = [
+  const samplingOnly = process.argv.includes("--sampling")
+  const peaks = samplingOnly ? undefined : numpyPeaks()
+  const figures: Array<Figure> = samplingOnly ? await benchSampling(tinyConfig) : [
     ...(peaks === undefined ? [] : [peaks.one, peaks.two]),
     ...await benchModel("tiny", tinyConfig, peaks),
     ...await benchTrees(),
+    ...await benchSampling(tinyConfig),
     ...(quick ? [] : await benchModel("small (~4×)", smallConfig, peaks))
   ]
   const round = (xs: Array<number>) => xs.map((x) => Math.round(x * 100) / 100)
@@ -254,7 +354,12 @@ export default async function main(): Promise<void> {
     load: x.loadAverage ? `${x.loadAverage[0]} → ${x.loadAverage[1]}` : ""
   })))
   const out = path.join(repoRoot, "experiments/results/native.json")
-  fs.writeFileSync(out, JSON.stringify({ name: "native", machine, figures }, null, 2) + "\n")
+  if (samplingOnly && fs.existsSync(out)) {
+    // keep the other figures of the last full run; replace the sampling ones
+    const old = JSON.parse(fs.readFileSync(out, "utf8")) as { machine: unknown; figures: Array<Figure> }
+    const mine = new Set(figures.map((f) => f.figure))
+    fs.writeFileSync(out, JSON.stringify({ name: "native", machine: old.machine, samplingMachine: machine, figures: [...old.figures.filter((f) => !mine.has(f.figure)), ...figures] }, null, 2) + "\n")
+  } else fs.writeFileSync(out, JSON.stringify({ name: "native", machine, figures }, null, 2) + "\n")
   console.log(`wrote ${path.relative(repoRoot, out)}`)
 }
 
