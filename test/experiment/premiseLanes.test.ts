@@ -11,7 +11,7 @@ import { Effect, Fiber } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as NodePath from "node:path"
-import { premiseParts, premiseQuickSpec, premiseWithLanes } from "../../src/experiment/catalog/premise.ts"
+import { premiseParts, premiseQuickSpec, premiseWithLanes, runPremisePart } from "../../src/experiment/catalog/premise.ts"
 import { lanesDir, partDone } from "../../src/experiment/lanes.ts"
 import type { RunOptions } from "../../src/experiment/Experiment.ts"
 
@@ -86,6 +86,10 @@ describe("premise in lanes", () => {
       assert.deepStrictEqual(normalizedEvents(two), reference)
       assert.deepStrictEqual(checkpoints(two), checkpoints(one))
       assert.strictEqual(Object.keys(checkpoints(one)).length, 8)
+      // a part a lane is asked for that the run does not have: a typed error naming it and the run's parts
+      const unknown = (yield* Effect.flip(runPremisePart(one, "nope.seed1").pipe(Effect.provide(NodeServices.layer)))) as { readonly _tag: string; readonly message: string }
+      assert.strictEqual(unknown._tag, "LaneFailed")
+      assert.include(unknown.message, "has no part nope.seed1 (its parts: flaky.seed1, flaky-control.seed1)")
       assert.deepStrictEqual(evaluations(two), evaluations(one))
       // every arm and each variant's cold start evaluated
       assert.deepStrictEqual(evaluations(one).map((e) => e.arm), [
