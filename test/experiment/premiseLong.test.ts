@@ -10,7 +10,8 @@ const run = (seed: number): LongRun => {
     seed,
     step,
     evalMs: 1,
-    questions: Array.from({ length: 40 }, (_, i) => ({ id: `q${i}`, accuracy: right(i) ? 1 : 0, toolCalls: 1, tokens: 40 }))
+    // the cold start retries (2 calls) on every 4th question: the calculator failed there
+    questions: Array.from({ length: 40 }, (_, i) => ({ id: `q${i}`, accuracy: right(i) ? 1 : 0, toolCalls: arm.endsWith("cold-start") && i % 4 === 0 ? 2 : 1, tokens: 40 }))
   })
   const even = (i: number) => i % 2 === 0
   return {
@@ -54,6 +55,12 @@ describe("premise-long tables", () => {
 
   it("pools the checkpoints after the cold start per seed and question (ARPO +0.10 at step 16, 0 at step 8: +0.05)", () => {
     assert.match(text, /\| arpo-b8 − grpo \| 0\.050 \[0\.0\d\d, 0\.\d\d\d\] arpo-b8 better \|$/m)
+  })
+
+  it("splits the last step by questions whose calculator failed (some policy retried) and the rest", () => {
+    // ARPO's 4 extra right answers per seed (i % 10 = 1) are all among the 30 questions nobody retried
+    assert.match(text, /\| retried \| 10 \| 1\.000 \[[^\]]+\] \| 1\.000 \[[^\]]+\] \| 1\.000 \[[^\]]+\] \| 0\.000 \[–, –\] \(no interval\) \|/)
+    assert.match(text, /\| not retried \| 30 \| 0\.333 \[[^\]]+\] \| 0\.333 \[[^\]]+\] \| 0\.467 \[[^\]]+\] \| 0\.133 \[0\.\d\d\d, 0\.\d\d\d\] arpo-b8 better \|/)
   })
 
   it("keeps every per-question outcome in the compact form, so every interval can be redone", () => {

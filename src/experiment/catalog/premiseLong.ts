@@ -206,6 +206,31 @@ export const premiseLongTables = (runs: ReadonlyArray<LongRun>): { readonly line
     const t = pairedTable(pooled(`flaky.${a}`), pooled(`flaky.${b}`))
     if (t !== null) lines.push(`| ${a} − ${b} | ${cell(bootstrap(t.table, { label: `premise-long pooled ${a} − ${b}`, range: differenceRange(unit) }), a, b)} |`)
   }
+  // where the premise applies: questions whose calculator failed at evaluation, taken as those on which any
+  // evaluated policy called twice or more (the control, p = 0, makes exactly one call per question)
+  const nq = evaluated[0]?.questions.length ?? 0
+  const failed = Array.from({ length: nq }, (_, i) => evaluated.some((e) => (e.questions[i]?.toolCalls ?? 0) >= 2))
+  const subsets = [["retried", failed.map((x, i) => (x ? i : -1)).filter((i) => i >= 0)], ["not retried", failed.map((x, i) => (x ? -1 : i)).filter((i) => i >= 0)]] as const
+  const only = (m: Map<number, ReadonlyArray<number>>, idx: ReadonlyArray<number>) => new Map([...m].map(([sd, xs]) => [sd, idx.map((i) => xs[i]!)] as const))
+  lines.push(
+    "",
+    `By question, at step ${steps}: questions on which some evaluated policy called the calculator twice or more (a retry after a failed call; the tool-result keys are the same for every policy and seed) against the rest (95% intervals over seeds × the subset's questions):`,
+    "",
+    `| questions | count | ${["cold start", ...arms.map(short)].join(" | ")} | ${longPairs.filter(([a, b]) => arms.includes(`flaky.${a}`) && arms.includes(`flaky.${b}`)).map(([a, b]) => `${a} − ${b}`).join(" | ")} |`,
+    `|---|---:|${"---:|".repeat(1 + arms.length + longPairs.filter(([a, b]) => arms.includes(`flaky.${a}`) && arms.includes(`flaky.${b}`)).length)}`
+  )
+  for (const [name, idx] of subsets) {
+    if (idx.length === 0) continue
+    const accs = [atStep(evaluated, "flaky.cold-start", 0), ...arms.map((arm) => atStep(evaluated, arm, steps))].map((m) => {
+      const st = bootstrap([...only(m, idx).values()], { label: `premise-long ${name} acc`, range: unit })
+      return `${f(st.mean)} [${f(st.lo)}, ${f(st.hi)}]`
+    })
+    const diffs = longPairs.filter(([a, b]) => arms.includes(`flaky.${a}`) && arms.includes(`flaky.${b}`)).map(([a, b]) => {
+      const t = pairedTable(only(atStep(evaluated, `flaky.${a}`, steps), idx), only(atStep(evaluated, `flaky.${b}`, steps), idx))
+      return t === null ? "–" : cell(bootstrap(t.table, { label: `premise-long ${name} ${a} − ${b}`, range: differenceRange(unit) }), a, b)
+    })
+    lines.push(`| ${name} | ${idx.length} | ${[...accs, ...diffs].join(" | ")} |`)
+  }
   // sampled training accuracy, per block of `every` steps: mean over the block's steps per seed, then over seeds
   const every = runs[0]?.every ?? steps
   const blocks = Array.from({ length: Math.ceil(steps / every) }, (_, i) => [i * every + 1, Math.min(steps, (i + 1) * every)] as const)
@@ -273,7 +298,8 @@ export const premiseLongCompact = (runs: ReadonlyArray<LongRun>) => {
           toolCallsPerQuestion: Number(meanOf(e.questions.map((q) => q.toolCalls)).toFixed(3)),
           tokensPerQuestion: Number(meanOf(e.questions.map((q) => q.tokens)).toFixed(2)),
           evalS: Number((e.evalMs / 1000).toFixed(1)),
-          perQuestion: e.questions.map((q) => num(q.accuracy)).join(",")
+          perQuestion: e.questions.map((q) => num(q.accuracy)).join(","),
+          toolCallsPerQuestionEach: e.questions.map((q) => q.toolCalls).join(",")
         }))
       }
     }),
