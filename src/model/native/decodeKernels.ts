@@ -1,7 +1,9 @@
 /**
  * The native decoder's attention kernels, emitted here byte by byte as a small wasm SIMD module over a
  * heap's memory: for one token, every head's scores against a slot's cached keys (`scores`) and every
- * head's softmax-weighted sum of the slot's cached values (`weighted`), four lanes of a head at a time.
+ * head's softmax-weighted sum of the slot's cached values (`weighted`), four lanes of a head at a time
+ * (relaxed-SIMD fused multiply-add where the engine validates it, else mul + add), a row-wise softmax
+ * and SwiGLU with a vector exp.
  * The softmax between them stays in JS (decode.ts). It does not check arguments (decode.ts does) nor
  * handle a head size that is not a multiple of 4 (decode.ts falls back to plain loops then).
  */
@@ -89,14 +91,17 @@ const loopOn = (v: number, limit: number, step: number, body: Array<number>): Ar
 ]
 const hsum = (v: number) => [...get(v), ...lane(0), ...get(v), ...lane(1), f32Add, ...get(v), ...lane(2), ...get(v), ...lane(3), f32Add, f32Add]
 const f32StoreAt = (offset: number) => [0x38, 2, ...uleb(offset)]
-const f32LoadAt = (offset: number) => [0x2a, 2, ...uleb(offset)]
-const fma = (accLocal: number, x: Array<number>, y: Array<number>) => [...get(accLocal), ...x, ...y, ...f32x4Mul, ...f32x4Add, ...set(accLocal)]
+/** whether the module being emitted uses relaxed-SIMD fused multiply-add (set by moduleBytes) */
+let useFma = false
+/** acc += x · y (fused where relaxed SIMD validates) */
+const fma = (accLocal: number, x: Array<number>, y: Array<number>) =>
+  useFma ? [...x, ...y, ...get(accLocal), ...simd(0x105), ...set(accLocal)] : [...get(accLocal), ...x, ...y, ...f32x4Mul, ...f32x4Add, ...set(accLocal)]
 
 /**
  * scores: out[h·ld + j] = Σ_i q[h·hd + i] · k[j·stride + h·hd + i] (bytes: stride between positions),
  * four positions at a time (four independent sums sharing each q load), then one at a time.
  */
-const scoresBody = [
+const scoresBody = (): Array<number> => [
   ...prologue,
   ...loop(h, H, one, [
     // rowA = q + h·hd·4, rowB = k + h·hd·4
@@ -136,37 +141,27 @@ const scoresBody = [
 ]
 
 /**
- * weighted: out[h·hd + i] = Σ_j p[h·ld + j] · v[j·stride + h·hd + i], four positions at a time into four
- * independent sums, then one at a time.
+ * weighted: out[h·hd + i] = Σ_j p[h·ld + j] · v[j·stride + h·hd + i]: per head, the output row (in L1)
+ * accumulates one value row at a time, read contiguously.
  */
-const weightedBody = [
+const weightedBody = (): Array<number> => [
   ...prologue,
   ...loop(h, H, one, [
-    // rowA = p + h·ld·4, rowB = v + h·hd·4
+    // rowA = p + h·ld·4, rowB = &out[h·hd], at = v + h·hd·4
     ...get(h), ...get(LDS), mul, ...get(four), mul, ...get(A), add, ...set(rowA),
-    ...get(h), ...get(hdBytes), mul, ...get(B), add, ...set(rowB),
-    ...loop(i, hdBytes, sixteen, [
-      ...zero, ...set(ACC), ...zero, ...set(ACC1), ...zero, ...set(ACC2), ...zero, ...set(ACC3),
-      ...get(rowB), ...get(i), add, ...set(at),
-      ...i32c(0), ...set(j),
-      ...loopOn(j, L4, four, [
-        // at2 = &p[j]; at, at1, at3 = value rows j, j + 1, j + 2 (then j + 3 in at)
-        ...get(j), ...get(four), mul, ...get(rowA), add, ...set(at2),
-        ...get(at), ...get(STRIDE), add, ...set(at1),
-        ...get(at1), ...get(STRIDE), add, ...set(at3),
-        ...fma(ACC, [...get(at2), ...f32LoadAt(0), ...f32x4Splat], [...get(at), ...v128Load]),
-        ...fma(ACC1, [...get(at2), ...f32LoadAt(4), ...f32x4Splat], [...get(at1), ...v128Load]),
-        ...fma(ACC2, [...get(at2), ...f32LoadAt(8), ...f32x4Splat], [...get(at3), ...v128Load]),
-        ...get(at3), ...get(STRIDE), add, ...set(at),
-        ...fma(ACC3, [...get(at2), ...f32LoadAt(12), ...f32x4Splat], [...get(at), ...v128Load]),
-        ...get(at), ...get(STRIDE), add, ...set(at)
+    ...get(h), ...get(hdBytes), mul, ...get(OUT), add, ...set(rowB),
+    ...get(h), ...get(hdBytes), mul, ...get(B), add, ...set(at),
+    ...loop(i, hdBytes, sixteen, [...get(rowB), ...get(i), add, ...zero, ...v128Store]),
+    ...loop(j, L, one, [
+      ...get(j), ...get(four), mul, ...get(rowA), add, ...f32Load, ...f32x4Splat, ...set(QV),
+      ...loop(i, hdBytes, sixteen, [
+        ...get(rowB), ...get(i), add,
+        ...(useFma
+          ? [...get(QV), ...get(at), ...get(i), add, ...v128Load, ...get(rowB), ...get(i), add, ...v128Load, ...simd(0x105)]
+          : [...get(rowB), ...get(i), add, ...v128Load, ...get(QV), ...get(at), ...get(i), add, ...v128Load, ...f32x4Mul, ...f32x4Add]),
+        ...v128Store
       ]),
-      ...loopOn(j, L, one, [
-        ...fma(ACC, [...get(j), ...get(four), mul, ...get(rowA), add, ...f32Load, ...f32x4Splat], [...get(at), ...v128Load]),
-        ...get(at), ...get(STRIDE), add, ...set(at)
-      ]),
-      ...get(OUT), ...get(h), ...get(hdBytes), mul, add, ...get(i), add,
-      ...get(ACC), ...get(ACC1), ...f32x4Add, ...get(ACC2), ...get(ACC3), ...f32x4Add, ...f32x4Add, ...v128Store
+      ...get(at), ...get(STRIDE), add, ...set(at)
     ])
   ]),
   0x0b
@@ -260,7 +255,8 @@ const swigluBody = [
 const section = (id: number, body: Array<number>) => [id, ...uleb(body.length), ...body]
 const name = (s: string) => [...uleb(s.length), ...Array.from(s, (ch) => ch.charCodeAt(0))]
 
-const moduleBytes = (): Uint8Array => {
+const moduleBytes = (fma: boolean): Uint8Array => {
+  useFma = fma
   const fnType = [0x60, ...uleb(8), ...new Array<number>(8).fill(I32), 0]
   const code = (body: Array<number>) => {
     const f = [...locals, ...body]
@@ -272,7 +268,7 @@ const moduleBytes = (): Uint8Array => {
     ...section(2, [1, ...name("env"), ...name("memory"), 0x02, 0x00, 0x01]),
     ...section(3, [4, 0, 0, 0, 0]),
     ...section(7, [4, ...name("scores"), 0x00, 0, ...name("weighted"), 0x00, 1, ...name("softmax"), 0x00, 2, ...name("swiglu"), 0x00, 3]),
-    ...section(10, [4, ...code(scoresBody), ...code(weightedBody), ...code(softmaxBody), ...code(swigluBody)])
+    ...section(10, [4, ...code(scoresBody()), ...code(weightedBody()), ...code(softmaxBody), ...code(swigluBody)])
   ])
 }
 
@@ -296,7 +292,10 @@ const instances = new WeakMap<WasmMemory, AttentionKernels>()
 export const attentionKernelsFor = (memory: WasmMemory): AttentionKernels => {
   const hit = instances.get(memory)
   if (hit !== undefined) return hit
-  compiled ??= new Wasm.Module(moduleBytes())
+  if (compiled === undefined) {
+    const relaxed = moduleBytes(true)
+    compiled = new Wasm.Module(Wasm.validate(relaxed) ? relaxed : moduleBytes(false))
+  }
   const e = new Wasm.Instance(compiled, { env: { memory } }).exports
   const k: AttentionKernels = {
     scores: e.scores as Kernel,
