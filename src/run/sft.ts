@@ -55,10 +55,26 @@ export const demoSequence = (tokenizer: Tokenizer, demo: Demonstration): { token
   return { tokens, lossMask }
 }
 
-/** The cache key: everything the cold-start weights depend on. */
+/**
+ * Which kernels the cold start trains on: the run's `trainer.kernels` ("native": src/model/native/'s hand-written
+ * model, docs/native-trainer.md), else jax-js.
+ */
+export const sftKernels = (config: RunConfig): "jax" | "native" => (config.trainer["kernels"] === "native" ? "native" : "jax")
+
+/**
+ * The cache key: everything the cold-start weights depend on. Native kernels give the same weights up to float
+ * rounding, not bit for bit, so they are part of the key; jax-js's keys leave them out (unchanged from before).
+ */
 export const sftKey = (config: RunConfig, seed: number): string =>
   createHash("sha256")
-    .update(stableJson({ task: config.task, model: config.model, sft: { ...config.sft, seed: undefined }, seed, version: 1 }))
+    .update(stableJson({
+      task: config.task,
+      model: config.model,
+      sft: { ...config.sft, seed: undefined },
+      seed,
+      version: 1,
+      ...(sftKernels(config) === "native" ? { kernels: "native" } : {})
+    }))
     .digest("hex")
     .slice(0, 16)
 
