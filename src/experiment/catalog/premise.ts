@@ -92,6 +92,13 @@ export const premiseConfig: RunConfigJson = mergePatch(baseConfig, {
   eval: { maxResponseTokens: 150, every: 0, questions: 256, k: 1 }
 })
 
+/**
+ * The premise profiles train (cold start and RL) and sample on the native kernels (docs/native-trainer.md,
+ * docs/native-decode.md): equal to jax-js up to float rounding, about twice as fast. Runs from before they
+ * were set here used jax-js (docs/results.md §6).
+ */
+const nativeKernels = { trainer: { kernels: "native" }, engine: { kernels: "native" } }
+
 // ---------------------------------------------------------------------------------------------------
 // the entropy study (no training)
 
@@ -356,8 +363,8 @@ export const premiseEntropySpec: ExperimentSpec = {
   description: "No training: does entropy rise after uncertain tool results (flaky calculator, noisy search, ambiguous pointer chase) and not after certain ones (their controls)?",
   config: premiseConfig,
   profiles: {
-    quick: { seeds: [1], set: { sft: { steps: 400 }, rl: { steps: 3, promptsPerStep: 8 } } },
-    full: { seeds: [1, 2, 3], set: { rl: { steps: 8, promptsPerStep: 16 } } }
+    quick: { seeds: [1], set: { ...nativeKernels, sft: { steps: 400 }, rl: { steps: 3, promptsPerStep: 8 } } },
+    full: { seeds: [1, 2, 3], set: { ...nativeKernels, rl: { steps: 8, promptsPerStep: 16 } } }
   },
   arms: entropyArms
 }
@@ -452,9 +459,9 @@ const fullExtraArms = (v: typeof premiseVariants[number]): ReadonlyArray<ArmSpec
 
 const rlProfiles: ExperimentSpec["profiles"] = {
   // minutes on 2 cores: one seed, a short cold start, 3 RL steps, 64 held-out questions
-  quick: { seeds: [1], set: { sft: { steps: 400 }, rl: { steps: 3, promptsPerStep: 8 }, eval: { questions: 64 }, checkpointEvery: 3 } },
+  quick: { seeds: [1], set: { ...nativeKernels, sft: { steps: 400 }, rl: { steps: 3, promptsPerStep: 8 }, eval: { questions: 64 }, checkpointEvery: 3 } },
   // ≥ 10 seeds, 40 RL steps, 256 held-out questions per seed (hours on 2 cores; see docs/results.md)
-  full: { seeds: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], set: { rl: { steps: 40 }, eval: { questions: 256 }, checkpointEvery: 10 } }
+  full: { seeds: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], set: { ...nativeKernels, rl: { steps: 40 }, eval: { questions: 256 }, checkpointEvery: 10 } }
 }
 
 /** One evaluated policy: per held-out question, greedy correctness, tool calls and response tokens. */
