@@ -141,6 +141,54 @@ type ScoreFn = OwnedFunction<
   (p: Params, tokens: np.Array, cos: np.Array, sin: np.Array) => { logp: np.Array; entropy: np.Array }
 >
 
+/** A request's output while it decodes (GenResult without its finish). */
+export interface SlotOutput {
+  readonly tokens: Array<number>
+  readonly logprobs: Array<number>
+  readonly entropies: Array<number>
+  readonly topLogprobs?: Array<Array<number>>
+}
+
+/** Empty outputs for a wave's requests (with a top-k list where the request asked for one). */
+export const slotOutputs = (reqs: ReadonlyArray<GenRequest>): Array<SlotOutput> =>
+  reqs.map((q) => ({
+    tokens: [],
+    logprobs: [],
+    entropies: [],
+    ...((q.topLogprobs ?? 0) > 0 ? { topLogprobs: [] } : {})
+  }))
+
+/**
+ * One decode step of one slot on the host, shared by the jax-js and the native generators: draws the next
+ * token from the logits row at `off` with the request's temperature, top-p and keyed uniform draw, records
+ * it (log-prob, exact entropy, top-k when asked) and counts it in `stats`; returns how the slot finishes
+ * (a stop token, EOS, its token budget, or the context of `context` positions after `prompt` tokens), or
+ * undefined while it goes on.
+ */
+export const takeToken = (
+  logits: ArrayLike<number>,
+  off: number,
+  vocab: number,
+  q: GenRequest,
+  g: SlotOutput,
+  stats: GenStats,
+  eos: number,
+  prompt: number,
+  context: number
+): { readonly finish: GenResult["finish"]; readonly stopToken?: number } | undefined => {
+  const ch = choose(logits, off, vocab, q.temperature, q.topP, uniform(q.key, g.tokens.length))
+  g.tokens.push(ch.token)
+  g.logprobs.push(ch.logprob)
+  g.entropies.push(ch.entropy)
+  if (g.topLogprobs !== undefined) g.topLogprobs.push(topLogprobs(logits, off, vocab, q.topLogprobs!, ch.token))
+  stats.computedTokens += 1
+  stats.newTokens += 1
+  if (q.stopTokens.includes(ch.token)) return { finish: "stop", stopToken: ch.token }
+  if (ch.token === eos) return { finish: "eos" }
+  if (g.tokens.length >= q.maxTokens || prompt + g.tokens.length >= context) return { finish: "length" }
+  return undefined
+}
+
 export class Generator {
   readonly prefix: PrefixCache
   private prefixVersion: number
@@ -323,12 +371,7 @@ export class Generator {
 
     // ---- decode: every active slot feeds one token per step into side column j; the block is flushed
     // into the main cache every `sideBlock` steps. Slot b's next token sits at position base[b] + j.
-    const out = reqs.map((q) => ({
-      tokens: [] as Array<number>,
-      logprobs: [] as Array<number>,
-      entropies: [] as Array<number>,
-      ...((q.topLogprobs ?? 0) > 0 ? { topLogprobs: [] as Array<Array<number>> } : {})
-    }))
+    const out = slotOutputs(reqs)
     const finish: Array<GenResult["finish"] | undefined> = reqs.map((r) => (r.maxTokens <= 0 ? "length" : undefined))
     const stopToken: Array<number | undefined> = []
     const base = Int32Array.from({ length: B }, (_, i) => (i < n ? len[i]! - 1 : S))
@@ -370,22 +413,14 @@ export class Generator {
       side = r.side
       const logits = r.logits.dataSync() as Float32Array
       for (const i of active) {
-        const q = reqs[i]!
         const g = out[i]!
-        const ch = choose(logits, i * V, V, q.temperature, q.topP, uniform(q.key, g.tokens.length))
-        g.tokens.push(ch.token)
-        g.logprobs.push(ch.logprob)
-        g.entropies.push(ch.entropy)
-        if (g.topLogprobs !== undefined) g.topLogprobs.push(topLogprobs(logits, i * V, V, q.topLogprobs!, ch.token))
-        stats.computedTokens += 1
-        stats.newTokens += 1
-        if (q.stopTokens.includes(ch.token)) {
-          finish[i] = "stop"
-          stopToken[i] = ch.token
-        } else if (ch.token === o.eos) finish[i] = "eos"
-        else if (g.tokens.length >= q.maxTokens || len[i]! + g.tokens.length >= S) finish[i] = "length"
+        const end = takeToken(logits, i * V, V, reqs[i]!, g, stats, o.eos, len[i]!, S)
+        if (end !== undefined) {
+          finish[i] = end.finish
+          stopToken[i] = end.stopToken
+        }
         filled[i] = j + 1
-        cur[i] = ch.token
+        cur[i] = g.tokens[g.tokens.length - 1]!
       }
       j += 1
       if (j === sideBlock) flushSide()

@@ -139,7 +139,7 @@ export interface TreeMicroBatch {
 
 export type AnyMicroBatch = MicroBatch | TreeMicroBatch
 
-const isTree = (mb: AnyMicroBatch): mb is TreeMicroBatch => (mb as TreeMicroBatch).kind === "tree"
+export const isTree = (mb: AnyMicroBatch): mb is TreeMicroBatch => (mb as TreeMicroBatch).kind === "tree"
 
 /** How policy steps lay out their sequences: one row each (default) or packed trees. */
 export interface TreePackingOptions {
@@ -346,6 +346,47 @@ const fromLeavesLike = (c: ModelConfig, xs: Array<np.Array>): Params => fromLeav
 export type StepStats = OptimizerStepFigures
 
 /** Optimizer state + compiled functions for one policy. */
+/**
+ * The per-step figures a policy step reports besides its loss and gradient norm (clip fraction, KL,
+ * entropy, token count, |π_old − π| log-prob mismatch), from the per-token aux of the micro-batches it
+ * trained on. Shared by jax-js's `Learner` and the native learner, so both report the same figures.
+ */
+export const policyStepFigures = (
+  seqs: ReadonlyArray<TrainSequence>,
+  config: PolicyLossConfig,
+  mbs: ReadonlyArray<AnyMicroBatch>,
+  aux: {
+    readonly logp: ReadonlyArray<ArrayLike<number>>
+    readonly entropy: ReadonlyArray<ArrayLike<number>>
+    readonly clipActive: ReadonlyArray<ArrayLike<number>>
+  },
+  microRows: number
+): Omit<StepStats, "loss" | "gradNorm" | "trainMs"> => {
+  let tokens = 0
+  let clipped = 0
+  let ent = 0
+  let mismatch = 0
+  let kl = 0
+  let klTokens = 0
+  mbs.forEach((mb, k) => {
+    for (let i = 0; i < mb.mask.length; i++) {
+      if (mb.mask[i] !== 1) continue
+      tokens++
+      clipped += aux.clipActive[k]![i]!
+      ent += aux.entropy[k]![i]!
+      const lp = aux.logp[k]![i]!
+      mismatch += Math.abs(mb.oldLogprobs[i]! - lp)
+      const s = isTree(mb) ? seqs[mb.sequence[i]!] : seqs[k * microRows + Math.floor(i / mb.length)]
+      if (s?.refLogprobs !== undefined) {
+        kl += klEstimators[config.klEstimator].value(lp, mb.refLogprobs[i]!)
+        klTokens++
+      }
+    }
+  })
+  const d = (x: number, n: number) => (n > 0 ? x / n : 0)
+  return { clipFraction: d(clipped, tokens), kl: d(kl, klTokens), entropy: d(ent, tokens), tokens, logprobMismatch: d(mismatch, tokens) }
+}
+
 export class Learner {
   readonly policy: Policy
   adam: AdamWConfig
@@ -625,39 +666,9 @@ export class Learner {
     r: ReturnType<Learner["valueAndGrad"]>,
     microRows: number
   ): StepStats {
-    let tokens = 0
-    let clipped = 0
-    let ent = 0
-    let mismatch = 0
-    let kl = 0
-    let klTokens = 0
-    mbs.forEach((mb, k) => {
-      for (let i = 0; i < mb.mask.length; i++) {
-        if (mb.mask[i] !== 1) continue
-        tokens++
-        clipped += r.clipActive[k]![i]!
-        ent += r.entropy[k]![i]!
-        const lp = r.logp[k]!
-        mismatch += Math.abs(mb.oldLogprobs[i]! - lp[i]!)
-        const s = isTree(mb) ? seqs[mb.sequence[i]!] : seqs[k * microRows + Math.floor(i / mb.length)]
-        if (s?.refLogprobs !== undefined) {
-          kl += klEstimators[config.klEstimator].value(lp[i]!, mb.refLogprobs[i]!)
-          klTokens++
-        }
-      }
-    })
+    const figures = policyStepFigures(seqs, config, mbs, r, microRows)
     const gradNorm = this.apply(r.grad)
-    const d = (x: number, n: number) => (n > 0 ? x / n : 0)
-    return {
-      loss: r.value,
-      gradNorm,
-      clipFraction: d(clipped, tokens),
-      kl: d(kl, klTokens),
-      entropy: d(ent, tokens),
-      tokens,
-      logprobMismatch: d(mismatch, tokens),
-      trainMs: performance.now() - t0
-    }
+    return { loss: r.value, gradNorm, ...figures, trainMs: performance.now() - t0 }
   }
 
   /** One optimizer step of token-mean next-token cross-entropy over masked tokens. */

@@ -13,12 +13,11 @@
  * float32 only (a float64 source is a typed error) and is not thread-safe (one per thread).
  */
 import { Schema } from "effect"
-import { uniform } from "../../core/random.ts"
 import type { ModelConfig } from "../config.ts"
-import { checkRequests, ContextTooLong, type GenRequest, type GenResult, type GeneratorOptions, type GenStats } from "../generate.ts"
+import { checkRequests, ContextTooLong, type GenRequest, type GenResult, type GeneratorOptions, type GenStats, slotOutputs, takeToken } from "../generate.ts"
 import type { DTypeName, HostTensor } from "../params.ts"
 import { PrefixCache } from "../prefix.ts"
-import { choose, logSumExp, topLogprobs } from "../sample.ts"
+import { logSumExp } from "../sample.ts"
 import { heapBackend, type NativeBackend } from "./backend.ts"
 import { copyPrefix, type DecodeWeights, decodeWeightFloats, decodeWeightsOf, feed, feedFloats, kvCache, kvCacheFloats } from "./decode.ts"
 import { attentionKernelsFor, type AttentionKernels } from "./decodeKernels.ts"
@@ -184,12 +183,7 @@ export class NativeGenerator {
       prefill(followers)
 
       // ---- decode: each live slot feeds its last token at position len − 1 + (tokens generated so far)
-      const out = reqs.map((q) => ({
-        tokens: [] as Array<number>,
-        logprobs: [] as Array<number>,
-        entropies: [] as Array<number>,
-        ...((q.topLogprobs ?? 0) > 0 ? { topLogprobs: [] as Array<Array<number>> } : {})
-      }))
+      const out = slotOutputs(reqs)
       const finish: Array<GenResult["finish"] | undefined> = reqs.map((r) => (r.maxTokens <= 0 ? "length" : undefined))
       const stopToken: Array<number | undefined> = []
       const cur = Int32Array.from(reqs, (r, i) => r.tokens[len[i]! - 1]!)
@@ -203,21 +197,13 @@ export class NativeGenerator {
         backend.scoped(() => {
           const logits = feed(c, backend, weights, this.rope, cache, toks, sl, ps, Int32Array.from({ length: N }, (_, r) => r), this.kernels)
           active.forEach((i, r) => {
-            const q = reqs[i]!
             const g = out[i]!
-            const ch = choose(logits, r * V, V, q.temperature, q.topP, uniform(q.key, g.tokens.length))
-            g.tokens.push(ch.token)
-            g.logprobs.push(ch.logprob)
-            g.entropies.push(ch.entropy)
-            if (g.topLogprobs !== undefined) g.topLogprobs.push(topLogprobs(logits, r * V, V, q.topLogprobs!, ch.token))
-            stats.computedTokens += 1
-            stats.newTokens += 1
-            if (q.stopTokens.includes(ch.token)) {
-              finish[i] = "stop"
-              stopToken[i] = ch.token
-            } else if (ch.token === o.eos) finish[i] = "eos"
-            else if (g.tokens.length >= q.maxTokens || len[i]! + g.tokens.length >= S) finish[i] = "length"
-            cur[i] = ch.token
+            const end = takeToken(logits, r * V, V, reqs[i]!, g, stats, o.eos, len[i]!, S)
+            if (end !== undefined) {
+              finish[i] = end.finish
+              stopToken[i] = end.stopToken
+            }
+            cur[i] = g.tokens[g.tokens.length - 1]!
           })
         })
       }

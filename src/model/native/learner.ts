@@ -9,7 +9,7 @@
  */
 import { Schema } from "effect"
 import type { TrainSequence } from "../../core/batch.ts"
-import { aggregationScale, klEstimators, type Normalizer, type PolicyLossConfig } from "../../core/loss.ts"
+import { aggregationScale, type Normalizer, type PolicyLossConfig } from "../../core/loss.ts"
 import type { ModelConfig } from "../config.ts"
 import { specs, toDevice } from "../params.ts"
 import type { Policy } from "../policy.ts"
@@ -17,9 +17,11 @@ import {
   type AdamWConfig,
   type AnyMicroBatch,
   defaultAdamW,
+  isTree,
   type MicroBatch,
   packMicroBatches,
   packTreeMicroBatches,
+  policyStepFigures,
   type SftSequence,
   type StepStats,
   type TreeMicroBatch,
@@ -53,7 +55,6 @@ interface State {
 /** bytes a heap keeps free beyond the model's workspace: the matmul's packing scratch and slack */
 const HEAP_SLACK_BYTES = 4 << 20
 
-const isTree = (mb: AnyMicroBatch): mb is TreeMicroBatch => (mb as { kind?: string }).kind === "tree"
 
 /** Per real row of a plain micro-batch: one past its last loss position (the tokens the loss depends on). */
 const lossLengths = (mb: MicroBatch): Int32Array =>
@@ -336,39 +337,9 @@ export class NativeLearner {
   }
 
   private finishPolicyStep(t0: number, seqs: ReadonlyArray<TrainSequence>, config: PolicyLossConfig, mbs: ReadonlyArray<AnyMicroBatch>, r: NativeValueAndGrad, microRows: number): StepStats {
-    let tokens = 0
-    let clipped = 0
-    let ent = 0
-    let mismatch = 0
-    let kl = 0
-    let klTokens = 0
-    mbs.forEach((mb, k) => {
-      for (let i = 0; i < mb.mask.length; i++) {
-        if (mb.mask[i] !== 1) continue
-        tokens++
-        clipped += r.clipActive[k]![i]!
-        ent += r.entropy[k]![i]!
-        const lp = r.logp[k]![i]!
-        mismatch += Math.abs(mb.oldLogprobs[i]! - lp)
-        const s = isTree(mb) ? seqs[mb.sequence[i]!] : seqs[k * microRows + Math.floor(i / mb.length)]
-        if (s?.refLogprobs !== undefined) {
-          kl += klEstimators[config.klEstimator].value(lp, mb.refLogprobs[i]!)
-          klTokens++
-        }
-      }
-    })
+    const figures = policyStepFigures(seqs, config, mbs, r, microRows)
     const gradNorm = this.apply(r.grad)
-    const d = (x: number, n: number) => (n > 0 ? x / n : 0)
-    return {
-      loss: r.value,
-      gradNorm,
-      clipFraction: d(clipped, tokens),
-      kl: d(kl, klTokens),
-      entropy: d(ent, tokens),
-      tokens,
-      logprobMismatch: d(mismatch, tokens),
-      trainMs: performance.now() - t0
-    }
+    return { loss: r.value, gradNorm, ...figures, trainMs: performance.now() - t0 }
   }
 
   /** One optimizer step of token-mean next-token cross-entropy over masked tokens. */
