@@ -9,7 +9,8 @@
  * Settings from the environment: PREMISE_LONG_STEPS (RL steps, default 24), PREMISE_LONG_EVERY (checkpoint
  * and evaluation interval, default 8), PREMISE_LONG_LR (default 5e-4), PREMISE_LONG_ARMS (comma-separated
  * from grpo, arpo-b8, random, grpo-m6, aepo; default grpo,arpo-b8,random), PREMISE_LONG_ROOT (continue a
- * study in its directory, e.g. with `--seeds 5,6`). It writes one run per seed under
+ * study in its directory, e.g. with `--seeds 5,6`), PREMISE_LONG_KERNELS (native: trainer.kernels and
+ * engine.kernels = native; default the config's, jax-js). It writes one run per seed under
  * runs/premise-long/<id>/premise-long/ and the merged tables after every seed (premise-long.md / .json / .svg).
  */
 import { premiseLongDefaults, premiseLongOf } from "../src/experiment/catalog/premiseLong.ts"
@@ -26,11 +27,14 @@ const num = (name: string, fallback: number): number => {
   return x
 }
 const root = env("PREMISE_LONG_ROOT")
+const kernels = env("PREMISE_LONG_KERNELS")
+if (kernels !== undefined && kernels !== "native" && kernels !== "jax-js") throw new Error(`PREMISE_LONG_KERNELS=${kernels}: expected native or jax-js`)
 
 export default premiseLongOf({
   steps: num("PREMISE_LONG_STEPS", premiseLongDefaults.steps),
   every: num("PREMISE_LONG_EVERY", premiseLongDefaults.every),
   lr: num("PREMISE_LONG_LR", premiseLongDefaults.lr),
   arms: env("PREMISE_LONG_ARMS")?.split(",").map((s) => s.trim()) ?? premiseLongDefaults.arms,
-  ...(root === undefined ? {} : { root })
+  ...(root === undefined ? {} : { root }),
+  ...(kernels === undefined ? {} : { kernels })
 })

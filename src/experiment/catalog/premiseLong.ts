@@ -46,6 +46,8 @@ export interface PremiseLongOptions {
   readonly arms: ReadonlyArray<string>
   /** continue a study in this directory */
   readonly root?: string
+  /** "native": train and sample on the native kernels (trainer.kernels and engine.kernels; docs/native-trainer.md) */
+  readonly kernels?: "jax-js" | "native"
 }
 
 export const premiseLongDefaults: PremiseLongOptions = { steps: 24, every: 8, lr: 5e-4, arms: ["grpo", "arpo-b8", "random"] }
@@ -58,7 +60,8 @@ export const premiseLongSpecOf = (o: PremiseLongOptions): ExperimentSpec => {
     sft: { steps: 400, seed: 1 },
     rl: { steps: o.steps, promptsPerStep: 8, lr: o.lr },
     eval: { questions: 512 },
-    engine: { maxSlots: 256 },
+    engine: { maxSlots: 256, ...(o.kernels === "native" ? { kernels: "native" } : {}) },
+    ...(o.kernels === "native" ? { trainer: { kernels: "native" } } : {}),
     checkpointEvery: o.every
   }
   return {
