@@ -347,6 +347,32 @@ export type StepStats = OptimizerStepFigures
 
 /** Optimizer state + compiled functions for one policy. */
 /**
+ * A policy step's micro-batches: each sequence's tokens scaled by the aggregation's normalizer and its
+ * weight, as plain rows or (with `trees`) packed rollout trees. Shared by jax-js's and the native learner.
+ */
+export const packPolicyBatches = (
+  seqs: ReadonlyArray<TrainSequence>,
+  config: PolicyLossConfig,
+  norm: Normalizer,
+  microRows: number,
+  context: number,
+  pad: number,
+  trees?: TreePackingOptions
+): Array<AnyMicroBatch> => {
+  const scaleOf = (i: number, masked: number) => aggregationScale(config.aggregation, norm, masked) * seqs[i]!.weight
+  return trees === undefined
+    ? packMicroBatches(seqs, scaleOf, microRows, context, pad)
+    : packTreeMicroBatches(seqs, scaleOf, microRows, context, pad, trees.rowTokens)
+}
+
+/** An SFT step's micro-batches, token-mean over every loss token of the step (`total` of them). */
+export const packSftBatches = (seqs: ReadonlyArray<SftSequence>, microRows: number, context: number, pad: number): { mbs: Array<MicroBatch>; total: number } => {
+  let total = 0
+  for (const s of seqs) for (let t = 0; t < s.lossMask.length; t++) total += s.lossMask[t] === 1 ? 1 : 0
+  return { mbs: packMicroBatches(seqs, () => (total > 0 ? 1 / total : 0), microRows, context, pad), total }
+}
+
+/**
  * The per-step figures a policy step reports besides its loss and gradient norm (clip fraction, KL,
  * entropy, token count, |π_old − π| log-prob mismatch), from the per-token aux of the micro-batches it
  * trained on. Shared by jax-js's `Learner` and the native learner, so both report the same figures.
@@ -618,19 +644,8 @@ export class Learner {
     return norm
   }
 
-  private packPolicy(
-    seqs: ReadonlyArray<TrainSequence>,
-    config: PolicyLossConfig,
-    norm: Normalizer,
-    microRows: number,
-    pad: number,
-    trees?: TreePackingOptions
-  ): Array<AnyMicroBatch> {
-    const scaleOf = (i: number, masked: number) => aggregationScale(config.aggregation, norm, masked) * seqs[i]!.weight
-    const context = this.policy.config.context
-    return trees === undefined
-      ? packMicroBatches(seqs, scaleOf, microRows, context, pad)
-      : packTreeMicroBatches(seqs, scaleOf, microRows, context, pad, trees.rowTokens)
+  private packPolicy(seqs: ReadonlyArray<TrainSequence>, config: PolicyLossConfig, norm: Normalizer, microRows: number, pad: number, trees?: TreePackingOptions): Array<AnyMicroBatch> {
+    return packPolicyBatches(seqs, config, norm, microRows, this.policy.config.context, pad, trees)
   }
 
   /**
@@ -674,9 +689,7 @@ export class Learner {
   /** One optimizer step of token-mean next-token cross-entropy over masked tokens. */
   sftStep(seqs: ReadonlyArray<SftSequence>, microRows: number, pad: number): { loss: number; tokens: number; gradNorm: number; trainMs: number } {
     const t0 = performance.now()
-    let total = 0
-    for (const s of seqs) for (let t = 0; t < s.lossMask.length; t++) total += s.lossMask[t] === 1 ? 1 : 0
-    const mbs = packMicroBatches(seqs, () => (total > 0 ? 1 / total : 0), microRows, this.policy.config.context, pad)
+    const { mbs, total } = packSftBatches(seqs, microRows, this.policy.config.context, pad)
     const r = this.valueAndGrad("sft", mbs)
     const gradNorm = this.apply(r.grad)
     return { loss: r.value, tokens: total, gradNorm, trainMs: performance.now() - t0 }

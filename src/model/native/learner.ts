@@ -9,7 +9,7 @@
  */
 import { Schema } from "effect"
 import type { TrainSequence } from "../../core/batch.ts"
-import { aggregationScale, type Normalizer, type PolicyLossConfig } from "../../core/loss.ts"
+import { type Normalizer, type PolicyLossConfig } from "../../core/loss.ts"
 import type { ModelConfig } from "../config.ts"
 import { specs, toDevice } from "../params.ts"
 import type { Policy } from "../policy.ts"
@@ -20,7 +20,8 @@ import {
   isTree,
   type MicroBatch,
   packMicroBatches,
-  packTreeMicroBatches,
+  packPolicyBatches,
+  packSftBatches,
   policyStepFigures,
   type SftSequence,
   type StepStats,
@@ -330,10 +331,7 @@ export class NativeLearner {
   }
 
   private packPolicy(seqs: ReadonlyArray<TrainSequence>, config: PolicyLossConfig, norm: Normalizer, microRows: number, pad: number, trees?: TreePackingOptions): Array<AnyMicroBatch> {
-    const scaleOf = (i: number, masked: number) => aggregationScale(config.aggregation, norm, masked) * seqs[i]!.weight
-    return trees === undefined
-      ? packMicroBatches(seqs, scaleOf, microRows, this.config.context, pad)
-      : packTreeMicroBatches(seqs, scaleOf, microRows, this.config.context, pad, trees.rowTokens)
+    return packPolicyBatches(seqs, config, norm, microRows, this.config.context, pad, trees)
   }
 
   private finishPolicyStep(t0: number, seqs: ReadonlyArray<TrainSequence>, config: PolicyLossConfig, mbs: ReadonlyArray<AnyMicroBatch>, r: NativeValueAndGrad, microRows: number): StepStats {
@@ -345,9 +343,7 @@ export class NativeLearner {
   /** One optimizer step of token-mean next-token cross-entropy over masked tokens. */
   sftStep(seqs: ReadonlyArray<SftSequence>, microRows: number, pad: number): { loss: number; tokens: number; gradNorm: number; trainMs: number } {
     const t0 = performance.now()
-    let total = 0
-    for (const s of seqs) for (let t = 0; t < s.lossMask.length; t++) total += s.lossMask[t] === 1 ? 1 : 0
-    const mbs = packMicroBatches(seqs, () => (total > 0 ? 1 / total : 0), microRows, this.config.context, pad)
+    const { mbs, total } = packSftBatches(seqs, microRows, this.config.context, pad)
     const r = this.valueAndGrad("sft", mbs)
     const gradNorm = this.apply(r.grad)
     return { loss: r.value, tokens: total, gradNorm, trainMs: performance.now() - t0 }
