@@ -6,6 +6,11 @@
  * cold start and evaluates it greedily on the first PREMISE_COLDSTART_QUESTIONS (default 512) held-out
  * questions with the premise studies' tool-result keys; paired difference of each length against the
  * first, per variant, over the same questions (bootstrap over questions). It does no RL.
+ * PREMISE_COLDSTART_SET (optional): a JSON merge patch applied to every variant's config after its task, e.g.
+ * `{"model":{"dModel":96,"layers":3},"task":{"lookalikes":1},"sft":{"lr":0.002}}` (the SFT length and seed
+ * come from PREMISE_COLDSTART_SFT and seed 1, so the patch may not set sft.steps or sft.seed); it is recorded in
+ * the report and its JSON. Invalid JSON, a non-object or a forbidden key stops the script with an error naming
+ * the variable; an unknown config key fails when the arms resolve, naming the key.
  *
  * Reproduce: `ARPO_CACHE_DIR=/work/cache npm run arpo -- run experiments/premise-coldstart.ts --profile quick`.
  * Writes premise-coldstart.md / .json (per-question outcomes) under runs/premise-coldstart/<id>/.
@@ -19,7 +24,9 @@ import { coldStart } from "../src/experiment/coldStart.ts"
 import { resolveArms } from "../src/experiment/define.ts"
 import type { Experiment } from "../src/experiment/Experiment.ts"
 import { type Evaluated, evaluateWeights, premiseEvalSeed, premisePowerSpecOf, premiseVariants } from "../src/experiment/catalog/premise.ts"
+import { configPatchFromEnv } from "../src/experiment/catalog/premiseLong.ts"
 import { builtinRegistries } from "../src/experiment/registries.ts"
+import { ConfigInvalid, mergePatch } from "../src/run/config.ts"
 import { registryComponents } from "../src/experiment/resolve.ts"
 
 const list = (name: string, fallback: string) => (process.env[name] === undefined || process.env[name] === "" ? fallback : process.env[name]!).split(",").map((s) => s.trim())
@@ -27,6 +34,11 @@ const lengths = list("PREMISE_COLDSTART_SFT", "400,1200").map(Number)
 const variants = list("PREMISE_COLDSTART_VARIANTS", "chase,chase-control")
 const questions = Number(list("PREMISE_COLDSTART_QUESTIONS", "512")[0])
 for (const v of variants) if (!premiseVariants.some((p) => p.name === v)) throw new Error(`PREMISE_COLDSTART_VARIANTS: unknown variant ${v}`)
+const patch = configPatchFromEnv("PREMISE_COLDSTART_SET", process.env["PREMISE_COLDSTART_SET"])
+const patchSft = (patch?.sft ?? {}) as Record<string, unknown>
+if ("steps" in patchSft || "seed" in patchSft) {
+  throw new ConfigInvalid({ key: "PREMISE_COLDSTART_SET", message: "PREMISE_COLDSTART_SET: sft.steps and sft.seed come from PREMISE_COLDSTART_SFT and seed 1; remove them from the patch" })
+}
 for (const n of [...lengths, questions]) if (!Number.isInteger(n) || n <= 0) throw new Error(`premise-coldstart: expected positive integers, got ${n}`)
 
 const f = (x: number | null, d = 3) => (x === null || Number.isNaN(x) ? "–" : x.toFixed(d))
@@ -52,7 +64,7 @@ const experiment: Experiment = {
       for (const steps of lengths) {
         const spec = {
           ...premisePowerSpecOf(false),
-          arms: premiseVariants.filter((v) => variants.includes(v.name)).map((v) => ({ name: v.name, sampler: "global", set: { task: v.task } })),
+          arms: premiseVariants.filter((v) => variants.includes(v.name)).map((v) => ({ name: v.name, sampler: "global", set: mergePatch({ task: v.task }, patch ?? {}) })),
           profiles: { quick: { seeds: [1], set: { sft: { steps, seed: 1 }, eval: { questions } } }, full: { seeds: [1], set: { sft: { steps, seed: 1 }, eval: { questions } } } }
         }
         for (const arm of yield* resolveArms(spec, options)) {
@@ -61,12 +73,14 @@ const experiment: Experiment = {
           const cold = yield* coldStart({ config: arm.config, seed: 1, task, toolbox: components.toolbox(arm.config, task), label: `cold start ${arm.name} (${steps} SFT steps)` })
           const evaluated = yield* evaluateWeights(arm, premiseEvalSeed, cold.params, `${arm.name}.sft${steps}`, 1)
           rows.push({ variant: arm.name, sftSteps: steps, finalLoss: cold.finalLoss, sftWallS: cold.wallMs / 1000, cached: cold.cached, evaluated })
-          yield* writeJsonAtomic(NodePath.join(dir, "premise-coldstart.json"), { lengths, variants, questions, rows })
+          yield* writeJsonAtomic(NodePath.join(dir, "premise-coldstart.json"), { lengths, variants, questions, set: patch ?? null, rows })
           yield* Console.error(`${arm.name} ${steps} SFT steps: loss ${cold.finalLoss.toFixed(4)}, held-out ${(evaluated.questions.reduce((a, q) => a + q.accuracy, 0) / evaluated.questions.length).toFixed(3)}`)
         }
       }
       const lines = [
         `Cold starts (seed 1) of ${variants.join(", ")} at ${lengths.join(", ")} SFT steps; held-out greedy accuracy on ${questions} questions (tool-result key ${premiseEvalSeed}), 95% bootstrap interval over questions; wall ${((performance.now() - started) / 1000).toFixed(0)} s`,
+        "",
+        `Config patch over every variant (PREMISE_COLDSTART_SET): ${patch === undefined ? "none" : `\`${JSON.stringify(patch)}\``}`,
         "",
         "| variant | SFT steps | final SFT loss | SFT wall s | held-out accuracy | tool calls / question | tokens / question |",
         "|---|---:|---:|---:|---:|---:|---:|"

@@ -1,11 +1,13 @@
 /**
- * `premise-long` (issue 15): do GRPO, ARPO and random-branch separate on the flaky calculator with longer
- * training than the power study's 6 RL steps? The power study's machinery (premise.ts: its cold start,
- * arms, greedy 512-question evaluation with shared tool-result keys, paired bootstrap over seeds ×
- * questions) over more RL steps, with every kept checkpoint (every `every` steps) evaluated too, so the
- * report shows held-out accuracy over training per arm, beside the sampled training accuracy per step
- * from the events. One `premise-long` run per seed under one directory, merged after every seed, so a
- * study stopped early answers for the seeds it finished.
+ * `premise-long` (issue 15): do GRPO, ARPO and random-branch separate with longer training than the power
+ * study's 6 RL steps? The power study's machinery (premise.ts: its cold start, arms, greedy 512-question
+ * evaluation with shared tool-result keys, paired bootstrap over seeds × questions) over more RL steps, with
+ * every kept checkpoint (every `every` steps) evaluated too, so the report shows held-out accuracy over
+ * training per arm, beside the sampled training accuracy per step from the events. One `premise-long` run per
+ * seed under one directory, merged after every seed, so a study stopped early answers for the seeds it
+ * finished. By default on the flaky calculator; `variant` runs it on any of `premiseVariants` (arms
+ * `<variant>.grpo` …), `set` merges a config patch over every arm (model size, task fields, SFT: the cold
+ * start follows it), `coldStart: "per-seed"` trains each RL seed its own cold start.
  * It does not change the samplers, the tasks or the evaluation; it adds no arm the power study lacks.
  */
 import { Console, Effect } from "effect"
@@ -18,23 +20,31 @@ import { bootstrap, differenceRange, pairedTable, unit } from "../../report/boot
 import type { Summary } from "../../report/summarize.ts"
 import { linePlot, type LineSeries } from "../../report/svg.ts"
 import type { Experiment } from "../Experiment.ts"
+import { ConfigInvalid, type ConfigPatch, mergePatch } from "../../run/config.ts"
 import { type ArmSpec, checkpointName, define, type ExperimentSpec, readStoredRun, type StoredRun } from "../define.ts"
 import { type ArmCost, type Evaluated, evaluateWeights, premiseEvalSeed, premiseEvaluate, premisePowerSpecOf, premiseTables, premiseVariants } from "./premise.ts"
 
-const flaky = premiseVariants.find((v) => v.name === "flaky")!
-
 /**
- * The arms, named as in the power study so its paired comparisons apply: GRPO (M = 8), ARPO at β = 8 on
- * the raw ΔH scale (where the term moves P_t: P_t ≥ 0.9 at a third of the branch points in §4),
+ * The arms of a variant, named as in the power study so its paired comparisons apply: GRPO (M = 8), ARPO at
+ * β = 8 on the raw ΔH scale (where the term moves P_t: P_t ≥ 0.9 at a third of the branch points in §4),
  * random-branch (α = 0.5), and optionally compute-matched GRPO (M = 6) and AEPO.
  */
-export const premiseLongArmSpecs: Readonly<Record<string, ArmSpec>> = {
-  grpo: { name: "flaky.grpo", sampler: "global", set: { task: flaky.task } },
-  "arpo-b8": { name: "flaky.arpo-b8", sampler: "arpo", set: { task: flaky.task, rollout: { beta: 8 } } },
-  random: { name: "flaky.random", sampler: "random-branch", set: { task: flaky.task } },
-  "grpo-m6": { name: "flaky.grpo-m6", sampler: "global", set: { task: flaky.task, rollout: { budget: 6 } } },
-  aepo: { name: "flaky.aepo", sampler: "aepo", set: { task: flaky.task, loss: { balancedClip: true }, advantage: { entropyAlpha: 0.2 } } }
+export const premiseLongArmSpecsOf = (variant: string): Readonly<Record<string, ArmSpec>> => {
+  const v = premiseVariants.find((p) => p.name === variant)
+  if (v === undefined) {
+    throw new ConfigInvalid({ key: "variant", message: `premise-long: unknown variant "${variant}" (known: ${premiseVariants.map((p) => p.name).join(", ")})` })
+  }
+  return {
+    grpo: { name: `${v.name}.grpo`, sampler: "global", set: { task: v.task } },
+    "arpo-b8": { name: `${v.name}.arpo-b8`, sampler: "arpo", set: { task: v.task, rollout: { beta: 8 } } },
+    random: { name: `${v.name}.random`, sampler: "random-branch", set: { task: v.task } },
+    "grpo-m6": { name: `${v.name}.grpo-m6`, sampler: "global", set: { task: v.task, rollout: { budget: 6 } } },
+    aepo: { name: `${v.name}.aepo`, sampler: "aepo", set: { task: v.task, loss: { balancedClip: true }, advantage: { entropyAlpha: 0.2 } } }
+  }
 }
+
+/** The flaky calculator's arms (the default variant). */
+export const premiseLongArmSpecs: Readonly<Record<string, ArmSpec>> = premiseLongArmSpecsOf("flaky")
 
 export interface PremiseLongOptions {
   /** RL steps per arm and seed */
@@ -48,30 +58,111 @@ export interface PremiseLongOptions {
   readonly root?: string
   /** "native": train and sample on the native kernels (trainer.kernels and engine.kernels; docs/native-trainer.md) */
   readonly kernels?: "jax-js" | "native"
+  /** the task variant (a `premiseVariants` name; default flaky): arms are named `<variant>.grpo` … */
+  readonly variant?: string
+  /**
+   * a JSON merge patch over every arm's config (after the study's settings and the variant's task): e.g.
+   * `{"model":{"dModel":96},"task":{"lookalikes":1},"sft":{"steps":800}}`; the cold start follows it
+   */
+  readonly set?: ConfigPatch
+  /** "shared" (default): every RL seed starts from the seed-1 cold start; "per-seed": each RL seed from its own (sft.seed = the RL seed) */
+  readonly coldStart?: "shared" | "per-seed"
 }
 
 export const premiseLongDefaults: PremiseLongOptions = { steps: 24, every: 8, lr: 5e-4, arms: ["grpo", "arpo-b8", "random"] }
 
 /** The spec of one seed's run: the power study's config (shared seed-1 cold start, 512 questions) with more steps. */
 export const premiseLongSpecOf = (o: PremiseLongOptions): ExperimentSpec => {
-  const unknown = o.arms.filter((a) => premiseLongArmSpecs[a] === undefined)
-  if (unknown.length > 0) throw new Error(`premise-long: unknown arms ${unknown.join(", ")} (known: ${Object.keys(premiseLongArmSpecs).join(", ")})`)
-  const set = {
-    sft: { steps: 400, seed: 1 },
+  const variant = o.variant ?? "flaky"
+  const specs = premiseLongArmSpecsOf(variant)
+  const unknown = o.arms.filter((a) => specs[a] === undefined)
+  if (unknown.length > 0) throw new Error(`premise-long: unknown arms ${unknown.join(", ")} (known: ${Object.keys(specs).join(", ")})`)
+  const studySet = {
+    sft: o.coldStart === "per-seed" ? { steps: 400 } : { steps: 400, seed: 1 },
     rl: { steps: o.steps, promptsPerStep: 8, lr: o.lr },
     eval: { questions: 512 },
     engine: { maxSlots: 256, ...(o.kernels === "native" ? { kernels: "native" } : {}) },
     ...(o.kernels === "native" ? { trainer: { kernels: "native" } } : {}),
     checkpointEvery: o.every
   }
+  // the patch goes over the profile's settings and over each arm's (which carry the task): task fields apply too
+  const set = o.set === undefined ? studySet : mergePatch(studySet, o.set)
+  const arms = o.arms.map((a) => specs[a]!).map((a) => (o.set === undefined ? a : { ...a, set: mergePatch(a.set ?? {}, o.set) }))
   return {
     ...premisePowerSpecOf(false),
     name: "premise-long",
-    description: "Longer training on the flaky calculator: GRPO, ARPO (β 8) and random-branch from the power study's cold start, held-out accuracy over training, paired over seeds × questions",
-    arms: o.arms.map((a) => premiseLongArmSpecs[a]!),
+    description: variant === "flaky"
+      ? "Longer training on the flaky calculator: GRPO, ARPO (β 8) and random-branch from the power study's cold start, held-out accuracy over training, paired over seeds × questions"
+      : `Longer training on ${variant}: GRPO, ARPO (β 8), random-branch and optionally GRPO M = 6 and AEPO, held-out accuracy over training, paired over seeds × questions`,
+    arms,
     profiles: { quick: { seeds: [1], set }, full: { seeds: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], set } },
     conclude: premiseLongConclusion
   }
+}
+
+/** The environment's settings of experiments/premise-long.ts, checked; each error names its variable. */
+export const premiseLongOptionsFromEnv = (environment: Readonly<Record<string, string | undefined>>): PremiseLongOptions => {
+  const env = (name: string): string | undefined => {
+    const v = environment[name]
+    return v === undefined || v === "" ? undefined : v
+  }
+  const num = (name: string, fallback: number): number => {
+    const v = env(name)
+    if (v === undefined) return fallback
+    const x = Number(v)
+    if (!Number.isFinite(x) || x <= 0) throw new ConfigInvalid({ key: name, message: `${name}=${v}: expected a positive number` })
+    return x
+  }
+  const root = env("PREMISE_LONG_ROOT")
+  const kernels = env("PREMISE_LONG_KERNELS")
+  if (kernels !== undefined && kernels !== "native" && kernels !== "jax-js") {
+    throw new ConfigInvalid({ key: "PREMISE_LONG_KERNELS", message: `PREMISE_LONG_KERNELS=${kernels}: expected native or jax-js` })
+  }
+  const variant = env("PREMISE_LONG_VARIANT")
+  if (variant !== undefined && !premiseVariants.some((p) => p.name === variant)) {
+    throw new ConfigInvalid({
+      key: "PREMISE_LONG_VARIANT",
+      message: `PREMISE_LONG_VARIANT=${variant}: unknown variant (known: ${premiseVariants.map((p) => p.name).join(", ")})`
+    })
+  }
+  const coldStart = env("PREMISE_LONG_COLDSTART")
+  if (coldStart !== undefined && coldStart !== "shared" && coldStart !== "per-seed") {
+    throw new ConfigInvalid({ key: "PREMISE_LONG_COLDSTART", message: `PREMISE_LONG_COLDSTART=${coldStart}: expected shared or per-seed` })
+  }
+  const set = configPatchFromEnv("PREMISE_LONG_SET", env("PREMISE_LONG_SET"))
+  const arms = env("PREMISE_LONG_ARMS")?.split(",").map((s) => s.trim()) ?? premiseLongDefaults.arms
+  const known = Object.keys(premiseLongArmSpecsOf(variant ?? "flaky"))
+  const unknown = arms.filter((a) => !known.includes(a))
+  if (unknown.length > 0) throw new ConfigInvalid({ key: "PREMISE_LONG_ARMS", message: `PREMISE_LONG_ARMS: unknown arms ${unknown.join(", ")} (known: ${known.join(", ")})` })
+  return {
+    steps: num("PREMISE_LONG_STEPS", premiseLongDefaults.steps),
+    every: num("PREMISE_LONG_EVERY", premiseLongDefaults.every),
+    lr: num("PREMISE_LONG_LR", premiseLongDefaults.lr),
+    arms,
+    ...(root === undefined ? {} : { root }),
+    ...(kernels === undefined ? {} : { kernels }),
+    ...(variant === undefined ? {} : { variant }),
+    ...(set === undefined ? {} : { set }),
+    ...(coldStart === undefined ? {} : { coldStart })
+  }
+}
+
+/**
+ * A JSON merge patch from an environment variable (absent or empty: none): it must parse and be a JSON
+ * object; the error names the variable. Its keys are checked when the arms resolve (ConfigInvalid naming the key).
+ */
+export const configPatchFromEnv = (name: string, raw: string | undefined): ConfigPatch | undefined => {
+  if (raw === undefined || raw.trim() === "") return undefined
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(raw)
+  } catch (e) {
+    throw new ConfigInvalid({ key: name, message: `${name}: not valid JSON (${e instanceof Error ? e.message : String(e)}): ${raw}` })
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigInvalid({ key: name, message: `${name}: expected a JSON object (a merge patch of the config, e.g. {"model":{"dModel":96}}), got ${raw}` })
+  }
+  return parsed as ConfigPatch
 }
 
 /** An evaluated policy at an RL step (0: the cold start). */
@@ -130,7 +221,10 @@ const perSeed = (all: ReadonlyArray<StepEvaluated>, arm: string, step: number) =
   new Map(all.filter((e) => e.arm === arm && e.step === step).map((e) => [e.seed, e.questions.map((q) => q.accuracy)] as const))
 
 /** The cold start is one policy for every arm: its row stands at step 0 of each arm. */
-const atStep = (all: ReadonlyArray<StepEvaluated>, arm: string, step: number) => (step === 0 ? perSeed(all, "flaky.cold-start", 0) : perSeed(all, arm, step))
+const atStep = (all: ReadonlyArray<StepEvaluated>, arm: string, step: number) => (step === 0 ? perSeed(all, `${variantOfArm(arm)}.cold-start`, 0) : perSeed(all, arm, step))
+
+/** The variant of an arm's name (`flaky.grpo` → `flaky`). */
+const variantOfArm = (arm: string) => arm.split(".")[0]!
 
 const accuracyAt = (all: ReadonlyArray<StepEvaluated>, arm: string, step: number) =>
   bootstrap([...atStep(all, arm, step).values()], { label: `premise-long ${arm} @${step}`, range: unit })
@@ -140,7 +234,7 @@ const differenceAt = (all: ReadonlyArray<StepEvaluated>, a: string, b: string, s
   return t === null ? null : bootstrap(t.table, { label: `premise-long ${a}@${stepA} − ${b}@${stepB}`, range: differenceRange(unit) })
 }
 
-const short = (arm: string) => arm.replace(/^flaky\./, "")
+const short = (arm: string) => arm.replace(/^[^.]+\./, "")
 
 /** The pairs compared at every evaluated step (where both arms ran). */
 const longPairs: ReadonlyArray<readonly [string, string]> = [
@@ -163,6 +257,7 @@ export const premiseLongTables = (runs: ReadonlyArray<LongRun>): { readonly line
   const steps = Math.max(...runs.map((r) => r.steps))
   const evalSteps = [...new Set(evaluated.map((e) => e.step))].sort((a, b) => a - b)
   const arms = [...new Set(evaluated.map((e) => e.arm))].filter((a) => !a.endsWith(".cold-start"))
+  const variant = arms.length === 0 ? "flaky" : variantOfArm(arms[0]!)
   const lines: Array<string> = []
   lines.push(`## After ${steps} RL steps`, "", ...premiseTables(evaluated.filter((e) => e.step === steps || e.step === 0), costs, seeds))
   lines.push(
@@ -183,8 +278,8 @@ export const premiseLongTables = (runs: ReadonlyArray<LongRun>): { readonly line
   const cell = (d: ReturnType<typeof differenceAt>, a: string, b: string) =>
     d === null ? "–" : `${f(d.mean)} [${f(d.lo)}, ${f(d.hi)}]${d.lo === null || d.hi === null ? " (no interval)" : d.lo > 0 ? ` ${a} better` : d.hi < 0 ? ` ${b} better` : ""}`
   for (const [a, b] of longPairs) {
-    if (!arms.includes(`flaky.${a}`) || !arms.includes(`flaky.${b}`)) continue
-    lines.push(`| ${a} − ${b} | ${evalSteps.filter((s) => s > 0).map((s) => cell(differenceAt(evaluated, `flaky.${a}`, `flaky.${b}`, s), a, b)).join(" | ")} |`)
+    if (!arms.includes(`${variant}.${a}`) || !arms.includes(`${variant}.${b}`)) continue
+    lines.push(`| ${a} − ${b} | ${evalSteps.filter((s) => s > 0).map((s) => cell(differenceAt(evaluated, `${variant}.${a}`, `${variant}.${b}`, s), a, b)).join(" | ")} |`)
   }
   for (const arm of arms) {
     lines.push(`| ${short(arm)} − cold start | ${evalSteps.filter((s) => s > 0).map((s) => cell(differenceAt(evaluated, arm, arm, s, 0), short(arm), "cold start")).join(" | ")} |`)
@@ -205,8 +300,8 @@ export const premiseLongTables = (runs: ReadonlyArray<LongRun>): { readonly line
     "|---|---:|"
   )
   for (const [a, b] of longPairs) {
-    if (!arms.includes(`flaky.${a}`) || !arms.includes(`flaky.${b}`)) continue
-    const t = pairedTable(pooled(`flaky.${a}`), pooled(`flaky.${b}`))
+    if (!arms.includes(`${variant}.${a}`) || !arms.includes(`${variant}.${b}`)) continue
+    const t = pairedTable(pooled(`${variant}.${a}`), pooled(`${variant}.${b}`))
     if (t !== null) lines.push(`| ${a} − ${b} | ${cell(bootstrap(t.table, { label: `premise-long pooled ${a} − ${b}`, range: differenceRange(unit) }), a, b)} |`)
   }
   // where the premise applies: questions whose calculator failed at evaluation, taken as those on which any
@@ -217,19 +312,21 @@ export const premiseLongTables = (runs: ReadonlyArray<LongRun>): { readonly line
   const only = (m: Map<number, ReadonlyArray<number>>, idx: ReadonlyArray<number>) => new Map([...m].map(([sd, xs]) => [sd, idx.map((i) => xs[i]!)] as const))
   lines.push(
     "",
-    `By question, at step ${steps}: questions on which some evaluated policy called the calculator twice or more (a retry after a failed call; the tool-result keys are the same for every policy and seed) against the rest (95% intervals over seeds × the subset's questions):`,
+    variant === "flaky"
+      ? `By question, at step ${steps}: questions on which some evaluated policy called the calculator twice or more (a retry after a failed call; the tool-result keys are the same for every policy and seed) against the rest (95% intervals over seeds × the subset's questions):`
+      : `By question, at step ${steps}: questions on which some evaluated policy called the tool twice or more (a second call after an uncertain result; the tool-result keys are the same for every policy and seed) against the rest (95% intervals over seeds × the subset's questions):`,
     "",
-    `| questions | count | ${["cold start", ...arms.map(short)].join(" | ")} | ${longPairs.filter(([a, b]) => arms.includes(`flaky.${a}`) && arms.includes(`flaky.${b}`)).map(([a, b]) => `${a} − ${b}`).join(" | ")} |`,
-    `|---|---:|${"---:|".repeat(1 + arms.length + longPairs.filter(([a, b]) => arms.includes(`flaky.${a}`) && arms.includes(`flaky.${b}`)).length)}`
+    `| questions | count | ${["cold start", ...arms.map(short)].join(" | ")} | ${longPairs.filter(([a, b]) => arms.includes(`${variant}.${a}`) && arms.includes(`${variant}.${b}`)).map(([a, b]) => `${a} − ${b}`).join(" | ")} |`,
+    `|---|---:|${"---:|".repeat(1 + arms.length + longPairs.filter(([a, b]) => arms.includes(`${variant}.${a}`) && arms.includes(`${variant}.${b}`)).length)}`
   )
   for (const [name, idx] of subsets) {
     if (idx.length === 0) continue
-    const accs = [atStep(evaluated, "flaky.cold-start", 0), ...arms.map((arm) => atStep(evaluated, arm, steps))].map((m) => {
+    const accs = [atStep(evaluated, `${variant}.cold-start`, 0), ...arms.map((arm) => atStep(evaluated, arm, steps))].map((m) => {
       const st = bootstrap([...only(m, idx).values()], { label: `premise-long ${name} acc`, range: unit })
       return `${f(st.mean)} [${f(st.lo)}, ${f(st.hi)}]`
     })
-    const diffs = longPairs.filter(([a, b]) => arms.includes(`flaky.${a}`) && arms.includes(`flaky.${b}`)).map(([a, b]) => {
-      const t = pairedTable(only(atStep(evaluated, `flaky.${a}`, steps), idx), only(atStep(evaluated, `flaky.${b}`, steps), idx))
+    const diffs = longPairs.filter(([a, b]) => arms.includes(`${variant}.${a}`) && arms.includes(`${variant}.${b}`)).map(([a, b]) => {
+      const t = pairedTable(only(atStep(evaluated, `${variant}.${a}`, steps), idx), only(atStep(evaluated, `${variant}.${b}`, steps), idx))
       return t === null ? "–" : cell(bootstrap(t.table, { label: `premise-long ${name} ${a} − ${b}`, range: differenceRange(unit) }), a, b)
     })
     lines.push(`| ${name} | ${idx.length} | ${[...accs, ...diffs].join(" | ")} |`)
@@ -267,7 +364,7 @@ export const premiseLongTables = (runs: ReadonlyArray<LongRun>): { readonly line
     seeds: seeds.map((sd) => evalSteps.map((s) => ({ x: s, y: meanOf(atStep(evaluated, arm, s).get(sd) ?? []) })))
   }))
   const svg = linePlot({
-    title: `Held-out greedy accuracy over RL steps (flaky calculator, ${seeds.length} seeds × 512 questions; bands 95%)`,
+    title: `Held-out greedy accuracy over RL steps (${variant === "flaky" ? "flaky calculator" : variant}, ${seeds.length} seeds × 512 questions; bands 95%)`,
     xLabel: "RL step",
     yLabel: "accuracy",
     series,
@@ -351,7 +448,8 @@ export const premiseLongSummary = (root: string, wallS: number) =>
     const seeds = runs.flatMap((r) => r.seeds).sort((a, b) => a - b)
     const { lines, svg } = premiseLongTables(runs)
     const head = [`${seeds.length} seeds (${seeds.join(",")}), wall ${wallS.toFixed(0)} s; runs: ${dirs.map((d) => NodePath.basename(d)).join(", ")}`, ""]
-    yield* writeFileAtomic(NodePath.join(root, "premise-long.md"), `# premise-long: longer training on the flaky calculator\n\n${[...head, ...lines].join("\n")}\n`)
+    const variant = runs[0]!.evaluated.find((e) => !e.arm.endsWith(".cold-start"))?.arm.split(".")[0] ?? "flaky"
+    yield* writeFileAtomic(NodePath.join(root, "premise-long.md"), `# premise-long: longer training on the ${variant === "flaky" ? "flaky calculator" : `${variant} task`}\n\n${[...head, ...lines].join("\n")}\n`)
     yield* writeFileAtomic(NodePath.join(root, "premise-long.svg"), svg)
     yield* writeJsonAtomic(NodePath.join(root, "premise-long.json"), { seeds, wallS, dirs: dirs.map((d) => NodePath.basename(d)), runs })
     yield* writeJsonAtomic(NodePath.join(root, "premise-long.compact.json"), { wallS, dirs: dirs.map((d) => NodePath.basename(d)), ...premiseLongCompact(runs) })
