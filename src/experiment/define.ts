@@ -250,6 +250,20 @@ export const runOne = (spec: ExperimentSpec, run: string, arm: ResolvedArm, seed
       components.estimator(config)
     )))
     const progress = yield* makeProgress({ label: `${arm.name} seed ${seed}`, total: config.rl.steps })
+    // The arm's wall times, stamped with its last step, emitted once: inside its last checkpoint, after the
+    // weights and before events.jsonl is synced and state.json (the checkpoint's completion marker) written,
+    // so a run killed at any point resumes to the same events as one straight through. (Emitted after the
+    // RL loop instead, a kill between the last state.json and them lost them for good: resume sees the arm
+    // done and skips it.) An arm without a last checkpoint (rl.steps 0) emits them after its loop.
+    let wallMs: number | undefined
+    const events = yield* Events
+    const emitWalls = Effect.gen(function*() {
+      if (wallMs !== undefined) return
+      wallMs = performance.now() - rlStarted
+      yield* emitWall(run, arm.name, seed, config.rl.steps, "arm.wallMs", wallMs)
+      // always emitted (0 when loaded from the cache), so cached and uncached runs number their events alike
+      yield* emitWall(run, arm.name, seed, config.rl.steps, "coldStart.wallMs", cold.cached ? 0 : rlStarted - started)
+    }).pipe(Effect.provideService(Events, events))
     yield* Effect.gen(function*() {
       const trainer = yield* Trainer
       if (from > 0) {
@@ -263,6 +277,9 @@ export const runOne = (spec: ExperimentSpec, run: string, arm: ResolvedArm, seed
           yield* fileSystem.remove(dir, { recursive: true, force: true })
           yield* fileSystem.makeDirectory(dir, { recursive: true })
           yield* trainer.save(NodePath.join(dir, weightsFile))
+          // the last checkpoint carries the arm's wall times: a resume skips an arm whose last checkpoint is
+          // complete, so they must be on disk before its state.json (see emitWalls)
+          if (step === config.rl.steps) yield* emitWalls
           yield* store.syncEvents
           // state.json is written last: a checkpoint directory without it is incomplete and ignored
           yield* writeJsonAtomic(NodePath.join(dir, stateFile), { arm: arm.name, seed, step, policyVersion: yield* trainer.policyVersion })
@@ -286,11 +303,8 @@ export const runOne = (spec: ExperimentSpec, run: string, arm: ResolvedArm, seed
         progress
       })
     }).pipe(Effect.provide(services), Effect.scoped)
-    const wallMs = performance.now() - rlStarted
-    yield* progress.finish(`${arm.name} seed ${seed}: RL steps ${from}…${config.rl.steps} in ${(wallMs / 1000).toFixed(1)} s`)
-    yield* emitWall(run, arm.name, seed, config.rl.steps, "arm.wallMs", wallMs)
-    // always emitted (0 when loaded from the cache), so cached and uncached runs number their events alike
-    yield* emitWall(run, arm.name, seed, config.rl.steps, "coldStart.wallMs", cold.cached ? 0 : rlStarted - started)
+    yield* emitWalls
+    yield* progress.finish(`${arm.name} seed ${seed}: RL steps ${from}…${config.rl.steps} in ${((performance.now() - rlStarted) / 1000).toFixed(1)} s`)
   })
 
 /** Seeds × arms in order (seed-major, so a partial run already compares the arms of its first seed). */

@@ -533,6 +533,17 @@ const runOne = (run: string, arm: ResolvedRealArm, seed: number, from: number, t
       )))
     }))
     const progress = yield* makeProgress({ label: `${arm.name} seed ${seed}`, total: c.rl.steps })
+    // the arm's wall times, emitted once: inside its last checkpoint before state.json (a resume skips an
+    // arm whose last checkpoint is complete, so they must be on disk by then), or after the loop without one
+    let wallMs: number | undefined
+    const events = yield* Events
+    const emitWalls = Effect.gen(function*() {
+      if (wallMs !== undefined) return
+      wallMs = performance.now() - started
+      yield* emit({ _tag: "metric", name: "arm.wallMs", value: wallMs }).pipe(withScope({ run, arm: arm.name, seed, step: c.rl.steps }))
+      // the cold start is shared by the arms: its time is recorded once, by the arm that trained it (0 from the cache)
+      yield* emit({ _tag: "metric", name: "coldStart.wallMs", value: coldMs }).pipe(withScope({ run, arm: arm.name, seed, step: c.rl.steps }))
+    }).pipe(Effect.provideService(Events, events))
     yield* Effect.gen(function*() {
       const trainer = yield* Trainer
       if (from > 0) {
@@ -547,6 +558,7 @@ const runOne = (run: string, arm: ResolvedRealArm, seed: number, from: number, t
           yield* trainer.save(dir)
           // the engine's kept KV goes too: a resumed run starts with none, so must the run that continues
           if (held.control !== undefined) yield* held.control.release
+          if (step === c.rl.steps) yield* emitWalls
           yield* store.syncEvents
           // state.json is written last: a checkpoint directory without it is incomplete and ignored
           yield* writeJsonAtomic(NodePath.join(dir, stateFile), { arm: arm.name, seed, step, policyVersion: yield* trainer.policyVersion }).pipe(
@@ -573,11 +585,8 @@ const runOne = (run: string, arm: ResolvedRealArm, seed: number, from: number, t
         ...(c.checkpointEvery > 0 ? { checkpoint } : {})
       })
     }).pipe(Effect.provide(services), Effect.scoped)
-    const wallMs = performance.now() - started
-    yield* progress.finish(`${arm.name} seed ${seed}: RL steps ${from}…${c.rl.steps} in ${(wallMs / 1000).toFixed(1)} s`)
-    yield* emit({ _tag: "metric", name: "arm.wallMs", value: wallMs }).pipe(withScope({ run, arm: arm.name, seed, step: c.rl.steps }))
-    // the cold start is shared by the arms: its time is recorded once, by the arm that trained it (0 from the cache)
-    yield* emit({ _tag: "metric", name: "coldStart.wallMs", value: coldMs }).pipe(withScope({ run, arm: arm.name, seed, step: c.rl.steps }))
+    yield* emitWalls
+    yield* progress.finish(`${arm.name} seed ${seed}: RL steps ${from}…${c.rl.steps} in ${((performance.now() - started) / 1000).toFixed(1)} s`)
   })
 
 /** Seeds × arms in order (seed-major), each from its start step (0, or one past its last checkpoint); then the reports. */
