@@ -9,6 +9,8 @@ import {
   entropyTables,
   type Evaluated,
   measureTrees,
+  nestedBootstrap,
+  nestedDifference,
   premiseConfig,
   premiseTables,
   verdict
@@ -76,6 +78,60 @@ describe("premise study", () => {
     const d = differenceBootstrap(shifted, values)
     assert.closeTo(d.mean, 1, 1e-9)
     assert.strictEqual(verdict(d), "rises")
+  })
+})
+
+describe("premise study over several seeds", () => {
+  // 3 seeds (cold starts) whose means differ by 0.2, each with 12 prompts of 5 results spread ±0.03 around its mean
+  const values = [1, 2, 3].flatMap((seed) =>
+    Array.from({ length: 60 }, (_, i) => ({ seed, cluster: `p${i % 12}`, value: 0.2 * seed + 0.01 * ((i % 7) - 3) }))
+  )
+
+  it("one seed: the nested bootstrap is the prompt-cluster bootstrap, so one-seed intervals are unchanged", () => {
+    const one = values.filter((v) => v.seed === 1)
+    const flat = clusterBootstrap(one.map((v) => ({ cluster: `1/${v.cluster}`, value: v.value })))
+    const nested = nestedBootstrap(one)
+    assert.deepStrictEqual({ mean: nested.mean, lo: nested.lo, hi: nested.hi }, { mean: flat.mean, lo: flat.lo, hi: flat.hi })
+    const d = nestedDifference(one.map((v) => ({ ...v, value: v.value + 1 })), one)
+    const dFlat = differenceBootstrap(one.map((v) => ({ cluster: `1/${v.cluster}`, value: v.value + 1 })), one.map((v) => ({ cluster: `1/${v.cluster}`, value: v.value })))
+    assert.deepStrictEqual([d.lo, d.hi], [dFlat.lo, dFlat.hi])
+  })
+
+  it("several seeds: seeds are resampled too, so a spread between cold starts widens the interval beyond the prompts-only one", () => {
+    const nested = nestedBootstrap(values)
+    assert.deepStrictEqual(nested, nestedBootstrap(values))
+    assert.strictEqual(nested.seeds, 3)
+    assert.closeTo(nested.mean, 0.4, 0.01)
+    assert.isTrue(nested.lo <= nested.mean && nested.mean <= nested.hi)
+    // prompts only (every seed×prompt an exchangeable cluster): 36 clusters, as if 36 draws of the seed-level spread
+    const promptsOnly = clusterBootstrap(values.map((v) => ({ cluster: `${v.seed}/${v.cluster}`, value: v.value })))
+    assert.isAbove(nested.hi - nested.lo, 2 * (promptsOnly.hi - promptsOnly.lo))
+    // the seed stage draws whole seeds: the interval reaches toward the lowest and highest seed's means
+    assert.isBelow(nested.lo, 0.3)
+    assert.isAbove(nested.hi, 0.5)
+  })
+
+  it("several seeds: a difference draws seeds once for both sides, so a shift shared by a seed's two sides cancels", () => {
+    // b is a shifted by +0.1 at every seed: the seeds' spread is common to both sides and the interval stays tight
+    const b = values.map((v) => ({ ...v, value: v.value - 0.1 }))
+    const d = nestedDifference(values, b)
+    assert.closeTo(d.mean, 0.1, 1e-9)
+    assert.isTrue(d.lo > 0.09 && d.hi < 0.11, `${d.lo} … ${d.hi}`)
+    assert.strictEqual(verdict(d), "rises")
+    // a side missing at one seed: replicates that draw no result for it are skipped, the rest give the interval
+    const partial = nestedDifference(values.filter((v) => v.seed !== 2), b)
+    assert.isFalse(Number.isNaN(partial.lo))
+    assert.isTrue(partial.lo <= partial.mean && partial.mean <= partial.hi)
+  })
+
+  it("the tables give each outcome and contrast per seed, and in how many seeds it rises", () => {
+    const two = [1, 2].flatMap((seed) => measureTrees(FlakyArithmetic.make({ seed: 1, failureRate: 0.3 }), byteTokenizer.decode, [tree, tree], 8, 268, { arm: "flaky", seed, step: 1 }))
+    const text = entropyTables(two, 8, [{ arm: "flaky", seed: 1, coldStartMs: 1500, samplingMs: 200, finalLoss: 0.05 }]).join("\n")
+    assert.include(text, "pooled over seeds 1, 2")
+    assert.include(text, "| variant | outcome | seed 1 | seed 2 | rises in |")
+    assert.match(text, /\| flaky \| error \| [^|]+\(2\) \| [^|]+\(2\) \| [0-2]\/2/)
+    assert.include(text, "| contrast | seed 1 | seed 2 | rises in |")
+    assert.include(text, "| flaky | 1 | 0.0500 | 1.5 | 0.2 |")
   })
 })
 

@@ -4,7 +4,8 @@
  * - `premise-entropy`: no training. From each variant's cold start, global sampling (M trajectories per
  *   prompt) on the same prompts and keys; every tool result of every trajectory is classified by the
  *   task (ok / error / missing / ambiguous) and its post-result window measured in the three forms of
- *   core/deltaH.ts (paper, continued, mean), with cluster-bootstrap intervals over prompts and the
+ *   core/deltaH.ts (paper, continued, mean), with cluster-bootstrap intervals over prompts (over several
+ *   seeds, each its own cold start: nested, seeds then prompts within seeds, and per seed as well) and the
  *   entropy profile −k…+k around the result. It answers: does entropy rise after uncertain results and
  *   not after certain ones?
  * - `premise`: RL. GRPO, ARPO, random-branch and AEPO at an equal rollout budget on every variant, with
@@ -172,6 +173,8 @@ export interface Interval {
   readonly mean: number
   readonly lo: number
   readonly hi: number
+  /** seeds (cold starts) behind the figure, where seeds were resampled too (nestedBootstrap) */
+  readonly seeds?: number
 }
 
 const meanOf = (xs: ReadonlyArray<number>): number => (xs.length === 0 ? Number.NaN : xs.reduce((a, b) => a + b, 0) / xs.length)
@@ -251,6 +254,102 @@ export const differenceBootstrap = (
   return { n: a.length + b.length, clusters: ca.length + cb.length, mean, lo: diffs[Math.floor(0.025 * resamples)]!, hi: diffs[Math.ceil(0.975 * resamples) - 1]! }
 }
 
+/** A value measured at one tool result, with its seed (its own cold start and prompts) and its cluster within that seed (a prompt). */
+export interface Measured {
+  readonly seed: number
+  readonly cluster: string
+  readonly value: number
+}
+
+type Clusters = ReadonlyArray<{ readonly sum: number; readonly n: number }>
+
+const clustersBySeed = (values: ReadonlyArray<Measured>): Map<number, Clusters> => {
+  const m = new Map<number, Map<string, { sum: number; n: number }>>()
+  for (const v of values) {
+    const seed = m.get(v.seed) ?? new Map<string, { sum: number; n: number }>()
+    const c = seed.get(v.cluster) ?? { sum: 0, n: 0 }
+    c.sum += v.value
+    c.n++
+    seed.set(v.cluster, c)
+    m.set(v.seed, seed)
+  }
+  return new Map([...m].map(([seed, cs]) => [seed, [...cs.values()]]))
+}
+
+/** One replicate of a seed's clusters (as many as it has, drawn with replacement): added to `acc`. */
+const drawClusters = (cs: Clusters | undefined, next: () => number, acc: { sum: number; n: number }) => {
+  if (cs === undefined) return
+  for (let i = 0; i < cs.length; i++) {
+    const c = cs[Math.min(cs.length - 1, Math.floor(next() * cs.length))]!
+    acc.sum += c.sum
+    acc.n += c.n
+  }
+}
+
+const cursor = (key: ReturnType<typeof root>) => {
+  let i = 0
+  return () => uniform(key, i++)
+}
+
+/**
+ * The mean of values from several seeds with a 95% nested (two-stage) cluster-bootstrap interval: each
+ * replicate draws the seeds with replacement (each seed is its own cold start, so seeds vary as whole
+ * models), then within every drawn seed its prompts with replacement (a prompt's trajectories share a
+ * policy state). The mean is over results, as the point estimate is. With one seed it is exactly
+ * `clusterBootstrap` over prompts. With few seeds the seed stage is coarse (3 seeds: 10 distinct draws),
+ * so read it beside the per-seed figures (entropyTables prints both).
+ */
+export const nestedBootstrap = (values: ReadonlyArray<Measured>, resamples = 1000, seed = 3): Interval => {
+  const bySeed = clustersBySeed(values)
+  const seeds = [...bySeed.keys()].sort((a, b) => a - b)
+  if (seeds.length <= 1) return { ...clusterBootstrap(values.map((v) => ({ cluster: `${v.seed}/${v.cluster}`, value: v.value })), resamples), seeds: seeds.length }
+  const mean = meanOf(values.map((v) => v.value))
+  const clusters = [...bySeed.values()].reduce((a, cs) => a + cs.length, 0)
+  const key = derive(root(seed), "nested-bootstrap")
+  const means: Array<number> = []
+  for (let r = 0; r < resamples; r++) {
+    const next = cursor(derive(key, r))
+    const acc = { sum: 0, n: 0 }
+    for (let i = 0; i < seeds.length; i++) drawClusters(bySeed.get(seeds[Math.min(seeds.length - 1, Math.floor(next() * seeds.length))]!), next, acc)
+    means.push(acc.sum / acc.n)
+  }
+  means.sort((a, b) => a - b)
+  return { n: values.length, clusters, seeds: seeds.length, mean, lo: means[Math.floor(0.025 * resamples)]!, hi: means[Math.ceil(0.975 * resamples) - 1]! }
+}
+
+/**
+ * a − b over several seeds with a 95% nested bootstrap interval: each replicate draws seeds with replacement
+ * once for both sides (the two sides of a seed share its prompts and tool-result keys), then each side's
+ * prompts within every drawn seed independently. A replicate where a side drew no result is skipped (a side
+ * absent at some seeds); with fewer than half the replicates left there is no interval. One seed: exactly
+ * `differenceBootstrap`.
+ */
+export const nestedDifference = (a: ReadonlyArray<Measured>, b: ReadonlyArray<Measured>, resamples = 1000, seed = 4): Interval => {
+  const sa = clustersBySeed(a)
+  const sb = clustersBySeed(b)
+  const seeds = [...new Set([...sa.keys(), ...sb.keys()])].sort((x, y) => x - y)
+  const flat = (vs: ReadonlyArray<Measured>) => vs.map((v) => ({ cluster: `${v.seed}/${v.cluster}`, value: v.value }))
+  if (seeds.length <= 1) return { ...differenceBootstrap(flat(a), flat(b), resamples), seeds: seeds.length }
+  const mean = meanOf(a.map((v) => v.value)) - meanOf(b.map((v) => v.value))
+  const clusters = [...sa.values(), ...sb.values()].reduce((x, cs) => x + cs.length, 0)
+  const key = derive(root(seed), "nested-difference")
+  const diffs: Array<number> = []
+  for (let r = 0; r < resamples; r++) {
+    const next = cursor(derive(key, r))
+    const accA = { sum: 0, n: 0 }
+    const accB = { sum: 0, n: 0 }
+    for (let i = 0; i < seeds.length; i++) {
+      const s = seeds[Math.min(seeds.length - 1, Math.floor(next() * seeds.length))]!
+      drawClusters(sa.get(s), next, accA)
+      drawClusters(sb.get(s), next, accB)
+    }
+    if (accA.n > 0 && accB.n > 0) diffs.push(accA.sum / accA.n - accB.sum / accB.n)
+  }
+  if (diffs.length < resamples / 2) return { n: a.length + b.length, clusters, seeds: seeds.length, mean, lo: Number.NaN, hi: Number.NaN }
+  diffs.sort((x, y) => x - y)
+  return { n: a.length + b.length, clusters, seeds: seeds.length, mean, lo: diffs[Math.floor(0.025 * diffs.length)]!, hi: diffs[Math.ceil(0.975 * diffs.length) - 1]! }
+}
+
 const f = (x: number, d = 3) => (Number.isNaN(x) ? "–" : x.toFixed(d))
 const iv = (i: Interval, d = 4) => `${f(i.mean, d)} [${f(i.lo, d)}, ${f(i.hi, d)}]`
 
@@ -258,12 +357,34 @@ const iv = (i: Interval, d = 4) => `${f(i.mean, d)} [${f(i.lo, d)}, ${f(i.hi, d)
 export const verdict = (i: Interval): string =>
   Number.isNaN(i.lo) ? "cannot tell (too few prompts)" : i.lo > 0 ? "rises" : i.hi < 0 ? "falls" : "cannot tell (interval spans 0)"
 
-/** The study's tables from the records (markdown lines). */
-export const entropyTables = (records: ReadonlyArray<ResultRecord>, k: number): ReadonlyArray<string> => {
-  const cluster = (r: ResultRecord) => `${r.arm}/${r.seed}/${r.step}/${r.prompt}`
+/** One variant's cold start and sampling at one seed (premise-entropy.json's `timing`). */
+export interface EntropyTiming {
+  readonly arm: string
+  readonly seed: number
+  readonly coldStartMs: number
+  readonly samplingMs: number
+  /** the cold start's final SFT loss (runs from before it was kept have none) */
+  readonly finalLoss?: number
+}
+
+const seedsOf = (records: ReadonlyArray<ResultRecord>) => [...new Set(records.map((r) => r.seed))].sort((a, b) => a - b)
+
+/**
+ * The study's tables from the records (markdown lines). Pooled figures take every seed's results; their
+ * intervals resample seeds (each its own cold start) and prompts within seeds (`nestedBootstrap`,
+ * `nestedDifference`; one seed: prompts only). With several seeds the ΔH (mean form) of every outcome and
+ * contrast is also given per seed, with intervals over that seed's prompts, and in how many seeds it rises.
+ */
+export const entropyTables = (records: ReadonlyArray<ResultRecord>, k: number, timing: ReadonlyArray<EntropyTiming> = []): ReadonlyArray<string> => {
+  const measured = (rs: ReadonlyArray<ResultRecord>, g: (r: ResultRecord) => number): ReadonlyArray<Measured> =>
+    rs.map((r) => ({ seed: r.seed, cluster: `${r.arm}/${r.step}/${r.prompt}`, value: g(r) }))
   const arms = [...new Set(records.map((r) => r.arm))]
+  const seeds = seedsOf(records)
+  const several = seeds.length > 1
   const lines: Array<string> = [
-    `ΔH = (H_after − H_initial) / ln V per tool result (95% cluster-bootstrap intervals over prompts), window k = ${k}, three forms:`,
+    several
+      ? `ΔH = (H_after − H_initial) / ln V per tool result, pooled over seeds ${seeds.join(", ")} (each seed its own cold start and prompts); 95% nested cluster-bootstrap intervals (seeds resampled, then prompts within each drawn seed), window k = ${k}, three forms:`
+      : `ΔH = (H_after − H_initial) / ln V per tool result (95% cluster-bootstrap intervals over prompts), window k = ${k}, three forms:`,
     "paper = first segment after the result (fewer than k tokens when it is shorter); continued = the first k model tokens across",
     "later segments; mean = k × per-token mean of the first segment.",
     "",
@@ -275,7 +396,7 @@ export const entropyTables = (records: ReadonlyArray<ResultRecord>, k: number): 
     const outcomes = ["all", ...new Set(mine.map((r) => r.outcome))]
     for (const o of outcomes) {
       const rs = o === "all" ? mine : mine.filter((r) => r.outcome === o)
-      const of = (g: (r: ResultRecord) => number) => clusterBootstrap(rs.map((r) => ({ cluster: cluster(r), value: g(r) })))
+      const of = (g: (r: ResultRecord) => number) => nestedBootstrap(measured(rs, g))
       const dm = of((r) => r.deltaH.mean)
       lines.push(
         `| ${arm} | ${o} | ${rs.length} | ${f(rs.length / Math.max(1, mine.length), 2)} | ${f(meanOf(rs.map((r) => r.after.paper)))} | ${f(meanOf(rs.map((r) => r.initial.paper)))} | ${
@@ -284,9 +405,8 @@ export const entropyTables = (records: ReadonlyArray<ResultRecord>, k: number): 
       )
     }
   }
-  lines.push("", "Contrasts (mean form; a − b with 95% bootstrap intervals):", "")
-  lines.push("| contrast | a − b | verdict |", "|---|---:|---|")
-  const vals = (rs: ReadonlyArray<ResultRecord>) => rs.map((r) => ({ cluster: cluster(r), value: r.deltaH.mean }))
+  // the contrasts: each uncertain outcome against the variant's certain results (or its control's), and the variant against its control
+  const contrasts: Array<{ label: string; a: ReadonlyArray<ResultRecord>; b: ReadonlyArray<ResultRecord> }> = []
   for (const arm of arms.filter((a) => !a.endsWith("-control"))) {
     const mine = records.filter((r) => r.arm === arm)
     const control = records.filter((r) => r.arm === `${arm}-control`)
@@ -294,15 +414,45 @@ export const entropyTables = (records: ReadonlyArray<ResultRecord>, k: number): 
     const ownOk = mine.filter((r) => r.outcome === "ok")
     const [ok, okLabel] = ownOk.length > 0 ? [ownOk, "after ok"] : [control.filter((r) => r.outcome === "ok"), `${arm}-control after ok`]
     for (const o of [...new Set(mine.map((r) => r.outcome))].filter((x) => x !== "ok")) {
-      const d = differenceBootstrap(vals(mine.filter((r) => r.outcome === o)), vals(ok))
-      lines.push(`| ${arm}: after ${o} − ${okLabel} | ${iv(d)} | ${verdict(d)} |`)
+      contrasts.push({ label: `${arm}: after ${o} − ${okLabel}`, a: mine.filter((r) => r.outcome === o), b: ok })
     }
-    if (control.length > 0) {
-      const d = differenceBootstrap(vals(mine), vals(control))
-      lines.push(`| ${arm} (all results) − ${arm}-control | ${iv(d)} | ${verdict(d)} |`)
+    if (control.length > 0) contrasts.push({ label: `${arm} (all results) − ${arm}-control`, a: mine, b: control })
+  }
+  const dmean = (r: ResultRecord) => r.deltaH.mean
+  lines.push("", `Contrasts (mean form; a − b with 95% ${several ? "nested bootstrap intervals: seeds drawn once for both sides, prompts within seeds for each side" : "bootstrap intervals"}):`, "")
+  lines.push("| contrast | a − b | verdict |", "|---|---:|---|")
+  for (const c of contrasts) {
+    const d = nestedDifference(measured(c.a, dmean), measured(c.b, dmean))
+    lines.push(`| ${c.label} | ${iv(d)} | ${verdict(d)} |`)
+  }
+  if (several) {
+    const perSeed = (x: (seed: number) => Interval) => seeds.map(x)
+    const risesIn = (xs: ReadonlyArray<Interval>) => {
+      const up = xs.filter((x) => x.lo > 0).length
+      const down = xs.filter((x) => x.hi < 0).length
+      return `${up}/${xs.length}${down > 0 ? ` (falls in ${down})` : ""}`
+    }
+    const head = `| ${seeds.map((s) => `seed ${s}`).join(" | ")} | rises in |`
+    const rule = `${"---:|".repeat(seeds.length)}---|`
+    lines.push("", "ΔH (mean form) per seed: each seed its own cold start and prompts; 95% cluster-bootstrap intervals over that seed's prompts (n results in parentheses):", "")
+    lines.push(`| variant | outcome ${head}`, `|---|---|${rule}`)
+    for (const arm of arms) {
+      const mine = records.filter((r) => r.arm === arm)
+      for (const o of ["all", ...new Set(mine.map((r) => r.outcome))]) {
+        const rs = o === "all" ? mine : mine.filter((r) => r.outcome === o)
+        const xs = perSeed((seed) => nestedBootstrap(measured(rs.filter((r) => r.seed === seed), dmean)))
+        lines.push(`| ${arm} | ${o} | ${xs.map((x) => (x.n === 0 ? "–" : `${iv(x)} (${x.n})`)).join(" | ")} | ${risesIn(xs.filter((x) => x.n > 0))} |`)
+      }
+    }
+    lines.push("", "Contrasts per seed (mean form; a − b, 95% bootstrap intervals over that seed's prompts):", "")
+    lines.push(`| contrast ${head}`, `|---|${rule}`)
+    for (const c of contrasts) {
+      const xs = perSeed((seed) => nestedDifference(measured(c.a.filter((r) => r.seed === seed), dmean), measured(c.b.filter((r) => r.seed === seed), dmean)))
+      const present = xs.filter((x) => !Number.isNaN(x.mean))
+      lines.push(`| ${c.label} | ${xs.map((x) => (Number.isNaN(x.mean) ? "–" : iv(x))).join(" | ")} | ${risesIn(present)} |`)
     }
   }
-  lines.push("", `Mean entropy (nats) per model-token position around the result (−${k}…−1: the call's tail; +1…+${k}: after the result):`, "")
+  lines.push("", `Mean entropy (nats) per model-token position around the result (−${k}…−1: the call's tail; +1…+${k}: after the result${several ? "; all seeds" : ""}):`, "")
   lines.push(`| variant | outcome | ${Array.from({ length: 2 * k }, (_, i) => (i < k ? `${i - k}` : `+${i - k + 1}`)).join(" | ")} |`)
   lines.push(`|---|---|${"---:|".repeat(2 * k)}`)
   for (const arm of arms) {
@@ -312,6 +462,11 @@ export const entropyTables = (records: ReadonlyArray<ResultRecord>, k: number): 
       const cells = Array.from({ length: 2 * k }, (_, i) => f(meanOf(rs.map((r) => r.profile[i]!).filter((x) => !Number.isNaN(x))), 2))
       lines.push(`| ${arm} | ${o} | ${cells.join(" | ")} |`)
     }
+  }
+  if (timing.length > 0) {
+    lines.push("", "Cold starts and sampling (seconds; cold start 0: loaded from the cache):", "")
+    lines.push("| variant | seed | final SFT loss | cold start wall | sampling wall |", "|---|---:|---:|---:|---:|")
+    for (const t of timing) lines.push(`| ${t.arm} | ${t.seed} | ${t.finalLoss === undefined ? "–" : f(t.finalLoss, 4)} | ${f(t.coldStartMs / 1000, 1)} | ${f(t.samplingMs / 1000, 1)} |`)
   }
   return lines
 }
@@ -353,7 +508,7 @@ const sampleVariant = (spec: ExperimentSpec, run: string, arm: ResolvedArm, seed
     }).pipe(Effect.provide(services), Effect.scoped)
     const wall = (performance.now() - started) / 1000
     yield* Console.error(`${arm.name} seed ${seed}: ${records.length} tool results measured in ${wall.toFixed(1)} s (cold start ${cold.cached ? "cached" : `${(cold.wallMs / 1000).toFixed(1)} s`}, final SFT loss ${cold.finalLoss.toFixed(4)})`)
-    return { records, coldStartMs: cold.wallMs, samplingMs: wall * 1000 }
+    return { records, coldStartMs: cold.wallMs, samplingMs: wall * 1000, finalLoss: cold.finalLoss }
   })
 
 const entropyArms: ReadonlyArray<ArmSpec> = premiseVariants.map((v) => ({ name: v.name, sampler: "global", set: { task: v.task } }))
@@ -372,11 +527,11 @@ export const premiseEntropySpec: ExperimentSpec = {
 /** The tables of a finished (or partial) entropy run, recomputed from its premise-entropy.json records. */
 export const entropyTablesOfRun = (dir: string): ReadonlyArray<string> => {
   const file = fs.existsSync(NodePath.join(dir, "premise-entropy.json")) ? "premise-entropy.json" : "premise-entropy.partial.json"
-  const data = JSON.parse(fs.readFileSync(NodePath.join(dir, file), "utf8")) as { records: ReadonlyArray<ResultRecord> }
+  const data = JSON.parse(fs.readFileSync(NodePath.join(dir, file), "utf8")) as { records: ReadonlyArray<ResultRecord>; timing?: ReadonlyArray<EntropyTiming> }
   // NaN profile entries are stored as null
   const records = data.records.map((r) => ({ ...r, profile: r.profile.map((x) => (x === null ? Number.NaN : x)) }))
   const config = JSON.parse(fs.readFileSync(NodePath.join(dir, "config.json"), "utf8")) as { arms: ReadonlyArray<{ config: RunConfigJson }> }
-  return entropyTables(records, Number(config.arms[0]?.config.rollout["window"] ?? 8))
+  return entropyTables(records, Number(config.arms[0]?.config.rollout["window"] ?? 8), data.timing ?? [])
 }
 
 /** Run the entropy study: every seed × variant, then the tables (stdout, premise-entropy.md/json). */
@@ -390,13 +545,13 @@ export const runPremiseEntropy = (spec: ExperimentSpec, options: RunOptions) =>
       const dir = store.paths.dir
       const run = NodePath.basename(dir)
       const records: Array<ResultRecord> = []
-      const timing: Array<{ arm: string; seed: number; coldStartMs: number; samplingMs: number }> = []
+      const timing: Array<EntropyTiming> = []
       const started = performance.now()
       for (const seed of seeds) {
         for (const arm of arms) {
           const r = yield* sampleVariant(spec, run, arm, seed)
           for (const x of r.records) records.push(x)
-          timing.push({ arm: arm.name, seed, coldStartMs: r.coldStartMs, samplingMs: r.samplingMs })
+          timing.push({ arm: arm.name, seed, coldStartMs: r.coldStartMs, samplingMs: r.samplingMs, ...(Number.isFinite(r.finalLoss) ? { finalLoss: r.finalLoss } : {}) })
           // a partial table after every variant, so an interrupted run still answers for what it measured
           const outcomes = [...new Set(r.records.map((x) => x.outcome))]
           yield* Console.error(
@@ -413,7 +568,7 @@ export const runPremiseEntropy = (spec: ExperimentSpec, options: RunOptions) =>
         `${c.rl.steps} batches × ${c.rl.promptsPerStep} prompts × M = ${c.rollout.budget}, temperature ${c.rollout.temperature}, k = ${k}, ` +
         `call limit ${c.rollout.callLimit}; wall ${((performance.now() - started) / 1000).toFixed(0)} s`,
         "",
-        ...entropyTables(records, k)
+        ...entropyTables(records, k, timing)
       ]
       yield* writeFileAtomic(NodePath.join(dir, "premise-entropy.md"), `# Premise: entropy after tool results\n\n${lines.join("\n")}\n`)
       yield* writeJsonAtomic(NodePath.join(dir, "premise-entropy.json"), { setup: lines[0], seeds, timing, records })
