@@ -354,7 +354,18 @@ export const tasks: ReadonlyArray<TaskEntry> = [
     Schema.Struct({ seed, lookalikes: withDefault(Int(0), 2), missingRate: withDefault(Unit, 0.25) }),
     (c) => NoisySearch.fromConfig(c)
   ),
-  entry("pointer-chase", Schema.Struct({ seed, maxCandidates: withDefault(Int(1), 3) }), (c) => PointerChase.fromConfig(c)),
+  entry(
+    "pointer-chase",
+    Schema.Struct({
+      seed,
+      maxCandidates: withDefault(Int(1), 3),
+      names: withDefault(Int(20), 3000),
+      nameLength: withDefault(Int(3), 5),
+      minHops: withDefault(Int(1), 2),
+      maxHops: withDefault(Int(1), 3)
+    }),
+    (c) => PointerChase.fromConfig(c)
+  ),
   // ARPO's own data and prompt (src/tasks/arpo.ts); its sandboxed tools: Arpo.toolboxLocal (real-model uses them)
   entry("arpo", Arpo.ArpoTaskSettings, (c) => Arpo.definition(c))
 ]

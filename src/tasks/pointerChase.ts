@@ -24,6 +24,9 @@ export const PointerChaseConfig = Schema.Struct({
   maxCandidates: Schema.Int,
   /** names in the graph (default 3000) */
   names: Schema.optional(Schema.Int),
+  /** letters per name, 3..5 (default 5: the CVCVC / CVCCV names the other premise tasks use); shorter names are
+   * fewer letters to copy from a result line into the next lookup */
+  nameLength: Schema.optional(Schema.Int),
   /** hops per question, drawn from minHops..maxHops (default 2..3) */
   minHops: Schema.optional(Schema.Int),
   maxHops: Schema.optional(Schema.Int),
@@ -48,13 +51,47 @@ interface Chase {
   readonly path: ReadonlyArray<number>
 }
 
+const consonants = "bdfgklmnprstvz"
+const vowels = "aeiou"
+/** The letter patterns of names of each length (C a consonant, V a vowel); 5 is premiseCommon's uniqueNames. */
+const patterns: Readonly<Record<number, ReadonlyArray<string>>> = { 3: ["CVC", "VCV"], 4: ["CVCV", "CVCC"], 5: ["CVCVC", "CVCCV"] }
+const capacity = (length: number): number =>
+  (patterns[length] ?? []).reduce((a, p) => a + [...p].reduce((m, c) => m * (c === "C" ? consonants.length : vowels.length), 1), 0)
+
+/**
+ * `n` distinct capitalised names of `length` letters: length 5 is `uniqueNames` (the names every chase ran with
+ * before the option existed); 3 and 4 draw keyed letters by the patterns above. Pure.
+ */
+export const chaseNames = (seed: number, n: number, length: number): ReadonlyArray<string> => {
+  if (length === 5) return uniqueNames(seed, "pointer-chase", n)
+  const ps = patterns[length]
+  if (ps === undefined || n > capacity(length) * 0.75) throw new RangeError(`chaseNames: ${n} names of ${length} letters (at most 3/4 of ${capacity(length)})`)
+  const out: Array<string> = []
+  const seen = new Set<string>()
+  const base = derive(root(seed), "pointer-chase-names", length)
+  for (let i = 0; out.length < n; i++) {
+    const k = derive(base, i)
+    const pattern = ps[intIn(k, 0, 0, ps.length - 1)]!
+    let s = ""
+    for (let j = 0; j < pattern.length; j++) {
+      const chars = pattern[j] === "C" ? consonants : vowels
+      s += chars[intIn(k, 1 + j, 0, chars.length - 1)]!
+    }
+    const name = s[0]!.toUpperCase() + s.slice(1)
+    if (seen.has(name)) continue
+    seen.add(name)
+    out.push(name)
+  }
+  return out
+}
+
 export const make = (config: PointerChaseConfig): PremiseTask => {
   const n = config.names ?? 3000
   const minHops = config.minHops ?? 2
   const maxHops = config.maxHops ?? 3
   const testShare = config.testShare ?? 0.25
   const wrongShare = config.wrongShare ?? 0.25
-  const names = uniqueNames(config.seed, "pointer-chase", n)
+  const names = chaseNames(config.seed, n, config.nameLength ?? 5)
   const gk = derive(root(config.seed), "pointer-chase-graph")
   const links: Array<ReadonlyArray<Link>> = names.map((_, i) => {
     const k = derive(gk, i)
@@ -149,7 +186,10 @@ export const fromConfig = (config: unknown): Effect.Effect<PremiseTask, TaskConf
     )
     const minHops = c.minHops ?? 2
     const maxHops = c.maxHops ?? 3
+    const nameLength = c.nameLength ?? 5
     yield* Effect.all([
+      check("pointer-chase", nameLength >= 3 && nameLength <= 5, "nameLength must be in [3, 5]"),
+      check("pointer-chase", nameLength < 3 || nameLength > 5 || (c.names ?? 3000) <= capacity(nameLength) * 0.75, `names must be at most 3/4 of the ${capacity(nameLength)} names of ${nameLength} letters`),
       check("pointer-chase", c.maxCandidates >= 1 && c.maxCandidates <= colours.length, `maxCandidates must be in [1, ${colours.length}]`),
       check("pointer-chase", (c.names ?? 3000) >= 20 && (c.names ?? 3000) <= 50_000, "names must be in [20, 50000]"),
       check("pointer-chase", minHops >= 1 && maxHops >= minHops && maxHops <= 4, "hops must satisfy 1 <= minHops <= maxHops <= 4"),

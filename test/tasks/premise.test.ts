@@ -115,5 +115,46 @@ describe("premise tasks", () => {
     assert.include(fail(NoisySearch.fromConfig({ seed: 1, lookalikes: 0, missingRate: 0.2 })), "noisy-search config: missingRate")
     assert.include(fail(PointerChase.fromConfig({ seed: 1, maxCandidates: 5 })), "pointer-chase config: maxCandidates")
     assert.include(fail(PointerChase.fromConfig({ seed: "x" })), "pointer-chase config")
+    assert.include(fail(PointerChase.fromConfig({ seed: 1, maxCandidates: 3, nameLength: 6 })), "pointer-chase config: nameLength")
+    assert.include(fail(PointerChase.fromConfig({ seed: 1, maxCandidates: 3, nameLength: 3, names: 1200 })), "pointer-chase config: names must be at most")
+    assert.include(fail(PointerChase.fromConfig({ seed: 1, maxCandidates: 3, minHops: 3, maxHops: 2 })), "pointer-chase config: hops")
   })
+
+  it("pointer chase: the default names (5 letters) and hops (2–3) are what the explicit defaults give", () => {
+    for (const maxCandidates of [1, 3]) {
+      const implicit = PointerChase.make({ seed: 1, maxCandidates })
+      const explicit = PointerChase.make({ seed: 1, maxCandidates, names: 3000, nameLength: 5, minHops: 2, maxHops: 3 })
+      const a = implicit.demonstrations("train", { start: 0, count: 50 }).map((d) => d.text)
+      assert.deepStrictEqual(explicit.demonstrations("train", { start: 0, count: 50 }).map((d) => d.text), a)
+      assert.deepStrictEqual(explicit.problems("test", { start: 0, count: 200 }), implicit.problems("test", { start: 0, count: 200 }))
+      const hops = new Set(implicit.problems("test", { start: 0, count: 400 }).map((p) => p.meta?.["hops"]))
+      assert.deepStrictEqual([...hops].sort(), [2, 3])
+    }
+  })
+
+  for (const nameLength of [3, 4]) {
+    it(`pointer chase with names of ${nameLength} letters and 2 hops: names, hops and lookups as configured; the control is its one-link twin`, () => {
+      const names = nameLength === 3 ? 900 : 4000
+      const task = PointerChase.make({ seed: 1, maxCandidates: 3, names, nameLength, minHops: 2, maxHops: 2 })
+      const control = PointerChase.make({ seed: 1, maxCandidates: 1, names, nameLength, minHops: 2, maxHops: 2 })
+      for (const t of [task, control]) {
+        for (const p of t.problems("test", { start: 0, count: 300 })) {
+          const [start, colours] = p.question.replace(/\?$/, "").split(": ")
+          assert.strictEqual(start!.length, nameLength, p.question)
+          assert.strictEqual(colours!.split(" ").length, 2, p.question)
+          assert.strictEqual(p.golds[0]!.length, nameLength, p.question)
+        }
+        for (const d of t.demonstrations("train", { start: 0, count: 100 })) {
+          const lookups = [...d.text.matchAll(/<search>(\w+)<\/search>/g)].map((m) => m[1]!)
+          assert.strictEqual(lookups.length, 2, d.text)
+          for (const l of lookups) assert.strictEqual(l.length, nameLength, d.text)
+          for (const line of d.text.matchAll(/^(red|blue|green) (\w+)$/gm)) assert.strictEqual(line[2]!.length, nameLength, d.text)
+        }
+      }
+      // the uncertain variant's lookups show several candidates; the control's one each
+      const outcomes = (t: PremiseTask) => demoOutcomes(t, 300)
+      assert.isAbove(outcomes(task)["ambiguous"] ?? 0, 200)
+      assert.deepStrictEqual(Object.keys(outcomes(control)), ["ok"])
+    })
+  }
 })
