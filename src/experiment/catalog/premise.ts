@@ -369,17 +369,86 @@ export interface EntropyTiming {
 
 const seedsOf = (records: ReadonlyArray<ResultRecord>) => [...new Set(records.map((r) => r.seed))].sort((a, b) => a - b)
 
+/** The study's figures (what premise-entropy.md renders; premise-entropy.figures.json keeps them without the records). */
+export interface EntropyFigures {
+  readonly k: number
+  readonly seeds: ReadonlyArray<number>
+  /** per variant and outcome ("all": every result of the variant), pooled over seeds and per seed */
+  readonly outcomes: ReadonlyArray<{
+    readonly variant: string
+    readonly outcome: string
+    readonly results: number
+    readonly share: number
+    readonly hAfterPaper: number
+    readonly hInitialPaper: number
+    readonly deltaH: Readonly<Record<WindowForm, Interval>>
+    /** ΔH (mean form) per seed, intervals over that seed's prompts (n 0: no such result at that seed) */
+    readonly perSeed: ReadonlyArray<Interval & { readonly seed: number }>
+  }>
+  /** mean form, a − b */
+  readonly contrasts: ReadonlyArray<{ readonly contrast: string; readonly pooled: Interval; readonly perSeed: ReadonlyArray<Interval & { readonly seed: number }> }>
+  /** mean entropy (nats) at positions −k…−1, +1…+k, all seeds */
+  readonly profile: ReadonlyArray<{ readonly variant: string; readonly outcome: string; readonly entropy: ReadonlyArray<number> }>
+  readonly timing: ReadonlyArray<EntropyTiming>
+}
+
 /**
- * The study's tables from the records (markdown lines). Pooled figures take every seed's results; their
- * intervals resample seeds (each its own cold start) and prompts within seeds (`nestedBootstrap`,
- * `nestedDifference`; one seed: prompts only). With several seeds the ΔH (mean form) of every outcome and
- * contrast is also given per seed, with intervals over that seed's prompts, and in how many seeds it rises.
+ * The study's figures from the records. Pooled figures take every seed's results; their intervals resample
+ * seeds (each its own cold start) and prompts within seeds (`nestedBootstrap`, `nestedDifference`; one seed:
+ * prompts only). The ΔH (mean form) of every outcome and contrast is also given per seed, with intervals
+ * over that seed's prompts.
  */
-export const entropyTables = (records: ReadonlyArray<ResultRecord>, k: number, timing: ReadonlyArray<EntropyTiming> = []): ReadonlyArray<string> => {
+export const entropyFigures = (records: ReadonlyArray<ResultRecord>, k: number, timing: ReadonlyArray<EntropyTiming> = []): EntropyFigures => {
   const measured = (rs: ReadonlyArray<ResultRecord>, g: (r: ResultRecord) => number): ReadonlyArray<Measured> =>
     rs.map((r) => ({ seed: r.seed, cluster: `${r.arm}/${r.step}/${r.prompt}`, value: g(r) }))
+  const dmean = (r: ResultRecord) => r.deltaH.mean
   const arms = [...new Set(records.map((r) => r.arm))]
   const seeds = seedsOf(records)
+  const outcomes: Array<EntropyFigures["outcomes"][number]> = []
+  const profile: Array<EntropyFigures["profile"][number]> = []
+  for (const arm of arms) {
+    const mine = records.filter((r) => r.arm === arm)
+    for (const o of ["all", ...new Set(mine.map((r) => r.outcome))]) {
+      const rs = o === "all" ? mine : mine.filter((r) => r.outcome === o)
+      outcomes.push({
+        variant: arm,
+        outcome: o,
+        results: rs.length,
+        share: rs.length / Math.max(1, mine.length),
+        hAfterPaper: meanOf(rs.map((r) => r.after.paper)),
+        hInitialPaper: meanOf(rs.map((r) => r.initial.paper)),
+        deltaH: Object.fromEntries(windowForms.map((form) => [form, nestedBootstrap(measured(rs, (r) => r.deltaH[form]))])) as Record<WindowForm, Interval>,
+        perSeed: seeds.map((seed) => ({ seed, ...nestedBootstrap(measured(rs.filter((r) => r.seed === seed), dmean)) }))
+      })
+      if (o !== "all") profile.push({ variant: arm, outcome: o, entropy: Array.from({ length: 2 * k }, (_, i) => meanOf(rs.map((r) => r.profile[i]!).filter((x) => !Number.isNaN(x)))) })
+    }
+  }
+  // the contrasts: each uncertain outcome against the variant's certain results (or its control's), and the variant against its control
+  const contrasts: Array<EntropyFigures["contrasts"][number]> = []
+  const contrast = (label: string, a: ReadonlyArray<ResultRecord>, b: ReadonlyArray<ResultRecord>) =>
+    contrasts.push({
+      contrast: label,
+      pooled: nestedDifference(measured(a, dmean), measured(b, dmean)),
+      perSeed: seeds.map((seed) => ({ seed, ...nestedDifference(measured(a.filter((r) => r.seed === seed), dmean), measured(b.filter((r) => r.seed === seed), dmean)) }))
+    })
+  for (const arm of arms.filter((a) => !a.endsWith("-control"))) {
+    const mine = records.filter((r) => r.arm === arm)
+    const control = records.filter((r) => r.arm === `${arm}-control`)
+    // the baseline: this variant's certain results, or (a variant without any, e.g. noisy search) its control's
+    const ownOk = mine.filter((r) => r.outcome === "ok")
+    const [ok, okLabel] = ownOk.length > 0 ? [ownOk, "after ok"] : [control.filter((r) => r.outcome === "ok"), `${arm}-control after ok`]
+    for (const o of [...new Set(mine.map((r) => r.outcome))].filter((x) => x !== "ok")) contrast(`${arm}: after ${o} − ${okLabel}`, mine.filter((r) => r.outcome === o), ok)
+    if (control.length > 0) contrast(`${arm} (all results) − ${arm}-control`, mine, control)
+  }
+  return { k, seeds, outcomes, contrasts, profile, timing }
+}
+
+/** The study's tables (markdown lines) from its figures; with several seeds also per seed, and in how many seeds each figure rises. */
+export const entropyTables = (records: ReadonlyArray<ResultRecord>, k: number, timing: ReadonlyArray<EntropyTiming> = []): ReadonlyArray<string> =>
+  renderEntropyFigures(entropyFigures(records, k, timing))
+
+export const renderEntropyFigures = (fig: EntropyFigures): ReadonlyArray<string> => {
+  const { k, seeds } = fig
   const several = seeds.length > 1
   const lines: Array<string> = [
     several
@@ -391,42 +460,17 @@ export const entropyTables = (records: ReadonlyArray<ResultRecord>, k: number, t
     "| variant | outcome | results | share | H_after paper | H_initial paper | ΔH paper | ΔH continued | ΔH mean | verdict (mean form) |",
     "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
   ]
-  for (const arm of arms) {
-    const mine = records.filter((r) => r.arm === arm)
-    const outcomes = ["all", ...new Set(mine.map((r) => r.outcome))]
-    for (const o of outcomes) {
-      const rs = o === "all" ? mine : mine.filter((r) => r.outcome === o)
-      const of = (g: (r: ResultRecord) => number) => nestedBootstrap(measured(rs, g))
-      const dm = of((r) => r.deltaH.mean)
-      lines.push(
-        `| ${arm} | ${o} | ${rs.length} | ${f(rs.length / Math.max(1, mine.length), 2)} | ${f(meanOf(rs.map((r) => r.after.paper)))} | ${f(meanOf(rs.map((r) => r.initial.paper)))} | ${
-          iv(of((r) => r.deltaH.paper))
-        } | ${iv(of((r) => r.deltaH.continued))} | ${iv(dm)} | ${verdict(dm)} |`
-      )
-    }
+  for (const o of fig.outcomes) {
+    lines.push(
+      `| ${o.variant} | ${o.outcome} | ${o.results} | ${f(o.share, 2)} | ${f(o.hAfterPaper)} | ${f(o.hInitialPaper)} | ${iv(o.deltaH.paper)} | ${iv(o.deltaH.continued)} | ${iv(o.deltaH.mean)} | ${
+        verdict(o.deltaH.mean)
+      } |`
+    )
   }
-  // the contrasts: each uncertain outcome against the variant's certain results (or its control's), and the variant against its control
-  const contrasts: Array<{ label: string; a: ReadonlyArray<ResultRecord>; b: ReadonlyArray<ResultRecord> }> = []
-  for (const arm of arms.filter((a) => !a.endsWith("-control"))) {
-    const mine = records.filter((r) => r.arm === arm)
-    const control = records.filter((r) => r.arm === `${arm}-control`)
-    // the baseline: this variant's certain results, or (a variant without any, e.g. noisy search) its control's
-    const ownOk = mine.filter((r) => r.outcome === "ok")
-    const [ok, okLabel] = ownOk.length > 0 ? [ownOk, "after ok"] : [control.filter((r) => r.outcome === "ok"), `${arm}-control after ok`]
-    for (const o of [...new Set(mine.map((r) => r.outcome))].filter((x) => x !== "ok")) {
-      contrasts.push({ label: `${arm}: after ${o} − ${okLabel}`, a: mine.filter((r) => r.outcome === o), b: ok })
-    }
-    if (control.length > 0) contrasts.push({ label: `${arm} (all results) − ${arm}-control`, a: mine, b: control })
-  }
-  const dmean = (r: ResultRecord) => r.deltaH.mean
   lines.push("", `Contrasts (mean form; a − b with 95% ${several ? "nested bootstrap intervals: seeds drawn once for both sides, prompts within seeds for each side" : "bootstrap intervals"}):`, "")
   lines.push("| contrast | a − b | verdict |", "|---|---:|---|")
-  for (const c of contrasts) {
-    const d = nestedDifference(measured(c.a, dmean), measured(c.b, dmean))
-    lines.push(`| ${c.label} | ${iv(d)} | ${verdict(d)} |`)
-  }
+  for (const c of fig.contrasts) lines.push(`| ${c.contrast} | ${iv(c.pooled)} | ${verdict(c.pooled)} |`)
   if (several) {
-    const perSeed = (x: (seed: number) => Interval) => seeds.map(x)
     const risesIn = (xs: ReadonlyArray<Interval>) => {
       const up = xs.filter((x) => x.lo > 0).length
       const down = xs.filter((x) => x.hi < 0).length
@@ -436,37 +480,23 @@ export const entropyTables = (records: ReadonlyArray<ResultRecord>, k: number, t
     const rule = `${"---:|".repeat(seeds.length)}---|`
     lines.push("", "ΔH (mean form) per seed: each seed its own cold start and prompts; 95% cluster-bootstrap intervals over that seed's prompts (n results in parentheses):", "")
     lines.push(`| variant | outcome ${head}`, `|---|---|${rule}`)
-    for (const arm of arms) {
-      const mine = records.filter((r) => r.arm === arm)
-      for (const o of ["all", ...new Set(mine.map((r) => r.outcome))]) {
-        const rs = o === "all" ? mine : mine.filter((r) => r.outcome === o)
-        const xs = perSeed((seed) => nestedBootstrap(measured(rs.filter((r) => r.seed === seed), dmean)))
-        lines.push(`| ${arm} | ${o} | ${xs.map((x) => (x.n === 0 ? "–" : `${iv(x)} (${x.n})`)).join(" | ")} | ${risesIn(xs.filter((x) => x.n > 0))} |`)
-      }
+    for (const o of fig.outcomes) {
+      lines.push(`| ${o.variant} | ${o.outcome} | ${o.perSeed.map((x) => (x.n === 0 ? "–" : `${iv(x)} (${x.n})`)).join(" | ")} | ${risesIn(o.perSeed.filter((x) => x.n > 0))} |`)
     }
     lines.push("", "Contrasts per seed (mean form; a − b, 95% bootstrap intervals over that seed's prompts):", "")
     lines.push(`| contrast ${head}`, `|---|${rule}`)
-    for (const c of contrasts) {
-      const xs = perSeed((seed) => nestedDifference(measured(c.a.filter((r) => r.seed === seed), dmean), measured(c.b.filter((r) => r.seed === seed), dmean)))
-      const present = xs.filter((x) => !Number.isNaN(x.mean))
-      lines.push(`| ${c.label} | ${xs.map((x) => (Number.isNaN(x.mean) ? "–" : iv(x))).join(" | ")} | ${risesIn(present)} |`)
+    for (const c of fig.contrasts) {
+      lines.push(`| ${c.contrast} | ${c.perSeed.map((x) => (Number.isNaN(x.mean) ? "–" : iv(x))).join(" | ")} | ${risesIn(c.perSeed.filter((x) => !Number.isNaN(x.mean)))} |`)
     }
   }
   lines.push("", `Mean entropy (nats) per model-token position around the result (−${k}…−1: the call's tail; +1…+${k}: after the result${several ? "; all seeds" : ""}):`, "")
   lines.push(`| variant | outcome | ${Array.from({ length: 2 * k }, (_, i) => (i < k ? `${i - k}` : `+${i - k + 1}`)).join(" | ")} |`)
   lines.push(`|---|---|${"---:|".repeat(2 * k)}`)
-  for (const arm of arms) {
-    const mine = records.filter((r) => r.arm === arm)
-    for (const o of [...new Set(mine.map((r) => r.outcome))]) {
-      const rs = mine.filter((r) => r.outcome === o)
-      const cells = Array.from({ length: 2 * k }, (_, i) => f(meanOf(rs.map((r) => r.profile[i]!).filter((x) => !Number.isNaN(x))), 2))
-      lines.push(`| ${arm} | ${o} | ${cells.join(" | ")} |`)
-    }
-  }
-  if (timing.length > 0) {
+  for (const p of fig.profile) lines.push(`| ${p.variant} | ${p.outcome} | ${p.entropy.map((x) => f(x, 2)).join(" | ")} |`)
+  if (fig.timing.length > 0) {
     lines.push("", "Cold starts and sampling (seconds; cold start 0: loaded from the cache):", "")
     lines.push("| variant | seed | final SFT loss | cold start wall | sampling wall |", "|---|---:|---:|---:|---:|")
-    for (const t of timing) lines.push(`| ${t.arm} | ${t.seed} | ${t.finalLoss === undefined ? "–" : f(t.finalLoss, 4)} | ${f(t.coldStartMs / 1000, 1)} | ${f(t.samplingMs / 1000, 1)} |`)
+    for (const t of fig.timing) lines.push(`| ${t.arm} | ${t.seed} | ${t.finalLoss === undefined ? "–" : f(t.finalLoss, 4)} | ${f(t.coldStartMs / 1000, 1)} | ${f(t.samplingMs / 1000, 1)} |`)
   }
   return lines
 }
@@ -563,15 +593,18 @@ export const runPremiseEntropy = (spec: ExperimentSpec, options: RunOptions) =>
       }
       const c = arms[0]!.config
       const k = c.rollout.window
+      const figures = entropyFigures(records, k, timing)
       const lines = [
         `Global sampling from each variant's cold start (${c.sft.steps} SFT steps), no training; seeds ${seeds.join(",")}, ` +
         `${c.rl.steps} batches × ${c.rl.promptsPerStep} prompts × M = ${c.rollout.budget}, temperature ${c.rollout.temperature}, k = ${k}, ` +
         `call limit ${c.rollout.callLimit}; wall ${((performance.now() - started) / 1000).toFixed(0)} s`,
         "",
-        ...entropyTables(records, k, timing)
+        ...renderEntropyFigures(figures)
       ]
       yield* writeFileAtomic(NodePath.join(dir, "premise-entropy.md"), `# Premise: entropy after tool results\n\n${lines.join("\n")}\n`)
       yield* writeJsonAtomic(NodePath.join(dir, "premise-entropy.json"), { setup: lines[0], seeds, timing, records })
+      // the figures without the records (a few hundred kB against tens of MB): what docs/results.md cites
+      yield* writeJsonAtomic(NodePath.join(dir, "premise-entropy.figures.json"), { setup: lines[0], ...figures })
       for (const line of [...lines, "", `Tables: ${NodePath.join(dir, "premise-entropy.md")} (records in premise-entropy.json)`]) yield* Console.log(line)
       return dir
     }).pipe(Effect.provide(RunStore.eventsLayer), Effect.provide(RunStore.layerCreate({ root: options.out, experiment: spec.name, config: stored })))
