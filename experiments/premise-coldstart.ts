@@ -23,7 +23,19 @@ import { bootstrap, differenceRange, unit } from "../src/report/bootstrap.ts"
 import { coldStart } from "../src/experiment/coldStart.ts"
 import { resolveArms } from "../src/experiment/define.ts"
 import type { Experiment } from "../src/experiment/Experiment.ts"
-import { type Evaluated, evaluateWeights, premiseEvalSeed, premisePowerSpecOf, premiseVariants } from "../src/experiment/catalog/premise.ts"
+import { Layer } from "effect"
+import { derive, root } from "../src/core/random.ts"
+import { trajectories } from "../src/core/tree.ts"
+import { Engine, promptTokens } from "../src/engine/Engine.ts"
+import { Events } from "../src/events/Events.ts"
+import type { HostTensor } from "../src/model/params.ts"
+import { globalPolicy } from "../src/rollout/global.ts"
+import { runRollout } from "../src/rollout/runner.ts"
+import { serving } from "../src/run/weightSync.ts"
+import type { PremiseTask, ResultOutcome } from "../src/tasks/premiseCommon.ts"
+import { Toolbox } from "../src/tools/Toolbox.ts"
+import { type ResolvedArm } from "../src/experiment/define.ts"
+import { type Evaluated, premiseEvalSeed, premisePowerSpecOf, premiseVariants } from "../src/experiment/catalog/premise.ts"
 import { configPatchFromEnv } from "../src/experiment/catalog/premiseLong.ts"
 import { builtinRegistries } from "../src/experiment/registries.ts"
 import { ConfigInvalid, mergePatch } from "../src/run/config.ts"
@@ -43,6 +55,78 @@ for (const n of [...lengths, questions]) if (!Number.isInteger(n) || n <= 0) thr
 
 const f = (x: number | null, d = 3) => (x === null || Number.isNaN(x) ? "–" : x.toFixed(d))
 
+/** One held-out question in detail: what each tool result was (the task's classification) and what was answered. */
+interface Detail {
+  readonly outcomes: ReadonlyArray<ResultOutcome>
+  /** the boxed answer ("" when none) */
+  readonly answer: string
+  /** the answer is wrong but appeared in some tool result (e.g. a look-alike's year) */
+  readonly copiedWrong: boolean
+  readonly response: string
+}
+
+const stripResult = (text: string): string => text.replace(/^\s*<result>\n?/, "").replace(/\n?<\/result>\s*$/, "")
+
+/**
+ * premise.ts's `evaluateWeights` (the same greedy rollout, settings and tool-result key, so the same
+ * accuracies) keeping each question's tool-result outcomes and answer, for the breakdown by outcome.
+ */
+const evaluateDetailed = (arm: ResolvedArm, params: ReadonlyArray<HostTensor>, label: string) =>
+  Effect.gen(function*() {
+    const components = registryComponents(builtinRegistries)
+    const task = (yield* components.task(arm.config)) as PremiseTask
+    const engine = serving(components.engine(arm.config), components.trainer(arm.config, { config: arm.config.model, params }))
+    const services = Layer.mergeAll(engine, components.toolbox(arm.config, task)).pipe(Layer.provideMerge(Events.layerDiscard))
+    const started = performance.now()
+    const problems = task.problems("test", { start: 0, count: arm.config.eval.questions })
+    const { trees, decode } = yield* Effect.gen(function*() {
+      const env = { engine: yield* Engine, toolbox: yield* Toolbox, events: yield* Events }
+      const tok = env.engine.tokenizer
+      const settings = {
+        sampler: "eval-greedy",
+        budget: 1,
+        callLimit: arm.config.rollout.callLimit,
+        maxResponseTokens: arm.config.eval.maxResponseTokens,
+        temperature: 0,
+        topP: 1,
+        toolConcurrency: 8,
+        toolTimeoutMs: 10_000,
+        engineRetries: 0,
+        window: arm.config.rollout.window,
+        emitEvents: false
+      }
+      const run = yield* runRollout(env, settings, globalPolicy(1), problems.map((p) => promptTokens(tok, p)), { step: 0, key: derive(root(premiseEvalSeed), "eval", "test") })
+      return { trees: run.trees, decode: tok.decode }
+    }).pipe(Effect.provide(services), Effect.scoped)
+    const details: Array<Detail> = []
+    const evaluated: Evaluated = {
+      arm: label,
+      seed: 1,
+      questions: problems.map((problem, i) => {
+        const tree = trees[i]!
+        const t = trajectories(tree)[0]
+        const response = t === undefined ? "" : decode(t.tokens.slice(t.responseStart))
+        const results = tree.nodes.flatMap((n) => {
+          if (n.kind !== "tool") return []
+          const call = tree.nodes[n.parent]!.toolCall
+          const output = stripResult(decode(n.tokens))
+          return [{ output, outcome: task.outcomeOf(call?.tool ?? "?", call?.content ?? "", output) }]
+        })
+        const accuracy = t === undefined || t.finish === "failed" ? 0 : task.accuracy(response, problem).accuracy
+        const answer = /\\boxed\{([^}]*)\}/.exec(response)?.[1]?.trim() ?? ""
+        details.push({
+          outcomes: results.map((r) => r.outcome),
+          answer,
+          copiedWrong: accuracy < 1 && answer !== "" && results.some((r) => r.output.split(/\s+/).includes(answer)),
+          response
+        })
+        return { id: problem.id, accuracy, toolCalls: results.length, tokens: t === undefined ? 0 : t.roles.filter((r) => r === "model").length }
+      }),
+      evalMs: performance.now() - started
+    }
+    return { evaluated, details }
+  })
+
 interface Row {
   readonly variant: string
   readonly sftSteps: number
@@ -50,6 +134,7 @@ interface Row {
   readonly sftWallS: number
   readonly cached: boolean
   readonly evaluated: Evaluated
+  readonly details: ReadonlyArray<Detail>
 }
 
 const experiment: Experiment = {
@@ -71,9 +156,10 @@ const experiment: Experiment = {
           const components = registryComponents(builtinRegistries)
           const task = yield* components.task(arm.config)
           const cold = yield* coldStart({ config: arm.config, seed: 1, task, toolbox: components.toolbox(arm.config, task), label: `cold start ${arm.name} (${steps} SFT steps)` })
-          const evaluated = yield* evaluateWeights(arm, premiseEvalSeed, cold.params, `${arm.name}.sft${steps}`, 1)
-          rows.push({ variant: arm.name, sftSteps: steps, finalLoss: cold.finalLoss, sftWallS: cold.wallMs / 1000, cached: cold.cached, evaluated })
+          const { evaluated, details } = yield* evaluateDetailed(arm, cold.params, `${arm.name}.sft${steps}`)
+          rows.push({ variant: arm.name, sftSteps: steps, finalLoss: cold.finalLoss, sftWallS: cold.wallMs / 1000, cached: cold.cached, evaluated, details })
           yield* writeJsonAtomic(NodePath.join(dir, "premise-coldstart.json"), { lengths, variants, questions, set: patch ?? null, rows })
+          for (const d of details.slice(0, 6)) yield* Console.error(`  [${d.outcomes.join(",")}] ${JSON.stringify(d.response)}`)
           yield* Console.error(`${arm.name} ${steps} SFT steps: loss ${cold.finalLoss.toFixed(4)}, held-out ${(evaluated.questions.reduce((a, q) => a + q.accuracy, 0) / evaluated.questions.length).toFixed(3)}`)
         }
       }
@@ -97,6 +183,23 @@ const experiment: Experiment = {
           if (base === undefined) continue
           const d = bootstrap([r.evaluated.questions.map((q, i) => q.accuracy - base.evaluated.questions[i]!.accuracy)], { label: `coldstart ${v} ${r.sftSteps} − ${lengths[0]}`, range: differenceRange(unit) })
           lines.push(`| ${v} | ${r.sftSteps} − ${lengths[0]} | ${f(d.mean)} [${f(d.lo)}, ${f(d.hi)}] |`)
+        }
+      }
+      lines.push(
+        "",
+        "By the outcome of the first tool result (the task's classification: ok = certain, ambiguous = the target among look-alikes / several candidates, missing = the target left out, error, unknown = a name the tool does not know), and of the last result before answering:",
+        "",
+        "| variant | SFT steps | result | which | questions | accuracy | called again | answered a wrong value shown in a result |",
+        "|---|---:|---|---|---:|---:|---:|---:|"
+      )
+      for (const r of rows) {
+        for (const which of ["first", "last"] as const) {
+          const outcomeOf = (d: Detail) => (d.outcomes.length === 0 ? "no call" : which === "first" ? d.outcomes[0]! : d.outcomes[d.outcomes.length - 1]!)
+          for (const o of [...new Set(r.details.map(outcomeOf))].sort()) {
+            const idx = r.details.map((d, i) => (outcomeOf(d) === o ? i : -1)).filter((i) => i >= 0)
+            const share = (g: (i: number) => boolean) => f(idx.filter(g).length / idx.length)
+            lines.push(`| ${r.variant} | ${r.sftSteps} | ${o} | ${which} | ${idx.length} | ${f(idx.reduce((a, i) => a + r.evaluated.questions[i]!.accuracy, 0) / idx.length)} | ${which === "first" ? share((i) => r.details[i]!.outcomes.length > 1) : "–"} | ${share((i) => r.details[i]!.copiedWrong)} |`)
+          }
         }
       }
       yield* writeFileAtomic(NodePath.join(dir, "premise-coldstart.md"), `# premise-coldstart\n\n${lines.join("\n")}\n`)

@@ -351,7 +351,16 @@ export const tasks: ReadonlyArray<TaskEntry> = [
   ),
   entry(
     "noisy-search",
-    Schema.Struct({ seed, lookalikes: withDefault(Int(0), 2), missingRate: withDefault(Unit, 0.25) }),
+    Schema.Struct({
+      seed,
+      lookalikes: withDefault(Int(0), 2),
+      missingRate: withDefault(Unit, 0.25),
+      // optional, absent by default (so existing configs and cold-start cache keys stay as they were): src/tasks/noisySearch.ts
+      lookalikeStyle: Schema.optionalKey(Schema.Literals(["letter", "first", "random"])),
+      ranked: Schema.optionalKey(Schema.Boolean),
+      padMissing: Schema.optionalKey(Schema.Boolean),
+      wrongShare: Schema.optionalKey(Unit)
+    }),
     (c) => NoisySearch.fromConfig(c)
   ),
   entry(

@@ -2,7 +2,10 @@
  * Noisy search, a premise task: "Year of Zorav?" over a generated world of named entities, each with one
  * fact (a year). The search tool answers with the target's page shuffled among look-alikes (one letter
  * changed, another year), and with probability `missingRate` leaves the target out, so the model must
- * find its exact name among the pages or search again. Demonstrations show the right moves and the wrong
+ * find its exact name among the pages or search again. Options (tools/noisyLookup.ts) make the look-alikes
+ * easier to tell apart (`lookalikeStyle`: the first letter changed, or a whole other name), rank the target's
+ * page first (`ranked`), and keep the count of pages the same on a miss (`padMissing`), so that only the
+ * names tell whether to search again. Demonstrations show the right moves and the wrong
  * ones (a look-alike's year; answering when the target is missing). The control variant: one exact page,
  * never missing. Test questions are one per held-out entity (≥ 1,000 with the defaults).
  */
@@ -27,7 +30,13 @@ export const NoisySearchConfig = Schema.Struct({
   /** share of demonstrations that answer with a look-alike's year or after a miss (default 0.25) */
   wrongShare: Schema.optional(Schema.Finite),
   /** searches a demonstration may make (default 3: the run's call limit) */
-  callLimit: Schema.optional(Schema.Int)
+  callLimit: Schema.optional(Schema.Int),
+  /** how look-alike names differ: "letter" (default: one letter anywhere), "first" (the first letter), "random" (a whole other name) */
+  lookalikeStyle: Schema.optional(Schema.Literals(["letter", "first", "random"])),
+  /** the target's page first when shown (default false: shuffled among the look-alikes) */
+  ranked: Schema.optional(Schema.Boolean),
+  /** a miss shows one more look-alike, so the count of pages does not tell (default false) */
+  padMissing: Schema.optional(Schema.Boolean)
 })
 export type NoisySearchConfig = typeof NoisySearchConfig.Type
 
@@ -48,7 +57,14 @@ export const make = (config: NoisySearchConfig): PremiseTask => {
     facts.set(name, yearOf(derive(wk, i), 0))
     pools[uniform(derive(wk, i), 1) < testShare ? "test" : "train"].push(i)
   })
-  const pages: NoisyPagesOptions = { lookalikes: config.lookalikes, missingRate: config.missingRate, fakeFact: yearOf }
+  const pages: NoisyPagesOptions = {
+    lookalikes: config.lookalikes,
+    missingRate: config.missingRate,
+    fakeFact: yearOf,
+    ...(config.lookalikeStyle === undefined ? {} : { style: config.lookalikeStyle }),
+    ...(config.ranked === undefined ? {} : { ranked: config.ranked }),
+    ...(config.padMissing === undefined ? {} : { padMissing: config.padMissing })
+  }
   const entityAt = (split: Split, index: number): string | undefined => {
     if (split === "test") return index < pools.test.length ? names[pools.test[index]!] : undefined
     const pool = pools.train

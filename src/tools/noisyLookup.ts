@@ -2,7 +2,9 @@
  * Lookup tools over a generated fact table, for tasks whose tool results carry uncertainty:
  * `noisyLookup` answers a name with several shuffled pages — the target's and look-alikes' (the name
  * with one letter changed, a different fact) — and sometimes leaves the target out, so the caller must
- * notice and search again; with no look-alikes and no misses it is an exact lookup (one page). Every
+ * notice and search again; with no look-alikes and no misses it is an exact lookup (one page). Options
+ * change how look-alikes differ (one letter anywhere, the first letter, or a whole random name), rank the
+ * target's page first, and pad a miss with one more look-alike so the count of pages does not tell. Every
  * random choice comes from the call's key (the rollout runner gives each call one); a call without a key
  * gets the exact page. `tableLookup` is the deterministic lookup (name → its text). No ranking, no BM25.
  */
@@ -15,14 +17,39 @@ export const NO_ENTRY = "No results."
 const consonants = "bdfgklmnprstvz"
 const vowels = "aeiou"
 
-/** `name` with the letter at one keyed position changed to another of its class (consonant / vowel). */
-export const lookalikeName = (name: string, key: Key, i: number): string => {
-  const pos = Math.min(name.length - 1, Math.floor(uniform(key, 2 * i) * name.length))
+/**
+ * How a look-alike's name differs from the target's: `letter`, one letter at a keyed position (the
+ * default); `first`, the first letter; `random`, every letter drawn afresh in the name's consonant/vowel
+ * pattern, the first letter always different (a different name of the same shape).
+ */
+export type LookalikeStyle = "letter" | "first" | "random"
+
+export const lookalikeStyles: ReadonlyArray<LookalikeStyle> = ["letter", "first", "random"]
+
+/** The letter at `pos` of `name` changed to another of its class (consonant / vowel), chosen by `u` in [0, 1). */
+const changeLetter = (name: string, pos: number, u: number): string => {
   const lower = name[pos]!.toLowerCase()
   const pool = (vowels.includes(lower) ? vowels : consonants).replace(lower, "")
-  let c = pool[Math.min(pool.length - 1, Math.floor(uniform(key, 2 * i + 1) * pool.length))]!
+  let c = pool[Math.min(pool.length - 1, Math.floor(u * pool.length))]!
   if (pos === 0 && name[0] === name[0]!.toUpperCase()) c = c.toUpperCase()
   return name.slice(0, pos) + c + name.slice(pos + 1)
+}
+
+/** Look-alike `i` of `name` under `key` (see `LookalikeStyle`; default `letter`). Pure. */
+export const lookalikeName = (name: string, key: Key, i: number, style: LookalikeStyle = "letter"): string => {
+  if (style === "first") return changeLetter(name, 0, uniform(key, 2 * i + 1))
+  if (style === "random") {
+    const k = derive(key, "random", i)
+    let out = changeLetter(name, 0, uniform(k, 0))
+    for (let pos = 1; pos < name.length; pos++) {
+      const lower = name[pos]!.toLowerCase()
+      const pool = vowels.includes(lower) ? vowels : consonants.includes(lower) ? consonants : undefined
+      if (pool === undefined) continue
+      out = out.slice(0, pos) + pool[Math.min(pool.length - 1, Math.floor(uniform(k, pos) * pool.length))]! + out.slice(pos + 1)
+    }
+    return out
+  }
+  return changeLetter(name, Math.min(name.length - 1, Math.floor(uniform(key, 2 * i) * name.length)), uniform(key, 2 * i + 1))
 }
 
 export interface NoisyPagesOptions {
@@ -32,6 +59,12 @@ export interface NoisyPagesOptions {
   readonly missingRate: number
   /** the fact shown on look-alike page `i` (a different fact than the target's) */
   readonly fakeFact: (key: Key, i: number) => string
+  /** how look-alike names differ (default `letter`: one letter) */
+  readonly style?: LookalikeStyle
+  /** the target's page first when shown, the look-alikes after it in keyed order (a ranked search); default: all shuffled */
+  readonly ranked?: boolean
+  /** a search that leaves the target out shows `lookalikes + 1` look-alikes, so every search shows the same count of pages */
+  readonly padMissing?: boolean
 }
 
 export interface NoisyPages {
@@ -41,7 +74,9 @@ export interface NoisyPages {
 
 /**
  * The pages a noisy lookup of `name` (whose page is `name fact`) shows under `key`: the target page
- * (unless left out) and `lookalikes` distinct look-alike pages, in keyed random order. Pure.
+ * (unless left out) and `lookalikes` distinct look-alike pages (one more for a miss with `padMissing`), in
+ * keyed random order (with `ranked`, the target's page first). Without the options, the same pages as before
+ * they existed (the same keyed draws). Pure.
  */
 export const noisyPages = (name: string, fact: string, key: Key | undefined, options: NoisyPagesOptions): NoisyPages => {
   if (key === undefined || options.lookalikes <= 0) return { pages: [`${name} ${fact}`], targetShown: true }
@@ -50,18 +85,20 @@ export const noisyPages = (name: string, fact: string, key: Key | undefined, opt
   const names = new Set<string>([name])
   const pages: Array<string> = targetShown ? [`${name} ${fact}`] : []
   const nk = derive(k, "names")
-  for (let i = 0; pages.length < options.lookalikes + (targetShown ? 1 : 0) && i < 64; i++) {
-    const other = lookalikeName(name, nk, i)
+  const count = options.lookalikes + (targetShown || options.padMissing === true ? 1 : 0)
+  for (let i = 0; pages.length < count && i < 64; i++) {
+    const other = lookalikeName(name, nk, i, options.style)
     if (names.has(other)) continue
     names.add(other)
     let f = options.fakeFact(derive(k, "fact"), i)
     for (let j = 1; f === fact && j < 16; j++) f = options.fakeFact(derive(k, "fact", j), i)
     pages.push(`${other} ${f}`)
   }
-  // keyed Fisher–Yates
+  // keyed Fisher–Yates (ranked: the look-alikes only, after the target's page)
   const order = derive(k, "order")
-  for (let i = pages.length - 1; i > 0; i--) {
-    const j = Math.min(i, Math.floor(uniform(order, i) * (i + 1)))
+  const first = options.ranked === true && targetShown ? 1 : 0
+  for (let i = pages.length - 1; i > first; i--) {
+    const j = first + Math.min(i - first, Math.floor(uniform(order, i) * (i + 1 - first)))
     const t = pages[i]!
     pages[i] = pages[j]!
     pages[j] = t

@@ -9,6 +9,8 @@ import * as NoisySearch from "../../src/tasks/noisySearch.ts"
 import * as PointerChase from "../../src/tasks/pointerChase.ts"
 import type { PremiseTask } from "../../src/tasks/premiseCommon.ts"
 import { Toolbox } from "../../src/tools/Toolbox.ts"
+import { type NoisyPagesOptions, noisyPages } from "../../src/tools/noisyLookup.ts"
+import { createHash } from "node:crypto"
 
 const variants: ReadonlyArray<readonly [string, PremiseTask]> = [
   ["flaky-arithmetic p=0.3", FlakyArithmetic.make({ seed: 1, failureRate: 0.3 })],
@@ -157,4 +159,86 @@ describe("premise tasks", () => {
       assert.deepStrictEqual(Object.keys(outcomes(control)), ["ok"])
     })
   }
+})
+
+describe("noisy search's options: how look-alikes differ, ranked pages, padded misses", () => {
+  const key = derive(root(5), "noisy-options")
+  const fakeFact = (_k: unknown, i: number) => String(1900 + i)
+  const pagesOf = (options: Partial<NoisyPagesOptions>, n: number) =>
+    Array.from({ length: n }, (_, i) => noisyPages("Zorav", "1888", derive(key, i), { lookalikes: 2, missingRate: 0.25, fakeFact, ...options }))
+  const names = (r: { readonly pages: ReadonlyArray<string> }) => r.pages.map((p) => p.split(" ")[0]!)
+  const differing = (a: string, b: string) => [...a].filter((c, i) => b[i] !== c).length
+
+  it("look-alikes differ as configured: one letter anywhere (default), the first letter only, or a whole other name of the same shape", () => {
+    const shape = (s: string) => [...s.toLowerCase()].map((c) => ("aeiou".includes(c) ? "V" : "C")).join("")
+    for (const r of pagesOf({}, 200)) for (const n of names(r).filter((x) => x !== "Zorav")) assert.strictEqual(differing(n, "Zorav"), 1, n)
+    for (const r of pagesOf({ style: "first" }, 200)) {
+      for (const n of names(r).filter((x) => x !== "Zorav")) {
+        assert.strictEqual(n.slice(1), "orav", n)
+        assert.notStrictEqual(n[0], "Z")
+        assert.match(n, /^[A-Z]/)
+      }
+    }
+    let many = 0
+    for (const r of pagesOf({ style: "random" }, 200)) {
+      for (const n of names(r).filter((x) => x !== "Zorav")) {
+        assert.strictEqual(shape(n), shape("Zorav"), n)
+        assert.notStrictEqual(n[0], "Z")
+        if (differing(n, "Zorav") >= 3) many++
+      }
+    }
+    assert.isAbove(many, 300, "random look-alikes mostly differ in three letters or more")
+  })
+
+  it("without options the pages are those of before (the default style, unranked, unpadded, with the same keyed draws)", () => {
+    assert.deepStrictEqual(pagesOf({}, 100), pagesOf({ style: "letter", ranked: false, padMissing: false }, 100))
+    // the default task's first 300 demonstrations, byte for byte as before the options existed
+    const text = (t: PremiseTask) => t.demonstrations("train", { start: 0, count: 300 }).map((d) => d.text).join("\n\u0000")
+    assert.strictEqual(createHash("sha256").update(text(NoisySearch.make({ seed: 1, lookalikes: 2, missingRate: 0.25 }))).digest("hex").slice(0, 16), "a5df9bac98ce13a2")
+    assert.strictEqual(createHash("sha256").update(text(NoisySearch.make({ seed: 12, lookalikes: 2, missingRate: 0.25 }))).digest("hex").slice(0, 16), "af64165b390c2252")
+  })
+
+  it("ranked: the target's page comes first whenever it is shown; padMissing: every search shows lookalikes + 1 pages", () => {
+    const ranked = pagesOf({ ranked: true }, 400)
+    for (const r of ranked) if (r.targetShown) assert.strictEqual(names(r)[0], "Zorav")
+    const firstOthers = new Set(ranked.filter((r) => r.targetShown).map((r) => names(r)[1]))
+    assert.isAbove(firstOthers.size, 1)
+    const padded = pagesOf({ padMissing: true, ranked: true }, 400)
+    const missing = padded.filter((r) => !r.targetShown).length
+    assert.isTrue(missing > 60 && missing < 140, `${missing} of 400 missing`)
+    for (const r of padded) {
+      assert.strictEqual(r.pages.length, 3)
+      assert.strictEqual(new Set(names(r)).size, 3)
+      assert.strictEqual(names(r).includes("Zorav"), r.targetShown)
+    }
+  })
+
+  const optioned: ReadonlyArray<readonly [string, PremiseTask]> = [
+    ["first letter", NoisySearch.make({ seed: 1, lookalikes: 2, missingRate: 0.25, lookalikeStyle: "first" })],
+    ["random names", NoisySearch.make({ seed: 1, lookalikes: 2, missingRate: 0.25, lookalikeStyle: "random" })],
+    ["ranked, padded", NoisySearch.make({ seed: 1, lookalikes: 2, missingRate: 0.25, ranked: true, padMissing: true })]
+  ]
+  for (const [label, task] of optioned) {
+    it.effect(`${label}: demonstrations re-render identically through the tool; ≥ 1,000 distinct held-out questions apart from training; they fit 192 tokens`, () =>
+      Effect.gen(function*() {
+        for (const d of task.demonstrations("train", { start: 0, count: 60 })) assert.strictEqual((yield* renderWithToolbox(d)).text, d.text, d.problem.id)
+        const test = new Set(task.problems("test", { start: 0, count: 2500 }).map((p) => p.question))
+        const train = new Set(task.problems("train", { start: 0, count: 2500 }).map((p) => p.question))
+        assert.isAtLeast(test.size, 1000)
+        for (const q of test) assert.isFalse(train.has(q), q)
+        const demos = task.demonstrations("train", { start: 0, count: 400 })
+        for (const d of demos) assert.isAtMost(byteTokenizer.encode(d.text).length, 192, d.problem.id)
+        for (const d of demos.filter((x) => x.quality === "perfect")) assert.strictEqual(task.reward(d.response, d.problem).score, 1, d.response)
+        const outcomes = demoOutcomes(task, 400)
+        assert.isAbove(outcomes["missing"] ?? 0, 60)
+        assert.isAbove(outcomes["ambiguous"] ?? 0, 200)
+      }).pipe(Effect.provide(toolboxOf(task))))
+  }
+
+  it("the control is unchanged by the options' existence: one exact page, never missing", () => {
+    const control = NoisySearch.make({ seed: 12, lookalikes: 0, missingRate: 0 })
+    assert.isTrue(control.control)
+    assert.deepStrictEqual(Object.keys(demoOutcomes(control, 300)), ["ok"])
+    assert.include(Effect.runSync(Effect.flip(NoisySearch.fromConfig({ seed: 1, lookalikes: 2, missingRate: 0.25, lookalikeStyle: "second" }))).message, "noisy-search config")
+  })
 })
