@@ -12,7 +12,8 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as NodePath from "node:path"
 import { premiseParts, premiseQuickSpec, premiseWithLanes, runPremisePart } from "../../src/experiment/catalog/premise.ts"
-import { lanesDir, partDone } from "../../src/experiment/lanes.ts"
+import { lanesDir, mergeLanes, partDir, partDone, partDoneFile } from "../../src/experiment/lanes.ts"
+import { readStoredRun } from "../../src/experiment/define.ts"
 import type { RunOptions } from "../../src/experiment/Experiment.ts"
 
 const tmp = fs.mkdtempSync(NodePath.join(os.tmpdir(), "arpo-lanes-"))
@@ -113,8 +114,8 @@ describe("premise in lanes", () => {
           return fs.existsSync(ck) && fs.readdirSync(ck).some((c) => fs.existsSync(NodePath.join(ck, c, "state.json")))
         })
       }
-      // polled often: with native kernels a tiny part can write its last checkpoint within 100 ms of its first, and an
-      // interrupt between an arm's last checkpoint and its wall-time metrics loses those metrics on resume (define.ts)
+      // polled often: with native kernels a tiny part can write its last checkpoint within 100 ms of its first (an
+      // interrupt after an arm's last checkpoint is resumable too: its wall-time metrics are written inside it, define.ts)
       while (!someCheckpoint()) yield* Effect.sleep("10 millis")
       yield* Fiber.interrupt(fiber)
       const cut = dirOf()!
@@ -125,5 +126,44 @@ describe("premise in lanes", () => {
       assert.deepStrictEqual(normalizedEvents(cut), reference)
       assert.deepStrictEqual(checkpoints(cut), checkpoints(one))
       assert.deepStrictEqual(evaluations(cut), evaluations(one))
+    }), { timeout: 600_000 })
+
+  it.live("a kill after a part's RL but before its done.json, or in the middle of the merge, resumes to the same events, checkpoints and evaluations", () =>
+    Effect.gen(function*() {
+      const reference = yield* run("ref", 1)
+      // a run directory whose parts ran as a lane's process runs each (RL, evaluations, done.json last) and were not merged:
+      // the run interrupted as soon as it recorded its config, then every part run from wherever the interrupt left it
+      const partsDone = (out: string) =>
+        Effect.gen(function*() {
+          const fiber = yield* Effect.forkChild(run(out, 1))
+          const root = NodePath.join(tmp, out, "premise")
+          const dirOf = () => (fs.existsSync(root) ? fs.readdirSync(root).map((d) => NodePath.join(root, d))[0] : undefined)
+          while (dirOf() === undefined || !fs.existsSync(NodePath.join(dirOf()!, "config.json.sha256"))) yield* Effect.sleep("5 millis")
+          yield* Fiber.interrupt(fiber)
+          const dir = dirOf()!
+          for (const part of ["flaky.seed1", "flaky-control.seed1"]) yield* runPremisePart(dir, part).pipe(Effect.provide(NodeServices.layer))
+          assert.isTrue(partDone(dir, "flaky.seed1") && partDone(dir, "flaky-control.seed1"))
+          assert.isFalse(fs.existsSync(NodePath.join(dir, "premise.json")))
+          return dir
+        })
+      const same = (dir: string) => {
+        assert.deepStrictEqual(normalizedEvents(dir), normalizedEvents(reference))
+        assert.deepStrictEqual(checkpoints(dir), checkpoints(reference))
+        assert.deepStrictEqual(evaluations(dir), evaluations(reference))
+      }
+
+      // killed after flaky.seed1's RL and evaluations, before its done.json: what is on disk then
+      const late = yield* partsDone("late")
+      fs.rmSync(NodePath.join(partDir(late, "flaky.seed1"), partDoneFile))
+      assert.strictEqual(yield* experiment.resume!(late, { lanes: 1 }).pipe(Effect.provide(NodeServices.layer)), late)
+      same(late)
+
+      // killed in the middle of the merge: the first part's checkpoints and trees moved, events.jsonl not yet merged
+      const merging = yield* partsDone("merging")
+      const { stored, arms } = yield* readStoredRun(merging, JSON.parse(fs.readFileSync(NodePath.join(merging, "config.json"), "utf8")))
+      yield* mergeLanes(merging, premiseParts(arms, stored.seeds).slice(0, 1)).pipe(Effect.provide(NodeServices.layer))
+      fs.writeFileSync(NodePath.join(merging, "events.jsonl"), "")
+      assert.strictEqual(yield* experiment.resume!(merging, { lanes: 1 }).pipe(Effect.provide(NodeServices.layer)), merging)
+      same(merging)
     }), { timeout: 600_000 })
 })
