@@ -6,6 +6,8 @@ import {
   type ArmCost,
   clusterBootstrap,
   differenceBootstrap,
+  entropyFigures,
+  entropyProfilePlot,
   entropyTables,
   type Evaluated,
   measureTrees,
@@ -132,6 +134,12 @@ describe("premise study over several seeds", () => {
     assert.match(text, /\| flaky \| error \| [^|]+\(2\) \| [^|]+\(2\) \| [0-2]\/2/)
     assert.include(text, "| contrast | seed 1 | seed 2 | rises in |")
     assert.include(text, "| flaky | 1 | 0.0500 | 1.5 | 0.2 |")
+    // the plot: a panel per task, a line per outcome (here every outcome: minResults 1) over a thin line per seed
+    const svg = entropyProfilePlot(entropyFigures(two, 8), 1)
+    assert.include(svg, "flaky: entropy per token around a tool result (seeds 1, 2")
+    assert.strictEqual(svg.match(/class="line"/g)?.length, 2)
+    assert.strictEqual(svg.match(/class="seed"/g)?.length, 4)
+    assert.include(svg, ">error</text>")
   })
 })
 

@@ -30,6 +30,7 @@ import { emit, Events, withScope } from "../../events/Events.ts"
 import { readCheckpoint } from "../../model/checkpoint.ts"
 import type { HostTensor } from "../../model/params.ts"
 import { bootstrap, differenceRange, pairedTable, type Stat, unit } from "../../report/bootstrap.ts"
+import { linePlot, type LineSeries, palette } from "../../report/svg.ts"
 import type { Summary } from "../../report/summarize.ts"
 import { globalPolicy } from "../../rollout/global.ts"
 import { runRollout } from "../../rollout/runner.ts"
@@ -387,8 +388,14 @@ export interface EntropyFigures {
   }>
   /** mean form, a − b */
   readonly contrasts: ReadonlyArray<{ readonly contrast: string; readonly pooled: Interval; readonly perSeed: ReadonlyArray<Interval & { readonly seed: number }> }>
-  /** mean entropy (nats) at positions −k…−1, +1…+k, all seeds */
-  readonly profile: ReadonlyArray<{ readonly variant: string; readonly outcome: string; readonly entropy: ReadonlyArray<number> }>
+  /** mean entropy (nats) at positions −k…−1, +1…+k, all seeds and per seed (in `seeds` order) */
+  readonly profile: ReadonlyArray<{
+    readonly variant: string
+    readonly outcome: string
+    readonly results: number
+    readonly entropy: ReadonlyArray<number>
+    readonly perSeed: ReadonlyArray<ReadonlyArray<number>>
+  }>
   readonly timing: ReadonlyArray<EntropyTiming>
 }
 
@@ -420,7 +427,8 @@ export const entropyFigures = (records: ReadonlyArray<ResultRecord>, k: number, 
         deltaH: Object.fromEntries(windowForms.map((form) => [form, nestedBootstrap(measured(rs, (r) => r.deltaH[form]))])) as Record<WindowForm, Interval>,
         perSeed: seeds.map((seed) => ({ seed, ...nestedBootstrap(measured(rs.filter((r) => r.seed === seed), dmean)) }))
       })
-      if (o !== "all") profile.push({ variant: arm, outcome: o, entropy: Array.from({ length: 2 * k }, (_, i) => meanOf(rs.map((r) => r.profile[i]!).filter((x) => !Number.isNaN(x)))) })
+      const positions = (xs: ReadonlyArray<ResultRecord>) => Array.from({ length: 2 * k }, (_, i) => meanOf(xs.map((r) => r.profile[i]!).filter((x) => !Number.isNaN(x))))
+      if (o !== "all") profile.push({ variant: arm, outcome: o, results: rs.length, entropy: positions(rs), perSeed: seeds.map((seed) => positions(rs.filter((r) => r.seed === seed))) })
     }
   }
   // the contrasts: each uncertain outcome against the variant's certain results (or its control's), and the variant against its control
@@ -499,6 +507,37 @@ export const renderEntropyFigures = (fig: EntropyFigures): ReadonlyArray<string>
     for (const t of fig.timing) lines.push(`| ${t.arm} | ${t.seed} | ${t.finalLoss === undefined ? "–" : f(t.finalLoss, 4)} | ${f(t.coldStartMs / 1000, 1)} | ${f(t.samplingMs / 1000, 1)} |`)
   }
   return lines
+}
+
+/**
+ * The figure behind the windows: mean entropy per model-token position around the result (−k…−1: the call's
+ * tail; +1…+k: after it), one panel per task with its control, a line per outcome with at least `minResults`
+ * results (thin lines: each seed). One SVG, the panels stacked.
+ */
+export const entropyProfilePlot = (fig: EntropyFigures, minResults = 100): string => {
+  const xs = Array.from({ length: 2 * fig.k }, (_, i) => (i < fig.k ? i - fig.k : i - fig.k + 1))
+  const tasks = [...new Set(fig.profile.map((p) => p.variant.replace(/-control$/, "")))]
+  const height = 280
+  const panels = tasks.map((task, t) => {
+    const rows = fig.profile.filter((p) => (p.variant === task || p.variant === `${task}-control`) && p.results >= minResults)
+    const series: Array<LineSeries> = rows.map((p, i) => ({
+      name: p.variant === task ? p.outcome : `control ${p.outcome}`,
+      color: palette[i % palette.length]!,
+      ...(p.variant.endsWith("-control") ? { dashed: true } : {}),
+      points: xs.map((x, j) => ({ x, y: p.entropy[j]! })),
+      seeds: p.perSeed.map((e) => xs.map((x, j) => ({ x, y: e[j]! })))
+    }))
+    const svg = linePlot({
+      title: `${task}: entropy per token around a tool result (seeds ${fig.seeds.join(", ")}; thin: each seed)`,
+      xLabel: `model-token position (−${fig.k}…−1 the call, +1…+${fig.k} after the result)`,
+      yLabel: "entropy (nats)",
+      series,
+      range: { lo: 0, hi: null },
+      height
+    })
+    return svg.replace("<svg ", `<svg y="${t * height}" `)
+  })
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="960" height="${tasks.length * height}" viewBox="0 0 960 ${tasks.length * height}">${panels.join("")}</svg>\n`
 }
 
 const padStep = (n: number) => String(n).padStart(6, "0")
@@ -601,11 +640,12 @@ export const runPremiseEntropy = (spec: ExperimentSpec, options: RunOptions) =>
         "",
         ...renderEntropyFigures(figures)
       ]
-      yield* writeFileAtomic(NodePath.join(dir, "premise-entropy.md"), `# Premise: entropy after tool results\n\n${lines.join("\n")}\n`)
+      yield* writeFileAtomic(NodePath.join(dir, "premise-entropy.md"), `# Premise: entropy after tool results\n\n${lines.join("\n")}\n\n![Entropy per token position around tool results](premise-entropy.svg)\n`)
       yield* writeJsonAtomic(NodePath.join(dir, "premise-entropy.json"), { setup: lines[0], seeds, timing, records })
       // the figures without the records (a few hundred kB against tens of MB): what docs/results.md cites
       yield* writeJsonAtomic(NodePath.join(dir, "premise-entropy.figures.json"), { setup: lines[0], ...figures })
-      for (const line of [...lines, "", `Tables: ${NodePath.join(dir, "premise-entropy.md")} (records in premise-entropy.json)`]) yield* Console.log(line)
+      yield* writeFileAtomic(NodePath.join(dir, "premise-entropy.svg"), entropyProfilePlot(figures))
+      for (const line of [...lines, "", `Tables: ${NodePath.join(dir, "premise-entropy.md")} (records in premise-entropy.json; plot: premise-entropy.svg)`]) yield* Console.log(line)
       return dir
     }).pipe(Effect.provide(RunStore.eventsLayer), Effect.provide(RunStore.layerCreate({ root: options.out, experiment: spec.name, config: stored })))
   })
