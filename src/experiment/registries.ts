@@ -359,7 +359,8 @@ export const tasks: ReadonlyArray<TaskEntry> = [
       lookalikeStyle: Schema.optionalKey(Schema.Literals(["letter", "first", "random"])),
       ranked: Schema.optionalKey(Schema.Boolean),
       padMissing: Schema.optionalKey(Schema.Boolean),
-      wrongShare: Schema.optionalKey(Unit)
+      wrongShare: Schema.optionalKey(Unit),
+      missWrongShare: Schema.optionalKey(Unit)
     }),
     (c) => NoisySearch.fromConfig(c)
   ),

@@ -6,7 +6,8 @@
  * easier to tell apart (`lookalikeStyle`: the first letter changed, or a whole other name), rank the target's
  * page first (`ranked`), and keep the count of pages the same on a miss (`padMissing`), so that only the
  * names tell whether to search again. Demonstrations show the right moves and the wrong
- * ones (a look-alike's year; answering when the target is missing). The control variant: one exact page,
+ * ones (a look-alike's year; answering when the target is missing; `missWrongShare` sets how often the
+ * latter is shown, apart from the former). The control variant: one exact page,
  * never missing. Test questions are one per held-out entity (≥ 1,000 with the defaults).
  */
 import { Effect, Layer, Schema } from "effect"
@@ -29,6 +30,11 @@ export const NoisySearchConfig = Schema.Struct({
   testShare: Schema.optional(Schema.Finite),
   /** share of demonstrations that answer with a look-alike's year or after a miss (default 0.25) */
   wrongShare: Schema.optional(Schema.Finite),
+  /**
+   * share of demonstrations that answer (a look-alike's year) right after a miss instead of searching again,
+   * drawn apart from `wrongShare`; default: the `wrongShare` draw decides both (the demonstrations as before)
+   */
+  missWrongShare: Schema.optional(Schema.Finite),
   /** searches a demonstration may make (default 3: the run's call limit) */
   callLimit: Schema.optional(Schema.Int),
   /** how look-alike names differ: "letter" (default: one letter anywhere), "first" (the first letter), "random" (a whole other name) */
@@ -94,6 +100,7 @@ export const make = (config: NoisySearchConfig): PremiseTask => {
     const key = derive(root(config.seed), "noisy-search-demo", split, index)
     const fact = facts.get(name)!
     const wrong = uniform(key, 0) < wrongShare
+    const wrongAfterMiss = config.missWrongShare === undefined ? wrong : uniform(key, 20) < config.missWrongShare
     const steps: Array<DemoStep> = [say("<think>Search it.</think>")]
     let lastOther: string | undefined
     for (let j = 0; j < callLimit; j++) {
@@ -107,7 +114,7 @@ export const make = (config: NoisySearchConfig): PremiseTask => {
         steps.push(say(`<answer>\\boxed{${answer}}</answer>`))
         return { steps, quality: answer === fact ? "perfect" : "wrong-answer" }
       }
-      if (wrong) break
+      if (wrongAfterMiss) break
     }
     // with no look-alike to confuse (the control), a wrong demonstration misreads the year by one digit
     steps.push(say(`<answer>\\boxed{${lastOther ?? perturbNumber(Number(fact), uniform(key, 8), uniform(key, 9))}}</answer>`))
@@ -146,6 +153,7 @@ export const fromConfig = (config: unknown): Effect.Effect<PremiseTask, TaskConf
       check("noisy-search", (c.entities ?? 5000) >= 20 && (c.entities ?? 5000) <= 50_000, "entities must be in [20, 50000]"),
       check("noisy-search", isShare(c.testShare ?? 0.25) && (c.testShare ?? 0.25) > 0 && (c.testShare ?? 0.25) < 1, "testShare must be in (0, 1)"),
       check("noisy-search", isShare(c.wrongShare ?? 0.25), "wrongShare must be in [0, 1]"),
+      check("noisy-search", isShare(c.missWrongShare ?? 0), "missWrongShare must be in [0, 1]"),
       check("noisy-search", (c.callLimit ?? 3) >= 1, "callLimit must be >= 1")
     ], { discard: true })
     return make(c)

@@ -235,6 +235,33 @@ describe("noisy search's options: how look-alikes differ, ranked pages, padded m
       }).pipe(Effect.provide(toolboxOf(task))))
   }
 
+  it("missWrongShare sets how often a demonstration answers right after a miss instead of searching again", () => {
+    const afterMiss = (task: PremiseTask) => {
+      let answered = 0
+      let searched = 0
+      for (const d of task.demonstrations("train", { start: 0, count: 1200 })) {
+        // the first search only (after the third, the call limit, every demonstration answers)
+        d.segments.forEach((s, i) => {
+          if (s.role !== "tool" || d.segments.findIndex((x) => x.role === "tool") !== i || task.outcomeOf(s.tool, s.content, s.text.replace(/^ <result>\n/, "").replace(/\n<\/result>$/, "")) !== "missing") return
+          const next = d.segments[i + 1]
+          if (next?.role === "model" && next.text.startsWith("<answer>")) answered++
+          else if (next?.role === "model" && next.text.startsWith("<search>")) searched++
+        })
+      }
+      return answered / (answered + searched)
+    }
+    const base = { seed: 1, lookalikes: 2, missingRate: 0.25, ranked: true }
+    assert.approximately(afterMiss(NoisySearch.make(base)), 0.25, 0.06)
+    assert.approximately(afterMiss(NoisySearch.make({ ...base, missWrongShare: 0.7 })), 0.7, 0.06)
+    assert.approximately(afterMiss(NoisySearch.make({ ...base, missWrongShare: 0 })), 0, 0.001)
+    // the other wrong move (a look-alike's year when the target is shown) keeps its share
+    const shownWrong = (task: PremiseTask) => {
+      const ds = task.demonstrations("train", { start: 0, count: 1200 }).filter((d) => d.segments.filter((s) => s.role === "tool").length === 1 && d.response.includes(`\n${d.problem.meta?.["entity"]} `))
+      return ds.filter((d) => d.quality !== "perfect").length / ds.length
+    }
+    assert.approximately(shownWrong(NoisySearch.make({ ...base, missWrongShare: 0.7 })), 0.25, 0.05)
+  })
+
   it("the control is unchanged by the options' existence: one exact page, never missing", () => {
     const control = NoisySearch.make({ seed: 12, lookalikes: 0, missingRate: 0 })
     assert.isTrue(control.control)
