@@ -71,7 +71,7 @@ const stripResult = (text: string): string => text.replace(/^\s*<result>\n?/, ""
  * premise.ts's `evaluateWeights` (the same greedy rollout, settings and tool-result key, so the same
  * accuracies) keeping each question's tool-result outcomes and answer, for the breakdown by outcome.
  */
-const evaluateDetailed = (arm: ResolvedArm, params: ReadonlyArray<HostTensor>, label: string) =>
+export const evaluateDetailed = (arm: ResolvedArm, params: ReadonlyArray<HostTensor>, label: string) =>
   Effect.gen(function*() {
     const components = registryComponents(builtinRegistries)
     const task = (yield* components.task(arm.config)) as PremiseTask

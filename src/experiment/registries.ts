@@ -357,7 +357,7 @@ export const tasks: ReadonlyArray<TaskEntry> = [
       missingRate: withDefault(Unit, 0.25),
       // optional, absent by default (so existing configs and cold-start cache keys stay as they were): src/tasks/noisySearch.ts
       lookalikeStyle: Schema.optionalKey(Schema.Literals(["letter", "first", "random"])),
-      ranked: Schema.optionalKey(Schema.Boolean),
+      ranked: Schema.optionalKey(Schema.Union([Schema.Boolean, Schema.Literal("last")])),
       padMissing: Schema.optionalKey(Schema.Boolean),
       wrongShare: Schema.optionalKey(Unit),
       missWrongShare: Schema.optionalKey(Unit)

@@ -4,7 +4,7 @@
  * changed, another year), and with probability `missingRate` leaves the target out, so the model must
  * find its exact name among the pages or search again. Options (tools/noisyLookup.ts) make the look-alikes
  * easier to tell apart (`lookalikeStyle`: the first letter changed, or a whole other name), rank the target's
- * page first (`ranked`), and keep the count of pages the same on a miss (`padMissing`), so that only the
+ * page first or last (`ranked`), and keep the count of pages the same on a miss (`padMissing`), so that only the
  * names tell whether to search again. Demonstrations show the right moves and the wrong
  * ones (a look-alike's year; answering when the target is missing; `missWrongShare` sets how often the
  * latter is shown, apart from the former). The control variant: one exact page,
@@ -39,8 +39,8 @@ export const NoisySearchConfig = Schema.Struct({
   callLimit: Schema.optional(Schema.Int),
   /** how look-alike names differ: "letter" (default: one letter anywhere), "first" (the first letter), "random" (a whole other name) */
   lookalikeStyle: Schema.optional(Schema.Literals(["letter", "first", "random"])),
-  /** the target's page first when shown (default false: shuffled among the look-alikes) */
-  ranked: Schema.optional(Schema.Boolean),
+  /** the target's page first when shown, or "last" (default false: shuffled among the look-alikes) */
+  ranked: Schema.optional(Schema.Union([Schema.Boolean, Schema.Literal("last")])),
   /** a miss shows one more look-alike, so the count of pages does not tell (default false) */
   padMissing: Schema.optional(Schema.Boolean)
 })

@@ -4,7 +4,7 @@
  * with one letter changed, a different fact) — and sometimes leaves the target out, so the caller must
  * notice and search again; with no look-alikes and no misses it is an exact lookup (one page). Options
  * change how look-alikes differ (one letter anywhere, the first letter, or a whole random name), rank the
- * target's page first, and pad a miss with one more look-alike so the count of pages does not tell. Every
+ * target's page first (or last), and pad a miss with one more look-alike so the count of pages does not tell. Every
  * random choice comes from the call's key (the rollout runner gives each call one); a call without a key
  * gets the exact page. `tableLookup` is the deterministic lookup (name → its text). No ranking, no BM25.
  */
@@ -61,8 +61,11 @@ export interface NoisyPagesOptions {
   readonly fakeFact: (key: Key, i: number) => string
   /** how look-alike names differ (default `letter`: one letter) */
   readonly style?: LookalikeStyle
-  /** the target's page first when shown, the look-alikes after it in keyed order (a ranked search); default: all shuffled */
-  readonly ranked?: boolean
+  /**
+   * true: the target's page first when shown, the look-alikes after it in keyed order (a ranked search);
+   * "last": the target's page last (the look-alikes before it, in keyed order); default: all shuffled
+   */
+  readonly ranked?: boolean | "last"
   /** a search that leaves the target out shows `lookalikes + 1` look-alikes, so every search shows the same count of pages */
   readonly padMissing?: boolean
 }
@@ -75,7 +78,7 @@ export interface NoisyPages {
 /**
  * The pages a noisy lookup of `name` (whose page is `name fact`) shows under `key`: the target page
  * (unless left out) and `lookalikes` distinct look-alike pages (one more for a miss with `padMissing`), in
- * keyed random order (with `ranked`, the target's page first). Without the options, the same pages as before
+ * keyed random order (with `ranked`, the target's page first, or last). Without the options, the same pages as before
  * they existed (the same keyed draws). Pure.
  */
 export const noisyPages = (name: string, fact: string, key: Key | undefined, options: NoisyPagesOptions): NoisyPages => {
@@ -96,13 +99,14 @@ export const noisyPages = (name: string, fact: string, key: Key | undefined, opt
   }
   // keyed Fisher–Yates (ranked: the look-alikes only, after the target's page)
   const order = derive(k, "order")
-  const first = options.ranked === true && targetShown ? 1 : 0
+  const first = options.ranked !== undefined && options.ranked !== false && targetShown ? 1 : 0
   for (let i = pages.length - 1; i > first; i--) {
     const j = first + Math.min(i - first, Math.floor(uniform(order, i) * (i + 1 - first)))
     const t = pages[i]!
     pages[i] = pages[j]!
     pages[j] = t
   }
+  if (options.ranked === "last" && targetShown) pages.push(pages.shift()!)
   return { pages, targetShown }
 }
 

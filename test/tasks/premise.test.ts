@@ -198,11 +198,12 @@ describe("noisy search's options: how look-alikes differ, ranked pages, padded m
     assert.strictEqual(createHash("sha256").update(text(NoisySearch.make({ seed: 12, lookalikes: 2, missingRate: 0.25 }))).digest("hex").slice(0, 16), "af64165b390c2252")
   })
 
-  it("ranked: the target's page comes first whenever it is shown; padMissing: every search shows lookalikes + 1 pages", () => {
+  it("ranked: the target's page comes first (or last) whenever it is shown; padMissing: every search shows lookalikes + 1 pages", () => {
     const ranked = pagesOf({ ranked: true }, 400)
     for (const r of ranked) if (r.targetShown) assert.strictEqual(names(r)[0], "Zorav")
     const firstOthers = new Set(ranked.filter((r) => r.targetShown).map((r) => names(r)[1]))
     assert.isAbove(firstOthers.size, 1)
+    for (const r of pagesOf({ ranked: "last" }, 400)) if (r.targetShown) assert.strictEqual(names(r)[r.pages.length - 1], "Zorav")
     const padded = pagesOf({ padMissing: true, ranked: true }, 400)
     const missing = padded.filter((r) => !r.targetShown).length
     assert.isTrue(missing > 60 && missing < 140, `${missing} of 400 missing`)
@@ -216,7 +217,8 @@ describe("noisy search's options: how look-alikes differ, ranked pages, padded m
   const optioned: ReadonlyArray<readonly [string, PremiseTask]> = [
     ["first letter", NoisySearch.make({ seed: 1, lookalikes: 2, missingRate: 0.25, lookalikeStyle: "first" })],
     ["random names", NoisySearch.make({ seed: 1, lookalikes: 2, missingRate: 0.25, lookalikeStyle: "random" })],
-    ["ranked, padded", NoisySearch.make({ seed: 1, lookalikes: 2, missingRate: 0.25, ranked: true, padMissing: true })]
+    ["ranked, padded", NoisySearch.make({ seed: 1, lookalikes: 2, missingRate: 0.25, ranked: true, padMissing: true })],
+    ["ranked last, answering after most misses", NoisySearch.make({ seed: 1, lookalikes: 2, missingRate: 0.25, ranked: "last", missWrongShare: 0.7 })]
   ]
   for (const [label, task] of optioned) {
     it.effect(`${label}: demonstrations re-render identically through the tool; ≥ 1,000 distinct held-out questions apart from training; they fit 192 tokens`, () =>
