@@ -369,8 +369,12 @@ export const tasks: ReadonlyArray<TaskEntry> = [
     Schema.Struct({
       seed,
       maxCandidates: withDefault(Int(1), 3),
+      minCandidates: withDefault(Int(1), 1),
+      ambiguity: withDefault(Schema.Literals(["any", "first"]), "any"),
+      candidateOrder: withDefault(Schema.Literals(["shuffled", "colour"]), "shuffled"),
       names: withDefault(Int(20), 3000),
       nameLength: withDefault(Int(3), 5),
+      namePrefix: withDefault(Schema.String, ""),
       minHops: withDefault(Int(1), 2),
       maxHops: withDefault(Int(1), 3)
     }),

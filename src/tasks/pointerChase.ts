@@ -20,13 +20,22 @@ export type Colour = typeof colours[number]
 
 export const PointerChaseConfig = Schema.Struct({
   seed: Schema.Int,
-  /** links per name drawn from 1..maxCandidates (1: the control, every lookup certain) */
+  /** links per name drawn from minCandidates..maxCandidates (maxCandidates 1: the control, every lookup certain) */
   maxCandidates: Schema.Int,
+  /** the fewest links per name (default 1; with maxCandidates 3 and minCandidates 3 every lookup shows all three colours) */
+  minCandidates: Schema.optional(Schema.Int),
+  /** which lookups may show several candidates: "any" (default) or "first" (questions drawn so that the first lookup shows
+   * 2 or more and every later one exactly one: one uncertain decision per question, right after the first result) */
+  ambiguity: Schema.optional(Schema.Literals(["any", "first"])),
+  /** the order of a lookup's lines: "shuffled" (default: a keyed order per name) or "colour" (red, blue, green) */
+  candidateOrder: Schema.optional(Schema.Literals(["shuffled", "colour"])),
   /** names in the graph (default 3000) */
   names: Schema.optional(Schema.Int),
   /** letters per name, 3..5 (default 5: the CVCVC / CVCCV names the other premise tasks use); shorter names are
    * fewer letters to copy from a result line into the next lookup */
   nameLength: Schema.optional(Schema.Int),
+  /** a fixed mark written before every name (default none), e.g. "@": `red @Lomuk`, `<search>@Lomuk</search>` */
+  namePrefix: Schema.optional(Schema.String),
   /** hops per question, drawn from minHops..maxHops (default 2..3) */
   minHops: Schema.optional(Schema.Int),
   maxHops: Schema.optional(Schema.Int),
@@ -91,26 +100,26 @@ export const make = (config: PointerChaseConfig): PremiseTask => {
   const maxHops = config.maxHops ?? 3
   const testShare = config.testShare ?? 0.25
   const wrongShare = config.wrongShare ?? 0.25
-  const names = chaseNames(config.seed, n, config.nameLength ?? 5)
+  const names = chaseNames(config.seed, n, config.nameLength ?? 5).map((name) => `${config.namePrefix ?? ""}${name}`)
   const gk = derive(root(config.seed), "pointer-chase-graph")
   const links: Array<ReadonlyArray<Link>> = names.map((_, i) => {
     const k = derive(gk, i)
-    const count = intIn(k, 0, 1, Math.min(config.maxCandidates, colours.length))
-    // a keyed choice of `count` colours in a keyed order, each to a random other name
+    const most = Math.min(config.maxCandidates, colours.length)
+    const count = intIn(k, 0, Math.min(config.minCandidates ?? 1, most), most)
+    // a keyed choice of `count` colours in a keyed order, each to a random other name (the control keeps the first)
     const cs = colours.slice().sort((a, b) => uniform(k, 10 + colours.indexOf(a)) - uniform(k, 10 + colours.indexOf(b))).slice(0, count)
-    return cs.map((colour, j) => {
+    const ls = cs.map((colour, j) => {
       const t = intIn(k, 20 + j, 0, n - 2)
       return { colour, to: t >= i ? t + 1 : t }
     })
+    return config.candidateOrder === "colour" ? ls.sort((a, b) => colours.indexOf(a.colour) - colours.indexOf(b.colour)) : ls
   })
   const table = new Map(names.map((name, i) => [name, links[i]!.map((l) => `${l.colour} ${names[l.to]}`).join("\n")]))
   const startSplit = names.map((_, i) => (uniform(derive(gk, "split", i), 0) < testShare ? "test" : "train") as Split)
   const pools: Record<Split, Array<number>> = { train: [], test: [] }
   startSplit.forEach((s, i) => pools[s].push(i))
 
-  const chaseAt = (split: Split, index: number): Chase => {
-    const k = derive(root(config.seed), "pointer-chase", split, index)
-    const pool = pools[split]
+  const draw = (k: ReturnType<typeof root>, pool: ReadonlyArray<number>): Chase => {
     const start = pool[intIn(k, 0, 0, pool.length - 1)]!
     const hops = intIn(k, 1, minHops, maxHops)
     const path = [start]
@@ -122,6 +131,19 @@ export const make = (config: PointerChaseConfig): PremiseTask => {
       path.push(l.to)
     }
     return { start, colours: cs, path }
+  }
+  // "first": the first lookup shows several candidates and every later one a single one (keyed redraws; the control is unchanged)
+  const firstOnly = config.ambiguity === "first" && config.maxCandidates > 1
+  const accepted = (c: Chase) => links[c.start]!.length >= 2 && c.path.slice(1, -1).every((at) => links[at]!.length === 1)
+  const chaseAt = (split: Split, index: number): Chase => {
+    const k = derive(root(config.seed), "pointer-chase", split, index)
+    const pool = pools[split]
+    let c = draw(k, pool)
+    for (let attempt = 1; firstOnly && !accepted(c); attempt++) {
+      if (attempt > 10_000) throw new RangeError(`pointer-chase: no question with one uncertain lookup found for ${split} ${index}`)
+      c = draw(derive(k, "redraw", attempt), pool)
+    }
+    return c
   }
   const problem = (split: Split, index: number): Problem => {
     const c = chaseAt(split, index)
@@ -188,9 +210,11 @@ export const fromConfig = (config: unknown): Effect.Effect<PremiseTask, TaskConf
     const maxHops = c.maxHops ?? 3
     const nameLength = c.nameLength ?? 5
     yield* Effect.all([
+      check("pointer-chase", /^[!-@[-`{-~]{0,2}$/.test(c.namePrefix ?? ""), "namePrefix must be at most 2 punctuation or digit characters"),
       check("pointer-chase", nameLength >= 3 && nameLength <= 5, "nameLength must be in [3, 5]"),
       check("pointer-chase", nameLength < 3 || nameLength > 5 || (c.names ?? 3000) <= capacity(nameLength) * 0.75, `names must be at most 3/4 of the ${capacity(nameLength)} names of ${nameLength} letters`),
       check("pointer-chase", c.maxCandidates >= 1 && c.maxCandidates <= colours.length, `maxCandidates must be in [1, ${colours.length}]`),
+      check("pointer-chase", (c.minCandidates ?? 1) >= 1 && (c.minCandidates ?? 1) <= colours.length, `minCandidates must be in [1, ${colours.length}]`),
       check("pointer-chase", (c.names ?? 3000) >= 20 && (c.names ?? 3000) <= 50_000, "names must be in [20, 50000]"),
       check("pointer-chase", minHops >= 1 && maxHops >= minHops && maxHops <= 4, "hops must satisfy 1 <= minHops <= maxHops <= 4"),
       check("pointer-chase", isShare(c.testShare ?? 0.25) && (c.testShare ?? 0.25) > 0 && (c.testShare ?? 0.25) < 1, "testShare must be in (0, 1)"),

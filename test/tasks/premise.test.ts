@@ -18,7 +18,10 @@ const variants: ReadonlyArray<readonly [string, PremiseTask]> = [
   ["noisy-search", NoisySearch.make({ seed: 1, lookalikes: 2, missingRate: 0.25 })],
   ["noisy-search control", NoisySearch.make({ seed: 1, lookalikes: 0, missingRate: 0 })],
   ["pointer-chase", PointerChase.make({ seed: 1, maxCandidates: 3 })],
-  ["pointer-chase control", PointerChase.make({ seed: 1, maxCandidates: 1 })]
+  ["pointer-chase control", PointerChase.make({ seed: 1, maxCandidates: 1 })],
+  // the chase of the RL study (premiseVariants' chase entries): 2 hops, 1–2 candidates, 5,000 names of 4 letters
+  ["pointer-chase 2 hops, 1–2 candidates, 4-letter names", PointerChase.make({ seed: 1, maxCandidates: 2, minHops: 2, maxHops: 2, names: 5000, nameLength: 4 })],
+  ["pointer-chase 2 hops, 4-letter names, control", PointerChase.make({ seed: 1, maxCandidates: 1, minHops: 2, maxHops: 2, names: 5000, nameLength: 4 })]
 ]
 
 const toolboxOf = (task: PremiseTask) =>
@@ -120,6 +123,9 @@ describe("premise tasks", () => {
     assert.include(fail(PointerChase.fromConfig({ seed: 1, maxCandidates: 3, nameLength: 6 })), "pointer-chase config: nameLength")
     assert.include(fail(PointerChase.fromConfig({ seed: 1, maxCandidates: 3, nameLength: 3, names: 1200 })), "pointer-chase config: names must be at most")
     assert.include(fail(PointerChase.fromConfig({ seed: 1, maxCandidates: 3, minHops: 3, maxHops: 2 })), "pointer-chase config: hops")
+    assert.include(fail(PointerChase.fromConfig({ seed: 1, maxCandidates: 3, minCandidates: 4 })), "pointer-chase config: minCandidates")
+    assert.include(fail(PointerChase.fromConfig({ seed: 1, maxCandidates: 3, namePrefix: "ab" })), "pointer-chase config: namePrefix")
+    assert.include(fail(PointerChase.fromConfig({ seed: 1, maxCandidates: 3, candidateOrder: "alphabetical" })), "pointer-chase config")
   })
 
   it("pointer chase: the default names (5 letters) and hops (2–3) are what the explicit defaults give", () => {
@@ -131,6 +137,26 @@ describe("premise tasks", () => {
       assert.deepStrictEqual(explicit.problems("test", { start: 0, count: 200 }), implicit.problems("test", { start: 0, count: 200 }))
       const hops = new Set(implicit.problems("test", { start: 0, count: 400 }).map((p) => p.meta?.["hops"]))
       assert.deepStrictEqual([...hops].sort(), [2, 3])
+    }
+  })
+
+  it("pointer chase: minCandidates, candidateOrder, namePrefix and ambiguity shape the lookups as configured", () => {
+    const linesOf = (text: string) => [...text.matchAll(/<result>\n([\s\S]*?)\n<\/result>/g)].map((m) => m[1]!.split("\n"))
+    const all = PointerChase.make({ seed: 2, maxCandidates: 3, minCandidates: 3, candidateOrder: "colour", minHops: 2, maxHops: 2 })
+    for (const d of all.demonstrations("train", { start: 0, count: 100 })) {
+      for (const ls of linesOf(d.text)) assert.deepStrictEqual(ls.map((l) => l.split(" ")[0]), ["red", "blue", "green"], d.text)
+    }
+    const marked = PointerChase.make({ seed: 2, maxCandidates: 3, namePrefix: "@" })
+    for (const d of marked.demonstrations("train", { start: 0, count: 50 })) {
+      assert.match(d.problem.question, /^@[A-Z][a-z]+: /)
+      for (const ls of linesOf(d.text)) for (const l of ls) assert.match(l, /^(red|blue|green) @[A-Z][a-z]+$/, d.text)
+      if (d.quality === "perfect") assert.strictEqual(marked.reward(d.response, d.problem).score, 1, d.text)
+    }
+    const first = PointerChase.make({ seed: 2, maxCandidates: 3, minHops: 2, maxHops: 3, ambiguity: "first" })
+    for (const d of first.demonstrations("train", { start: 0, count: 200 }).filter((x) => x.quality === "perfect")) {
+      const [head, ...rest] = linesOf(d.text)
+      assert.isAtLeast(head!.length, 2, d.text)
+      for (const ls of rest) assert.strictEqual(ls.length, 1, d.text)
     }
   })
 

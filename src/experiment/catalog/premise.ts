@@ -78,8 +78,9 @@ export const premiseVariants = [
   { name: "flaky-control", task: { name: "flaky-arithmetic", seed: 11, failureRate: 0 } },
   { name: "noisy", task: { name: "noisy-search", seed: 12, lookalikes: 2, missingRate: 0.25 } },
   { name: "noisy-control", task: { name: "noisy-search", seed: 12, lookalikes: 0, missingRate: 0 } },
-  { name: "chase", task: { name: "pointer-chase", seed: 13, maxCandidates: 3 } },
-  { name: "chase-control", task: { name: "pointer-chase", seed: 13, maxCandidates: 1 } }
+  // the chase the embedded model can learn (docs/results.md §4 "RL on the pointer chase"): 2 hops, 1–2 candidates, 5,000 names of 4 letters
+  { name: "chase", task: { name: "pointer-chase", seed: 13, maxCandidates: 2, minHops: 2, maxHops: 2, names: 5000, nameLength: 4 } },
+  { name: "chase-control", task: { name: "pointer-chase", seed: 13, maxCandidates: 1, minHops: 2, maxHops: 2, names: 5000, nameLength: 4 } }
 ] as const
 
 /**
