@@ -11,6 +11,8 @@
  *
  * Reproduce: `npm run arpo -- run premise-entropy --profile quick` (all six variants), or one task and its
  * control: `PREMISE_VARIANTS=flaky,flaky-control npm run arpo -- run experiments/premise-entropy.ts`.
+ * A run cut short resumes: `npm run arpo -- resume <run dir>` keeps every finished variant × seed
+ * (`entropy-units/` in the run directory) and samples only the rest (docs/runs-and-reports.md).
  * Results and wall times: docs/results.md.
  */
 import { premiseEntropy, premiseEntropyOf } from "../src/experiment/catalog/premise.ts"

@@ -7,7 +7,11 @@
  *   core/deltaH.ts (paper, continued, mean), with cluster-bootstrap intervals over prompts (over several
  *   seeds, each its own cold start: nested, seeds then prompts within seeds, and per seed as well) and the
  *   entropy profile −k…+k around the result. It answers: does entropy rise after uncertain results and
- *   not after certain ones?
+ *   not after certain ones? Its unit is a variant × seed (cold start, then sampling): each finished one is
+ *   kept in `<run>/entropy-units/<variant>.seed<n>.json`, written atomically after its events are synced
+ *   (the file is its completion marker), so `arpo resume <dir>` reads finished units back, drops the events
+ *   of the one a kill cut short and samples the rest: the records, events, trees and tables equal a run
+ *   straight through (wall times aside; the setup line's wall is the resuming process's).
  * - `premise`: RL. GRPO, ARPO, random-branch and AEPO at an equal rollout budget on every variant, with
  *   paired comparisons over seeds × held-out questions (see `premiseTables`). Each variant and seed is a part
  *   run in its own lane (src/experiment/lanes.ts: `--lanes n` child processes, default the CPU cores), which
@@ -47,7 +51,7 @@ import { defaultSftCacheDir, sftKey } from "../../run/sft.ts"
 import { createHash } from "node:crypto"
 import type { PremiseTask, ResultOutcome } from "../../tasks/premiseCommon.ts"
 import type { TaskDefinition } from "../../tasks/Task.ts"
-import type { Experiment, RunOptions } from "../Experiment.ts"
+import type { Experiment, ResumeOptions, RunOptions } from "../Experiment.ts"
 import {
   type ArmSpec,
   checkpointName,
@@ -604,32 +608,85 @@ export const entropyTablesOfRun = (dir: string): ReadonlyArray<string> => {
   return entropyTables(records, Number(config.arms[0]?.config.rollout["window"] ?? 8), data.timing ?? [])
 }
 
-/** Run the entropy study: every seed × variant, then the tables (stdout, premise-entropy.md/json). */
-export const runPremiseEntropy = (spec: ExperimentSpec, options: RunOptions) =>
+/** Where the entropy study keeps its finished units (variant × seed), one file each: `<arm>.seed<seed>.json`. */
+export const entropyUnitsDir = "entropy-units"
+
+/** The file of a finished unit; it is written atomically, last, after the unit's events are synced and its trees written: it exists only when the unit is done. */
+export const entropyUnitFile = (dir: string, arm: string, seed: number): string => NodePath.join(dir, entropyUnitsDir, `${arm}.seed${seed}.json`)
+
+/** A finished unit as stored (numbers that are not finite, e.g. NaN profile entries, kept as the strings "NaN", "Infinity", "-Infinity"). */
+interface EntropyUnit {
+  readonly arm: string
+  readonly seed: number
+  readonly timing: EntropyTiming
+  readonly records: ReadonlyArray<ResultRecord>
+}
+
+const encodeUnit = (unit: EntropyUnit): string =>
+  JSON.stringify(unit, (_k, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v)) + "\n"
+
+const decodeUnit = (text: string): EntropyUnit =>
+  JSON.parse(text, (_k, v: unknown) => (v === "NaN" ? Number.NaN : v === "Infinity" ? Number.POSITIVE_INFINITY : v === "-Infinity" ? Number.NEGATIVE_INFINITY : v)) as EntropyUnit
+
+/** A finished unit's file, read back; a damaged one (not whole JSON of that unit) is refused with the path and why. */
+const readEntropyUnit = (dir: string, arm: string, seed: number) =>
+  Effect.try({
+    try: () => {
+      const unit = decodeUnit(fs.readFileSync(entropyUnitFile(dir, arm, seed), "utf8"))
+      if (unit.arm !== arm || unit.seed !== seed || !Array.isArray(unit.records)) throw new Error(`it says arm ${String(unit.arm)} seed ${String(unit.seed)}`)
+      return unit
+    },
+    catch: (e) =>
+      new RunNotResumable({ dir, message: `${entropyUnitFile(dir, arm, seed)} is damaged (${e instanceof Error ? e.message : String(e)}); nothing was changed. Delete it to sample that variant and seed again` })
+  })
+
+/**
+ * Every seed × variant of the entropy study in the open run (RunStore), then the tables (stdout,
+ * premise-entropy.md/json). A unit whose file is in entropy-units/ is done: its records and timing are read
+ * back, not sampled again; any other unit's events are dropped from events.jsonl first (a run killed in the
+ * middle of it left some) and it is sampled anew. Keyed randomness makes a resumed run's records, trees,
+ * events and tables those of a run straight through (wall times aside).
+ */
+const executeEntropy = (spec: ExperimentSpec, arms: ReadonlyArray<ResolvedArm>, seeds: ReadonlyArray<number>) =>
   Effect.gen(function*() {
-    const arms = yield* resolveArms(spec, options)
-    const seeds = options.seeds ?? spec.profiles[options.profile].seeds
-    const stored = storedRunOf(spec, options, arms, seeds)
+    const store = yield* RunStore
+    const dir = store.paths.dir
+    const run = NodePath.basename(dir)
+    const units = seeds.flatMap((seed) => arms.map((arm) => ({ arm, seed })))
+    // before anything is changed: every finished unit readable
+    const done = new Map<string, EntropyUnit>()
+    for (const { arm, seed } of units) if (fs.existsSync(entropyUnitFile(dir, arm.name, seed))) done.set(`${arm.name}/${seed}`, yield* readEntropyUnit(dir, arm.name, seed))
+    // events of unfinished units are recomputed: drop them so nothing is recorded twice (before the Events layer numbers on)
+    for (const { arm, seed } of units) if (!done.has(`${arm.name}/${seed}`)) yield* store.truncateAfterStep(-1, { arm: arm.name, seed })
+    if (done.size > 0) yield* Console.error(`premise-entropy: ${done.size} of ${units.length} units done already (${[...done.keys()].join(", ")}); ${units.length - done.size} to sample`)
+    fs.mkdirSync(NodePath.join(dir, entropyUnitsDir), { recursive: true })
     return yield* Effect.gen(function*() {
-      const store = yield* RunStore
-      const dir = store.paths.dir
-      const run = NodePath.basename(dir)
       const records: Array<ResultRecord> = []
       const timing: Array<EntropyTiming> = []
       const started = performance.now()
-      for (const seed of seeds) {
-        for (const arm of arms) {
+      for (const { arm, seed } of units) {
+        let unit = done.get(`${arm.name}/${seed}`)
+        if (unit === undefined) {
           const r = yield* sampleVariant(spec, run, arm, seed)
-          for (const x of r.records) records.push(x)
-          timing.push({ arm: arm.name, seed, coldStartMs: r.coldStartMs, samplingMs: r.samplingMs, ...(Number.isFinite(r.finalLoss) ? { finalLoss: r.finalLoss } : {}) })
-          // a partial table after every variant, so an interrupted run still answers for what it measured
+          unit = {
+            arm: arm.name,
+            seed,
+            timing: { arm: arm.name, seed, coldStartMs: r.coldStartMs, samplingMs: r.samplingMs, ...(Number.isFinite(r.finalLoss) ? { finalLoss: r.finalLoss } : {}) },
+            records: r.records
+          }
           const outcomes = [...new Set(r.records.map((x) => x.outcome))]
           yield* Console.error(
             `${arm.name} seed ${seed}: mean ΔH (mean form) ` +
               outcomes.map((o) => `${o} ${meanOf(r.records.filter((x) => x.outcome === o).map((x) => x.deltaH.mean)).toFixed(4)} (n ${r.records.filter((x) => x.outcome === o).length})`).join(", ")
           )
-          yield* writeJsonAtomic(NodePath.join(dir, "premise-entropy.partial.json"), { seeds, timing, records })
+          // the unit's events on disk before it is declared done; its file (the completion marker) last
+          yield* store.syncEvents
+          yield* writeFileAtomic(entropyUnitFile(dir, arm.name, seed), encodeUnit(unit))
         }
+        for (const x of unit.records) records.push(x)
+        timing.push(unit.timing)
+        // a partial table after every variant, so an interrupted run still answers for what it measured
+        yield* writeJsonAtomic(NodePath.join(dir, "premise-entropy.partial.json"), { seeds, timing, records })
       }
       const c = arms[0]!.config
       const k = c.rollout.window
@@ -648,13 +705,38 @@ export const runPremiseEntropy = (spec: ExperimentSpec, options: RunOptions) =>
       yield* writeFileAtomic(NodePath.join(dir, "premise-entropy.svg"), entropyProfilePlot(figures))
       for (const line of [...lines, "", `Tables: ${NodePath.join(dir, "premise-entropy.md")} (records in premise-entropy.json; plot: premise-entropy.svg)`]) yield* Console.log(line)
       return dir
-    }).pipe(Effect.provide(RunStore.eventsLayer), Effect.provide(RunStore.layerCreate({ root: options.out, experiment: spec.name, config: stored })))
+    }).pipe(Effect.provide(RunStore.eventsLayer))
   })
+
+/** Run the entropy study: every seed × variant, then the tables (stdout, premise-entropy.md/json). */
+export const runPremiseEntropy = (spec: ExperimentSpec, options: RunOptions) =>
+  Effect.gen(function*() {
+    const arms = yield* resolveArms(spec, options)
+    const seeds = options.seeds ?? spec.profiles[options.profile].seeds
+    const stored = storedRunOf(spec, options, arms, seeds)
+    return yield* Effect.andThen(RunStore.use((store) => recordConfigHash(store.paths.dir)), executeEntropy(spec, arms, seeds)).pipe(
+      Effect.provide(RunStore.layerCreate({ root: options.out, experiment: spec.name, config: stored }))
+    )
+  })
+
+/**
+ * `arpo resume <dir>` of an entropy run: config.json as the run started (else refused, or `force`), every
+ * finished unit readable, then the units not finished and the tables. The arms and seeds are config.json's.
+ */
+export const resumePremiseEntropy = (spec: ExperimentSpec, dir: string, resumeOptions: ResumeOptions = {}) =>
+  Effect.gen(function*() {
+    const store = yield* RunStore
+    const { stored, arms } = yield* readStoredRun(dir, yield* store.readConfig)
+    if (stored.experiment !== spec.name) return yield* new RunNotResumable({ dir, message: `${dir} is a run of ${stored.experiment}, not ${spec.name}` })
+    yield* requireConfigUnchanged(dir, resumeOptions.force === true)
+    return yield* executeEntropy(spec, arms, stored.seeds)
+  }).pipe(Effect.provide(RunStore.layerOpen(dir)))
 
 export const premiseEntropy: Experiment = {
   name: premiseEntropySpec.name,
   description: premiseEntropySpec.description,
-  run: (options) => runPremiseEntropy(premiseEntropySpec, options)
+  run: (options) => runPremiseEntropy(premiseEntropySpec, options),
+  resume: (dir, options) => resumePremiseEntropy(premiseEntropySpec, dir, options)
 }
 
 /** The entropy study over some variants only (names from `premiseVariants`), e.g. one task and its control. */
@@ -662,7 +744,7 @@ export const premiseEntropyOf = (variants: ReadonlyArray<string>): Experiment =>
   const unknown = variants.filter((v) => !premiseVariants.some((p) => p.name === v))
   if (unknown.length > 0) throw new Error(`premise-entropy: unknown variants ${unknown.join(", ")} (known: ${premiseVariants.map((p) => p.name).join(", ")})`)
   const spec: ExperimentSpec = { ...premiseEntropySpec, arms: entropyArms.filter((a) => variants.includes(a.name)) }
-  return { ...premiseEntropy, run: (options) => runPremiseEntropy(spec, options) }
+  return { ...premiseEntropy, run: (options) => runPremiseEntropy(spec, options), resume: (dir, options) => resumePremiseEntropy(spec, dir, options) }
 }
 
 // ---------------------------------------------------------------------------------------------------
