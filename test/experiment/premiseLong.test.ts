@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit } from "effect"
-import { premisePowerSpecOf } from "../../src/experiment/catalog/premise.ts"
+import { premisePowerSpecOf, premiseVariants } from "../../src/experiment/catalog/premise.ts"
 import {
   configPatchFromEnv,
   type LongRun,
@@ -132,7 +132,7 @@ describe("premise-long on another variant (PREMISE_LONG_VARIANT)", () => {
       const arms = yield* resolveArms(premiseLongSpecOf(o), { profile: "full", set: {}, sweep: {} })
       assert.deepStrictEqual(arms.map((a) => a.name), ["noisy.grpo", "noisy.grpo-m6"])
       for (const a of arms) {
-        assert.deepStrictEqual({ ...a.config.task }, { name: "noisy-search", seed: 12, lookalikes: 1, missingRate: 0.25 })
+        assert.deepStrictEqual({ ...a.config.task }, { ...premiseVariants.find((v) => v.name === "noisy")!.task, lookalikes: 1 })
         assert.strictEqual(a.config.model.dModel, 96)
         assert.strictEqual(a.config.sft.steps, 800)
         assert.strictEqual(a.config.sft.seed, undefined)
