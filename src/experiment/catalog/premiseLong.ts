@@ -262,7 +262,7 @@ export const premiseLongTables = (runs: ReadonlyArray<LongRun>): { readonly line
   lines.push(`## After ${steps} RL steps`, "", ...premiseTables(evaluated.filter((e) => e.step === steps || e.step === 0), costs, seeds))
   lines.push(
     "",
-    `## Held-out greedy accuracy over training (step 0 = the shared cold start; mean over seeds × 512 questions, 95% bootstrap interval)`,
+    `## Held-out greedy accuracy over training (step 0 = the cold start: one shared by every seed, or each seed's own with per-seed cold starts; mean over seeds × 512 questions, 95% bootstrap interval)`,
     "",
     `| arm | ${evalSteps.map((s) => `step ${s}`).join(" | ")} |`,
     `|---|${"---:|".repeat(evalSteps.length)}`
