@@ -23,19 +23,11 @@ import { bootstrap, differenceRange, unit } from "../src/report/bootstrap.ts"
 import { coldStart } from "../src/experiment/coldStart.ts"
 import { resolveArms } from "../src/experiment/define.ts"
 import type { Experiment } from "../src/experiment/Experiment.ts"
-import { Layer } from "effect"
-import { derive, root } from "../src/core/random.ts"
 import { trajectories } from "../src/core/tree.ts"
-import { Engine, promptTokens } from "../src/engine/Engine.ts"
-import { Events } from "../src/events/Events.ts"
 import type { HostTensor } from "../src/model/params.ts"
-import { globalPolicy } from "../src/rollout/global.ts"
-import { runRollout } from "../src/rollout/runner.ts"
-import { serving } from "../src/run/weightSync.ts"
 import type { PremiseTask, ResultOutcome } from "../src/tasks/premiseCommon.ts"
-import { Toolbox } from "../src/tools/Toolbox.ts"
 import { type ResolvedArm } from "../src/experiment/define.ts"
-import { type Evaluated, premiseEvalSeed, premisePowerSpecOf, premiseVariants } from "../src/experiment/catalog/premise.ts"
+import { type Evaluated, greedyEvalRollouts, premiseEvalSeed, premisePowerSpecOf, premiseVariants } from "../src/experiment/catalog/premise.ts"
 import { configPatchFromEnv } from "../src/experiment/catalog/premiseLong.ts"
 import { builtinRegistries } from "../src/experiment/registries.ts"
 import { ConfigInvalid, mergePatch } from "../src/run/config.ts"
@@ -73,31 +65,9 @@ const stripResult = (text: string): string => text.replace(/^\s*<result>\n?/, ""
  */
 export const evaluateDetailed = (arm: ResolvedArm, params: ReadonlyArray<HostTensor>, label: string) =>
   Effect.gen(function*() {
-    const components = registryComponents(builtinRegistries)
-    const task = (yield* components.task(arm.config)) as PremiseTask
-    const engine = serving(components.engine(arm.config), components.trainer(arm.config, { config: arm.config.model, params }))
-    const services = Layer.mergeAll(engine, components.toolbox(arm.config, task)).pipe(Layer.provideMerge(Events.layerDiscard))
-    const started = performance.now()
-    const problems = task.problems("test", { start: 0, count: arm.config.eval.questions })
-    const { trees, decode } = yield* Effect.gen(function*() {
-      const env = { engine: yield* Engine, toolbox: yield* Toolbox, events: yield* Events }
-      const tok = env.engine.tokenizer
-      const settings = {
-        sampler: "eval-greedy",
-        budget: 1,
-        callLimit: arm.config.rollout.callLimit,
-        maxResponseTokens: arm.config.eval.maxResponseTokens,
-        temperature: 0,
-        topP: 1,
-        toolConcurrency: 8,
-        toolTimeoutMs: 10_000,
-        engineRetries: 0,
-        window: arm.config.rollout.window,
-        emitEvents: false
-      }
-      const run = yield* runRollout(env, settings, globalPolicy(1), problems.map((p) => promptTokens(tok, p)), { step: 0, key: derive(root(premiseEvalSeed), "eval", "test") })
-      return { trees: run.trees, decode: tok.decode }
-    }).pipe(Effect.provide(services), Effect.scoped)
+    const rolled = yield* greedyEvalRollouts(arm, premiseEvalSeed, params)
+    const { problems, trees, decode, started } = rolled
+    const task = rolled.task as PremiseTask
     const details: Array<Detail> = []
     const evaluated: Evaluated = {
       arm: label,

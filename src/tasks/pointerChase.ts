@@ -11,7 +11,7 @@ import { Effect, Layer, Schema } from "effect"
 import { derive, root, uniform } from "../core/random.ts"
 import { normalizeName, tableLookup } from "../tools/noisyLookup.ts"
 import { call, defaultFormatResult, type DemoStep, renderScript, say, type ToolOracle } from "./demonstration.ts"
-import { compactPrompt, type PremiseTask, premiseTask, type ResultOutcome, uniqueNames } from "./premiseCommon.ts"
+import { compactPrompt, consonants, keyedNames, type PremiseTask, premiseTask, type ResultOutcome, uniqueNames, vowels } from "./premiseCommon.ts"
 import { check, intIn, isShare } from "./synthetic.ts"
 import { type Demonstration, type Problem, rangeIndices, type Range, type Split, Task, TaskConfigInvalid } from "./Task.ts"
 
@@ -60,8 +60,6 @@ interface Chase {
   readonly path: ReadonlyArray<number>
 }
 
-const consonants = "bdfgklmnprstvz"
-const vowels = "aeiou"
 /** The letter patterns of names of each length (C a consonant, V a vowel); 5 is premiseCommon's uniqueNames. */
 const patterns: Readonly<Record<number, ReadonlyArray<string>>> = { 3: ["CVC", "VCV"], 4: ["CVCV", "CVCC"], 5: ["CVCVC", "CVCCV"] }
 const capacity = (length: number): number =>
@@ -75,23 +73,7 @@ export const chaseNames = (seed: number, n: number, length: number): ReadonlyArr
   if (length === 5) return uniqueNames(seed, "pointer-chase", n)
   const ps = patterns[length]
   if (ps === undefined || n > capacity(length) * 0.75) throw new RangeError(`chaseNames: ${n} names of ${length} letters (at most 3/4 of ${capacity(length)})`)
-  const out: Array<string> = []
-  const seen = new Set<string>()
-  const base = derive(root(seed), "pointer-chase-names", length)
-  for (let i = 0; out.length < n; i++) {
-    const k = derive(base, i)
-    const pattern = ps[intIn(k, 0, 0, ps.length - 1)]!
-    let s = ""
-    for (let j = 0; j < pattern.length; j++) {
-      const chars = pattern[j] === "C" ? consonants : vowels
-      s += chars[intIn(k, 1 + j, 0, chars.length - 1)]!
-    }
-    const name = s[0]!.toUpperCase() + s.slice(1)
-    if (seen.has(name)) continue
-    seen.add(name)
-    out.push(name)
-  }
-  return out
+  return keyedNames(derive(root(seed), "pointer-chase-names", length), n, (k) => ps[intIn(k, 0, 0, ps.length - 1)]!)
 }
 
 export const make = (config: PointerChaseConfig): PremiseTask => {

@@ -4,26 +4,30 @@
  * and the classification of a tool result the premise study splits entropy by ("ok", "error",
  * "missing", "ambiguous" …). Each task file owns its problems and demonstrations; this file has none.
  */
-import { derive, root, uniform } from "../core/random.ts"
+import { derive, type Key, root, uniform } from "../core/random.ts"
 import type { Tool } from "../tools/Tool.ts"
 import { accuracyOf, rewardOf } from "./metric.ts"
 import { intIn } from "./synthetic.ts"
 import { type Problem, problemsOf, type Split, type SplitSizes, type TaskDefinition } from "./Task.ts"
 
-const consonants = "bdfgklmnprstvz"
-const vowels = "aeiou"
+/** The letters generated names are made of (C and V in a pattern). */
+export const consonants = "bdfgklmnprstvz"
+export const vowels = "aeiou"
 
-/** `n` distinct capitalised pseudo-words (CVCVC or CVCCV) from a seed and a purpose. Pure. */
-export const uniqueNames = (seed: number, purpose: string, n: number): ReadonlyArray<string> => {
+/**
+ * `n` distinct capitalised names, the i-th candidate drawn from key `derive(base, i)`: `pattern` picks its
+ * letter pattern (C a consonant, V a vowel) from the key's draw 0, each letter j is draw 1 + j; repeats are
+ * skipped. Pure. The caller makes sure `n` is well below the patterns' capacity.
+ */
+export const keyedNames = (base: Key, n: number, pattern: (k: Key) => string): ReadonlyArray<string> => {
   const out: Array<string> = []
   const seen = new Set<string>()
-  const base = derive(root(seed), purpose)
   for (let i = 0; out.length < n; i++) {
     const k = derive(base, i)
-    const pattern = uniform(k, 0) < 0.5 ? "CVCVC" : "CVCCV"
+    const p = pattern(k)
     let s = ""
-    for (let j = 0; j < pattern.length; j++) {
-      const chars = pattern[j] === "C" ? consonants : vowels
+    for (let j = 0; j < p.length; j++) {
+      const chars = p[j] === "C" ? consonants : vowels
       s += chars[intIn(k, 1 + j, 0, chars.length - 1)]!
     }
     const name = s[0]!.toUpperCase() + s.slice(1)
@@ -33,6 +37,10 @@ export const uniqueNames = (seed: number, purpose: string, n: number): ReadonlyA
   }
   return out
 }
+
+/** `n` distinct capitalised pseudo-words (CVCVC or CVCCV) from a seed and a purpose. Pure. */
+export const uniqueNames = (seed: number, purpose: string, n: number): ReadonlyArray<string> =>
+  keyedNames(derive(root(seed), purpose), n, (k) => (uniform(k, 0) < 0.5 ? "CVCVC" : "CVCCV"))
 
 /** How a tool result left the model: what the premise study splits post-result entropy by. */
 export type ResultOutcome = "ok" | "error" | "missing" | "ambiguous" | "unknown"

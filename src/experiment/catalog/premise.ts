@@ -792,7 +792,13 @@ const variantOf = (arm: string): string => arm.split(".")[0]!
  * trajectory each (no sampled pass: the comparison is greedy accuracy), tool results keyed by `evalSeed`
  * (the same flaky failures for every arm and RL seed evaluated with the same key).
  */
-export const evaluateWeights = (arm: ResolvedArm, evalSeed: number, params: ReadonlyArray<HostTensor>, label: string, seed = evalSeed) =>
+/**
+ * The premise studies' greedy held-out rollouts of `params` under `arm`'s config: the first `eval.questions`
+ * test problems, one trajectory each (temperature 0), tool results keyed by `evalSeed`, so every arm, seed
+ * and step meets the same tool results. Returns the trees with the task and tokenizer that read them;
+ * `evaluateWeights` and premise-coldstart's per-outcome evaluator both score these.
+ */
+export const greedyEvalRollouts = (arm: ResolvedArm, evalSeed: number, params: ReadonlyArray<HostTensor>) =>
   Effect.gen(function*() {
     const components: Components = registryComponents(builtinRegistries)
     const task = yield* components.task(arm.config)
@@ -802,7 +808,7 @@ export const evaluateWeights = (arm: ResolvedArm, evalSeed: number, params: Read
     )
     const started = performance.now()
     const problems = task.problems("test", { start: 0, count: arm.config.eval.questions })
-    const trees = yield* Effect.gen(function*() {
+    const { trees, decode } = yield* Effect.gen(function*() {
       const env = { engine: yield* Engine, toolbox: yield* Toolbox, events: yield* Events }
       const tok = env.engine.tokenizer
       const settings = {
@@ -819,13 +825,19 @@ export const evaluateWeights = (arm: ResolvedArm, evalSeed: number, params: Read
         emitEvents: false
       }
       const run = yield* runRollout(env, settings, globalPolicy(1), problems.map((p) => promptTokens(tok, p)), { step: 0, key: derive(root(evalSeed), "eval", "test") })
-      return run.trees.map((tree) => ({ tree, decode: tok.decode }))
+      return { trees: run.trees, decode: tok.decode }
     }).pipe(Effect.provide(services), Effect.scoped)
+    return { task, problems, trees, decode, started }
+  })
+
+export const evaluateWeights = (arm: ResolvedArm, evalSeed: number, params: ReadonlyArray<HostTensor>, label: string, seed = evalSeed) =>
+  Effect.gen(function*() {
+    const { task, problems, trees, decode, started } = yield* greedyEvalRollouts(arm, evalSeed, params)
     const out: Evaluated = {
       arm: label,
       seed,
       questions: problems.map((problem, i) => {
-        const { tree, decode } = trees[i]!
+        const tree = trees[i]!
         const t = trajectories(tree)[0]
         const response = t === undefined ? "" : decode(t.tokens.slice(t.responseStart))
         return {
