@@ -136,6 +136,21 @@ export const checkRequests = (c: { readonly context: number; readonly vocab: num
   }
 }
 
+/**
+ * Both generators' `generate` after their checks: the requests in waves of at most `maxSlots` (a wave fills the
+ * slots of one KV cache), results in request order, the waves' stats summed.
+ */
+export const inWaves = (
+  requests: ReadonlyArray<GenRequest>,
+  maxSlots: number,
+  wave: (reqs: ReadonlyArray<GenRequest>, stats: GenStats) => Array<GenResult>
+): { results: Array<GenResult>; stats: GenStats } => {
+  const stats: GenStats = { sequences: requests.length, newTokens: 0, computedTokens: 0, reusedTokens: 0 }
+  const results: Array<GenResult> = []
+  for (let i = 0; i < requests.length; i += maxSlots) results.push(...wave(requests.slice(i, i + maxSlots), stats))
+  return { results, stats }
+}
+
 type CopyFn = OwnedFunction<(cache: KvCache, src: np.Array, n: np.Array) => KvCache>
 type ScoreFn = OwnedFunction<
   (p: Params, tokens: np.Array, cos: np.Array, sin: np.Array) => { logp: np.Array; entropy: np.Array }
@@ -255,12 +270,7 @@ export class Generator {
   generate(requests: ReadonlyArray<GenRequest>): { results: Array<GenResult>; stats: GenStats } {
     checkRequests(this.policy.config, requests)
     this.syncVersion()
-    const stats: GenStats = { sequences: requests.length, newTokens: 0, computedTokens: 0, reusedTokens: 0 }
-    const results: Array<GenResult> = []
-    for (let i = 0; i < requests.length; i += this.options.maxSlots) {
-      results.push(...this.wave(requests.slice(i, i + this.options.maxSlots), stats))
-    }
-    return { results, stats }
+    return inWaves(requests, this.options.maxSlots, (reqs, stats) => this.wave(reqs, stats))
   }
 
   private wave(reqs: ReadonlyArray<GenRequest>, stats: GenStats): Array<GenResult> {

@@ -14,7 +14,7 @@
  */
 import { Schema } from "effect"
 import type { ModelConfig } from "../config.ts"
-import { checkRequests, ContextTooLong, type GenRequest, type GenResult, type GeneratorOptions, type GenStats, slotOutputs, takeToken } from "../generate.ts"
+import { checkRequests, ContextTooLong, inWaves, type GenRequest, type GenResult, type GeneratorOptions, type GenStats, slotOutputs, takeToken } from "../generate.ts"
 import type { DTypeName, HostTensor } from "../params.ts"
 import { PrefixCache } from "../prefix.ts"
 import { logSumExp } from "../sample.ts"
@@ -104,12 +104,7 @@ export class NativeGenerator {
       this.prefix.clear()
       this.prefixVersion = this.policy.generation
     }
-    const stats: GenStats = { sequences: requests.length, newTokens: 0, computedTokens: 0, reusedTokens: 0 }
-    const results: Array<GenResult> = []
-    for (let i = 0; i < requests.length; i += this.options.maxSlots) {
-      results.push(...this.wave(requests.slice(i, i + this.options.maxSlots), stats))
-    }
-    return { results, stats }
+    return inWaves(requests, this.options.maxSlots, (reqs, stats) => this.wave(reqs, stats))
   }
 
   private wave(reqs: ReadonlyArray<GenRequest>, stats: GenStats): Array<GenResult> {
