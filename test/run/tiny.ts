@@ -59,3 +59,7 @@ export const comparableEvents = async (dir: string): Promise<ReadonlyArray<unkno
     return { stamp, event: body }
   })
 }
+
+/** A tiny spec with one ARPO arm. */
+export const arpoOnly = (): ExperimentSpec => tinySpec({ arms: [{ name: "arpo", sampler: "arpo" }] })
+

@@ -11,23 +11,13 @@ import * as fs from "node:fs"
 import * as NodePath from "node:path"
 import { beforeAll, describe, expect, it } from "vitest"
 import { define, resolveArms } from "../../../src/experiment/define.ts"
-import { comparableEvents, run, tempDir, tinySpec } from "../../run/tiny.ts"
+import { arpoOnly, comparableEvents, run, tempDir } from "../../run/tiny.ts"
+import { closeEvents } from "../../run/closeEvents.ts"
 
 beforeAll(() => {
   process.env["ARPO_CACHE_DIR"] = tempDir("arpo-cache-")
 })
 
-const arpoOnly = () => tinySpec({ arms: [{ name: "arpo", sampler: "arpo" }] })
-
-/** Walks two events: equal structure, strings and integers; other numbers within float rounding. */
-const closeEvents = (a: unknown, b: unknown, where: string): void => {
-  if (typeof a === "number" && typeof b === "number" && !(Number.isInteger(a) && Number.isInteger(b))) {
-    if (Math.abs(a - b) > 1e-5 + 1e-4 * Math.abs(a)) throw new Error(`${where}: ${a} vs ${b}`)
-  } else if (typeof a === "object" && a !== null && typeof b === "object" && b !== null) {
-    expect(Object.keys(b).sort()).toEqual(Object.keys(a).sort())
-    for (const k of Object.keys(a)) closeEvents((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], `${where}.${k}`)
-  } else expect(b, where).toEqual(a)
-}
 
 /** engine.call's context tokens as one sum: on 2 threads a request routed away from the thread holding its prefix recomputes it */
 const contextSums = (events: ReadonlyArray<unknown>) =>
