@@ -76,7 +76,7 @@ export const premiseLongSpecOf = (o: PremiseLongOptions): ExperimentSpec => {
   const variant = o.variant ?? "flaky"
   const specs = premiseLongArmSpecsOf(variant)
   const unknown = o.arms.filter((a) => specs[a] === undefined)
-  if (unknown.length > 0) throw new Error(`premise-long: unknown arms ${unknown.join(", ")} (known: ${Object.keys(specs).join(", ")})`)
+  if (unknown.length > 0) throw new ConfigInvalid({ key: "arms", message: `premise-long: unknown arms ${unknown.join(", ")} (known: ${Object.keys(specs).join(", ")})` })
   const studySet = {
     sft: o.coldStart === "per-seed" ? { steps: 400 } : { steps: 400, seed: 1 },
     rl: { steps: o.steps, promptsPerStep: 8, lr: o.lr },
